@@ -1,0 +1,77 @@
+# earth-resnet: `make all` runs the whole method, `make test` runs the tests.
+# Variables (override on the command line, e.g. `make all PARAMS=params/paper.yaml`):
+PARAMS ?= params/default.yaml
+OUTPUTS ?= outputs
+RUN := $(basename $(notdir $(PARAMS)))
+OUT := $(OUTPUTS)/$(RUN)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= cpu,dev
+DATASET ?= eurosat
+LIB := $(wildcard earth_lib/*.py)
+NB1 := notebooks/01_preprocessing.ipynb
+NB2 := notebooks/02_earth_classifier.ipynb
+
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+.PHONY: help env all preprocess classify data test test-fast lint bench lab clean
+
+## help: list every target with its description
+help:
+	@echo "earth-resnet targets (PARAMS=$(PARAMS) -> $(OUT)/):"
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: /\t/' | expand -t 14
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	@touch $@
+
+## env: create .venv and install the project with its extras (only when missing or out of date)
+env: $(VENV)/.installed
+
+$(OUT)/01_preprocessing.ipynb: $(NB1) $(PARAMS) $(LIB) | $(VENV)/.installed
+	$(PY) -m earth_lib.cli run-notebook $(NB1) --params $(PARAMS) --run-dir $(OUT)
+
+$(OUT)/02_earth_classifier.ipynb: $(NB2) $(OUT)/01_preprocessing.ipynb $(PARAMS) $(LIB) | $(VENV)/.installed
+	$(PY) -m earth_lib.cli run-notebook $(NB2) --params $(PARAMS) --run-dir $(OUT)
+
+## all: create the environment, then run both notebooks with PARAMS into outputs/<params name>/
+all: env $(OUT)/02_earth_classifier.ipynb
+	@echo "Results in $(OUT)/ (metrics.json, figures/, executed notebooks)"
+
+## preprocess: run notebook 1 (enhancement) with PARAMS
+preprocess: env $(OUT)/01_preprocessing.ipynb
+
+## classify: run notebook 2 (EDA, PCA, search, training, test) with PARAMS
+classify: env $(OUT)/02_earth_classifier.ipynb
+
+## data: download, verify and extract a public data set (DATASET=eurosat|eurosat_ms|ucmerced)
+data: env
+	$(PY) -m earth_lib.cli data $(DATASET)
+
+## test: unit tests, notebook checks (nbval) and a smoke run of the whole pipeline
+test: env
+	$(PY) -m pytest -q
+	$(PY) -m pytest -q --nbval-lax -p no:randomly $(NB1) $(NB2)
+
+## test-fast: unit tests only (no notebooks, no pipeline run)
+test-fast: env
+	$(PY) -m pytest -q -m "not slow"
+
+## lint: ruff over the package and tests
+lint: env
+	$(PY) -m ruff check earth_lib tests
+
+## bench: print speed and memory figures (preprocessing, training throughput, search overhead)
+bench: env
+	$(PY) benchmarks/bench.py
+
+## lab: open Jupyter Lab on the notebooks
+lab: env
+	$(VENV)/bin/jupyter lab notebooks/
+
+## clean: remove outputs/ and generated data (keeps .venv and downloaded archives)
+clean:
+	rm -rf $(OUTPUTS)/*/ data/raw/synthetic data/raw/smoke data/processed

@@ -1,0 +1,94 @@
+"""Exploratory analysis and PCA (notebook 2, sections 2-3).
+
+PCA follows the original method: flatten each image, keep the components that explain
+a variance threshold (95 % by default), and optionally run the search on images
+reconstructed from those components. Only the component scores are kept in memory
+(N x k instead of N x H*W*C); images are rebuilt batch by batch inside ``tf.data``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+
+from earth_lib.data import SPLITS
+
+
+def class_counts(labels: np.ndarray, split: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    """Images per class and split, with totals: the table every run shows first."""
+    df = pd.crosstab(pd.Categorical([class_names[i] for i in labels], categories=class_names),
+                     pd.Categorical(split, categories=list(SPLITS)), dropna=False)
+    df.index.name, df.columns.name = "class", None
+    df["total"] = df.sum(axis=1)
+    df.loc["total"] = df.sum(axis=0)
+    return df
+
+
+def band_histograms(images: np.ndarray, labels: np.ndarray, n_classes: int,
+                    bins: int = 32) -> np.ndarray:
+    """Normalised intensity histograms, shape (classes, bands, bins), over 0-255."""
+    edges = np.linspace(0, 256, bins + 1)
+    out = np.zeros((n_classes, images.shape[-1], bins))
+    for k in range(n_classes):
+        sel = images[labels == k]
+        for b in range(images.shape[-1]):
+            h, _ = np.histogram(sel[..., b], bins=edges)
+            out[k, b] = h / max(h.sum(), 1)
+    return out
+
+
+def mean_images(images: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Mean image of each class, float32 (classes, H, W, C) in 0-255."""
+    return np.stack([images[labels == k].mean(axis=0) if np.any(labels == k)
+                     else np.zeros(images.shape[1:]) for k in range(n_classes)]).astype(np.float32)
+
+
+@dataclass
+class PCAResult:
+    """A PCA fitted on flattened training images, cut at a variance threshold."""
+
+    mean_: np.ndarray
+    components_: np.ndarray  # (k, D): the kept components only
+    explained_variance_ratio_: np.ndarray  # full spectrum, for the curve
+    n_components_: int
+    variance: float
+    image_shape: tuple[int, int, int]
+
+    def transform(self, images: np.ndarray) -> np.ndarray:
+        """Component scores (N, k) of images (N, H, W, C)."""
+        flat = images.reshape(len(images), -1).astype(np.float32)
+        return (flat - self.mean_) @ self.components_.T
+
+    def reconstruct(self, scores: np.ndarray) -> np.ndarray:
+        """Images (N, H, W, C) rebuilt from scores, clipped to 0-255."""
+        flat = scores @ self.components_ + self.mean_
+        return np.clip(flat, 0, 255).reshape((len(scores), *self.image_shape))
+
+    def eigen_images(self, n: int = 8) -> np.ndarray:
+        """The first n components reshaped to images (for display)."""
+        return self.components_[:n].reshape((-1, *self.image_shape))
+
+    def memory_report(self, n_images: int) -> dict[str, float]:
+        """Bytes of the full float32 images vs. their PCA scores plus the basis."""
+        d = int(np.prod(self.image_shape))
+        full = n_images * d * 4
+        pca = (n_images * self.n_components_ + (self.n_components_ + 1) * d) * 4
+        return {"images": n_images, "full_mb": full / 2**20, "pca_mb": pca / 2**20,
+                "saving_ratio": full / pca}
+
+
+def fit_pca(images: np.ndarray, variance: float = 0.95, max_images: int = 2000,
+            seed: int = 42) -> PCAResult:
+    """Fit PCA on (a seeded subsample of) training images; keep components up to ``variance``."""
+    rng = np.random.default_rng(seed)
+    if len(images) > max_images:
+        images = images[rng.choice(len(images), max_images, replace=False)]
+    flat = images.reshape(len(images), -1).astype(np.float32)
+    pca = PCA(svd_solver="full", random_state=seed).fit(flat)
+    cum = np.cumsum(pca.explained_variance_ratio_)
+    k = int(min(np.searchsorted(cum, variance - 1e-12) + 1, len(cum)))
+    return PCAResult(pca.mean_.astype(np.float32), pca.components_[:k].astype(np.float32),
+                     pca.explained_variance_ratio_, k, variance, images.shape[1:])

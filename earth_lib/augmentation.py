@@ -1,0 +1,81 @@
+"""Data augmentation with Keras 3 preprocessing layers inside a ``tf.data`` pipeline.
+
+The method's augmentation hyperparameters map onto layers as follows: rotation (degrees)
+-> ``RandomRotation(deg / 360)``, i.e. a random angle in [-deg, +deg]; zoom ``z`` ->
+``RandomZoom((-|z|, |z|))`` (the sign carries no meaning, |z| is capped at 0.9); width
+and height shift ``s`` -> ``RandomTranslation`` by up to |s| of the side; flips 0/1 ->
+``RandomFlip``. Empty space is filled by reflection, which suits nadir Earth scenes.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers  # noqa: E402
+
+AUGMENT_KEYS = ("rotation", "zoom", "width_shift", "height_shift", "horizontal_flip",
+                "vertical_flip")
+
+
+def augmentation_layers(hp: dict, seed: int = 0) -> keras.Sequential:
+    """A Sequential of random layers for these augmentation values (identity when all are 0)."""
+    stack = []
+    h, v = bool(round(hp.get("horizontal_flip", 0))), bool(round(hp.get("vertical_flip", 0)))
+    if h or v:
+        mode = "horizontal_and_vertical" if (h and v) else ("horizontal" if h else "vertical")
+        stack.append(layers.RandomFlip(mode, seed=seed))
+    rot = float(hp.get("rotation", 0.0))
+    if rot > 0:
+        stack.append(layers.RandomRotation(min(rot, 360.0) / 360.0, fill_mode="reflect",
+                                           seed=seed + 1))
+    zoom = min(abs(float(hp.get("zoom", 0.0))), 0.9)
+    if zoom > 0:
+        stack.append(layers.RandomZoom((-zoom, zoom), fill_mode="reflect", seed=seed + 2))
+    hs, ws = abs(float(hp.get("height_shift", 0.0))), abs(float(hp.get("width_shift", 0.0)))
+    if hs > 0 or ws > 0:
+        stack.append(layers.RandomTranslation((-hs, hs), (-ws, ws), fill_mode="reflect",
+                                              seed=seed + 3))
+    return keras.Sequential(stack, name="augmentation")
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    batch_size: int = 32,
+    augment: keras.Sequential | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    decoder: tuple[np.ndarray, np.ndarray, tuple[int, ...]] | None = None,
+) -> tf.data.Dataset:
+    """Batches of (float32 images in 0-255, one-hot labels), optionally shuffled and augmented.
+
+    With ``decoder=(components, mean, image_shape)``, ``images`` holds PCA scores and each
+    batch is rebuilt as ``scores @ components + mean``: only the scores sit in memory.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if shuffle:
+        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(int(batch_size))
+    if decoder is not None:
+        comps = tf.constant(decoder[0], tf.float32)
+        mean = tf.constant(decoder[1], tf.float32)
+        shape = tuple(decoder[2])
+
+        def decode(x, y):
+            flat = tf.matmul(tf.cast(x, tf.float32), comps) + mean
+            return tf.clip_by_value(tf.reshape(flat, (-1, *shape)), 0.0, 255.0), y
+
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+    if augment is not None and augment.layers:
+        ds = ds.map(lambda x, y: (augment(x, training=True), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

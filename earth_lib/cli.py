@@ -1,0 +1,82 @@
+"""Command line used by the Makefile: run a notebook with papermill, fetch data, evaluate, predict."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from earth_lib.params import ParameterError, load_params
+from earth_lib.runinfo import project_root, run_dir_for
+
+
+def run_notebook(notebook: str | Path, params_file: str | Path,
+                 run_dir: str | Path | None = None) -> Path:
+    """Validate the params file, execute the notebook into the run folder, export HTML.
+
+    The executed notebook is written as ``<name>.running.ipynb`` and renamed on success,
+    or to ``<name>.failed.ipynb`` on failure, so a failed run is never taken as done.
+    """
+    import nbformat
+    import papermill as pm
+    from nbconvert import HTMLExporter
+
+    from earth_lib.io import atomic_write_text
+
+    load_params(params_file)  # fail fast, before a kernel starts
+    root = project_root()
+    run_dir = Path(run_dir or run_dir_for(params_file))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    name = Path(notebook).stem
+    running, done = run_dir / f"{name}.running.ipynb", run_dir / f"{name}.ipynb"
+    try:
+        pm.execute_notebook(str(notebook), str(running), kernel_name="python3", cwd=str(root),
+                            parameters={"params_file": str(params_file), "run_dir": str(run_dir)},
+                            progress_bar=True, log_output=True)
+    except BaseException:
+        if running.exists():
+            running.replace(run_dir / f"{name}.failed.ipynb")
+        raise
+    running.replace(done)
+    html, _ = HTMLExporter().from_notebook_node(nbformat.read(done, as_version=4))
+    atomic_write_text(run_dir / f"{name}.html", html)
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m earth_lib.cli <command> ...``."""
+    ap = argparse.ArgumentParser(prog="earth-resnet", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run-notebook", help="execute a notebook with a params file (papermill)")
+    p.add_argument("notebook")
+    p.add_argument("--params", required=True)
+    p.add_argument("--run-dir")
+    p = sub.add_parser("check-params", help="validate parameter files")
+    p.add_argument("files", nargs="+")
+    p = sub.add_parser("data", help="download / verify / extract a public data set")
+    p.add_argument("dataset")
+    p.add_argument("--root", default=None)
+    p.add_argument("--archive-dir", default="data/archives")
+    p.add_argument("--no-download", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        if args.command == "run-notebook":
+            run_notebook(args.notebook, args.params, args.run_dir)
+        elif args.command == "check-params":
+            for f in args.files:
+                load_params(f)
+                print(f"{f}: ok")
+        elif args.command == "data":
+            from earth_lib.datasets import fetch_dataset
+
+            root = args.root or f"data/raw/{args.dataset}"
+            path = fetch_dataset(args.dataset, root, args.archive_dir, not args.no_download)
+            print(f"{args.dataset}: class folders in {path}")
+    except (ParameterError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

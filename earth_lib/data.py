@@ -1,0 +1,240 @@
+"""Data discovery, loading and splits for folders of class sub-folders (``root/<class>/<file>``)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
+
+from earth_lib.io import IMAGE_EXTENSIONS, BadImageError, atomic_write_text, read_image
+
+SPLITS = ("train", "val", "test")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The data folder is missing or holds no usable class folders."""
+
+
+@dataclass
+class DatasetIndex:
+    """What a class-folder data set holds: usable image files and what was skipped, and why."""
+
+    root: Path
+    classes: list[str]
+    files: list[tuple[Path, str]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Images per class, in class order."""
+        c = Counter(label for _, label in self.files)
+        return {name: c.get(name, 0) for name in self.classes}
+
+
+def index_folder(root: str | Path, min_classes: int = 2) -> DatasetIndex:
+    """List the image files of ``root/<class>/``, skipping (and recording) non-image files.
+
+    Hidden files, ``Thumbs.db`` and other non-image files are skipped and listed; an
+    empty class folder is skipped and listed. Raises when fewer than ``min_classes``
+    classes hold images, or when the folder does not exist.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetNotFoundError(
+            f"Data folder not found: {root}. Put one sub-folder of images per class there "
+            "(e.g. data/raw/mydata/forest/*.png), or set data.raw_dir."
+        )
+    classes, files, skipped = [], [], []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            if entry.name != "dataset.json":
+                skipped.append((str(entry), "not inside a class folder"))
+            continue
+        found = []
+        for f in sorted(entry.rglob("*")):
+            if f.is_dir():
+                continue
+            if f.name.startswith(".") or f.suffix.lower() not in IMAGE_EXTENSIONS:
+                skipped.append((str(f), "not an image file (by extension)"))
+            else:
+                found.append((f, entry.name))
+        if found:
+            classes.append(entry.name)
+            files.extend(found)
+        else:
+            skipped.append((str(entry), "empty class folder (no image files)"))
+    if len(classes) < min_classes:
+        raise DatasetNotFoundError(
+            f"{root}: found {len(classes)} class folder(s) with images "
+            f"({', '.join(classes) or 'none'}); a classifier needs at least {min_classes}."
+        )
+    return DatasetIndex(root, classes, files, skipped)
+
+
+def write_skipped(path: str | Path, skipped: list[tuple[str, str]]) -> None:
+    """Write the list of skipped files and reasons as CSV (atomically)."""
+    lines = ["path,reason"] + [f'"{p}","{r}"' for p, r in skipped]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+@dataclass
+class ImageSet:
+    """Images as a uint8 array (N, H, W, C), integer labels, class names and source paths."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    paths: list[str]
+    skipped: list[tuple[str, str]]
+
+
+def load_images(
+    root: str | Path,
+    class_names: list[str] | None = None,
+    expected_size: int | None = None,
+    on_bad_file: str = "skip",
+    progress: bool = True,
+) -> ImageSet:
+    """Load a processed class-folder set into memory, checking that all images agree in shape.
+
+    Args:
+        root: folder of class sub-folders.
+        class_names: fix the class order (and reject unknown classes); default: sorted folders.
+        expected_size: side every image must have (catches a folder processed at another size).
+        on_bad_file: ``skip`` records unreadable files; ``error`` raises on the first.
+
+    Raises:
+        ValueError: an image of another size or band count, or an unknown class.
+    """
+    index = index_folder(root, min_classes=1 if class_names else 2)
+    names = list(class_names) if class_names else index.classes
+    unknown = [c for c in index.classes if c not in names]
+    if unknown:
+        raise ValueError(
+            f"{root}: class folder {unknown[0]!r} is not one of the model's classes "
+            f"({', '.join(names)})."
+        )
+    images, labels, paths, skipped = [], [], [], list(index.skipped)
+    shape = None
+    for path, label in tqdm(index.files, desc=f"loading {Path(root).name}",
+                            disable=not progress, mininterval=2):
+        try:
+            img = read_image(path)
+        except BadImageError as err:
+            if on_bad_file == "error":
+                raise
+            skipped.append((str(path), str(err)))
+            continue
+        if img.dtype != np.uint8:
+            raise ValueError(f"{path}: processed images must be 8-bit, got {img.dtype}; "
+                             "run preprocessing on this folder first.")
+        if expected_size is not None and img.shape[:2] != (expected_size, expected_size):
+            raise ValueError(
+                f"{path}: image is {img.shape[1]}x{img.shape[0]} px but preprocess.image_size "
+                f"is {expected_size}; the processed folder was made with another size. "
+                "Rerun preprocessing with preprocess.overwrite: true or use a new processed_dir."
+            )
+        if shape is None:
+            shape = img.shape
+        elif img.shape != shape:
+            what = "band count" if img.shape[2] != shape[2] else "size"
+            raise ValueError(f"{path}: {what} differs from the other images "
+                             f"({img.shape} vs {shape}).")
+        images.append(img)
+        labels.append(names.index(label))
+        paths.append(str(path))
+    if not images:
+        raise DatasetNotFoundError(f"{root}: no readable images.")
+    return ImageSet(np.stack(images), np.array(labels, dtype=np.int64), names, paths, skipped)
+
+
+def stratified_split(
+    labels: np.ndarray, train: float = 0.7, val: float = 0.15, test: float = 0.15, seed: int = 42
+) -> np.ndarray:
+    """Assign each sample to train/val/test, stratified by class and fixed by the seed."""
+    idx = np.arange(len(labels))
+    counts = np.bincount(labels)
+    if counts[counts > 0].min() < 3:
+        raise ValueError(
+            f"Each class needs at least 3 images for a train/val/test split; "
+            f"class index {int(np.argmin(np.where(counts > 0, counts, 1 << 30)))} has "
+            f"{counts[counts > 0].min()}."
+        )
+    n = len(labels)
+    n_classes = int((counts > 0).sum())
+    n_test = max(n_classes, round(test * n))
+    n_val = max(n_classes, round(val * n))
+    rest, test_idx = train_test_split(idx, test_size=n_test, stratify=labels, random_state=seed)
+    train_idx, val_idx = train_test_split(rest, test_size=n_val, stratify=labels[rest],
+                                          random_state=seed + 1)
+    split = np.empty(n, dtype=object)
+    split[train_idx], split[val_idx], split[test_idx] = "train", "val", "test"
+    return split.astype(str)
+
+
+def save_split(path: str | Path, paths: list[str], labels: np.ndarray, class_names: list[str],
+               split: np.ndarray) -> None:
+    """Write the split as CSV (path, class, split) so that it can be reused or audited."""
+    lines = ["path,class,split"]
+    lines += [f'"{p}",{class_names[y]},{s}' for p, y, s in zip(paths, labels, split, strict=True)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_split_file(path: str | Path, paths: list[str]) -> np.ndarray:
+    """Read a user split file (CSV with columns ``path`` and ``split``) for the given images.
+
+    Paths are matched by their last two components (``class/file``), so a split file
+    written for the raw folder applies to the processed one. Every image must be listed.
+    """
+    def key(p: str) -> str:
+        parts = Path(p).parts
+        return "/".join(parts[-2:])
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"path", "split"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: a split file needs the columns 'path' and 'split'.")
+        table = {}
+        for row in reader:
+            if row["split"] not in SPLITS:
+                raise ValueError(f"{path}: split {row['split']!r} for {row['path']} is not one "
+                                 f"of {', '.join(SPLITS)}.")
+            table[key(Path(row["path"]).with_suffix("").as_posix())] = row["split"]
+    out = []
+    for p in paths:
+        k = key(Path(p).with_suffix("").as_posix())
+        if k not in table:
+            raise ValueError(f"{path}: image {p} is not listed in the split file.")
+        out.append(table[k])
+    return np.array(out)
+
+
+def file_hashes(paths: list[str]) -> list[str]:
+    """SHA-256 of each file's bytes (exact-duplicate detection)."""
+    return [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
+
+
+def cross_split_duplicates(paths: list[str], split: np.ndarray,
+                           hashes: list[str] | None = None) -> list[list[str]]:
+    """Groups of identical files that fall in more than one split (leakage), by content hash."""
+    hashes = file_hashes(paths) if hashes is None else hashes
+    groups: dict[str, list[int]] = {}
+    for i, h in enumerate(hashes):
+        groups.setdefault(h, []).append(i)
+    return [[f"{paths[i]} ({split[i]})" for i in g] for g in groups.values()
+            if len(g) > 1 and len({split[i] for i in g}) > 1]
+
+
+def make_split(images: ImageSet, fractions: dict, seed: int) -> np.ndarray:
+    """The split of a run: from ``split_file`` when given, else stratified and seeded."""
+    if fractions.get("split_file"):
+        return read_split_file(fractions["split_file"], images.paths)
+    return stratified_split(images.labels, fractions["train"], fractions["val"],
+                            fractions["test"], seed)

@@ -1,0 +1,159 @@
+"""Named public data sets (EuroSAT RGB / MS, UC Merced) and the embedded synthetic set.
+
+One function owns the ladder: extracted class folders present -> done; archive present ->
+verify and extract; download allowed -> download (resuming a partial file), verify,
+extract; otherwise raise an error that says where to put the archive by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from earth_lib.data import DatasetNotFoundError
+from earth_lib.synthetic import generate_synthetic_dataset
+
+
+@dataclass(frozen=True)
+class RemoteDataset:
+    """Where a public data set is published, its checksum and where its class folders sit."""
+
+    url: str
+    filename: str
+    md5: str
+    base_dir: str
+    size: str
+
+
+REMOTE: dict[str, RemoteDataset] = {
+    "eurosat": RemoteDataset(
+        "https://madm.dfki.de/files/sentinel/EuroSAT.zip", "EuroSAT.zip",
+        "c8fa014336c82ac7804f0398fcb19387", "2750", "about 94 MB"),
+    "eurosat_ms": RemoteDataset(
+        "https://hf.co/datasets/torchgeo/eurosat/resolve/"
+        "1ce6f1bfb56db63fd91b6ecc466ea67f2509774c/EuroSATallBands.zip", "EuroSATallBands.zip",
+        "5ac12b3b2557aa56e1826e981e8e200e",
+        "ds/images/remote_sensing/otherDatasets/sentinel_2/tif", "about 2.0 GB"),
+    "ucmerced": RemoteDataset(
+        "https://hf.co/datasets/torchgeo/ucmerced/resolve/"
+        "7c5ef3454d9b1cccfa7ccde0c01fc8f00a45909a/UCMerced_LandUse.zip", "UCMerced_LandUse.zip",
+        "5b7ec56793786b6dc8a908e8854ac0e4", "UCMerced_LandUse/Images", "about 318 MB"),
+}
+
+
+def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
+    """MD5 of a file, read in chunks."""
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(url: str, dest: str | Path, timeout: float = 30.0) -> Path:
+    """Download to ``dest`` with a progress bar, resuming from ``dest.part`` when present."""
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    start = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        if start and resp.status != 206:  # server ignored the range: start again
+            start = 0
+        total = resp.length + start if resp.length else None
+        with open(part, "ab" if start else "wb") as fh, tqdm(
+                total=total, initial=start, unit="B", unit_scale=True, desc=dest.name) as bar:
+            while block := resp.read(1 << 20):
+                fh.write(block)
+                bar.update(len(block))
+    part.replace(dest)
+    return dest
+
+
+def extract(archive: str | Path, target: str | Path) -> Path:
+    """Extract a zip into ``target`` through a temporary folder, so a crash leaves no half set."""
+    archive, target = Path(archive), Path(target)
+    tmp = target.with_name(target.name + ".extracting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(tmp)
+    except zipfile.BadZipFile as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DatasetNotFoundError(f"{archive}: not a valid zip archive ({err}).") from err
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.replace(target)
+    return target
+
+
+def fetch_dataset(name: str, root: str | Path, archive_dir: str | Path,
+                  allow_download: bool = False, remote: RemoteDataset | None = None) -> Path:
+    """Return the folder of class sub-folders of a public data set, getting it if needed.
+
+    Raises:
+        DatasetNotFoundError: not present, and no archive or download allowed; the message
+            says where to put the archive.
+    """
+    if remote is None:
+        if name not in REMOTE:
+            raise ValueError(f"Unknown data set {name!r}; known: {', '.join(REMOTE)}.")
+        remote = REMOTE[name]
+    root, archive_dir = Path(root), Path(archive_dir)
+    classes = root / remote.base_dir
+    done = root / ".complete"
+    if done.is_file() and classes.is_dir():
+        return classes
+    archive = archive_dir / remote.filename
+    if not archive.is_file():
+        if not allow_download:
+            raise DatasetNotFoundError(
+                f"{name} not found in {root} and no archive at {archive}. Download "
+                f"{remote.url} ({remote.size}) and place it at {archive}, or set "
+                "data.download: true (make data DATASET=...)."
+            )
+        try:
+            download(remote.url, archive)
+        except OSError as err:
+            raise DatasetNotFoundError(
+                f"Could not download {name} from {remote.url} ({err}). A partial download is "
+                f"kept and resumed next time. Offline: download it elsewhere and place it at "
+                f"{archive}."
+            ) from err
+    got = md5sum(archive)
+    if got != remote.md5:
+        raise DatasetNotFoundError(
+            f"{archive}: checksum mismatch (md5 {got}, expected {remote.md5}); the file is "
+            "corrupt or incomplete. Delete it and download again."
+        )
+    extract(archive, root)
+    if not classes.is_dir():
+        raise DatasetNotFoundError(f"{archive} did not contain the expected folder "
+                                   f"{remote.base_dir}.")
+    done.write_text(remote.md5 + "\n")
+    return classes
+
+
+def prepare_raw(params: dict[str, Any], progress: bool = True) -> Path:
+    """The raw class-folder directory for a run: generated, fetched, or the user's folder."""
+    d = params["data"]
+    if d["dataset"] == "synthetic":
+        generate_synthetic_dataset(d["raw_dir"], d["synthetic_images_per_class"],
+                                   d["synthetic_image_size"], d["synthetic_classes"],
+                                   params["seed"], progress=progress)
+        return Path(d["raw_dir"])
+    if d["dataset"] == "folder":
+        if not Path(d["raw_dir"]).is_dir():
+            raise DatasetNotFoundError(
+                f"Data folder not found: {d['raw_dir']} (data.raw_dir). Put one sub-folder of "
+                "images per class there."
+            )
+        return Path(d["raw_dir"])
+    return fetch_dataset(d["dataset"], d["raw_dir"], d["archive_dir"], d["download"])

@@ -1,0 +1,346 @@
+"""Parameter files: a declared table of every parameter, validated once on load.
+
+A parameter file is YAML with the sections below. Every key is checked against
+this table: an unknown or mistyped key, a wrong type or an impossible bound is a
+:class:`ParameterError` that names the file and the key. Missing keys take the
+defaults declared here, so the table is the one place defaults live.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Hyperparameters the search may explore (the nine of the method, plus epochs).
+HYPERPARAMETERS = (
+    "rotation",
+    "zoom",
+    "width_shift",
+    "height_shift",
+    "horizontal_flip",
+    "vertical_flip",
+    "learning_rate",
+    "batch_size",
+    "kernel_size",
+    "epochs",
+)
+REQUIRED_HYPERPARAMETERS = HYPERPARAMETERS[:9]
+
+#: Hard limits each hyperparameter's declared bounds or values must respect.
+HYPERPARAMETER_LIMITS = {
+    "rotation": (0.0, 360.0),
+    "zoom": (-1.0, 1.0),
+    "width_shift": (-1.0, 1.0),
+    "height_shift": (-1.0, 1.0),
+    "horizontal_flip": (0, 1),
+    "vertical_flip": (0, 1),
+    "learning_rate": (1e-8, 1.0),
+    "batch_size": (1, 4096),
+    "kernel_size": (1, 15),
+    "epochs": (1, 10000),
+}
+
+DATASETS = ("synthetic", "folder", "eurosat", "eurosat_ms", "ucmerced")
+
+
+class ParameterError(ValueError):
+    """A parameter file holds an unknown key, a wrong type or an impossible value."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: default, accepted type, optional range or choices."""
+
+    default: Any
+    kind: type | tuple[type, ...]
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple | None = None
+    nullable: bool = False
+
+
+def _p(default, kind, help, **kw) -> Param:
+    return Param(default, kind, help, **kw)
+
+
+SCHEMA: dict[str, dict[str, Param] | Param] = {
+    "seed": _p(42, int, "one seed for data generation, splits, search and training", low=0),
+    "data": {
+        "dataset": _p("synthetic", str, "where images come from", choices=DATASETS),
+        "raw_dir": _p("data/raw/synthetic", str, "folder of class sub-folders (raw images)"),
+        "download": _p(False, bool, "download a named public data set when missing"),
+        "archive_dir": _p("data/archives", str, "where downloaded archives are kept"),
+        "synthetic_images_per_class": _p(100, int, "synthetic set: images per class", low=2),
+        "synthetic_image_size": _p(64, int, "synthetic set: side in pixels", low=16, high=1024),
+        "synthetic_classes": _p(6, int, "synthetic set: number of classes", low=2, high=6),
+        "on_bad_file": _p("skip", str, "unreadable image: skip (and list) or error",
+                          choices=("skip", "error")),
+    },
+    "preprocess": {
+        "processed_dir": _p("data/processed/synthetic", str, "where enhanced images go"),
+        "image_size": _p(32, int, "output side in pixels (square)", low=8, high=4096),
+        "grayscale": _p(False, bool, "convert to one band (the original method did)"),
+        "clahe": _p(True, bool, "apply CLAHE"),
+        "clahe_mode": _p("luminance", str, "colour CLAHE on luminance (Lab L) or each band",
+                         choices=("luminance", "per_band")),
+        "clahe_clip_limit": _p(0.01, float, "CLAHE clip limit (0-1, higher: more contrast)",
+                               low=1e-6, high=1.0),
+        "clahe_tiles": _p(8, int, "CLAHE grid: tiles per side", low=1, high=64),
+        "scale_16bit": _p("percentile", str,
+                          "how >8-bit images become 8-bit: per-band 1-99 percentile stretch, "
+                          "or divide by fixed_max", choices=("percentile", "fixed")),
+        "fixed_max": _p(10000.0, float, "value mapped to 255 when scale_16bit is fixed", low=1),
+        "overwrite": _p(False, bool, "redo images already processed"),
+        "workers": _p(1, int, "processes used for preprocessing", low=1, high=256),
+    },
+    "split": {
+        "train": _p(0.70, float, "fraction of images for training", low=0.01, high=0.98),
+        "val": _p(0.15, float, "fraction for validation (search objective)", low=0.01, high=0.98),
+        "test": _p(0.15, float, "fraction for the final test", low=0.01, high=0.98),
+        "split_file": _p(None, str, "CSV (path,split) that fixes the split", nullable=True),
+    },
+    "eda": {
+        "samples_per_class": _p(6, int, "images per class in the sample grid", low=1, high=32),
+    },
+    "pca": {
+        "variance": _p(0.95, float, "variance the kept components must explain",
+                       low=0.01, high=1.0),
+        "max_images": _p(2000, int, "training images used to fit PCA", low=2),
+    },
+    "model": {
+        "preset": _p("small", str, "ResNet preset (see earth_lib.model.PRESETS)",
+                     choices=("tiny", "small", "cpu64", "paper")),
+        "dropout": _p(0.0, float, "dropout before the classifier", low=0.0, high=0.9),
+        "weight_decay": _p(1e-4, float, "L2 weight decay of AdamW", low=0.0, high=1.0),
+        "label_smoothing": _p(0.0, float, "label smoothing of the loss", low=0.0, high=0.5),
+    },
+    "search": {
+        "enabled": _p(True, bool, "run the Bayesian search (off: use the baseline values)"),
+        "steps": _p(3, int, "search steps, each tightening the bounds", low=1, high=10),
+        "initial_points": _p(5, int, "Latin-hypercube points per step", low=1),
+        "iterations_per_step": _p(5, int, "GP-EI iterations per step", low=0),
+        "epochs": _p(3, int, "epochs per trial (unless epochs is searched)", low=1),
+        "min_step": _p(1e-8, float, "stop a step when consecutive points are closer", low=0.0),
+        "shrink": _p(0.5, float, "each step keeps this fraction of each continuous range",
+                     low=0.01, high=1.0),
+        "use_pca_images": _p(False, bool, "search on PCA-reconstructed images"),
+        "max_train_images": _p(None, int, "subsample the training split for trials",
+                               nullable=True, low=2),
+        "space": _p(None, dict, "hyperparameter space: name -> {type, bounds | values}",
+                    nullable=True),
+    },
+    "baseline": {
+        "enabled": _p(True, bool, "evaluate the literature augmentation values"),
+        "rotation": _p(45.0, float, "rotation range in degrees", low=0, high=360),
+        "zoom": _p(0.2, float, "zoom range", low=-1, high=1),
+        "width_shift": _p(0.2, float, "horizontal shift fraction", low=-1, high=1),
+        "height_shift": _p(0.2, float, "vertical shift fraction", low=-1, high=1),
+        "horizontal_flip": _p(1, int, "random horizontal flips (0/1)", choices=(0, 1)),
+        "vertical_flip": _p(1, int, "random vertical flips (0/1)", choices=(0, 1)),
+        "learning_rate": _p(1e-3, float, "Adam learning rate", low=1e-8, high=1.0),
+        "batch_size": _p(32, int, "batch size", low=1),
+        "kernel_size": _p(3, int, "convolution kernel size", low=1, high=15),
+    },
+    "train": {
+        "epochs": _p(20, int, "final training epochs (unless searched)", low=1),
+        "patience": _p(8, int, "early-stopping patience (best weights restored)", low=1),
+        "warmup_epochs": _p(1, int, "linear learning-rate warm-up epochs", low=0),
+        "tta": _p(False, bool, "average predictions over the 8 flips/rotations at test"),
+    },
+    "classical": {
+        "enabled": _p(True, bool, "colour-histogram + texture random-forest baseline"),
+        "trees": _p(300, int, "random-forest trees", low=1),
+    },
+}
+
+DEFAULT_SPACE = {
+    "rotation": {"type": "continuous", "bounds": [0, 359]},
+    "zoom": {"type": "continuous", "bounds": [0.0, 0.5]},
+    "width_shift": {"type": "continuous", "bounds": [0.0, 0.3]},
+    "height_shift": {"type": "continuous", "bounds": [0.0, 0.3]},
+    "horizontal_flip": {"type": "discrete", "values": [0, 1]},
+    "vertical_flip": {"type": "discrete", "values": [0, 1]},
+    "learning_rate": {"type": "continuous", "bounds": [1e-4, 3e-3], "log": True},
+    "batch_size": {"type": "discrete", "values": [16, 32, 64]},
+    "kernel_size": {"type": "discrete", "values": [1, 3, 5]},
+}
+
+
+def _fail(source: str, key: str, expected: str, got: Any) -> ParameterError:
+    return ParameterError(
+        f"{source}: the '{key}' parameter must be {expected}. Got {got!r} instead."
+    )
+
+
+def _describe(p: Param) -> str:
+    if p.choices is not None:
+        return "one of " + ", ".join(repr(c) for c in p.choices)
+    kinds = p.kind if isinstance(p.kind, tuple) else (p.kind,)
+    text = " or ".join("a number" if k is float else f"a {k.__name__}" for k in kinds)
+    if p.low is not None or p.high is not None:
+        lo = "-inf" if p.low is None else p.low
+        hi = "inf" if p.high is None else p.high
+        text += f" in the range [{lo}, {hi}]"
+    return text + (" (or null)" if p.nullable else "")
+
+
+def _check_value(p: Param, value: Any, key: str, source: str) -> Any:
+    if value is None:
+        if p.nullable:
+            return None
+        raise _fail(source, key, _describe(p), value)
+    kinds = p.kind if isinstance(p.kind, tuple) else (p.kind,)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, bool) and bool not in kinds:
+        raise _fail(source, key, _describe(p), value)
+    if not isinstance(value, kinds):
+        raise _fail(source, key, _describe(p), value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _fail(source, key, _describe(p), value)
+    if p.choices is not None and value not in p.choices:
+        raise _fail(source, key, _describe(p), value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if (p.low is not None and value < p.low) or (p.high is not None and value > p.high):
+            raise _fail(source, key, _describe(p), value)
+    return value
+
+
+def _unknown(source: str, key: str, known: list[str]) -> ParameterError:
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, known, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else f" Known: {', '.join(sorted(known))}."
+    return ParameterError(f"{source}: unknown parameter '{key}'.{hint}")
+
+
+def validate_space(space: dict, source: str = "<params>") -> dict[str, dict]:
+    """Check a search space declaration and return it normalised (floats, sorted values)."""
+    if not isinstance(space, dict):
+        raise _fail(source, "search.space", "a mapping of hyperparameter -> spec", space)
+    out: dict[str, dict] = {}
+    for name, spec in space.items():
+        key = f"search.space.{name}"
+        if name not in HYPERPARAMETERS:
+            raise _unknown(source, key, list(HYPERPARAMETERS))
+        if not isinstance(spec, dict):
+            raise _fail(source, key, "a mapping with 'type' and 'bounds' or 'values'", spec)
+        extra = set(spec) - {"type", "bounds", "values", "log"}
+        if extra:
+            raise _unknown(source, f"{key}.{sorted(extra)[0]}", ["type", "bounds", "values", "log"])
+        lo_lim, hi_lim = HYPERPARAMETER_LIMITS[name]
+        kind = spec.get("type")
+        if kind == "continuous":
+            if name in ("horizontal_flip", "vertical_flip", "batch_size", "kernel_size", "epochs"):
+                raise _fail(source, f"{key}.type", "'discrete' for this hyperparameter", kind)
+            b = spec.get("bounds")
+            if (not isinstance(b, (list, tuple)) or len(b) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)):
+                raise _fail(source, f"{key}.bounds", "a list [low, high] of two numbers", b)
+            lo, hi = float(b[0]), float(b[1])
+            if not lo < hi:
+                raise _fail(source, f"{key}.bounds", "[low, high] with low < high", b)
+            if lo < lo_lim or hi > hi_lim:
+                raise _fail(source, f"{key}.bounds", f"within [{lo_lim}, {hi_lim}]", b)
+            log = spec.get("log", False)
+            if not isinstance(log, bool):
+                raise _fail(source, f"{key}.log", "true or false", log)
+            if log and lo <= 0:
+                raise _fail(source, f"{key}.bounds", "positive when log is true", b)
+            out[name] = {"type": "continuous", "bounds": [lo, hi], "log": log}
+        elif kind == "discrete":
+            vals = spec.get("values")
+            if (not isinstance(vals, (list, tuple)) or not vals
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                               for v in vals)):
+                raise _fail(source, f"{key}.values", "a non-empty list of numbers", vals)
+            if any(v < lo_lim or v > hi_lim for v in vals):
+                raise _fail(source, f"{key}.values", f"numbers within [{lo_lim}, {hi_lim}]", vals)
+            if name != "learning_rate" and any(float(v) != int(v) for v in vals):
+                raise _fail(source, f"{key}.values", "whole numbers", vals)
+            if name == "kernel_size" and any(int(v) % 2 == 0 for v in vals):
+                raise _fail(source, f"{key}.values", "odd kernel sizes", vals)
+            if "log" in spec:
+                raise _unknown(source, f"{key}.log", ["type", "values"])
+            out[name] = {"type": "discrete", "values": sorted({float(v) for v in vals})}
+        else:
+            raise _fail(source, f"{key}.type", "'continuous' or 'discrete'", kind)
+    missing = [n for n in REQUIRED_HYPERPARAMETERS if n not in out]
+    if missing:
+        raise ParameterError(
+            f"{source}: 'search.space' is missing {', '.join(repr(m) for m in missing)}; "
+            f"the method searches all nine of {', '.join(REQUIRED_HYPERPARAMETERS)}."
+        )
+    return out
+
+
+def validate(raw: dict | None, source: str = "<params>") -> dict[str, Any]:
+    """Return a complete, checked parameter dict: defaults filled, every key validated."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ParameterError(f"{source}: a parameter file must be a YAML mapping of sections.")
+    out: dict[str, Any] = {}
+    for key in raw:
+        if key not in SCHEMA:
+            raise _unknown(source, str(key), list(SCHEMA))
+    for section, spec in SCHEMA.items():
+        given = raw.get(section)
+        if isinstance(spec, Param):
+            out[section] = _check_value(spec, spec.default if given is None else given,
+                                        section, source)
+            continue
+        given = {} if given is None else given
+        if not isinstance(given, dict):
+            raise _fail(source, section, "a mapping of parameters", given)
+        for key in given:
+            if key not in spec:
+                raise _unknown(source, f"{section}.{key}", list(spec))
+        out[section] = {
+            key: _check_value(p, copy.deepcopy(given.get(key, p.default)), f"{section}.{key}",
+                              source)
+            for key, p in spec.items()
+        }
+    split = out["split"]
+    total = split["train"] + split["val"] + split["test"]
+    if abs(total - 1.0) > 1e-6:
+        raise ParameterError(
+            f"{source}: 'split.train' + 'split.val' + 'split.test' must add up to 1. "
+            f"Got {total:g} instead."
+        )
+    space = out["search"]["space"]
+    out["search"]["space"] = validate_space(DEFAULT_SPACE if space is None else space, source)
+    return out
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Read and validate a YAML parameter file; the run name is the file's stem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Parameter file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ParameterError(f"{path}: not valid YAML ({err})") from err
+    return validate(raw, source=str(path))
+
+
+def parameter_table(params: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Flatten checked parameters into (dotted key, value) rows for display."""
+    rows: list[tuple[str, Any]] = []
+    for section, value in params.items():
+        if isinstance(value, dict) and section != "space":
+            for key, v in value.items():
+                if key == "space":
+                    for hp, s in v.items():
+                        rows.append((f"search.space.{hp}", s))
+                else:
+                    rows.append((f"{section}.{key}", v))
+        else:
+            rows.append((section, value))
+    return rows

@@ -1,0 +1,191 @@
+"""Image enhancement (notebook 1): optional grayscale, resize, CLAHE, 8-bit; written per class.
+
+Images of more than 8 bits are scaled to [0, 1] explicitly: ``percentile`` stretches
+each band between its 1st and 99th percentiles (robust to hot pixels, but per image),
+``fixed`` divides by ``fixed_max`` (e.g. 10000 for Sentinel-2 reflectance; keeps
+radiometry comparable between images). CLAHE runs on the Lab luminance of RGB images
+(colour kept) or on each band separately (any band count).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from skimage import color, exposure, transform
+from tqdm.auto import tqdm
+
+from earth_lib.data import index_folder
+from earth_lib.io import BadImageError, atomic_write_image, atomic_write_json, image_suffix, \
+    read_image
+
+SETTINGS_FILE = "preprocessing.json"
+ENHANCE_KEYS = ("image_size", "grayscale", "clahe", "clahe_mode", "clahe_clip_limit",
+                "clahe_tiles", "scale_16bit", "fixed_max")
+
+
+def to_unit_range(image: np.ndarray, scale_16bit: str = "percentile",
+                  fixed_max: float = 10000.0) -> np.ndarray:
+    """Scale an image of any dtype to float32 in [0, 1] (8-bit: /255; deeper: see module doc)."""
+    img = image.astype(np.float32)
+    if image.dtype == np.uint8:
+        return img / 255.0
+    if np.issubdtype(image.dtype, np.floating) and img.min() >= 0 and img.max() <= 1:
+        return img
+    if scale_16bit == "fixed":
+        return np.clip(img / fixed_max, 0, 1)
+    lo = np.percentile(img, 1, axis=(0, 1), keepdims=True)
+    hi = np.percentile(img, 99, axis=(0, 1), keepdims=True)
+    return np.clip((img - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
+
+
+def apply_clahe(image: np.ndarray, mode: str = "luminance", clip_limit: float = 0.01,
+                tiles: int = 8) -> np.ndarray:
+    """CLAHE on a float (H, W, C) image in [0, 1]; RGB keeps its colour in ``luminance`` mode."""
+    kernel = max(2, min(image.shape[:2]) // tiles)
+    if image.shape[-1] == 3 and mode == "luminance":
+        lab = color.rgb2lab(image)
+        lab[..., 0] = 100 * exposure.equalize_adapthist(lab[..., 0] / 100, kernel_size=kernel,
+                                                        clip_limit=clip_limit)
+        return np.clip(color.lab2rgb(lab), 0, 1).astype(np.float32)
+    bands = [exposure.equalize_adapthist(image[..., b], kernel_size=kernel,
+                                         clip_limit=clip_limit) for b in range(image.shape[-1])]
+    return np.stack(bands, axis=-1).astype(np.float32)
+
+
+def enhance(image: np.ndarray, image_size: int = 32, grayscale: bool = False, clahe: bool = True,
+            clahe_mode: str = "luminance", clahe_clip_limit: float = 0.01, clahe_tiles: int = 8,
+            scale_16bit: str = "percentile", fixed_max: float = 10000.0) -> np.ndarray:
+    """Enhance one (H, W, C) image of any dtype into a uint8 (size, size, C') image."""
+    img = to_unit_range(image, scale_16bit, fixed_max)
+    if grayscale and img.shape[-1] > 1:
+        img = (color.rgb2gray(img) if img.shape[-1] == 3 else img.mean(-1))[..., None]
+    if img.shape[:2] != (image_size, image_size):
+        img = transform.resize(img, (image_size, image_size, img.shape[-1]), order=1,
+                               anti_aliasing=True, preserve_range=True).astype(np.float32)
+    if clahe:
+        img = apply_clahe(np.clip(img, 0, 1), clahe_mode, clahe_clip_limit, clahe_tiles)
+    return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+@dataclass
+class PreprocessResult:
+    """Per-class counts of a preprocessing run and the files that were skipped."""
+
+    written: Counter = field(default_factory=Counter)
+    already_done: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per class: written, already done, failed."""
+        return [{"class": c, "written": self.written[c], "already_done": self.already_done[c],
+                 "failed": self.failed[c],
+                 "total": self.written[c] + self.already_done[c]} for c in self.classes]
+
+
+def _process_one(job: tuple[str, str, dict]) -> tuple[str, str | None]:
+    src, dst, settings = job
+    try:
+        out = enhance(read_image(src), **settings)
+        atomic_write_image(Path(dst).with_suffix(image_suffix(out.shape[-1])), out)
+        return src, None
+    except BadImageError as err:
+        return src, str(err)
+    except Exception as err:  # an image that reads but cannot be processed
+        return src, f"{src}: cannot process ({type(err).__name__}: {err})"
+
+
+def output_path(src: Path, raw_root: Path, out_root: Path, bands: int) -> Path:
+    """Where a raw image goes: same class and relative path, PNG or TIFF by band count."""
+    rel = src.relative_to(raw_root)
+    return (out_root / rel).with_suffix(image_suffix(bands))
+
+
+def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: dict[str, Any],
+                      overwrite: bool = False, workers: int = 1, on_bad_file: str = "skip",
+                      progress: bool = True) -> PreprocessResult:
+    """Enhance every image of ``raw_dir/<class>/`` into ``processed_dir/<class>/``.
+
+    Already-processed files are skipped unless ``overwrite``; each output is written
+    atomically, so an interrupted run leaves no half-written image and a rerun completes
+    it. Unreadable files are recorded (``skip``) or raise :class:`BadImageError` (``error``).
+    The settings are stored in ``processed_dir/preprocessing.json``; reusing the folder
+    with other settings is an error unless ``overwrite``.
+    """
+    raw_dir, processed_dir = Path(raw_dir), Path(processed_dir)
+    settings = {k: settings[k] for k in ENHANCE_KEYS}
+    stamp = processed_dir / SETTINGS_FILE
+    if stamp.is_file() and not overwrite:
+        old = json.loads(stamp.read_text())
+        if old != settings:
+            diff = [k for k in settings if old.get(k) != settings[k]]
+            raise ValueError(
+                f"{processed_dir} was made with other settings ({', '.join(diff)}: "
+                f"{[old.get(k) for k in diff]} vs {[settings[k] for k in diff]}). Set "
+                "preprocess.overwrite: true or use another preprocess.processed_dir."
+            )
+    index = index_folder(raw_dir)
+    result = PreprocessResult(classes=index.classes, skipped=list(index.skipped))
+    jobs = []
+    taken: set[Path] = set()
+    for src, label in index.files:
+        # Band count is only known after reading; PNG for gray/RGB covers most folders.
+        dst = output_path(src, raw_dir, processed_dir, 1 if settings["grayscale"] else 3)
+        alt = dst.with_suffix(".tif")
+        if dst in taken or alt in taken:  # a.jpg and a.png in one class: keep both
+            dst = dst.with_name(src.name + dst.suffix)
+        taken.add(dst)
+        if not overwrite and (dst.exists() or alt.exists()):
+            result.already_done[label] += 1
+        else:
+            jobs.append((str(src), str(dst), label))
+    atomic_write_json(stamp, settings)
+    labels = {src: label for src, _, label in jobs}
+    work = [(src, dst, settings) for src, dst, _ in jobs]
+    bar = tqdm(total=len(work), desc="preprocessing", disable=not progress, mininterval=2)
+    try:
+        if workers > 1 and len(work) > 1:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                outcomes = pool.map(_process_one, work, chunksize=16)
+                _collect(outcomes, labels, result, on_bad_file, bar)
+        else:
+            _collect(map(_process_one, work), labels, result, on_bad_file, bar)
+    finally:
+        bar.close()
+    return result
+
+
+def _collect(outcomes, labels, result: PreprocessResult, on_bad_file: str, bar) -> None:
+    for src, error in outcomes:
+        bar.update()
+        if error is None:
+            result.written[labels[src]] += 1
+            continue
+        if on_bad_file == "error":
+            raise BadImageError(error)
+        result.failed[labels[src]] += 1
+        result.skipped.append((src, error))
+
+
+def example_pairs(raw_dir: str | Path, processed_dir: str | Path,
+                  files: list[tuple[Path, str]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(class, raw image, processed image) for the first processed file of each class."""
+    pairs, seen = [], set()
+    for src, label in files:
+        if label in seen:
+            continue
+        for suffix in (".png", ".tif"):
+            dst = output_path(src, Path(raw_dir), Path(processed_dir), 3).with_suffix(suffix)
+            if dst.exists():
+                pairs.append((label, read_image(src), read_image(dst)))
+                seen.add(label)
+                break
+    return pairs

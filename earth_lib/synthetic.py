@@ -1,0 +1,145 @@
+"""The embedded default data set: Earth-like scene patches generated from a seed.
+
+Six land-cover classes drawn with random orientation, scale, colour and noise,
+written as PNG files in class folders so that the real loading path runs on them.
+Classes overlap in colour (forest/water are dark, soil/crops/urban share browns
+and greys), so texture and layout must be learned: learnable, not trivial.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+from tqdm.auto import tqdm
+
+from earth_lib.io import atomic_write_image, atomic_write_text
+
+CLASSES = ("water", "forest", "cropland", "urban", "bare_soil", "cloud")
+
+
+def _noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
+    """Smooth random field scaled to [0, 1]."""
+    f = gaussian_filter(rng.normal(size=(size, size)), sigma, mode="wrap")
+    f -= f.min()
+    return f / max(float(f.max()), 1e-9)
+
+
+def _coords(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates rotated by a random angle (random scene orientation)."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    t = rng.uniform(0, np.pi)
+    return xx * np.cos(t) + yy * np.sin(t), -xx * np.sin(t) + yy * np.cos(t)
+
+
+def _colour(rng: np.random.Generator, base: tuple[float, float, float], jitter: float = 0.06):
+    return np.clip(np.array(base) + rng.normal(0, jitter, 3), 0, 1)
+
+
+def _water(rng, s):
+    img = _colour(rng, (0.12, 0.22, 0.30)) * (0.85 + 0.3 * _noise(rng, s, s / 6))[..., None]
+    if rng.random() < 0.5:  # a shore of vegetation
+        u, _ = _coords(rng, s)
+        shore = u > np.quantile(u, rng.uniform(0.6, 0.9))
+        img[shore] = _colour(rng, (0.20, 0.32, 0.16))
+    return img
+
+
+def _forest(rng, s):
+    crowns = _noise(rng, s, rng.uniform(0.8, 1.8))
+    img = _colour(rng, (0.10, 0.28, 0.12)) * (0.55 + 0.9 * crowns)[..., None]
+    return img
+
+
+def _cropland(rng, s):
+    u, v = _coords(rng, s)
+    period = rng.uniform(3, s / 5)
+    palette = [_colour(rng, c) for c in ((0.35, 0.50, 0.18), (0.62, 0.56, 0.30),
+                                         (0.45, 0.35, 0.22))]
+    band = ((u // period).astype(int)) % len(palette)
+    img = np.stack(palette)[band]
+    edge = (v % rng.uniform(s / 3, s)) < 1.2  # a field boundary across the stripes
+    img[edge] = _colour(rng, (0.30, 0.28, 0.22))
+    return img
+
+
+def _urban(rng, s):
+    u, v = _coords(rng, s)
+    block = rng.uniform(5, s / 4)
+    street = rng.uniform(1.0, 2.5)
+    bu, bv = np.floor(u / block), np.floor(v / block)
+    roof_rng = np.random.default_rng(int(rng.integers(1 << 31)))
+    roofs = roof_rng.uniform(0.35, 0.75, size=(64, 3))
+    roofs[:, 0] += roof_rng.uniform(0, 0.15, 64)  # some reddish roofs
+    idx = ((bu * 7 + bv * 13) % 64).astype(int)
+    img = roofs[idx]
+    streets = ((u % block) < street) | ((v % block) < street)
+    img[streets] = _colour(rng, (0.30, 0.30, 0.32), 0.03)
+    return img
+
+
+def _bare_soil(rng, s):
+    img = _colour(rng, (0.55, 0.42, 0.30), 0.08)
+    return img * (0.8 + 0.35 * _noise(rng, s, rng.uniform(s / 10, s / 4)))[..., None]
+
+
+def _cloud(rng, s):
+    ground = [_bare_soil, _forest, _cropland, _water][int(rng.integers(4))](rng, s)
+    cover = np.clip((_noise(rng, s, rng.uniform(s / 10, s / 5)) - rng.uniform(0.2, 0.5)) * 3,
+                    0, 1)[..., None]
+    white = _colour(rng, (0.92, 0.92, 0.94), 0.03)
+    return ground * (1 - cover) + white * cover
+
+
+_DRAW: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
+    "water": _water, "forest": _forest, "cropland": _cropland,
+    "urban": _urban, "bare_soil": _bare_soil, "cloud": _cloud,
+}
+
+
+def make_scene(class_name: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw one RGB scene of a class as uint8 (size, size, 3), with haze, light and noise."""
+    img = _DRAW[class_name](rng, size)
+    img = img * rng.uniform(0.75, 1.25) + rng.uniform(-0.06, 0.06)  # illumination
+    haze = rng.uniform(0, 0.25)
+    img = img * (1 - haze) + haze * np.array([0.6, 0.65, 0.7])
+    img = img + rng.normal(0, rng.uniform(0.02, 0.06), img.shape)  # sensor noise
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+def generate_synthetic_dataset(
+    root: str | Path,
+    images_per_class: int = 100,
+    image_size: int = 64,
+    n_classes: int = 6,
+    seed: int = 42,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Write the embedded data set to ``root/<class>/<class>_<i>.png``; a no-op when present.
+
+    Each image is drawn from its own generator seeded by (seed, class, index), so the
+    set is identical on every machine and a partial run completes on the next call.
+    """
+    root = Path(root)
+    settings = {"images_per_class": images_per_class, "image_size": image_size,
+                "n_classes": n_classes, "seed": seed, "generator": "earth_lib.synthetic v1"}
+    manifest = root / "dataset.json"
+    if manifest.is_file() and json.loads(manifest.read_text()) != settings:
+        raise FileExistsError(
+            f"{root} holds a synthetic set made with other settings ({manifest}); "
+            "delete the folder or choose another data.raw_dir."
+        )
+    classes = CLASSES[:n_classes]
+    counts = {}
+    todo = [(c, ci, i) for ci, c in enumerate(classes) for i in range(images_per_class)]
+    for c, ci, i in tqdm(todo, desc="synthetic images", disable=not progress, mininterval=2):
+        path = root / c / f"{c}_{i:04d}.png"
+        if not path.exists():
+            rng = np.random.default_rng([seed, ci, i])
+            atomic_write_image(path, make_scene(c, image_size, rng))
+        counts[c] = counts.get(c, 0) + 1
+    atomic_write_text(manifest, json.dumps(settings, indent=2))
+    return counts
