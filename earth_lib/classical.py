@@ -1,4 +1,4 @@
-"""The classical baseline beside every result: colour histograms + texture statistics, random forest.
+"""The classical baseline beside every result: colour histograms + texture, random forest.
 
 On small real sets a network trained from scratch can lose to this, so every run
 reports both and the reader sees whether the deep model earned its cost.

@@ -1,8 +1,10 @@
-"""Command line used by the Makefile: run a notebook with papermill, fetch data, evaluate, predict."""
+"""Command line used by the Makefile: run notebooks (papermill), fetch data, evaluate, predict."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +26,8 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
     from earth_lib.io import atomic_write_text
 
     load_params(params_file)  # fail fast, before a kernel starts
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # inherited by the kernel
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # cell output in the terminal
     root = project_root()
     run_dir = Path(run_dir or run_dir_for(params_file))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -43,6 +47,36 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
     return done
 
 
+def store_checked_outputs(executed: str | Path, source: str | Path) -> int:
+    """Copy the outputs of ``# NBVAL_CHECK_OUTPUT`` cells from an executed run into a notebook.
+
+    Every other output is cleared, so the committed notebook stays small and holds no
+    stderr; nbval then compares only these stable outputs (class names, split sizes,
+    the search space). Returns the number of cells updated.
+    """
+    import nbformat
+
+    run = nbformat.read(executed, as_version=4)
+    nb = nbformat.read(source, as_version=4)
+    by_source = {c.source: c for c in run.cells if c.cell_type == "code"}
+    updated = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.execution_count = None
+        cell.outputs = []
+        if "NBVAL_CHECK_OUTPUT" in cell.source and cell.source in by_source:
+            ran = by_source[cell.source]
+            cell.outputs = [o for o in ran.outputs if o.get("name") != "stderr"]
+            cell.execution_count = ran.execution_count  # nbval skips "unrun" cells
+            updated += 1
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+    nb.metadata.pop("papermill", None)
+    nbformat.write(nb, source)
+    return updated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m earth_lib.cli <command> ...``."""
     ap = argparse.ArgumentParser(prog="earth-resnet", description=__doc__)
@@ -58,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default=None)
     p.add_argument("--archive-dir", default="data/archives")
     p.add_argument("--no-download", action="store_true")
+    p = sub.add_parser("store-checked-outputs",
+                       help="keep only nbval-checked outputs, taken from an executed notebook")
+    p.add_argument("executed")
+    p.add_argument("notebook")
     args = ap.parse_args(argv)
     try:
         if args.command == "run-notebook":
@@ -72,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             root = args.root or f"data/raw/{args.dataset}"
             path = fetch_dataset(args.dataset, root, args.archive_dir, not args.no_download)
             print(f"{args.dataset}: class folders in {path}")
+        elif args.command == "store-checked-outputs":
+            n = store_checked_outputs(args.executed, args.notebook)
+            print(f"{args.notebook}: stored the outputs of {n} checked cell(s)")
     except (ParameterError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

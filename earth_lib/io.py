@@ -115,9 +115,9 @@ def read_image(path: str | Path) -> np.ndarray:
         raise
     except Exception as err:  # Pillow and tifffile raise many types for bad files
         raise BadImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
+    if np.asarray(arr).size == 0:
+        raise BadImageError(f"{path}: cannot read image (no pixel data; corrupt or truncated)")
     arr = _to_hwc(arr, path)
-    if arr.size == 0 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise BadImageError(f"{path}: image has no pixels (shape {arr.shape})")
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
     return arr

@@ -183,7 +183,8 @@ def _describe(p: Param) -> str:
     if p.choices is not None:
         return "one of " + ", ".join(repr(c) for c in p.choices)
     kinds = p.kind if isinstance(p.kind, tuple) else (p.kind,)
-    text = " or ".join("a number" if k is float else f"a {k.__name__}" for k in kinds)
+    text = " or ".join("a number" if k is float else ("an int" if k is int else f"a {k.__name__}")
+                       for k in kinds)
     if p.low is not None or p.high is not None:
         lo = "-inf" if p.low is None else p.low
         hi = "inf" if p.high is None else p.high

@@ -10,6 +10,7 @@ radiometry comparable between images). CLAHE runs on the Lab luminance of RGB im
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -22,8 +23,13 @@ from skimage import color, exposure, transform
 from tqdm.auto import tqdm
 
 from earth_lib.data import index_folder
-from earth_lib.io import BadImageError, atomic_write_image, atomic_write_json, image_suffix, \
-    read_image
+from earth_lib.io import (
+    BadImageError,
+    atomic_write_image,
+    atomic_write_json,
+    image_suffix,
+    read_image,
+)
 
 SETTINGS_FILE = "preprocessing.json"
 ENHANCE_KEYS = ("image_size", "grayscale", "clahe", "clahe_mode", "clahe_clip_limit",
@@ -53,7 +59,10 @@ def apply_clahe(image: np.ndarray, mode: str = "luminance", clip_limit: float = 
         lab = color.rgb2lab(image)
         lab[..., 0] = 100 * exposure.equalize_adapthist(lab[..., 0] / 100, kernel_size=kernel,
                                                         clip_limit=clip_limit)
-        return np.clip(color.lab2rgb(lab), 0, 1).astype(np.float32)
+        with warnings.catch_warnings():  # out-of-gamut colours are clipped, as intended
+            warnings.simplefilter("ignore", UserWarning)
+            rgb = color.lab2rgb(lab)
+        return np.clip(rgb, 0, 1).astype(np.float32)
     bands = [exposure.equalize_adapthist(image[..., b], kernel_size=kernel,
                                          clip_limit=clip_limit) for b in range(image.shape[-1])]
     return np.stack(bands, axis=-1).astype(np.float32)

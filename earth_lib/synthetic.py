@@ -2,8 +2,9 @@
 
 Six land-cover classes drawn with random orientation, scale, colour and noise,
 written as PNG files in class folders so that the real loading path runs on them.
-Classes overlap in colour (forest/water are dark, soil/crops/urban share browns
-and greys), so texture and layout must be learned: learnable, not trivial.
+Classes overlap in colour (forest and water share dark tones; soil, crops and urban
+draw from one palette of browns, greens and greys), so texture and layout must be
+learned: learnable, not trivial.
 """
 
 from __future__ import annotations
@@ -35,62 +36,76 @@ def _coords(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
     return xx * np.cos(t) + yy * np.sin(t), -xx * np.sin(t) + yy * np.cos(t)
 
 
-def _colour(rng: np.random.Generator, base: tuple[float, float, float], jitter: float = 0.06):
-    return np.clip(np.array(base) + rng.normal(0, jitter, 3), 0, 1)
+def _colour(rng: np.random.Generator, base, jitter: float = 0.06) -> np.ndarray:
+    return np.clip(np.array(base, dtype=float) + rng.normal(0, jitter, 3), 0, 1)
+
+
+# Colours shared by the land classes (soil, crops, urban), so that colour alone cannot
+# tell them apart: their layout (blobs, stripes, blocks) has to be learned.
+LAND_PALETTE = ((0.55, 0.42, 0.30), (0.35, 0.50, 0.18), (0.62, 0.56, 0.30), (0.45, 0.35, 0.22),
+                (0.50, 0.50, 0.50), (0.40, 0.45, 0.30), (0.65, 0.45, 0.35))
+
+
+def _land_colours(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    idx = rng.choice(len(LAND_PALETTE), n, replace=False)
+    return [_colour(rng, LAND_PALETTE[i]) for i in idx]
+
+
+def _dark(rng: np.random.Generator) -> np.ndarray:
+    """A dark blue-green to olive tone shared by water and forest."""
+    t = rng.uniform()
+    return _colour(rng, (0.10 + 0.05 * t, 0.22 + 0.06 * t, 0.30 - 0.16 * t), 0.04)
 
 
 def _water(rng, s):
-    img = _colour(rng, (0.12, 0.22, 0.30)) * (0.85 + 0.3 * _noise(rng, s, s / 6))[..., None]
-    if rng.random() < 0.5:  # a shore of vegetation
+    img = _dark(rng) * (0.9 + 0.2 * _noise(rng, s, s / 6))[..., None]
+    if rng.random() < 0.5:  # a shore of land
         u, _ = _coords(rng, s)
-        shore = u > np.quantile(u, rng.uniform(0.6, 0.9))
-        img[shore] = _colour(rng, (0.20, 0.32, 0.16))
+        shore = u > np.quantile(u, rng.uniform(0.7, 0.95))
+        img[shore] = _land_colours(rng, 1)[0]
     return img
 
 
 def _forest(rng, s):
-    crowns = _noise(rng, s, rng.uniform(0.8, 1.8))
-    img = _colour(rng, (0.10, 0.28, 0.12)) * (0.55 + 0.9 * crowns)[..., None]
-    return img
+    crowns = _noise(rng, s, rng.uniform(0.7, 1.5))
+    return _dark(rng) * (0.6 + 0.8 * crowns)[..., None]
 
 
 def _cropland(rng, s):
     u, v = _coords(rng, s)
-    period = rng.uniform(3, s / 5)
-    palette = [_colour(rng, c) for c in ((0.35, 0.50, 0.18), (0.62, 0.56, 0.30),
-                                         (0.45, 0.35, 0.22))]
+    period = rng.uniform(2.5, s / 6)
+    palette = _land_colours(rng, 3)
     band = ((u // period).astype(int)) % len(palette)
     img = np.stack(palette)[band]
     edge = (v % rng.uniform(s / 3, s)) < 1.2  # a field boundary across the stripes
-    img[edge] = _colour(rng, (0.30, 0.28, 0.22))
+    img[edge] = palette[0] * 0.7
     return img
 
 
 def _urban(rng, s):
     u, v = _coords(rng, s)
-    block = rng.uniform(5, s / 4)
-    street = rng.uniform(1.0, 2.5)
-    bu, bv = np.floor(u / block), np.floor(v / block)
-    roof_rng = np.random.default_rng(int(rng.integers(1 << 31)))
-    roofs = roof_rng.uniform(0.35, 0.75, size=(64, 3))
-    roofs[:, 0] += roof_rng.uniform(0, 0.15, 64)  # some reddish roofs
-    idx = ((bu * 7 + bv * 13) % 64).astype(int)
-    img = roofs[idx]
+    block = rng.uniform(4, s / 5)
+    street = rng.uniform(1.0, 2.0)
+    palette = np.stack(_land_colours(rng, 3))
+    bu, bv = np.floor(u / block).astype(int), np.floor(v / block).astype(int)
+    idx = (bu * 7 + bv * 13 + int(rng.integers(3))) % 3
+    img = palette[idx] * rng.uniform(0.85, 1.15, size=(1, 1, 3))
     streets = ((u % block) < street) | ((v % block) < street)
     img[streets] = _colour(rng, (0.30, 0.30, 0.32), 0.03)
     return img
 
 
 def _bare_soil(rng, s):
-    img = _colour(rng, (0.55, 0.42, 0.30), 0.08)
-    return img * (0.8 + 0.35 * _noise(rng, s, rng.uniform(s / 10, s / 4)))[..., None]
+    a, b = _land_colours(rng, 2)
+    mix = _noise(rng, s, rng.uniform(s / 10, s / 5))[..., None]
+    return a * (1 - mix) + b * mix
 
 
 def _cloud(rng, s):
-    ground = [_bare_soil, _forest, _cropland, _water][int(rng.integers(4))](rng, s)
-    cover = np.clip((_noise(rng, s, rng.uniform(s / 10, s / 5)) - rng.uniform(0.2, 0.5)) * 3,
+    ground = [_bare_soil, _forest, _cropland, _water, _urban][int(rng.integers(5))](rng, s)
+    cover = np.clip((_noise(rng, s, rng.uniform(s / 10, s / 5)) - rng.uniform(0.3, 0.6)) * 3,
                     0, 1)[..., None]
-    white = _colour(rng, (0.92, 0.92, 0.94), 0.03)
+    white = _colour(rng, (0.85, 0.86, 0.88), 0.05)
     return ground * (1 - cover) + white * cover
 
 
@@ -125,7 +140,7 @@ def generate_synthetic_dataset(
     """
     root = Path(root)
     settings = {"images_per_class": images_per_class, "image_size": image_size,
-                "n_classes": n_classes, "seed": seed, "generator": "earth_lib.synthetic v1"}
+                "n_classes": n_classes, "seed": seed, "generator": "earth_lib.synthetic v2"}
     manifest = root / "dataset.json"
     if manifest.is_file() and json.loads(manifest.read_text()) != settings:
         raise FileExistsError(

@@ -57,6 +57,7 @@ class EpochLog(keras.callbacks.Callback):
         self.prefix, self.every = prefix, every
 
     def on_epoch_end(self, epoch, logs=None):
+        """Print the epoch's training and validation figures."""
         logs = logs or {}
         if (epoch + 1) % self.every == 0:
             print(f"{self.prefix}epoch {epoch + 1}: loss={logs.get('loss', float('nan')):.4f} "
@@ -101,7 +102,7 @@ def train_model(
     stop = keras.callbacks.EarlyStopping(monitor="val_ce", mode="min", patience=patience,
                                          restore_best_weights=True)
     callbacks = [stop] + ([EpochLog("  ")] if verbose else [])
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
+    hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, shuffle=False,
                      callbacks=callbacks)
     return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 

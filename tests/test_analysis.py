@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from earth_lib.analysis import band_histograms, class_counts, fit_pca, mean_images
+
+
+def _images(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(3, 8 * 8 * 3))  # three underlying patterns
+    w = rng.normal(size=(n, 3))
+    x = 128 + 20 * (w @ base) + rng.normal(0, 2, (n, 8 * 8 * 3))
+    return np.clip(x, 0, 255).astype(np.uint8).reshape(n, 8, 8, 3)
+
+
+@pytest.mark.parametrize("variance", [0.5, 0.9, 0.99])
+def test_pca_keeps_the_fewest_components_reaching_the_threshold(variance):
+    pca = fit_pca(_images(), variance)
+    cum = np.cumsum(pca.explained_variance_ratio_)
+    k = pca.n_components_
+    assert cum[k - 1] >= variance - 1e-9
+    assert k == 1 or cum[k - 2] < variance
+    assert pca.components_.shape == (k, 192)
+
+
+def test_pca_reconstruction_is_close_for_low_rank_images():
+    x = _images()
+    pca = fit_pca(x, 0.95)
+    assert pca.n_components_ <= 10
+    rec = pca.reconstruct(pca.transform(x))
+    assert rec.shape == x.shape
+    assert np.abs(rec - x).mean() < 4
+
+
+def test_pca_memory_report_shows_saving():
+    pca = fit_pca(_images(200), 0.95)
+    rep = pca.memory_report(200)
+    assert rep["pca_mb"] < rep["full_mb"] and rep["saving_ratio"] > 1
+
+
+def test_pca_subsample_is_seeded():
+    x = _images(100)
+    a = fit_pca(x, 0.9, max_images=40, seed=1)
+    b = fit_pca(x, 0.9, max_images=40, seed=1)
+    assert np.allclose(a.components_, b.components_)
+
+
+def test_class_counts_table_has_totals():
+    labels = np.array([0, 0, 1, 1, 1])
+    split = np.array(["train", "test", "train", "val", "train"])
+    t = class_counts(labels, split, ["x", "y"])
+    assert t.loc["y", "train"] == 2 and t.loc["total", "total"] == 5
+    assert list(t.columns) == ["train", "val", "test", "total"]
+
+
+def test_histograms_and_means_per_class():
+    x = np.zeros((4, 2, 2, 2), np.uint8)
+    x[2:] = 255
+    labels = np.array([0, 0, 1, 1])
+    h = band_histograms(x, labels, 2, bins=4)
+    assert h.shape == (2, 2, 4) and h[0, 0, 0] == 1 and h[1, 1, -1] == 1
+    m = mean_images(x, labels, 2)
+    assert m[0].max() == 0 and m[1].min() == 255

@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+
+from earth_lib.data import (
+    DatasetNotFoundError,
+    cross_split_duplicates,
+    index_folder,
+    load_images,
+    read_split_file,
+    stratified_split,
+)
+from tests.conftest import write_png
+
+
+def _folder(tmp_path, classes=("a", "b"), n=4, size=8, bands=3):
+    rng = np.random.default_rng(0)
+    for c in classes:
+        for i in range(n):
+            shape = (size, size, bands) if bands > 1 else (size, size)
+            write_png(tmp_path / c / f"{c}{i}.png", rng.integers(0, 255, shape, dtype=np.uint8))
+    return tmp_path
+
+
+def test_index_lists_classes_and_skips_non_images(tmp_path):
+    root = _folder(tmp_path)
+    (root / "a" / "notes.txt").write_text("x")
+    (root / "a" / ".DS_Store").write_bytes(b"\0")
+    (root / "b" / "Thumbs.db").write_bytes(b"\0")
+    (root / "empty").mkdir()
+    idx = index_folder(root)
+    assert idx.classes == ["a", "b"]
+    assert idx.counts() == {"a": 4, "b": 4}
+    reasons = {p.split("/")[-1]: r for p, r in idx.skipped}
+    assert set(reasons) == {"notes.txt", ".DS_Store", "Thumbs.db", "empty"}
+    assert "empty class folder" in reasons["empty"]
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="Data folder not found"):
+        index_folder(tmp_path / "nope")
+
+
+def test_one_class_is_a_clear_error(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="at least 2"):
+        index_folder(_folder(tmp_path, classes=("only",)))
+
+
+def test_load_images_stacks_uint8(tmp_path):
+    ds = load_images(_folder(tmp_path), progress=False)
+    assert ds.images.shape == (8, 8, 8, 3) and ds.images.dtype == np.uint8
+    assert ds.class_names == ["a", "b"] and list(np.bincount(ds.labels)) == [4, 4]
+
+
+def test_processed_folder_of_another_size_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"image is 8x8 px but preprocess.image_size is 16"):
+        load_images(_folder(tmp_path), expected_size=16, progress=False)
+
+
+def test_mixed_band_counts_are_refused_naming_the_file(tmp_path):
+    root = _folder(tmp_path)
+    write_png(root / "b" / "gray.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match=r"gray.png: band count differs"):
+        load_images(root, progress=False)
+
+
+def test_bad_file_skipped_or_error(tmp_path):
+    root = _folder(tmp_path)
+    (root / "a" / "broken.png").write_bytes(b"")
+    ds = load_images(root, progress=False)
+    assert len(ds.labels) == 8 and any("broken.png" in p for p, _ in ds.skipped)
+    with pytest.raises(ValueError, match="broken.png"):
+        load_images(root, on_bad_file="error", progress=False)
+
+
+def test_unknown_class_is_named(tmp_path):
+    with pytest.raises(ValueError, match="class folder 'b' is not one of"):
+        load_images(_folder(tmp_path), class_names=["a", "c"], progress=False)
+
+
+def test_split_is_stratified_seeded_and_complete():
+    labels = np.repeat(np.arange(4), 50)
+    s1 = stratified_split(labels, 0.7, 0.15, 0.15, seed=3)
+    s2 = stratified_split(labels, 0.7, 0.15, 0.15, seed=3)
+    s3 = stratified_split(labels, 0.7, 0.15, 0.15, seed=4)
+    assert np.array_equal(s1, s2) and not np.array_equal(s1, s3)
+    for name, frac in (("train", 0.7), ("val", 0.15), ("test", 0.15)):
+        per_class = np.bincount(labels[s1 == name], minlength=4)
+        assert np.all(np.abs(per_class - frac * 50) <= 1), (name, per_class)
+
+
+def test_split_needs_three_per_class():
+    with pytest.raises(ValueError, match="at least 3 images"):
+        stratified_split(np.array([0, 0, 0, 1, 1]))
+
+
+def test_user_split_file_is_honoured(tmp_path):
+    paths = [str(tmp_path / "a" / "x1.png"), str(tmp_path / "b" / "x2.png")]
+    f = tmp_path / "split.csv"
+    f.write_text("path,split\nraw/a/x1.jpg,test\nraw/b/x2.jpg,train\n")
+    assert list(read_split_file(f, paths)) == ["test", "train"]
+    f.write_text("path,split\nraw/a/x1.jpg,test\n")
+    with pytest.raises(ValueError, match="x2.png is not listed"):
+        read_split_file(f, paths)
+
+
+def test_duplicates_across_splits_are_found(tmp_path):
+    root = _folder(tmp_path)
+    (root / "b" / "copy.png").write_bytes((root / "a" / "a0.png").read_bytes())
+    ds = load_images(root, progress=False)
+    split = np.array(["train"] * len(ds.paths))
+    split[[i for i, p in enumerate(ds.paths) if p.endswith("copy.png")]] = "test"
+    groups = cross_split_duplicates(ds.paths, split)
+    assert len(groups) == 1 and len(groups[0]) == 2
+    assert cross_split_duplicates(ds.paths, np.array(["train"] * len(ds.paths))) == []

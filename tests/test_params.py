@@ -1,0 +1,107 @@
+import copy
+
+import pytest
+import yaml
+
+from earth_lib.params import (
+    DEFAULT_SPACE,
+    REQUIRED_HYPERPARAMETERS,
+    ParameterError,
+    load_params,
+    parameter_table,
+    validate,
+)
+
+
+def test_defaults_are_valid_and_complete():
+    p = validate({})
+    assert p["seed"] == 42
+    assert set(p["search"]["space"]) == set(REQUIRED_HYPERPARAMETERS)
+    assert p["split"]["train"] == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("name", ["default", "smoke", "paper"])
+def test_shipped_parameter_files_load(root, name):
+    p = load_params(root / "params" / f"{name}.yaml")
+    assert p["search"]["steps"] == 3
+
+
+def test_paper_file_keeps_the_original_settings(root):
+    p = load_params(root / "params" / "paper.yaml")
+    assert p["preprocess"]["image_size"] == 224
+    assert p["model"]["preset"] == "paper"
+    assert p["search"]["initial_points"] == 20
+    assert p["search"]["iterations_per_step"] == 150
+    assert p["search"]["space"]["batch_size"]["values"] == [1.0, 2.0, 3.0]
+
+
+def _write(tmp_path, raw):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        ({"preproces": {}},
+         r"bad.yaml: unknown parameter 'preproces'. Did you mean 'preprocess'"),
+        ({"preprocess": {"imagesize": 32}},
+         r"unknown parameter 'preprocess.imagesize'. Did you mean 'image_size'"),
+        ({"preprocess": {"image_size": "big"}},
+         r"'preprocess.image_size' parameter must be an int"),
+        ({"preprocess": {"image_size": 2}}, r"in the range \[8, 4096\]. Got 2"),
+        ({"preprocess": {"grayscale": "yes"}}, r"'preprocess.grayscale' parameter must be a bool"),
+        ({"data": {"on_bad_file": "ignore"}}, r"must be one of 'skip', 'error'"),
+        ({"split": {"train": 0.5}}, r"must add up to 1"),
+        ({"seed": True}, r"'seed' parameter must be an int"),
+    ],
+    ids=["top-typo", "nested-typo", "wrong-type", "too-small", "bool", "choice", "split-sum",
+         "bool-as-int"],
+)
+def test_bad_parameters_name_file_and_key(tmp_path, raw, match):
+    with pytest.raises(ParameterError, match=match):
+        load_params(_write(tmp_path, raw))
+
+
+def _space(**changes):
+    space = copy.deepcopy(DEFAULT_SPACE)
+    for k, v in changes.items():
+        if v is None:
+            del space[k]
+        else:
+            space[k] = v
+    return {"search": {"space": space}}
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"rotation": {"type": "continuous", "bounds": [90, 10]}}, r"low < high"),
+        ({"zoom": {"type": "continuous", "bounds": [-2, 1]}}, r"within \[-1.0, 1.0\]"),
+        ({"learning_rate": {"type": "continuous", "bounds": [0, 0.1], "log": True}},
+         r"(positive|within)"),
+        ({"kernel_size": {"type": "discrete", "values": [2, 3]}}, r"odd kernel sizes"),
+        ({"batch_size": {"type": "discrete", "values": []}}, r"non-empty list"),
+        ({"batch_size": {"type": "continuous", "bounds": [1, 8]}}, r"'discrete' for this"),
+        ({"kernel_size": None}, r"missing 'kernel_size'"),
+        ({"rotaton": {"type": "continuous", "bounds": [0, 1]}}, r"Did you mean 'rotation'"),
+        ({"zoom": {"type": "continous", "bounds": [0, 1]}}, r"'continuous' or 'discrete'"),
+    ],
+    ids=["reversed", "outside-limits", "log-zero", "even-kernel", "empty", "wrong-type",
+         "missing", "unknown-name", "type-typo"],
+)
+def test_impossible_search_space_is_an_error(changes, match):
+    with pytest.raises(ParameterError, match=match):
+        validate(_space(**changes), source="x.yaml")
+
+
+def test_epochs_may_be_searched_as_tenth():
+    p = validate(_space(epochs={"type": "discrete", "values": [2, 4]}))
+    assert p["search"]["space"]["epochs"]["values"] == [2.0, 4.0]
+
+
+def test_parameter_table_flattens_every_key():
+    rows = dict(parameter_table(validate({})))
+    assert rows["preprocess.image_size"] == 32
+    assert "search.space.rotation" in rows

@@ -1,0 +1,129 @@
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from earth_lib.io import BadImageError, read_image
+from earth_lib.params import validate
+from earth_lib.preprocessing import apply_clahe, enhance, preprocess_folder, to_unit_range
+from tests.conftest import write_png
+
+SETTINGS = validate({"preprocess": {"image_size": 16, "clahe_tiles": 2}})["preprocess"]
+
+
+def test_enhance_rgb_gives_uint8_square():
+    img = np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)
+    out = enhance(img, image_size=16, clahe_tiles=2)
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+
+
+def test_grayscale_option_gives_one_band():
+    img = np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8)
+    assert enhance(img, image_size=8, grayscale=True, clahe_tiles=2).shape == (8, 8, 1)
+
+
+def test_clahe_on_colour_keeps_colour():
+    rng = np.random.default_rng(0)
+    img = np.zeros((32, 32, 3), np.float32)
+    img[..., 0] = 0.3 + 0.2 * rng.random((32, 32))  # a reddish, low-contrast scene
+    img[..., 1] = img[..., 0] * 0.4
+    img[..., 2] = img[..., 0] * 0.3
+    out = apply_clahe(img, "luminance", 0.02, 4)
+    assert out.shape == img.shape
+    assert np.all(out[..., 0].mean() > out[..., 1:].mean(axis=(0, 1)))  # still red
+    assert out[..., 0].std() > img[..., 0].std()  # more contrast
+
+
+def test_clahe_on_gray_and_multiband_is_per_band():
+    rng = np.random.default_rng(0)
+    gray = 0.4 + 0.1 * rng.random((32, 32, 1)).astype(np.float32)
+    assert apply_clahe(gray, "luminance", 0.02, 4).std() > gray.std()
+    ms = 0.4 + 0.1 * rng.random((32, 32, 5)).astype(np.float32)
+    out = apply_clahe(ms, "per_band", 0.02, 4)
+    assert out.shape == (32, 32, 5) and np.all(out.std(axis=(0, 1)) > ms.std(axis=(0, 1)))
+
+
+def test_16bit_scaling_is_explicit():
+    img = np.full((8, 8, 2), 5000, np.uint16)
+    img[0, 0] = 1000
+    assert to_unit_range(img, "fixed", 10000).max() == pytest.approx(0.5)
+    stretched = to_unit_range(np.arange(64, dtype=np.uint16).reshape(8, 8, 1) * 100, "percentile")
+    assert stretched.min() == 0 and stretched.max() == 1
+
+
+def test_multiband_uint16_tiff_is_processed_to_tiff(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        for i in range(2):
+            (tmp_path / "raw" / c).mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(tmp_path / "raw" / c / f"{i}.tif",
+                             rng.integers(0, 3000, (20, 20, 13), dtype=np.uint16),
+                             photometric="minisblack", planarconfig="contig")
+    res = preprocess_folder(tmp_path / "raw", tmp_path / "out", SETTINGS, progress=False)
+    assert sum(res.written.values()) == 4
+    out = read_image(tmp_path / "out" / "a" / "0.tif")
+    assert out.shape == (16, 16, 13) and out.dtype == np.uint8
+
+
+def test_writes_per_class_and_skips_done_files(synthetic_raw, tmp_path):
+    out = tmp_path / "proc"
+    res = preprocess_folder(synthetic_raw, out, SETTINGS, progress=False)
+    assert res.table()[0]["written"] == 6
+    assert len(list(out.rglob("*.png"))) == 18
+    again = preprocess_folder(synthetic_raw, out, SETTINGS, progress=False)
+    assert sum(again.written.values()) == 0 and sum(again.already_done.values()) == 18
+    assert json.loads((out / "preprocessing.json").read_text())["image_size"] == 16
+
+
+def test_interrupted_run_is_completed(synthetic_raw, tmp_path):
+    out = tmp_path / "proc"
+    preprocess_folder(synthetic_raw, out, SETTINGS, progress=False)
+    missing = sorted(out.rglob("*.png"))[:5]
+    for p in missing:
+        p.unlink()
+    (out / "water" / ".water_0001.png.abc.tmp").write_bytes(b"half")  # a killed write
+    res = preprocess_folder(synthetic_raw, out, SETTINGS, progress=False)
+    assert sum(res.written.values()) == 5
+    assert all(p.exists() for p in missing)
+
+
+def test_other_settings_on_same_folder_is_refused(synthetic_raw, tmp_path):
+    preprocess_folder(synthetic_raw, tmp_path / "p", SETTINGS, progress=False)
+    other = dict(SETTINGS, image_size=12)
+    with pytest.raises(ValueError, match=r"other settings \(image_size"):
+        preprocess_folder(synthetic_raw, tmp_path / "p", other, progress=False)
+    res = preprocess_folder(synthetic_raw, tmp_path / "p", other, overwrite=True, progress=False)
+    assert sum(res.written.values()) == 18
+
+
+def test_bad_files_are_listed_or_raise(synthetic_raw, tmp_path):
+    (synthetic_raw / "water" / "zero.png").write_bytes(b"")
+    (synthetic_raw / "water" / "readme.txt").write_text("notes")
+    res = preprocess_folder(synthetic_raw, tmp_path / "p", SETTINGS, progress=False)
+    reasons = {p.rsplit("/", 1)[-1]: r for p, r in res.skipped}
+    assert "empty file" in reasons["zero.png"] and "not an image" in reasons["readme.txt"]
+    assert res.failed["water"] == 1 and res.written["water"] == 6
+    with pytest.raises(BadImageError, match="zero.png"):
+        preprocess_folder(synthetic_raw, tmp_path / "q", SETTINGS, on_bad_file="error",
+                          progress=False)
+
+
+def test_mixed_gray_rgb_large_and_non_ascii_inputs(tmp_path):
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "raw"
+    write_png(raw / "a" / "gray.png", rng.integers(0, 255, (30, 30), dtype=np.uint8))
+    write_png(raw / "a" / "été.png", rng.integers(0, 255, (30, 30, 3), dtype=np.uint8))
+    write_png(raw / "b" / "huge.png", rng.integers(0, 255, (1200, 900, 3), dtype=np.uint8))
+    write_png(raw / "b" / "small.png", rng.integers(0, 255, (30, 30, 3), dtype=np.uint8))
+    res = preprocess_folder(raw, tmp_path / "p", dict(SETTINGS, grayscale=True), progress=False)
+    assert sum(res.written.values()) == 4 and not res.skipped
+    shapes = {read_image(p).shape for p in (tmp_path / "p").rglob("*.png")}
+    assert shapes == {(16, 16, 1)}
+
+
+def test_parallel_workers_give_the_same_images(synthetic_raw, tmp_path):
+    preprocess_folder(synthetic_raw, tmp_path / "one", SETTINGS, workers=1, progress=False)
+    preprocess_folder(synthetic_raw, tmp_path / "two", SETTINGS, workers=2, progress=False)
+    for p in (tmp_path / "one").rglob("*.png"):
+        assert p.read_bytes() == (tmp_path / "two" / p.relative_to(tmp_path / "one")).read_bytes()

@@ -1,0 +1,98 @@
+"""Repository conventions: notebooks, Makefile, declared dependencies, lint."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+
+import pytest
+import yaml
+
+NOTEBOOKS = ["01_preprocessing.ipynb", "02_earth_classifier.ipynb"]
+
+
+@pytest.fixture(params=NOTEBOOKS)
+def notebook(request, root):
+    return json.loads((root / "notebooks" / request.param).read_text())
+
+
+def test_notebook_has_tagged_parameters_and_python3_kernel(notebook):
+    tagged = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1
+    assert "params_file" in "".join(tagged[0]["source"])
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def test_notebook_stores_no_stderr_and_has_colab_set_up(notebook):
+    outputs = [o for c in notebook["cells"] for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("name") == "stderr"]
+    head = json.dumps(notebook["cells"][:2])
+    assert "colab-badge.svg" in head and "google.colab" in head
+
+
+def test_notebook_cells_are_thin(notebook):
+    for cell in notebook["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        src = "".join(cell["source"])
+        assert not re.search(r"^\s*(def|class) ", src, re.M), src[:80]
+        lines = [line for line in src.splitlines() if line.strip() and not line.startswith("#")]
+        assert len(lines) <= 15, src[:80]
+
+
+def test_papermill_sees_the_parameters(root):
+    import papermill as pm
+
+    for name in NOTEBOOKS:
+        params = pm.inspect_notebook(str(root / "notebooks" / name))
+        assert set(params) == {"params_file", "run_dir"}
+
+
+def test_checked_cells_exist(notebook):
+    checked = [c for c in notebook["cells"] if "NBVAL_CHECK_OUTPUT" in "".join(c["source"])]
+    assert checked and all(c.get("outputs") for c in checked)
+
+
+def _names(reqs):
+    return {re.split(r"[<>=!\[; ]", r.strip())[0].lower() for r in reqs}
+
+
+def test_environment_yml_agrees_with_pyproject(root):
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    declared = set(project["dependencies"]) | set(project["optional-dependencies"]["cpu"]) \
+        | set(project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((root / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    in_env = {p for p in pip if not p.startswith("-e")}
+    assert in_env == declared, (in_env ^ declared)
+
+
+def test_make_help_lists_every_target(root):
+    if not shutil.which("make"):
+        pytest.skip("make not installed")
+    out = subprocess.run(["make", "-s", "help"], cwd=root, capture_output=True, text=True).stdout
+    targets = re.findall(r"^## (\S+):", (root / "Makefile").read_text(), re.M)
+    assert {"help", "env", "all", "preprocess", "classify", "test", "lab", "clean", "data",
+            "bench"} <= set(targets)
+    for t in targets:
+        assert re.search(rf"^\s+{t}\s", out, re.M), t
+
+
+def test_ruff_is_clean(root):
+    ruff = shutil.which("ruff") or (root / ".venv" / "bin" / "ruff")
+    if not ruff or not shutil.os.path.exists(ruff):
+        pytest.skip("ruff not installed")
+    res = subprocess.run([str(ruff), "check", "earth_lib", "tests"], cwd=root,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
+
+
+def test_cli_rejects_a_bad_parameter_file(tmp_path, root):
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("preprocess:\n  imagesize: 32\n")
+    res = subprocess.run([sys.executable, "-m", "earth_lib.cli", "check-params", str(bad)],
+                         cwd=root, capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "typo.yaml: unknown parameter 'preprocess.imagesize'" in res.stderr

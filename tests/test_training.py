@@ -1,0 +1,71 @@
+import json
+
+import numpy as np
+import pytest
+
+from earth_lib.training import (
+    Split,
+    dihedral_views,
+    evaluate_predictions,
+    make_objective,
+    save_model,
+    train_model,
+)
+
+HP = {"rotation": 10, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1, "horizontal_flip": 1,
+      "vertical_flip": 0, "learning_rate": 3e-3, "batch_size": 8, "kernel_size": 3}
+
+
+def _toy(n=48, seed=0):
+    """Two classes a tiny network separates at once: bright vs dark images."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    x = (rng.integers(0, 80, (n, 8, 8, 3)) + 150 * y[:, None, None, None]).astype(np.uint8)
+    return Split(x, y)
+
+
+def test_train_model_learns_a_trivial_task():
+    model, hist = train_model(HP, _toy(), _toy(seed=1), 2, (8, 8, 3), preset="tiny", epochs=4,
+                              patience=4, verbose=False)
+    assert set(hist) >= {"loss", "val_ce", "val_accuracy"}
+    assert max(hist["val_accuracy"]) > 0.9
+
+
+def test_objective_returns_best_epoch_cross_entropy():
+    obj = make_objective(_toy(), _toy(seed=1), 2, (8, 8, 3), preset="tiny", epochs=2, patience=2)
+    r = obj(HP)
+    assert np.isfinite(r["val_loss"]) and 0 <= r["val_accuracy"] <= 1
+
+
+def test_searched_epochs_override():
+    _, hist = train_model(dict(HP, epochs=1), _toy(), _toy(1), 2, (8, 8, 3), preset="tiny",
+                          epochs=5, verbose=False)
+    assert len(hist["loss"]) == 1
+
+
+def test_dihedral_views_are_the_eight_symmetries():
+    x = np.arange(9).reshape(1, 3, 3, 1)
+    views = {v.tobytes() for v in dihedral_views(x)}
+    assert len(views) == 8
+
+
+def test_evaluate_predictions():
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    m = evaluate_predictions(np.array([0, 1, 1, 1]), proba, ["a", "b"])
+    assert m["accuracy"] == pytest.approx(0.75)
+    assert m["confusion_matrix"] == [[1, 0], [1, 2]]
+    assert m["per_class"]["b"]["recall"] == pytest.approx(2 / 3)
+    assert m["per_class"]["a"]["precision"] == pytest.approx(0.5)
+
+
+def test_save_model_writes_model_and_card(tmp_path):
+    model, _ = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=1,
+                           verbose=False)
+    save_model(model, tmp_path, ["dark", "bright"], {"image_size": 8}, HP)
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["class_names"] == ["dark", "bright"] and card["input_shape"] == [8, 8, 3]
+    import keras
+
+    again = keras.models.load_model(tmp_path / "model.keras")
+    x = _toy().x[:4].astype(np.float32)
+    assert np.allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
