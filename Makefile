@@ -15,7 +15,7 @@ NB2 := notebooks/02_earth_classifier.ipynb
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help env all preprocess classify data test test-fast lint bench lab clean
+.PHONY: help env all preprocess classify data evaluate predict test test-fast lint bench lab clean
 
 ## help: list every target with its description
 help:
@@ -50,6 +50,16 @@ classify: env $(OUT)/02_earth_classifier.ipynb
 ## data: download, verify and extract a public data set (DATASET=eurosat|eurosat_ms|ucmerced)
 data: env
 	$(PY) -m earth_lib.cli data $(DATASET)
+
+## evaluate: evaluate a run on a labelled folder (RUN=outputs/<run> DATA=<class folders>)
+evaluate: env
+	@test -n "$(RUN)" -a -n "$(DATA)" || (echo "usage: make evaluate RUN=outputs/<run> DATA=<folder>"; exit 2)
+	$(PY) -m earth_lib.cli evaluate $(RUN) $(DATA)
+
+## predict: predict every image of a folder (RUN=outputs/<run> DATA=<folder>) -> predictions.csv
+predict: env
+	@test -n "$(RUN)" -a -n "$(DATA)" || (echo "usage: make predict RUN=outputs/<run> DATA=<folder>"; exit 2)
+	$(PY) -m earth_lib.cli predict $(RUN) $(DATA)
 
 ## test: unit tests, notebook checks (nbval) and a smoke run of the whole pipeline
 test: env

@@ -92,3 +92,62 @@ def fit_pca(images: np.ndarray, variance: float = 0.95, max_images: int = 2000,
     k = int(min(np.searchsorted(cum, variance - 1e-12) + 1, len(cum)))
     return PCAResult(pca.mean_.astype(np.float32), pca.components_[:k].astype(np.float32),
                      pca.explained_variance_ratio_, k, variance, images.shape[1:])
+
+
+@dataclass
+class BandPCA:
+    """Spectral band reduction: PCA over pixels (bands as features), fitted on training images.
+
+    Components are scaled to 0-255 between their 1st and 99th training percentiles, so the
+    reduced images feed the same network input as 8-bit images.
+    """
+
+    mean_: np.ndarray  # (C,)
+    components_: np.ndarray  # (k, C)
+    lo_: np.ndarray  # (k,)
+    hi_: np.ndarray  # (k,)
+    explained_variance_ratio_: np.ndarray  # (k,)
+
+    def transform(self, images: np.ndarray) -> np.ndarray:
+        """Reduce (N, H, W, C) images to (N, H, W, k) uint8 component images."""
+        if images.shape[-1] != len(self.mean_):
+            raise ValueError(f"images have {images.shape[-1]} bands; the band PCA was fitted "
+                             f"on {len(self.mean_)}.")
+        z = (images.astype(np.float32) - self.mean_) @ self.components_.T
+        z = (z - self.lo_) / np.maximum(self.hi_ - self.lo_, 1e-6)
+        return np.round(np.clip(z, 0, 1) * 255).astype(np.uint8)
+
+    def save(self, path) -> None:
+        """Store the fitted reduction (``.npz``) beside the model."""
+        import io as _io
+
+        from earth_lib.io import atomic_write_bytes
+
+        buf = _io.BytesIO()
+        np.savez(buf, **self.__dict__)
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path) -> BandPCA:
+        """Read a reduction written by :meth:`save`."""
+        with np.load(path) as f:
+            return cls(**{k: f[k] for k in f.files})
+
+
+def fit_band_pca(images: np.ndarray, n_components: int, max_pixels: int = 200_000,
+                 seed: int = 42) -> BandPCA:
+    """Fit a band PCA on a seeded sample of training pixels (never on val/test)."""
+    bands = images.shape[-1]
+    if not 1 <= n_components <= bands:
+        raise ValueError(f"pca.band_components must be between 1 and the band count "
+                         f"({bands}). Got {n_components} instead.")
+    pixels = images.reshape(-1, bands).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    if len(pixels) > max_pixels:
+        pixels = pixels[rng.choice(len(pixels), max_pixels, replace=False)]
+    pca = PCA(n_components, random_state=seed).fit(pixels)
+    z = pca.transform(pixels)
+    return BandPCA(pca.mean_.astype(np.float32), pca.components_.astype(np.float32),
+                   np.percentile(z, 1, axis=0).astype(np.float32),
+                   np.percentile(z, 99, axis=0).astype(np.float32),
+                   pca.explained_variance_ratio_)

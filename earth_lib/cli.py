@@ -77,6 +77,51 @@ def store_checked_outputs(executed: str | Path, source: str | Path) -> int:
     return updated
 
 
+def params_markdown() -> str:
+    """Every parameter as a Markdown table (key, default, meaning), from the declared schema."""
+    from earth_lib.params import SCHEMA, Param
+
+    rows = ["| parameter | default | meaning |", "|---|---|---|"]
+    for section, spec in SCHEMA.items():
+        items = [(section, spec)] if isinstance(spec, Param) else \
+            [(f"{section}.{k}", p) for k, p in spec.items()]
+        for key, p in items:
+            default = "(see below)" if key == "search.space" else f"`{p.default}`"
+            choices = f" ({' / '.join(map(str, p.choices))})" if p.choices else ""
+            rows.append(f"| `{key}` | {default} | {p.help}{choices} |")
+    return "\n".join(rows)
+
+
+def results_markdown(outputs: str | Path = "outputs") -> str:
+    """A Markdown table of every finished run under ``outputs/`` (metrics.json + run.json)."""
+    import json
+
+    rows = ["| run | data | test images | ResNet test acc. | macro F1 | classical baseline acc. "
+            "| search best val loss | literature val loss | trials | wall time |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for m_path in sorted(Path(outputs).glob("*/metrics.json")):
+        m = json.loads(m_path.read_text())
+        rec = json.loads((m_path.parent / "run.json").read_text())
+        stages = rec.get("stages", {}).values()
+        from datetime import datetime
+
+        try:
+            t = [datetime.fromisoformat(s[k]) for s in stages for k in ("started", "finished")]
+            wall = f"{(max(t) - min(t)).total_seconds() / 60:.1f} min"
+        except (KeyError, ValueError):
+            wall = "?"
+        c = m.get("classical_baseline") or {}
+        lit = m.get("literature_baseline", {}).get("val_loss")
+        best = m["search"].get("best_val_loss")
+        rows.append(
+            f"| {m_path.parent.name} | {rec['params']['data']['dataset']} | {m['test']['n']} "
+            f"| {m['test']['accuracy']:.3f} | {m['test']['macro_f1']:.3f} "
+            f"| {c.get('accuracy', float('nan')):.3f} "
+            f"| {best if best is None else f'{best:.3f}'} "
+            f"| {lit if lit is None else f'{lit:.3f}'} | {m['search']['trials']} | {wall} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m earth_lib.cli <command> ...``."""
     ap = argparse.ArgumentParser(prog="earth-resnet", description=__doc__)
@@ -92,6 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default=None)
     p.add_argument("--archive-dir", default="data/archives")
     p.add_argument("--no-download", action="store_true")
+    p = sub.add_parser("evaluate", help="evaluate a run's model on a labelled class folder")
+    p.add_argument("run")
+    p.add_argument("data")
+    p = sub.add_parser("predict", help="predict every image of a folder with a run's model")
+    p.add_argument("run")
+    p.add_argument("data")
+    sub.add_parser("params-doc", help="print every parameter as a Markdown table")
+    p = sub.add_parser("results", help="print a Markdown table of the finished runs")
+    p.add_argument("--outputs", default="outputs")
     p = sub.add_parser("store-checked-outputs",
                        help="keep only nbval-checked outputs, taken from an executed notebook")
     p.add_argument("executed")
@@ -110,6 +164,20 @@ def main(argv: list[str] | None = None) -> int:
             root = args.root or f"data/raw/{args.dataset}"
             path = fetch_dataset(args.dataset, root, args.archive_dir, not args.no_download)
             print(f"{args.dataset}: class folders in {path}")
+        elif args.command == "evaluate":
+            from earth_lib.evaluation import evaluate_folder
+
+            m = evaluate_folder(args.run, args.data)
+            print(f"accuracy {m['accuracy']:.4f} on {m['n']} images, macro F1 "
+                  f"{m['macro_f1']:.4f}; {len(m['skipped'])} file(s) skipped")
+        elif args.command == "predict":
+            from earth_lib.evaluation import predict_folder
+
+            print(f"predictions written to {predict_folder(args.run, args.data)}")
+        elif args.command == "params-doc":
+            print(params_markdown())
+        elif args.command == "results":
+            print(results_markdown(args.outputs))
         elif args.command == "store-checked-outputs":
             n = store_checked_outputs(args.executed, args.notebook)
             print(f"{args.notebook}: stored the outputs of {n} checked cell(s)")

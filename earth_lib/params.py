@@ -113,6 +113,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "variance": _p(0.95, float, "variance the kept components must explain",
                        low=0.01, high=1.0),
         "max_images": _p(2000, int, "training images used to fit PCA", low=2),
+        "band_components": _p(None, int, "reduce N bands to this many spectral components "
+                              "(fitted on the training split) before the network", nullable=True,
+                              low=1),
     },
     "model": {
         "preset": _p("small", str, "ResNet preset (see earth_lib.model.PRESETS)",

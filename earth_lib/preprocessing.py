@@ -70,11 +70,20 @@ def apply_clahe(image: np.ndarray, mode: str = "luminance", clip_limit: float = 
 
 def enhance(image: np.ndarray, image_size: int = 32, grayscale: bool = False, clahe: bool = True,
             clahe_mode: str = "luminance", clahe_clip_limit: float = 0.01, clahe_tiles: int = 8,
-            scale_16bit: str = "percentile", fixed_max: float = 10000.0) -> np.ndarray:
-    """Enhance one (H, W, C) image of any dtype into a uint8 (size, size, C') image."""
+            scale_16bit: str = "percentile", fixed_max: float = 10000.0,
+            bands: int | None = None) -> np.ndarray:
+    """Enhance one (H, W, C) image of any dtype into a uint8 (size, size, C') image.
+
+    With ``bands``, a one-band image in a colour or multi-band set is repeated to that
+    many bands; any other band count that differs is a ``ValueError``.
+    """
     img = to_unit_range(image, scale_16bit, fixed_max)
     if grayscale and img.shape[-1] > 1:
         img = (color.rgb2gray(img) if img.shape[-1] == 3 else img.mean(-1))[..., None]
+    if bands is not None and img.shape[-1] != bands:
+        if img.shape[-1] != 1:
+            raise ValueError(f"image has {img.shape[-1]} bands but the data set has {bands}")
+        img = np.repeat(img, bands, axis=-1)
     if img.shape[:2] != (image_size, image_size):
         img = transform.resize(img, (image_size, image_size, img.shape[-1]), order=1,
                                anti_aliasing=True, preserve_range=True).astype(np.float32)
@@ -112,6 +121,27 @@ def _process_one(job: tuple[str, str, dict]) -> tuple[str, str | None]:
         return src, f"{src}: cannot process ({type(err).__name__}: {err})"
 
 
+def dataset_bands(files: list[tuple[Path, str]], sample: int = 25) -> int:
+    """The band count of a data set: the most common among its first readable images."""
+    counts: Counter = Counter()
+    for src, _ in files:
+        try:
+            counts[read_image(src).shape[-1]] += 1
+        except BadImageError:
+            continue
+        if sum(counts.values()) >= sample:
+            break
+    return counts.most_common(1)[0][0] if counts else 3
+
+
+def read_settings(processed_dir: str | Path) -> dict[str, Any]:
+    """The enhancement settings a processed folder was made with (for evaluate/predict)."""
+    path = Path(processed_dir) / SETTINGS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run preprocessing (notebook 1) first.")
+    return json.loads(path.read_text())
+
+
 def output_path(src: Path, raw_root: Path, out_root: Path, bands: int) -> Path:
     """Where a raw image goes: same class and relative path, PNG or TIFF by band count."""
     rel = src.relative_to(raw_root)
@@ -133,7 +163,7 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
     settings = {k: settings[k] for k in ENHANCE_KEYS}
     stamp = processed_dir / SETTINGS_FILE
     if stamp.is_file() and not overwrite:
-        old = json.loads(stamp.read_text())
+        old = {k: v for k, v in json.loads(stamp.read_text()).items() if k != "bands"}
         if old != settings:
             diff = [k for k in settings if old.get(k) != settings[k]]
             raise ValueError(
@@ -141,7 +171,8 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
                 f"{[old.get(k) for k in diff]} vs {[settings[k] for k in diff]}). Set "
                 "preprocess.overwrite: true or use another preprocess.processed_dir."
             )
-    index = index_folder(raw_dir)
+    index = index_folder(raw_dir, min_classes=1)
+    settings["bands"] = 1 if settings["grayscale"] else dataset_bands(index.files)
     result = PreprocessResult(classes=index.classes, skipped=list(index.skipped))
     jobs = []
     taken: set[Path] = set()

@@ -196,7 +196,8 @@ def baseline_hyperparameters(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_model(model: keras.Model, run_dir, class_names: list[str],
-               preprocess: dict[str, Any], hyperparameters: dict[str, Any]) -> None:
+               preprocess: dict[str, Any], hyperparameters: dict[str, Any],
+               tta: bool = False, band_pca=None) -> None:
     """Save ``model.keras`` and ``model_card.json`` (classes, preprocessing) atomically.
 
     The card lets evaluate/predict apply exactly the preprocessing the model was trained with.
@@ -209,6 +210,9 @@ def save_model(model: keras.Model, run_dir, class_names: list[str],
     tmp = run_dir / "model.partial.keras"
     model.save(tmp)
     tmp.replace(run_dir / "model.keras")
+    if band_pca is not None:
+        band_pca.save(run_dir / "band_pca.npz")
     atomic_write_json(run_dir / "model_card.json", {
         "class_names": class_names, "input_shape": list(model.input_shape[1:]),
-        "preprocess": preprocess, "hyperparameters": hyperparameters})
+        "preprocess": preprocess, "hyperparameters": hyperparameters, "tta": tta,
+        "band_pca": "band_pca.npz" if band_pca is not None else None})

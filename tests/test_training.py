@@ -61,7 +61,7 @@ def test_evaluate_predictions():
 def test_save_model_writes_model_and_card(tmp_path):
     model, _ = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=1,
                            verbose=False)
-    save_model(model, tmp_path, ["dark", "bright"], {"image_size": 8}, HP)
+    save_model(model, tmp_path, ["dark", "bright"], {"image_size": 8}, HP, tta=True)
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["class_names"] == ["dark", "bright"] and card["input_shape"] == [8, 8, 3]
     import keras

@@ -1,0 +1,125 @@
+"""The download ladder, on fake archives with the real layouts (no network)."""
+
+import hashlib
+import zipfile
+
+import numpy as np
+import pytest
+import tifffile
+
+from earth_lib.data import DatasetNotFoundError, index_folder
+from earth_lib.datasets import REMOTE, RemoteDataset, download, fetch_dataset, prepare_raw
+from earth_lib.params import validate
+from tests.conftest import write_png
+
+
+def _fake_eurosat_zip(tmp_path):
+    """A tiny archive with EuroSAT RGB's layout: 2750/<Class>/<Class>_<n>.jpg."""
+    src = tmp_path / "src"
+    rng = np.random.default_rng(0)
+    for c in ("Forest", "SeaLake"):
+        for i in range(1, 4):
+            write_png(src / "2750" / c / f"{c}_{i}.png",
+                      rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    archive = tmp_path / "EuroSAT.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in src.rglob("*.png"):
+            zf.write(p, p.relative_to(src))
+    return archive
+
+
+def _remote(archive, base="2750"):
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    return RemoteDataset(archive.as_uri(), "EuroSAT.zip", md5, base, "tiny")
+
+
+def test_known_datasets_are_declared_with_checksums():
+    assert set(REMOTE) == {"eurosat", "eurosat_ms", "ucmerced"}
+    assert all(len(r.md5) == 32 and r.url.startswith("https://") for r in REMOTE.values())
+
+
+def test_offline_without_archive_says_where_to_put_it(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"place it at .*archives/EuroSAT.zip"):
+        fetch_dataset("eurosat", tmp_path / "raw", tmp_path / "archives")
+
+
+def test_archive_placed_by_hand_is_verified_and_extracted(tmp_path):
+    archive = _fake_eurosat_zip(tmp_path)
+    (tmp_path / "archives").mkdir()
+    archive.rename(tmp_path / "archives" / "EuroSAT.zip")
+    remote = _remote(tmp_path / "archives" / "EuroSAT.zip")
+    classes = fetch_dataset("eurosat", tmp_path / "raw", tmp_path / "archives", remote=remote)
+    assert index_folder(classes).counts() == {"Forest": 3, "SeaLake": 3}
+
+
+def test_download_verify_extract_then_no_op(tmp_path):
+    archive = _fake_eurosat_zip(tmp_path)
+    remote = _remote(archive)
+    out = fetch_dataset("eurosat", tmp_path / "raw", tmp_path / "arch", allow_download=True,
+                        remote=remote)
+    assert (tmp_path / "arch" / "EuroSAT.zip").is_file() and out.name == "2750"
+    archive.unlink()  # the source is gone: a second call must not need it
+    (tmp_path / "arch" / "EuroSAT.zip").unlink()
+    assert fetch_dataset("eurosat", tmp_path / "raw", tmp_path / "arch", remote=remote) == out
+
+
+def test_partial_download_is_resumed(tmp_path):
+    archive = _fake_eurosat_zip(tmp_path)
+    data = archive.read_bytes()
+    dest = tmp_path / "dl" / "EuroSAT.zip"
+    dest.parent.mkdir()
+    (tmp_path / "dl" / "EuroSAT.zip.part").write_bytes(data[:100])
+    download(archive.as_uri(), dest)  # file:// ignores ranges: starts again, still correct
+    assert dest.read_bytes() == data
+    assert not (tmp_path / "dl" / "EuroSAT.zip.part").exists()
+
+
+def test_checksum_mismatch_is_an_error(tmp_path):
+    archive = _fake_eurosat_zip(tmp_path)
+    bad = RemoteDataset(archive.as_uri(), "EuroSAT.zip", "0" * 32, "2750", "tiny")
+    with pytest.raises(DatasetNotFoundError, match="checksum mismatch"):
+        fetch_dataset("eurosat", tmp_path / "raw", tmp_path / "arch", True, remote=bad)
+    assert not (tmp_path / "raw" / "2750").exists()
+
+
+def test_corrupt_archive_is_an_error(tmp_path):
+    bad = tmp_path / "EuroSAT.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(DatasetNotFoundError, match="not a valid zip"):
+        fetch_dataset("eurosat", tmp_path / "raw", tmp_path / "x", True, remote=_remote(bad))
+
+
+def test_unreachable_url_keeps_message_helpful(tmp_path):
+    remote = RemoteDataset((tmp_path / "missing.zip").as_uri(), "EuroSAT.zip", "0" * 32, "2750",
+                           "tiny")
+    with pytest.raises(DatasetNotFoundError, match="Offline: download it elsewhere"):
+        fetch_dataset("eurosat", tmp_path / "raw", tmp_path / "arch", True, remote=remote)
+
+
+def test_eurosat_ms_layout_with_13_band_tiffs(tmp_path):
+    base = "ds/images/remote_sensing/otherDatasets/sentinel_2/tif"
+    src = tmp_path / "src"
+    rng = np.random.default_rng(0)
+    for c in ("Forest", "River"):
+        (src / base / c).mkdir(parents=True)
+        for i in range(1, 3):
+            tifffile.imwrite(src / base / c / f"{c}_{i}.tif",
+                             rng.integers(0, 5000, (64, 64, 13), dtype=np.uint16),
+                             photometric="minisblack", planarconfig="contig")
+    archive = tmp_path / "EuroSATallBands.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in src.rglob("*.tif"):
+            zf.write(p, p.relative_to(src))
+    remote = RemoteDataset(archive.as_uri(), archive.name,
+                           hashlib.md5(archive.read_bytes()).hexdigest(), base, "tiny")
+    classes = fetch_dataset("eurosat_ms", tmp_path / "raw", tmp_path / "a", True, remote=remote)
+    assert index_folder(classes).counts() == {"Forest": 2, "River": 2}
+
+
+def test_prepare_raw_for_folder_and_synthetic(tmp_path):
+    p = validate({"data": {"dataset": "folder", "raw_dir": str(tmp_path / "none")}})
+    with pytest.raises(DatasetNotFoundError, match="data.raw_dir"):
+        prepare_raw(p)
+    p = validate({"data": {"raw_dir": str(tmp_path / "syn"), "synthetic_images_per_class": 2,
+                           "synthetic_classes": 2}})
+    assert index_folder(prepare_raw(p, progress=False)).counts() == {"water": 2, "forest": 2}

@@ -1,0 +1,83 @@
+"""Evaluate and predict on folders with a trained run (a tiny model trained here)."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from earth_lib.evaluation import evaluate_folder, predict_folder
+from earth_lib.preprocessing import preprocess_folder, read_settings
+from earth_lib.synthetic import generate_synthetic_dataset
+from earth_lib.training import Split, save_model, train_model
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A run folder with a small model trained on the synthetic set (3 classes, 16 px)."""
+    from earth_lib.data import load_images
+    from earth_lib.params import validate
+
+    tmp = tmp_path_factory.mktemp("run")
+    generate_synthetic_dataset(tmp / "raw", 20, 32, 3, seed=0, progress=False)
+    settings = validate({"preprocess": {"image_size": 16, "clahe_tiles": 2}})["preprocess"]
+    preprocess_folder(tmp / "raw", tmp / "proc", settings, progress=False)
+    ds = load_images(tmp / "proc", progress=False)
+    hp = {"learning_rate": 3e-3, "batch_size": 16, "kernel_size": 3, "horizontal_flip": 1}
+    model, _ = train_model(hp, Split(ds.images, ds.labels), Split(ds.images, ds.labels), 3,
+                           (16, 16, 3), preset="tiny", epochs=6, verbose=False)
+    save_model(model, tmp / "run", ds.class_names, read_settings(tmp / "proc"), hp)
+    generate_synthetic_dataset(tmp / "new", 6, 32, 3, seed=99, progress=False)
+    (tmp / "new" / "dataset.json").unlink()
+    return tmp
+
+
+def test_evaluate_writes_metrics_and_figures(run):
+    m = evaluate_folder(run / "run", run / "new", progress=False)
+    assert m["n"] == 18 and 0 <= m["accuracy"] <= 1
+    out = run / "run" / "evaluation" / "new"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["accuracy"] == m["accuracy"] and len(saved["confusion_matrix"]) == 3
+    assert (out / "figures" / "confusion_matrix.png").is_file()
+    assert (out / "figures" / "mistakes.png").is_file()
+
+
+def test_evaluate_beats_chance_on_unseen_images(run):
+    m = evaluate_folder(run / "run", run / "new", name="again", progress=False)
+    assert m["accuracy"] > 0.5  # three classes: chance is 1/3
+
+
+def test_evaluate_on_a_subset_of_classes(run, tmp_path):
+    shutil.copytree(run / "new" / "water", tmp_path / "water")
+    m = evaluate_folder(run / "run", tmp_path, progress=False)
+    assert m["n"] == 6
+
+
+def test_unknown_class_is_named(run, tmp_path):
+    shutil.copytree(run / "new" / "water", tmp_path / "water")
+    shutil.copytree(run / "new" / "forest", tmp_path / "glacier")
+    with pytest.raises(ValueError, match="class 'glacier' is not one the model knows"):
+        evaluate_folder(run / "run", tmp_path, progress=False)
+
+
+def test_predict_writes_probabilities_and_lists_unreadable(run, tmp_path):
+    for p in sorted((run / "new").rglob("*.png"))[:5]:
+        shutil.copy(p, tmp_path / p.name)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    (tmp_path / "notes.txt").write_text("ignored")
+    out = predict_folder(run / "run", tmp_path, progress=False)
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 5
+    assert set(rows[0]) == {"path", "predicted_class", "p_cropland", "p_forest", "p_water"}
+    for r in rows:
+        probs = [float(r[f"p_{c}"]) for c in ("cropland", "forest", "water")]
+        assert abs(sum(probs) - 1) < 1e-4 and r["predicted_class"] == \
+            ("cropland", "forest", "water")[int(np.argmax(probs))]
+    bad = list(csv.DictReader((out.parent / "unreadable.csv").open()))
+    assert [b["path"].rsplit("/", 1)[-1] for b in bad] == ["broken.jpg"]
+
+
+def test_missing_run_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="finished run folder"):
+        predict_folder(tmp_path, tmp_path)

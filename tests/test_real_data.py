@@ -1,0 +1,75 @@
+"""Real Earth-observation subsets from ../shared/data (skipped where that folder is absent)."""
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from earth_lib.data import DatasetNotFoundError, index_folder, load_images
+from earth_lib.params import validate
+from earth_lib.preprocessing import preprocess_folder
+
+EUROSAT_CLASSES = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",
+                   "Pasture", "PermanentCrop", "Residential", "River", "SeaLake"]
+
+
+def test_shared_files_match_their_checksums(shared_data):
+    lines = (shared_data / "SHA256SUMS").read_text().splitlines()[::97]
+    assert lines
+    for line in lines:
+        digest, name = line.split(maxsplit=1)
+        path = shared_data / name.lstrip("*")
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, name
+
+
+def test_eurosat_rgb_is_indexed_with_its_classes(shared_data):
+    idx = index_folder(shared_data / "eurosat_rgb")
+    assert idx.classes == EUROSAT_CLASSES
+    assert set(idx.counts().values()) == {200}
+
+
+def test_eurosat_rgb_preprocesses_and_loads(shared_data, tmp_path):
+    settings = validate({"preprocess": {"image_size": 32, "clahe_tiles": 4}})["preprocess"]
+    res = preprocess_folder(shared_data / "eurosat_rgb", tmp_path / "p", settings, workers=2,
+                            progress=False)
+    assert sum(res.written.values()) == 2000 and not res.skipped
+    ds = load_images(tmp_path / "p", expected_size=32, progress=False)
+    assert ds.images.shape == (2000, 32, 32, 3) and ds.class_names == EUROSAT_CLASSES
+    assert np.all(np.bincount(ds.labels) == 200)
+
+
+def test_ucmerced_tiffs_preprocess_and_one_class_is_refused_for_training(shared_data, tmp_path):
+    settings = validate({"preprocess": {"image_size": 64}})["preprocess"]
+    res = preprocess_folder(shared_data / "ucmerced_sample", tmp_path / "p", settings,
+                            progress=False)
+    assert res.written["airplane"] == 12 and not res.skipped
+    ds = load_images(tmp_path / "p", class_names=["airplane"], progress=False)
+    assert ds.images.shape == (12, 64, 64, 3)
+    with pytest.raises(DatasetNotFoundError, match="at least 2"):
+        load_images(tmp_path / "p", progress=False)
+
+
+@pytest.mark.slow
+def test_classifier_smoke_run_on_real_eurosat(shared_data, tmp_path, root):
+    from earth_lib.cli import run_notebook
+
+    raw = tmp_path / "raw"
+    for c in EUROSAT_CLASSES:
+        (raw / c).mkdir(parents=True)
+        for f in sorted((shared_data / "eurosat_rgb" / c).glob("*.jpg"))[:12]:
+            shutil.copy(f, raw / c / f.name)
+    smoke = yaml.safe_load((root / "params" / "smoke.yaml").read_text())
+    smoke["data"] = {"dataset": "folder", "raw_dir": str(raw)}
+    smoke["preprocess"]["processed_dir"] = str(tmp_path / "proc")
+    params = tmp_path / "eurosat_smoke.yaml"
+    params.write_text(yaml.safe_dump(smoke))
+    run = tmp_path / "run"
+    run_notebook(root / "notebooks" / "01_preprocessing.ipynb", params, run)
+    run_notebook(root / "notebooks" / "02_earth_classifier.ipynb", params, run)
+    import json
+
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["class_names"] == EUROSAT_CLASSES
+    assert sum(m["split_sizes"].values()) == 120
