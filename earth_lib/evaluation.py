@@ -17,8 +17,13 @@ from tqdm.auto import tqdm
 
 from earth_lib.analysis import BandPCA
 from earth_lib.data import index_folder
-from earth_lib.io import IMAGE_EXTENSIONS, BadImageError, atomic_write_json, atomic_write_text, \
-    read_image
+from earth_lib.io import (
+    IMAGE_EXTENSIONS,
+    BadImageError,
+    atomic_write_json,
+    atomic_write_text,
+    read_image,
+)
 from earth_lib.preprocessing import enhance
 
 
