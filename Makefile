@@ -72,7 +72,7 @@ test-fast: env
 
 ## lint: ruff over the package and tests
 lint: env
-	$(PY) -m ruff check earth_lib tests
+	$(PY) -m ruff check earth_lib tests benchmarks
 
 ## bench: print speed and memory figures (preprocessing, training throughput, search overhead)
 bench: env

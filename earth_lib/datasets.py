@@ -65,9 +65,10 @@ def download(url: str, dest: str | Path, timeout: float = 30.0) -> Path:
     start = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
-        if start and resp.status != 206:  # server ignored the range: start again
+        if start and resp.getcode() != 206:  # server (or file://) ignored the range: restart
             start = 0
-        total = resp.length + start if resp.length else None
+        length = resp.headers.get("Content-Length")
+        total = int(length) + start if length else None
         with open(part, "ab" if start else "wb") as fh, tqdm(
                 total=total, initial=start, unit="B", unit_scale=True, desc=dest.name) as bar:
             while block := resp.read(1 << 20):

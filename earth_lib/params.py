@@ -119,7 +119,7 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
     },
     "model": {
         "preset": _p("small", str, "ResNet preset (see earth_lib.model.PRESETS)",
-                     choices=("tiny", "small", "cpu64", "paper")),
+                     choices=("tiny", "small", "cpu64", "medium", "paper")),
         "dropout": _p(0.0, float, "dropout before the classifier", low=0.0, high=0.9),
         "weight_decay": _p(1e-4, float, "L2 weight decay of AdamW", low=0.0, high=1.0),
         "label_smoothing": _p(0.0, float, "label smoothing of the loss", low=0.0, high=0.5),

@@ -10,6 +10,7 @@ radiometry comparable between images). CLAHE runs on the Lab luminance of RGB im
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -193,7 +194,9 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
     bar = tqdm(total=len(work), desc="preprocessing", disable=not progress, mininterval=2)
     try:
         if workers > 1 and len(work) > 1:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            # fork is safe and needs no __main__ guard, unless TensorFlow's threads exist
+            method = "spawn" if "tensorflow" in sys.modules else "fork"
+            with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
                 outcomes = pool.map(_process_one, work, chunksize=16)
                 _collect(outcomes, labels, result, on_bad_file, bar)
         else:

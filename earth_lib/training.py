@@ -207,6 +207,7 @@ def save_model(model: keras.Model, run_dir, class_names: list[str],
     from earth_lib.io import atomic_write_json
 
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / "model.partial.keras"
     model.save(tmp)
     tmp.replace(run_dir / "model.keras")

@@ -20,7 +20,8 @@ def test_defaults_are_valid_and_complete():
     assert p["split"]["train"] == pytest.approx(0.7)
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "paper"])
+@pytest.mark.parametrize("name", ["default", "smoke", "paper", "eurosat", "eurosat_ms",
+                                  "ucmerced", "eurosat_cpu"])
 def test_shipped_parameter_files_load(root, name):
     p = load_params(root / "params" / f"{name}.yaml")
     assert p["search"]["steps"] == 3

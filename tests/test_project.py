@@ -84,7 +84,7 @@ def test_ruff_is_clean(root):
     ruff = shutil.which("ruff") or (root / ".venv" / "bin" / "ruff")
     if not ruff or not shutil.os.path.exists(ruff):
         pytest.skip("ruff not installed")
-    res = subprocess.run([str(ruff), "check", "earth_lib", "tests"], cwd=root,
+    res = subprocess.run([str(ruff), "check", "earth_lib", "tests", "benchmarks"], cwd=root,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout
 
