@@ -172,6 +172,8 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
                 f"{[old.get(k) for k in diff]} vs {[settings[k] for k in diff]}). Set "
                 "preprocess.overwrite: true or use another preprocess.processed_dir."
             )
+    for stale in processed_dir.rglob(".*.tmp"):  # left by a run killed mid-write
+        stale.unlink(missing_ok=True)
     index = index_folder(raw_dir, min_classes=1)
     settings["bands"] = 1 if settings["grayscale"] else dataset_bands(index.files)
     result = PreprocessResult(classes=index.classes, skipped=list(index.skipped))

@@ -49,6 +49,16 @@ def compile_model(model: keras.Model, learning_rate: float, steps_per_epoch: int
     return model
 
 
+def use_mixed_precision_on_gpu() -> bool:
+    """Compute in float16 where a GPU is present (the classifier layer stays float32)."""
+    import tensorflow as tf
+
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    if on_gpu and keras.mixed_precision.global_policy().name != "mixed_float16":
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    return on_gpu
+
+
 class EpochLog(keras.callbacks.Callback):
     """One short line per epoch (readable in notebooks and terminals alike)."""
 
@@ -90,6 +100,7 @@ def train_model(
     optionally, epochs (which then overrides ``epochs``).
     """
     keras.utils.set_random_seed(int(seed))
+    use_mixed_precision_on_gpu()
     epochs = int(hp.get("epochs", epochs))
     batch = int(hp["batch_size"])
     model = build_from_preset(input_shape, num_classes, preset, int(hp["kernel_size"]), dropout)

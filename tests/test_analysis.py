@@ -60,3 +60,22 @@ def test_histograms_and_means_per_class():
     assert h.shape == (2, 2, 4) and h[0, 0, 0] == 1 and h[1, 1, -1] == 1
     m = mean_images(x, labels, 2)
     assert m[0].max() == 0 and m[1].min() == 255
+
+
+def test_band_pca_reduces_bands_fitted_on_given_images(tmp_path):
+    from earth_lib.analysis import BandPCA, fit_band_pca
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(2, 13))  # 13 bands driven by 2 spectral factors
+    w = rng.normal(size=(10 * 8 * 8, 2))
+    x = np.clip(1000 + 300 * (w @ base), 0, 4000).reshape(10, 8, 8, 13).astype(np.uint16)
+    bp = fit_band_pca(x, 2, seed=0)
+    assert bp.explained_variance_ratio_.sum() > 0.95
+    out = bp.transform(x)
+    assert out.shape == (10, 8, 8, 2) and out.dtype == np.uint8 and out.std() > 10
+    bp.save(tmp_path / "b.npz")
+    assert np.array_equal(BandPCA.load(tmp_path / "b.npz").transform(x), out)
+    with pytest.raises(ValueError, match="fitted on 13"):
+        bp.transform(x[..., :3])
+    with pytest.raises(ValueError, match="between 1 and the band count"):
+        fit_band_pca(x, 14)

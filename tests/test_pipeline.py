@@ -62,3 +62,39 @@ def test_rerun_is_up_to_date(smoke_run, root):
     nb = subprocess.run(["make", "-q", str(run / "02_earth_classifier.ipynb"),
                          "PARAMS=params/smoke.yaml", f"OUTPUTS={run.parent}"], cwd=root)
     assert nb.returncode == 0, res.stdout
+
+
+def test_multiband_16bit_folder_through_both_notebooks(root, tmp_path):
+    """13-band uint16 GeoTIFFs in EuroSAT MS's class layout, with spectral band PCA."""
+    import numpy as np
+    import tifffile
+    import yaml
+
+    from earth_lib.cli import run_notebook
+
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "raw"
+    for k, c in enumerate(("Forest", "River", "SeaLake")):
+        (raw / c).mkdir(parents=True)
+        for i in range(10):
+            img = rng.integers(500, 1500, (24, 24, 13)) + 800 * k * (np.arange(13) % (k + 2))
+            tifffile.imwrite(raw / c / f"{c}_{i}.tif", img.astype(np.uint16),
+                             photometric="minisblack", planarconfig="contig")
+    smoke = yaml.safe_load((root / "params" / "smoke.yaml").read_text())
+    smoke["data"] = {"dataset": "folder", "raw_dir": str(raw)}
+    smoke["preprocess"].update(processed_dir=str(tmp_path / "proc"), scale_16bit="fixed",
+                               fixed_max=10000, clahe_mode="per_band")
+    smoke["pca"]["band_components"] = 4
+    params = tmp_path / "ms_smoke.yaml"
+    params.write_text(yaml.safe_dump(smoke))
+    run = tmp_path / "run"
+    run_notebook(root / "notebooks" / "01_preprocessing.ipynb", params, run)
+    run_notebook(root / "notebooks" / "02_earth_classifier.ipynb", params, run)
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["class_names"] == ["Forest", "River", "SeaLake"]
+    card = json.loads((run / "model_card.json").read_text())
+    assert card["preprocess"]["bands"] == 13 and card["input_shape"] == [16, 16, 4]
+    assert (run / "band_pca.npz").is_file()
+    from earth_lib.evaluation import evaluate_folder
+
+    assert evaluate_folder(run, raw, progress=False)["n"] == 30

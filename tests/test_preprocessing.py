@@ -127,3 +127,49 @@ def test_parallel_workers_give_the_same_images(synthetic_raw, tmp_path):
     preprocess_folder(synthetic_raw, tmp_path / "two", SETTINGS, workers=2, progress=False)
     for p in (tmp_path / "one").rglob("*.png"):
         assert p.read_bytes() == (tmp_path / "two" / p.relative_to(tmp_path / "one")).read_bytes()
+
+
+def test_killed_run_leaves_no_half_image_and_rerun_completes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from earth_lib.synthetic import generate_synthetic_dataset
+
+    raw = tmp_path / "raw"
+    generate_synthetic_dataset(raw, 150, 96, 2, seed=0, progress=False)
+    code = ("import sys; from earth_lib.params import validate; "
+            "from earth_lib.preprocessing import preprocess_folder; "
+            "s = validate({'preprocess': {'image_size': 64}})['preprocess']; "
+            "preprocess_folder(sys.argv[1], sys.argv[2], s, progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(raw), str(tmp_path / "p")])
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((tmp_path / "p").rglob("*.png"))) < 20:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = list((tmp_path / "p").rglob("*.png"))
+    assert 0 < len(done) < 300, "the run should have been killed mid-way"
+    for p in done:
+        assert read_image(p).shape == (64, 64, 3)  # every visible image is whole
+    settings = validate({"preprocess": {"image_size": 64}})["preprocess"]
+    res = preprocess_folder(raw, tmp_path / "p", settings, progress=False)
+    assert sum(res.already_done.values()) == len(done)
+    assert len(list((tmp_path / "p").rglob("*.png"))) == 300
+    assert not list((tmp_path / "p").rglob(".*.tmp"))
+
+
+def test_gray_in_colour_set_is_repeated_and_foreign_band_count_listed(tmp_path):
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "raw"
+    for i in range(3):
+        write_png(raw / "a" / f"rgb{i}.png", rng.integers(0, 255, (20, 20, 3), dtype=np.uint8))
+    write_png(raw / "a" / "gray.png", rng.integers(0, 255, (20, 20), dtype=np.uint8))
+    tifffile.imwrite(raw / "a" / "five.tif", rng.integers(0, 255, (20, 20, 5), dtype=np.uint8),
+                     photometric="minisblack", planarconfig="contig")
+    res = preprocess_folder(raw, tmp_path / "p", SETTINGS, progress=False)
+    assert res.written["a"] == 4
+    assert read_image(tmp_path / "p" / "a" / "gray.png").shape == (16, 16, 3)
+    [(path, reason)] = res.skipped
+    assert path.endswith("five.tif") and "5 bands but the data set has 3" in reason

@@ -73,3 +73,18 @@ def test_classifier_smoke_run_on_real_eurosat(shared_data, tmp_path, root):
     m = json.loads((run / "metrics.json").read_text())
     assert m["class_names"] == EUROSAT_CLASSES
     assert sum(m["split_sizes"].values()) == 120
+
+    # evaluate and predict with that run, on real images it never saw
+    from earth_lib.evaluation import evaluate_folder, predict_folder
+
+    unseen, flat = tmp_path / "unseen", tmp_path / "flat"
+    flat.mkdir()
+    for c in EUROSAT_CLASSES[:3]:
+        (unseen / c).mkdir(parents=True)
+        for f in sorted((shared_data / "eurosat_rgb" / c).glob("*.jpg"))[150:155]:
+            shutil.copy(f, unseen / c / f.name)
+            shutil.copy(f, flat / f.name)
+    ev = evaluate_folder(run, unseen, progress=False)
+    assert ev["n"] == 15 and len(ev["confusion_matrix"]) == 10
+    rows = predict_folder(run, flat, progress=False).read_text().strip().splitlines()
+    assert len(rows) == 16 and rows[0].startswith("path,predicted_class,p_AnnualCrop")
