@@ -96,3 +96,14 @@ def test_cli_rejects_a_bad_parameter_file(tmp_path, root):
                          cwd=root, capture_output=True, text=True)
     assert res.returncode == 2
     assert "typo.yaml: unknown parameter 'preprocess.imagesize'" in res.stderr
+
+
+def test_readme_documents_every_parameter(root):
+    from earth_lib.params import SCHEMA, Param
+
+    readme = (root / "README.md").read_text()
+    for section, spec in SCHEMA.items():
+        keys = [section] if isinstance(spec, Param) else [f"{section}.{k}" for k in spec]
+        for key in keys:
+            assert f"`{key}`" in readme, key
+    assert "make all" in readme and "make test" in readme
