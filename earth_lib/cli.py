@@ -92,14 +92,16 @@ def params_markdown() -> str:
     return "\n".join(rows)
 
 
-def results_markdown(outputs: str | Path = "outputs") -> str:
-    """A Markdown table of every finished run under ``outputs/`` (metrics.json + run.json)."""
+def results_markdown(outputs: str | Path = "outputs", runs: list[str] | None = None) -> str:
+    """A Markdown table of the finished runs under ``outputs/`` (all, or those named)."""
     import json
 
     rows = ["| run | data | test images | ResNet test acc. | macro F1 | classical baseline acc. "
             "| search best val loss | literature val loss | trials | wall time |",
             "|---|---|---|---|---|---|---|---|---|---|"]
-    for m_path in sorted(Path(outputs).glob("*/metrics.json")):
+    paths = ([Path(outputs) / r / "metrics.json" for r in runs] if runs
+             else sorted(Path(outputs).glob("*/metrics.json")))
+    for m_path in paths:
         m = json.loads(m_path.read_text())
         rec = json.loads((m_path.parent / "run.json").read_text())
         stages = rec.get("stages", {}).values()
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data")
     sub.add_parser("params-doc", help="print every parameter as a Markdown table")
     p = sub.add_parser("results", help="print a Markdown table of the finished runs")
+    p.add_argument("runs", nargs="*", help="run names (default: every run)")
     p.add_argument("--outputs", default="outputs")
     p = sub.add_parser("store-checked-outputs",
                        help="keep only nbval-checked outputs, taken from an executed notebook")
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "params-doc":
             print(params_markdown())
         elif args.command == "results":
-            print(results_markdown(args.outputs))
+            print(results_markdown(args.outputs, args.runs))
         elif args.command == "store-checked-outputs":
             n = store_checked_outputs(args.executed, args.notebook)
             print(f"{args.notebook}: stored the outputs of {n} checked cell(s)")
