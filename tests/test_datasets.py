@@ -123,3 +123,27 @@ def test_prepare_raw_for_folder_and_synthetic(tmp_path):
     p = validate({"data": {"raw_dir": str(tmp_path / "syn"), "synthetic_images_per_class": 2,
                            "synthetic_classes": 2}})
     assert index_folder(prepare_raw(p, progress=False)).counts() == {"water": 2, "forest": 2}
+
+
+def test_ucmerced_layout_with_off_size_tiffs_fetches_and_preprocesses(tmp_path):
+    """UC Merced's layout (UCMerced_LandUse/Images/<class>/<class>NN.tif), some not 256 px."""
+    from earth_lib.preprocessing import preprocess_folder
+
+    base = "UCMerced_LandUse/Images"
+    src = tmp_path / "src"
+    rng = np.random.default_rng(0)
+    for c in ("airplane", "beach"):
+        (src / base / c).mkdir(parents=True)
+        for i, side in enumerate((256, 256, 253)):
+            tifffile.imwrite(src / base / c / f"{c}{i:02d}.tif",
+                             rng.integers(0, 255, (side, 256, 3), dtype=np.uint8))
+    archive = tmp_path / "UCMerced_LandUse.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in src.rglob("*.tif"):
+            zf.write(p, p.relative_to(src))
+    remote = RemoteDataset(archive.as_uri(), archive.name,
+                           hashlib.md5(archive.read_bytes()).hexdigest(), base, "tiny")
+    classes = fetch_dataset("ucmerced", tmp_path / "raw", tmp_path / "a", True, remote=remote)
+    settings = validate({"preprocess": {"image_size": 32, "clahe_tiles": 4}})["preprocess"]
+    res = preprocess_folder(classes, tmp_path / "p", settings, progress=False)
+    assert res.written == {"airplane": 3, "beach": 3} and not res.skipped
