@@ -44,3 +44,17 @@ def write_png(path: Path, array: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
     return path
+
+
+def smoke_params_for_folder(root: Path, raw: Path, tmp_path: Path, name: str,
+                            preprocess: dict | None = None, pca: dict | None = None) -> Path:
+    """A copy of params/smoke.yaml that reads a class folder, written under tmp_path."""
+    import yaml
+
+    smoke = yaml.safe_load((root / "params" / "smoke.yaml").read_text())
+    smoke["data"] = {"dataset": "folder", "raw_dir": str(raw)}
+    smoke["preprocess"].update(processed_dir=str(tmp_path / "proc"), **(preprocess or {}))
+    smoke["pca"].update(pca or {})
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(smoke))
+    return path

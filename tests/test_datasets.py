@@ -28,6 +28,15 @@ def _fake_eurosat_zip(tmp_path):
     return archive
 
 
+def _zip_as_remote(src, archive, base):
+    """Zip a folder tree and describe it as a remote data set served from a file:// URL."""
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in src.rglob("*.tif"):
+            zf.write(p, p.relative_to(src))
+    return RemoteDataset(archive.as_uri(), archive.name,
+                         hashlib.md5(archive.read_bytes()).hexdigest(), base, "tiny")
+
+
 def _remote(archive, base="2750"):
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     return RemoteDataset(archive.as_uri(), "EuroSAT.zip", md5, base, "tiny")
@@ -106,12 +115,7 @@ def test_eurosat_ms_layout_with_13_band_tiffs(tmp_path):
             tifffile.imwrite(src / base / c / f"{c}_{i}.tif",
                              rng.integers(0, 5000, (64, 64, 13), dtype=np.uint16),
                              photometric="minisblack", planarconfig="contig")
-    archive = tmp_path / "EuroSATallBands.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for p in src.rglob("*.tif"):
-            zf.write(p, p.relative_to(src))
-    remote = RemoteDataset(archive.as_uri(), archive.name,
-                           hashlib.md5(archive.read_bytes()).hexdigest(), base, "tiny")
+    remote = _zip_as_remote(src, tmp_path / "EuroSATallBands.zip", base)
     classes = fetch_dataset("eurosat_ms", tmp_path / "raw", tmp_path / "a", True, remote=remote)
     assert index_folder(classes).counts() == {"Forest": 2, "River": 2}
 
@@ -137,12 +141,7 @@ def test_ucmerced_layout_with_off_size_tiffs_fetches_and_preprocesses(tmp_path):
         for i, side in enumerate((256, 256, 253)):
             tifffile.imwrite(src / base / c / f"{c}{i:02d}.tif",
                              rng.integers(0, 255, (side, 256, 3), dtype=np.uint8))
-    archive = tmp_path / "UCMerced_LandUse.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for p in src.rglob("*.tif"):
-            zf.write(p, p.relative_to(src))
-    remote = RemoteDataset(archive.as_uri(), archive.name,
-                           hashlib.md5(archive.read_bytes()).hexdigest(), base, "tiny")
+    remote = _zip_as_remote(src, tmp_path / "UCMerced_LandUse.zip", base)
     classes = fetch_dataset("ucmerced", tmp_path / "raw", tmp_path / "a", True, remote=remote)
     settings = validate({"preprocess": {"image_size": 32, "clahe_tiles": 4}})["preprocess"]
     res = preprocess_folder(classes, tmp_path / "p", settings, progress=False)

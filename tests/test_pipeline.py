@@ -68,9 +68,9 @@ def test_multiband_16bit_folder_through_both_notebooks(root, tmp_path):
     """13-band uint16 GeoTIFFs in EuroSAT MS's class layout, with spectral band PCA."""
     import numpy as np
     import tifffile
-    import yaml
 
     from earth_lib.cli import run_notebook
+    from tests.conftest import smoke_params_for_folder
 
     rng = np.random.default_rng(0)
     raw = tmp_path / "raw"
@@ -80,13 +80,10 @@ def test_multiband_16bit_folder_through_both_notebooks(root, tmp_path):
             img = rng.integers(500, 1500, (24, 24, 13)) + 800 * k * (np.arange(13) % (k + 2))
             tifffile.imwrite(raw / c / f"{c}_{i}.tif", img.astype(np.uint16),
                              photometric="minisblack", planarconfig="contig")
-    smoke = yaml.safe_load((root / "params" / "smoke.yaml").read_text())
-    smoke["data"] = {"dataset": "folder", "raw_dir": str(raw)}
-    smoke["preprocess"].update(processed_dir=str(tmp_path / "proc"), scale_16bit="fixed",
-                               fixed_max=10000, clahe_mode="per_band")
-    smoke["pca"]["band_components"] = 4
-    params = tmp_path / "ms_smoke.yaml"
-    params.write_text(yaml.safe_dump(smoke))
+    params = smoke_params_for_folder(
+        root, raw, tmp_path, "ms_smoke",
+        preprocess={"scale_16bit": "fixed", "fixed_max": 10000, "clahe_mode": "per_band"},
+        pca={"band_components": 4})
     run = tmp_path / "run"
     run_notebook(root / "notebooks" / "01_preprocessing.ipynb", params, run)
     run_notebook(root / "notebooks" / "02_earth_classifier.ipynb", params, run)

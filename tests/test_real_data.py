@@ -5,11 +5,11 @@ import shutil
 
 import numpy as np
 import pytest
-import yaml
 
 from earth_lib.data import DatasetNotFoundError, index_folder, load_images
 from earth_lib.params import validate
 from earth_lib.preprocessing import preprocess_folder
+from tests.conftest import smoke_params_for_folder
 
 EUROSAT_CLASSES = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",
                    "Pasture", "PermanentCrop", "Residential", "River", "SeaLake"]
@@ -60,11 +60,7 @@ def test_classifier_smoke_run_on_real_eurosat(shared_data, tmp_path, root):
         (raw / c).mkdir(parents=True)
         for f in sorted((shared_data / "eurosat_rgb" / c).glob("*.jpg"))[:12]:
             shutil.copy(f, raw / c / f.name)
-    smoke = yaml.safe_load((root / "params" / "smoke.yaml").read_text())
-    smoke["data"] = {"dataset": "folder", "raw_dir": str(raw)}
-    smoke["preprocess"]["processed_dir"] = str(tmp_path / "proc")
-    params = tmp_path / "eurosat_smoke.yaml"
-    params.write_text(yaml.safe_dump(smoke))
+    params = smoke_params_for_folder(root, raw, tmp_path, "eurosat_smoke")
     run = tmp_path / "run"
     run_notebook(root / "notebooks" / "01_preprocessing.ipynb", params, run)
     run_notebook(root / "notebooks" / "02_earth_classifier.ipynb", params, run)
