@@ -11,6 +11,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -20,6 +21,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import classification_report, confusion_matrix  # noqa: E402
 
 from earth_lib.augmentation import augmentation_layers, make_dataset  # noqa: E402
+from earth_lib.io import atomic_write_json  # noqa: E402
 from earth_lib.model import build_from_preset  # noqa: E402
 
 
@@ -213,10 +215,6 @@ def save_model(model: keras.Model, run_dir, class_names: list[str],
 
     The card lets evaluate/predict apply exactly the preprocessing the model was trained with.
     """
-    from pathlib import Path
-
-    from earth_lib.io import atomic_write_json
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / "model.partial.keras"
