@@ -67,13 +67,13 @@ def _water(rng, s):
 
 
 def _forest(rng, s):
-    crowns = _noise(rng, s, rng.uniform(0.7, 1.5))
+    crowns = _noise(rng, s, rng.uniform(1.2, 2.2) * s / 64)  # tree crowns of a few pixels
     return _dark(rng) * (0.6 + 0.8 * crowns)[..., None]
 
 
 def _cropland(rng, s):
     u, v = _coords(rng, s)
-    period = rng.uniform(2.5, s / 6)
+    period = rng.uniform(s / 14, s / 5)
     palette = _land_colours(rng, 3)
     band = ((u // period).astype(int)) % len(palette)
     img = np.stack(palette)[band]
@@ -84,8 +84,8 @@ def _cropland(rng, s):
 
 def _urban(rng, s):
     u, v = _coords(rng, s)
-    block = rng.uniform(4, s / 5)
-    street = rng.uniform(1.0, 2.0)
+    block = rng.uniform(s / 9, s / 4)
+    street = rng.uniform(1.0, 2.0) * s / 64 + 0.5
     palette = np.stack(_land_colours(rng, 3))
     bu, bv = np.floor(u / block).astype(int), np.floor(v / block).astype(int)
     idx = (bu * 7 + bv * 13 + int(rng.integers(3))) % 3
@@ -140,7 +140,7 @@ def generate_synthetic_dataset(
     """
     root = Path(root)
     settings = {"images_per_class": images_per_class, "image_size": image_size,
-                "n_classes": n_classes, "seed": seed, "generator": "earth_lib.synthetic v2"}
+                "n_classes": n_classes, "seed": seed, "generator": "earth_lib.synthetic v3"}
     manifest = root / "dataset.json"
     if manifest.is_file() and json.loads(manifest.read_text()) != settings:
         raise FileExistsError(
