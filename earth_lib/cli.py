@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from earth_lib.params import ParameterError, load_params
@@ -105,8 +106,6 @@ def results_markdown(outputs: str | Path = "outputs", runs: list[str] | None = N
         m = json.loads(m_path.read_text())
         rec = json.loads((m_path.parent / "run.json").read_text())
         stages = rec.get("stages", {}).values()
-        from datetime import datetime
-
         try:
             t = [datetime.fromisoformat(s[k]) for s in stages for k in ("started", "finished")]
             wall = f"{(max(t) - min(t)).total_seconds() / 60:.1f} min"

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from earth_lib.io import IMAGE_EXTENSIONS, BadImageError, atomic_write_text, read_image
+from earth_lib.io import IMAGE_EXTENSIONS, BadImageError, atomic_write_csv, read_image
 
 SPLITS = ("train", "val", "test")
 
@@ -80,8 +80,7 @@ def index_folder(root: str | Path, min_classes: int = 2) -> DatasetIndex:
 
 def write_skipped(path: str | Path, skipped: list[tuple[str, str]]) -> None:
     """Write the list of skipped files and reasons as CSV (atomically)."""
-    lines = ["path,reason"] + [f'"{p}","{r}"' for p, r in skipped]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_csv(path, ["path", "reason"], skipped)
 
 
 @dataclass
@@ -182,9 +181,8 @@ def stratified_split(
 def save_split(path: str | Path, paths: list[str], labels: np.ndarray, class_names: list[str],
                split: np.ndarray) -> None:
     """Write the split as CSV (path, class, split) so that it can be reused or audited."""
-    lines = ["path,class,split"]
-    lines += [f'"{p}",{class_names[y]},{s}' for p, y, s in zip(paths, labels, split, strict=True)]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_csv(path, ["path", "class", "split"],
+                     ([p, class_names[y], s] for p, y, s in zip(paths, labels, split, strict=True)))
 
 
 def read_split_file(path: str | Path, paths: list[str]) -> np.ndarray:

@@ -6,8 +6,6 @@ run's ``model_card.json``), in memory: the user's folder is never written to.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from pathlib import Path
 from typing import Any
@@ -16,12 +14,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from earth_lib.analysis import BandPCA
-from earth_lib.data import index_folder
+from earth_lib.data import index_folder, write_skipped
 from earth_lib.io import (
     IMAGE_EXTENSIONS,
     BadImageError,
+    atomic_write_csv,
     atomic_write_json,
-    atomic_write_text,
     read_image,
 )
 from earth_lib.preprocessing import enhance
@@ -130,15 +128,9 @@ def predict_folder(run_dir: str | Path, data_dir: str | Path, name: str | None =
     proba = (predict_proba(model, images, tta=card.get("tta", False)) if len(images)
              else np.zeros((0, len(names))))
     out = Path(run_dir) / "predictions" / (name or _name(data_dir))
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["path", "predicted_class", *[f"p_{c}" for c in names]])
-    for i, p in zip(kept, proba, strict=True):
-        w.writerow([str(paths[i]), names[int(p.argmax())], *[f"{v:.6f}" for v in p]])
-    atomic_write_text(out / "predictions.csv", buf.getvalue())
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["path", "reason"])
-    w.writerows(skipped)
-    atomic_write_text(out / "unreadable.csv", buf.getvalue())
+    header = ["path", "predicted_class", *[f"p_{c}" for c in names]]
+    atomic_write_csv(out / "predictions.csv", header,
+                     ([str(paths[i]), names[int(p.argmax())], *[f"{v:.6f}" for v in p]]
+                      for i, p in zip(kept, proba, strict=True)))
+    write_skipped(out / "unreadable.csv", skipped)
     return out / "predictions.csv"

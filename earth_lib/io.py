@@ -53,6 +53,17 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=default) + "\n")
 
 
+def atomic_write_csv(path: str | Path, header: list[str], rows) -> None:
+    """Write CSV rows atomically, quoted by the csv module (paths may hold commas or quotes)."""
+    import csv
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
 def image_suffix(bands: int) -> str:
     """File type used for processed images: PNG for gray/RGB, TIFF for other band counts."""
     return ".png" if bands in (1, 3) else ".tif"
