@@ -12,14 +12,12 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from earth_lib.params import DEFAULT_SPACE, validate, validate_space  # noqa: E402
-from earth_lib.preprocessing import preprocess_folder  # noqa: E402
-from earth_lib.search import SearchSpace, suggest_next  # noqa: E402
-from earth_lib.synthetic import generate_synthetic_dataset  # noqa: E402
+from earth_lib.params import DEFAULT_SPACE, validate, validate_space
+from earth_lib.preprocessing import preprocess_folder
+from earth_lib.search import SearchSpace, suggest_next
+from earth_lib.synthetic import generate_synthetic_dataset
 
 
 def bench_preprocessing(tmp: Path) -> None:
@@ -37,7 +35,8 @@ def bench_preprocessing(tmp: Path) -> None:
 
 def bench_training() -> None:
     """Training images per second for the CPU presets."""
-    from earth_lib.training import Split, train_model
+    from earth_lib.data import Split
+    from earth_lib.training import train_model
 
     hp = {"rotation": 90, "horizontal_flip": 1, "vertical_flip": 1, "learning_rate": 1e-3,
           "batch_size": 32, "kernel_size": 3}

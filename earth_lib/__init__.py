@@ -1,1 +1,9 @@
+"""earth-resnet: Earth-observation scene classification, ResNet tuned by Bayesian optimisation.
 
+TensorFlow's C++ start-up chatter is silenced here, once, before any module of the
+package (or a notebook kernel started by it, which inherits the environment) imports it.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -9,12 +9,13 @@ reconstructed from those components. Only the component scores are kept in memor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from earth_lib.data import SPLITS
+from earth_lib.data import SPLITS, Split, subsample
 
 
 def class_counts(labels: np.ndarray, split: np.ndarray, class_names: list[str]) -> pd.DataFrame:
@@ -62,10 +63,14 @@ class PCAResult:
         flat = images.reshape(len(images), -1).astype(np.float32)
         return (flat - self.mean_) @ self.components_.T
 
-    def reconstruct(self, scores: np.ndarray) -> np.ndarray:
-        """Images (N, H, W, C) rebuilt from scores, clipped to 0-255."""
-        flat = scores @ self.components_ + self.mean_
-        return np.clip(flat, 0, 255).reshape((len(scores), *self.image_shape))
+    def reconstruct(self, scores, xp: ModuleType = np):
+        """Images (N, H, W, C) rebuilt from scores, clipped to 0-255.
+
+        ``xp`` is the array module: numpy here, ``tf.experimental.numpy`` inside ``tf.data``
+        (augmentation.make_dataset), so the formula is written once for both.
+        """
+        flat = xp.matmul(scores, self.components_) + self.mean_
+        return xp.reshape(xp.clip(flat, 0, 255), (-1, *self.image_shape))
 
     def eigen_images(self, n: int = 8) -> np.ndarray:
         """The first n components reshaped to images (for display)."""
@@ -78,6 +83,11 @@ class PCAResult:
         pca = (n_images * self.n_components_ + (self.n_components_ + 1) * d) * 4
         return {"images": n_images, "full_mb": full / 2**20, "pca_mb": pca / 2**20,
                 "saving_ratio": full / pca}
+
+    def record(self, n_images: int) -> dict[str, float]:
+        """What a run's metrics keep of the PCA: components, variance and the memory figures."""
+        return {"components": self.n_components_, "variance": self.variance,
+                **self.memory_report(n_images)}
 
 
 def fit_pca(images: np.ndarray, variance: float = 0.95, max_images: int = 2000,
@@ -151,3 +161,33 @@ def fit_band_pca(images: np.ndarray, n_components: int, max_pixels: int = 200_00
                    np.percentile(z, 1, axis=0).astype(np.float32),
                    np.percentile(z, 99, axis=0).astype(np.float32),
                    pca.explained_variance_ratio_)
+
+
+def search_inputs(train: Split, val: Split, pca: PCAResult, *, max_images: int | None,
+                  use_pca: bool, seed: int) -> tuple[Split, Split, PCAResult | None]:
+    """What the search trains on: a seeded subsample of train, as PCA scores when ``use_pca``.
+
+    Returns (train, val, decoder); the decoder is the PCA that rebuilds the images batch by
+    batch, or None when the search sees the images themselves.
+    """
+    train = subsample(train, max_images, seed)
+    if not use_pca:
+        return train, val, None
+    return Split(pca.transform(train.x), train.y), Split(pca.transform(val.x), val.y), pca
+
+
+def reduce_bands(splits: dict[str, Split], n_components: int | None,
+                 seed: int) -> tuple[dict[str, Split], BandPCA | None]:
+    """Apply the spectral band PCA (fitted on train only) to every split; unchanged when None."""
+    if not n_components:
+        return splits, None
+    band_pca = fit_band_pca(splits["train"].x, n_components, seed=seed)
+    return {k: Split(band_pca.transform(v.x), v.y) for k, v in splits.items()}, band_pca
+
+
+def describe_bands(bands: int, band_pca: BandPCA | None) -> str:
+    """One line on the network's input bands: as they are, or reduced by the band PCA."""
+    if band_pca is None:
+        return f"{bands} band(s) used as they are"
+    return (f"bands {bands} -> {band_pca.components_.shape[0]} components "
+            f"({band_pca.explained_variance_ratio_.sum():.1%} of the spectral variance)")

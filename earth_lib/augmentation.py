@@ -9,14 +9,16 @@ and height shift ``s`` -> ``RandomTranslation`` by up to |s| of the side; flips 
 
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+from tensorflow.experimental import numpy as tnp
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import layers  # noqa: E402
+if TYPE_CHECKING:
+    from earth_lib.analysis import PCAResult
 
 AUGMENT_KEYS = ("rotation", "zoom", "width_shift", "height_shift", "horizontal_flip",
                 "vertical_flip")
@@ -51,27 +53,20 @@ def make_dataset(
     augment: keras.Sequential | None = None,
     shuffle: bool = False,
     seed: int = 0,
-    decoder: tuple[np.ndarray, np.ndarray, tuple[int, ...]] | None = None,
+    decoder: PCAResult | None = None,
 ) -> tf.data.Dataset:
     """Batches of (float32 images in 0-255, one-hot labels), optionally shuffled and augmented.
 
-    With ``decoder=(components, mean, image_shape)``, ``images`` holds PCA scores and each
-    batch is rebuilt as ``scores @ components + mean``: only the scores sit in memory.
+    With a PCA ``decoder``, ``images`` holds PCA scores and each batch is rebuilt by
+    ``decoder.reconstruct`` inside the pipeline: only the scores sit in memory.
     """
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(int(batch_size))
     if decoder is not None:
-        comps = tf.constant(decoder[0], tf.float32)
-        mean = tf.constant(decoder[1], tf.float32)
-        shape = tuple(decoder[2])
-
-        def decode(x, y):
-            flat = tf.matmul(tf.cast(x, tf.float32), comps) + mean
-            return tf.clip_by_value(tf.reshape(flat, (-1, *shape)), 0.0, 255.0), y
-
-        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: (decoder.reconstruct(tf.cast(x, tf.float32), xp=tnp), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))

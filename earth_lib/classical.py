@@ -6,8 +6,13 @@ reports both and the reader sees whether the deep model earned its cost.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
+
+from earth_lib.data import Split
+from earth_lib.evaluation import evaluate_predictions
 
 
 def image_features(images: np.ndarray, bins: int = 16) -> np.ndarray:
@@ -40,3 +45,13 @@ def classical_proba(model: RandomForestClassifier, images: np.ndarray,
     out = np.zeros((len(images), num_classes))
     out[:, model.classes_] = p
     return out
+
+
+def baseline_metrics(train: Split, test: Split, class_names: list[str], *, enabled: bool = True,
+                  trees: int = 300, seed: int = 42) -> dict[str, Any] | None:
+    """Fit on train, score on test: the same metrics as the network's (None when disabled)."""
+    if not enabled:
+        return None
+    rf = fit_classical(train.x, train.y, trees, seed)
+    return evaluate_predictions(test.y, classical_proba(rf, test.x, len(class_names)),
+                                class_names)

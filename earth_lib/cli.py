@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-from datetime import datetime
 from pathlib import Path
 
-from earth_lib.params import ParameterError, load_params
-from earth_lib.runinfo import project_root, run_dir_for
+from earth_lib.errors import EarthResnetError
+from earth_lib.params import load_params
+from earth_lib.run import load_run, project_root, run_dir_for
 
 
 def run_notebook(notebook: str | Path, params_file: str | Path,
@@ -27,7 +26,6 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
     from earth_lib.io import atomic_write_text
 
     load_params(params_file)  # fail fast, before a kernel starts
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # inherited by the kernel
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # cell output in the terminal
     root = project_root()
     run_dir = Path(run_dir or run_dir_for(params_file))
@@ -95,31 +93,25 @@ def params_markdown() -> str:
 
 def results_markdown(outputs: str | Path = "outputs", runs: list[str] | None = None) -> str:
     """A Markdown table of the finished runs under ``outputs/`` (all, or those named)."""
-    import json
-
     rows = ["| run | data | test images | ResNet test acc. | macro F1 | classical baseline acc. "
-            "| search best val loss | literature val loss | trials | wall time |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    paths = ([Path(outputs) / r / "metrics.json" for r in runs] if runs
-             else sorted(Path(outputs).glob("*/metrics.json")))
-    for m_path in paths:
-        m = json.loads(m_path.read_text())
-        rec = json.loads((m_path.parent / "run.json").read_text())
-        stages = rec.get("stages", {}).values()
-        try:
-            t = [datetime.fromisoformat(s[k]) for s in stages for k in ("started", "finished")]
-            wall = f"{(max(t) - min(t)).total_seconds() / 60:.1f} min"
-        except (KeyError, ValueError):
-            wall = "?"
-        c = m.get("classical_baseline") or {}
-        lit = m.get("literature_baseline", {}).get("val_loss")
-        best = m["search"].get("best_val_loss")
+            "| values from | search best val loss | literature val loss | trials | wall time |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    folders = ([Path(outputs) / r for r in runs] if runs
+               else sorted(p.parent for p in Path(outputs).glob("*/metrics.json")))
+
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    for folder in folders:
+        run = load_run(folder, need_model=False)
+        m, rec, wall = run.load_metrics(), run.read_record(), run.wall_minutes()
         rows.append(
-            f"| {m_path.parent.name} | {rec['params']['data']['dataset']} | {m['test']['n']} "
-            f"| {m['test']['accuracy']:.3f} | {m['test']['macro_f1']:.3f} "
-            f"| {c.get('accuracy', float('nan')):.3f} "
-            f"| {best if best is None else f'{best:.3f}'} "
-            f"| {lit if lit is None else f'{lit:.3f}'} | {m['search']['trials']} | {wall} |")
+            f"| {folder.name} | {rec['params']['data']['dataset']} | {m.test['n']} "
+            f"| {m.test['accuracy']:.3f} | {m.test['macro_f1']:.3f} "
+            f"| {num((m.classical_baseline or {}).get('accuracy'))} | {m.search['chosen_by']} "
+            f"| {num(m.search.get('best_val_loss'))} "
+            f"| {num(m.literature_baseline.get('val_loss'))} | {m.search['trials']} "
+            f"| {'?' if wall is None else f'{wall:.1f} min'} |")
     return "\n".join(rows)
 
 
@@ -183,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "store-checked-outputs":
             n = store_checked_outputs(args.executed, args.notebook)
             print(f"{args.notebook}: stored the outputs of {n} checked cell(s)")
-    except (ParameterError, FileNotFoundError, ValueError) as err:
+    except (EarthResnetError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

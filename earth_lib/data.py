@@ -12,13 +12,17 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from earth_lib.io import IMAGE_EXTENSIONS, BadImageError, atomic_write_csv, read_image
+from earth_lib.errors import (
+    DEFAULT_BAD_FILE_POLICY,
+    BadImageError,
+    DatasetNotFoundError,
+    skip_or_raise,
+)
+from earth_lib.io import IMAGE_EXTENSIONS, atomic_write_csv, read_image
 
 SPLITS = ("train", "val", "test")
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The data folder is missing or holds no usable class folders."""
+#: Files the project writes at the root of a data folder (never images, never skipped).
+METADATA_FILES = ("dataset.json", "preprocessing.json")
 
 
 @dataclass
@@ -54,7 +58,7 @@ def index_folder(root: str | Path, min_classes: int = 2) -> DatasetIndex:
         if entry.name.startswith("."):
             continue
         if not entry.is_dir():
-            if entry.name != "dataset.json":
+            if entry.name not in METADATA_FILES:
                 skipped.append((str(entry), "not inside a class folder"))
             continue
         found = []
@@ -78,9 +82,13 @@ def index_folder(root: str | Path, min_classes: int = 2) -> DatasetIndex:
     return DatasetIndex(root, classes, files, skipped)
 
 
-def write_skipped(path: str | Path, skipped: list[tuple[str, str]]) -> None:
-    """Write the list of skipped files and reasons as CSV (atomically)."""
-    atomic_write_csv(path, ["path", "reason"], skipped)
+def describe_skipped(skipped: list[tuple[str, str]], limit: int = 20) -> str:
+    """The first ``limit`` skipped files with their reasons, one line each, for display."""
+    lines = [f" - {reason if path in reason else f'{path}: {reason}'}"
+             for path, reason in skipped[:limit]]
+    if len(skipped) > limit:
+        lines.append(f" ... and {len(skipped) - limit} more")
+    return "\n".join(lines)
 
 
 @dataclass
@@ -98,7 +106,7 @@ def load_images(
     root: str | Path,
     class_names: list[str] | None = None,
     expected_size: int | None = None,
-    on_bad_file: str = "skip",
+    on_bad_file: str = DEFAULT_BAD_FILE_POLICY,
     progress: bool = True,
 ) -> ImageSet:
     """Load a processed class-folder set into memory, checking that all images agree in shape.
@@ -127,9 +135,7 @@ def load_images(
         try:
             img = read_image(path)
         except BadImageError as err:
-            if on_bad_file == "error":
-                raise
-            skipped.append((str(path), str(err)))
+            skip_or_raise(on_bad_file, err, path, skipped)
             continue
         if img.dtype != np.uint8:
             raise ValueError(f"{path}: processed images must be 8-bit, got {img.dtype}; "
@@ -152,6 +158,32 @@ def load_images(
     if not images:
         raise DatasetNotFoundError(f"{root}: no readable images.")
     return ImageSet(np.stack(images), np.array(labels, dtype=np.int64), names, paths, skipped)
+
+
+@dataclass
+class Split:
+    """Arrays of one split: images (or PCA scores) and integer labels."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+def split_arrays(images: np.ndarray, labels: np.ndarray, split: np.ndarray) -> dict[str, Split]:
+    """The train/val/test arrays for a split assignment."""
+    return {name: Split(images[split == name], labels[split == name]) for name in SPLITS}
+
+
+def split_sizes(splits: dict[str, Split]) -> dict[str, int]:
+    """Images per split, for the record."""
+    return {name: int(len(s.y)) for name, s in splits.items()}
+
+
+def subsample(split: Split, limit: int | None, seed: int) -> Split:
+    """A seeded subsample of at most ``limit`` items (order kept); the split itself if smaller."""
+    if not limit or limit >= len(split.y):
+        return split
+    idx = np.sort(np.random.default_rng(seed).choice(len(split.y), limit, replace=False))
+    return Split(split.x[idx], split.y[idx])
 
 
 def stratified_split(

@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from earth_lib.data import DatasetNotFoundError
+from earth_lib.errors import ArchiveError, ChecksumMismatchError, DatasetNotFoundError
 from earth_lib.synthetic import generate_synthetic_dataset
 
 
@@ -88,7 +88,8 @@ def extract(archive: str | Path, target: str | Path) -> Path:
             zf.extractall(tmp)
     except zipfile.BadZipFile as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DatasetNotFoundError(f"{archive}: not a valid zip archive ({err}).") from err
+        raise ArchiveError(f"{archive}: not a valid zip archive ({err}). Delete it and download "
+                           "again.") from err
     if target.exists():
         shutil.rmtree(target)
     tmp.replace(target)
@@ -102,6 +103,8 @@ def fetch_dataset(name: str, root: str | Path, archive_dir: str | Path,
     Raises:
         DatasetNotFoundError: not present, and no archive or download allowed; the message
             says where to put the archive.
+        ChecksumMismatchError: the archive is not the published file (corrupt or incomplete).
+        ArchiveError: the archive is not a zip, or lacks the data set's folder.
     """
     if remote is None:
         if name not in REMOTE:
@@ -130,14 +133,13 @@ def fetch_dataset(name: str, root: str | Path, archive_dir: str | Path,
             ) from err
     got = md5sum(archive)
     if got != remote.md5:
-        raise DatasetNotFoundError(
+        raise ChecksumMismatchError(
             f"{archive}: checksum mismatch (md5 {got}, expected {remote.md5}); the file is "
             "corrupt or incomplete. Delete it and download again."
         )
     extract(archive, root)
     if not classes.is_dir():
-        raise DatasetNotFoundError(f"{archive} did not contain the expected folder "
-                                   f"{remote.base_dir}.")
+        raise ArchiveError(f"{archive} did not contain the expected folder {remote.base_dir}.")
     done.write_text(remote.md5 + "\n")
     return classes
 

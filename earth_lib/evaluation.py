@@ -1,7 +1,7 @@
-"""Evaluate a trained run on any labelled folder, or predict any folder of images.
+"""Metrics of predictions; evaluate a trained run on any labelled folder, or predict any folder.
 
 The images go through the same enhancement the run's training data had (stored in the
-run's ``model_card.json``), in memory: the user's folder is never written to.
+run's model card), in memory: the user's folder is never written to.
 """
 
 from __future__ import annotations
@@ -11,41 +11,48 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from sklearn.metrics import classification_report, confusion_matrix
 from tqdm.auto import tqdm
 
 from earth_lib.analysis import BandPCA
-from earth_lib.data import index_folder, write_skipped
-from earth_lib.io import (
-    IMAGE_EXTENSIONS,
-    BadImageError,
-    atomic_write_csv,
-    atomic_write_json,
-    read_image,
-)
+from earth_lib.data import index_folder
+from earth_lib.errors import DEFAULT_BAD_FILE_POLICY, BadImageError, skip_or_raise
+from earth_lib.io import IMAGE_EXTENSIONS, atomic_write_csv, atomic_write_json, read_image
 from earth_lib.preprocessing import enhance
+from earth_lib.run import ModelCard, load_run
 
 
-def load_run(run_dir: str | Path):
-    """The trained model and its card (class names, preprocessing) from a run folder."""
-    import json
+def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray,
+                         class_names: list[str]) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1, confusion matrix and cross-entropy."""
+    y_pred = proba.argmax(axis=1)
+    labels = list(range(len(class_names)))
+    report = classification_report(y_true, y_pred, labels=labels, target_names=class_names,
+                                   output_dict=True, zero_division=0)
+    eps = 1e-7
+    ce = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_true)), y_true], eps, 1))))
+    return {
+        "accuracy": float(np.mean(y_pred == y_true)),
+        "cross_entropy": ce,
+        "n": int(len(y_true)),
+        "per_class": {c: {k: float(v) for k, v in report[c].items()} for c in class_names},
+        "macro_f1": float(report["macro avg"]["f1-score"]),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
 
-    import keras
 
-    run_dir = Path(run_dir)
-    model_path, card_path = run_dir / "model.keras", run_dir / "model_card.json"
-    for p in (model_path, card_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"{p} not found: is {run_dir} a finished run folder "
-                                    "(make all PARAMS=...)?")
-    card = json.loads(card_path.read_text())
-    card["run_dir"] = str(run_dir)
-    return keras.models.load_model(model_path), card
+def comparison_table(results: dict[str, dict[str, Any] | None]) -> pd.DataFrame:
+    """Test accuracy and macro F1 of several models side by side (a None result is left out)."""
+    return pd.DataFrame({name: {"test accuracy": m["accuracy"], "macro F1": m["macro_f1"]}
+                         for name, m in results.items() if m}).T.round(3)
 
 
-def prepare_images(paths: list[Path], card: dict[str, Any], on_bad_file: str = "skip",
-                   progress: bool = True) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+def prepare_images(paths: list[Path], card: ModelCard, band_pca: BandPCA | None = None,
+                   on_bad_file: str = DEFAULT_BAD_FILE_POLICY, progress: bool = True
+                   ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
     """Enhance images as the run's training data was; returns (images, kept indices, skipped)."""
-    settings = card["preprocess"]
+    settings = card.preprocess
     images, kept, skipped = [], [], []
     shape = (settings["image_size"], settings["image_size"], settings["bands"])
     for i, p in enumerate(tqdm(paths, desc="preparing images", disable=not progress,
@@ -55,15 +62,13 @@ def prepare_images(paths: list[Path], card: dict[str, Any], on_bad_file: str = "
             if img.shape != shape:
                 raise BadImageError(f"{p}: gives shape {img.shape}, the model takes {shape}")
         except (BadImageError, ValueError) as err:
-            if on_bad_file == "error":
-                raise
-            skipped.append((str(p), str(err)))
+            skip_or_raise(on_bad_file, err, p, skipped)
             continue
         images.append(img)
         kept.append(i)
     out = np.stack(images) if images else np.zeros((0, *shape), np.uint8)
-    if card.get("band_pca"):
-        out = BandPCA.load(Path(card["run_dir"]) / card["band_pca"]).transform(out)
+    if band_pca is not None:
+        out = band_pca.transform(out)
     return out, kept, skipped
 
 
@@ -80,25 +85,26 @@ def evaluate_folder(run_dir: str | Path, data_dir: str | Path, name: str | None 
     of the most confident mistakes.
     """
     from earth_lib import plotting
-    from earth_lib.training import evaluate_predictions, predict_proba
+    from earth_lib.training import predict_proba
 
-    model, card = load_run(run_dir)
-    names = card["class_names"]
+    run = load_run(run_dir)
+    model, card = run.load_model()
+    names = card.class_names
     index = index_folder(data_dir, min_classes=1)
     unknown = [c for c in index.classes if c not in names]
     if unknown:
         raise ValueError(f"{data_dir}: class {unknown[0]!r} is not one the model knows "
                          f"({', '.join(names)}); rename or remove that folder.")
     paths = [p for p, _ in index.files]
-    images, kept, skipped = prepare_images(paths, card, progress=progress)
+    images, kept, skipped = prepare_images(paths, card, run.load_band_pca(card),
+                                           progress=progress)
     if not len(images):
         raise ValueError(f"{data_dir}: no readable images to evaluate.")
     y = np.array([names.index(index.files[i][1]) for i in kept])
-    proba = predict_proba(model, images, tta=card.get("tta", False))
+    proba = predict_proba(model, images, tta=card.tta)
     metrics = evaluate_predictions(y, proba, names)
     metrics.update({"data": str(data_dir), "skipped": skipped + index.skipped})
-    out = Path(run_dir) / "evaluation" / (name or _name(Path(data_dir)))
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    out = run.output_dir("evaluation", name or _name(Path(data_dir)))
     atomic_write_json(out / "metrics.json", metrics)
     plotting.save_figure(plotting.plot_confusion_matrix(metrics["confusion_matrix"], names,
                                                         f"{_name(Path(data_dir))}"),
@@ -120,17 +126,19 @@ def predict_folder(run_dir: str | Path, data_dir: str | Path, name: str | None =
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"Folder not found: {data_dir}")
-    model, card = load_run(run_dir)
-    names = card["class_names"]
+    run = load_run(run_dir)
+    model, card = run.load_model()
+    names = card.class_names
     paths = sorted(p for p in data_dir.rglob("*") if p.is_file()
                    and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
-    images, kept, skipped = prepare_images(paths, card, progress=progress)
-    proba = (predict_proba(model, images, tta=card.get("tta", False)) if len(images)
+    images, kept, skipped = prepare_images(paths, card, run.load_band_pca(card),
+                                           progress=progress)
+    proba = (predict_proba(model, images, tta=card.tta) if len(images)
              else np.zeros((0, len(names))))
-    out = Path(run_dir) / "predictions" / (name or _name(data_dir))
+    out = run.output_dir("predictions", name or _name(data_dir))
     header = ["path", "predicted_class", *[f"p_{c}" for c in names]]
     atomic_write_csv(out / "predictions.csv", header,
                      ([str(paths[i]), names[int(p.argmax())], *[f"{v:.6f}" for v in p]]
                       for i, p in zip(kept, proba, strict=True)))
-    write_skipped(out / "unreadable.csv", skipped)
+    run.write_skipped(skipped, out / "unreadable.csv")
     return out / "predictions.csv"

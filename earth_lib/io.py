@@ -13,12 +13,10 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from earth_lib.errors import BadImageError
+
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 TIFF_EXTENSIONS = {".tif", ".tiff"}
-
-
-class BadImageError(ValueError):
-    """An image file cannot be read (empty, truncated, corrupt or of an unknown layout)."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

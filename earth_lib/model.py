@@ -3,14 +3,18 @@
 Each residual block is two (BatchNorm -> ReLU -> Conv) units added to a shortcut; the
 shortcut is the identity, or a 1x1 convolution (named ``*_proj``) exactly where the
 number of filters or the spatial size changes. Each new stage halves the spatial size.
+
+Keras is imported inside the builders, so that the parameter table can read the preset
+names from here without starting TensorFlow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import keras
-from keras import layers
+if TYPE_CHECKING:
+    import keras
 
 #: Stage depths and widths. ``paper`` is the original [2, 10, 10, 2] x 64..512 network
 #: (GPU); ``medium`` (ResNet-18-like depth, half width) suits full data sets on a GPU;
@@ -26,10 +30,14 @@ PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
     "medium": {"stage_depths": (2, 2, 2, 2), "filters": (32, 64, 128, 256)},
     "paper": {"stage_depths": (2, 10, 10, 2), "filters": (64, 128, 256, 512)},
 }
+#: The preset used when none is named (``model.preset`` takes its default from here).
+DEFAULT_PRESET = "small"
 
 
 def _block(x, filters: int, kernel_size: int, stride: int, name: str):
     """One pre-activation residual block; projection shortcut only where the shape changes."""
+    from keras import layers
+
     pre = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn1")(x)
     pre = layers.Activation("relu", name=f"{name}_relu1")(pre)
     if stride != 1 or x.shape[-1] != filters:
@@ -71,6 +79,9 @@ def build_resnet(
                          "must be non-empty and of the same length.")
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2. Got {num_classes} instead.")
+    import keras
+    from keras import layers
+
     kernel_size = int(kernel_size)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = layers.Rescaling(1 / 255.0, name="rescale")(inputs)
@@ -88,10 +99,16 @@ def build_resnet(
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_from_preset(input_shape: tuple[int, int, int], num_classes: int, preset: str = "small",
-                      kernel_size: int = 3, dropout: float = 0.0) -> keras.Model:
+def build_from_preset(input_shape: tuple[int, int, int], num_classes: int,
+                      preset: str = DEFAULT_PRESET, kernel_size: int = 3,
+                      dropout: float = 0.0) -> keras.Model:
     """Build a ResNet from a named preset (see :data:`PRESETS`)."""
     if preset not in PRESETS:
         raise ValueError(f"Unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}.")
     return build_resnet(input_shape, num_classes, kernel_size=kernel_size, dropout=dropout,
                         **PRESETS[preset])
+
+
+def projection_shortcuts(model: keras.Model) -> list[str]:
+    """Names of the 1x1 projection shortcuts (where a block changes width or size)."""
+    return [layer.name for layer in model.layers if layer.name.endswith("_proj")]

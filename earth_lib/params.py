@@ -17,6 +17,9 @@ from typing import Any
 
 import yaml
 
+from earth_lib.errors import BAD_FILE_POLICIES, DEFAULT_BAD_FILE_POLICY, ParameterError
+from earth_lib.model import DEFAULT_PRESET, PRESETS
+
 #: Hyperparameters the search may explore (the nine of the method, plus epochs).
 HYPERPARAMETERS = (
     "rotation",
@@ -49,10 +52,6 @@ HYPERPARAMETER_LIMITS = {
 DATASETS = ("synthetic", "folder", "eurosat", "eurosat_ms", "ucmerced")
 
 
-class ParameterError(ValueError):
-    """A parameter file holds an unknown key, a wrong type or an impossible value."""
-
-
 @dataclass(frozen=True)
 class Param:
     """One declared parameter: default, accepted type, optional range or choices."""
@@ -80,8 +79,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "synthetic_images_per_class": _p(100, int, "synthetic set: images per class", low=2),
         "synthetic_image_size": _p(64, int, "synthetic set: side in pixels", low=16, high=1024),
         "synthetic_classes": _p(6, int, "synthetic set: number of classes", low=2, high=6),
-        "on_bad_file": _p("skip", str, "unreadable image: skip (and list) or error",
-                          choices=("skip", "error")),
+        "on_bad_file": _p(DEFAULT_BAD_FILE_POLICY, str,
+                          "unreadable image: skip (and list) or error",
+                          choices=BAD_FILE_POLICIES),
     },
     "preprocess": {
         "processed_dir": _p("data/processed/synthetic", str, "where enhanced images go"),
@@ -118,8 +118,8 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                               low=1),
     },
     "model": {
-        "preset": _p("small", str, "ResNet preset (see earth_lib.model.PRESETS)",
-                     choices=("tiny", "small", "cpu64", "medium", "paper")),
+        "preset": _p(DEFAULT_PRESET, str, "ResNet preset (see earth_lib.model.PRESETS)",
+                     choices=tuple(PRESETS)),
         "dropout": _p(0.0, float, "dropout before the classifier", low=0.0, high=0.9),
         "weight_decay": _p(1e-4, float, "L2 weight decay of AdamW", low=0.0, high=1.0),
         "label_smoothing": _p(0.0, float, "label smoothing of the loss", low=0.0, high=0.5),
@@ -334,17 +334,63 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return validate(raw, source=str(path))
 
 
-def parameter_table(params: dict[str, Any]) -> list[tuple[str, Any]]:
-    """Flatten checked parameters into (dotted key, value) rows for display."""
+def parameter_table(params: dict[str, Any],
+                    sections: tuple[str, ...] | None = None) -> list[tuple[str, Any]]:
+    """Flatten checked parameters into (dotted key, value) rows for display.
+
+    ``sections`` keeps only the sections named (default: all).
+    """
     rows: list[tuple[str, Any]] = []
     for section, value in params.items():
-        if isinstance(value, dict) and section != "space":
-            for key, v in value.items():
-                if key == "space":
-                    for hp, s in v.items():
-                        rows.append((f"search.space.{hp}", s))
-                else:
-                    rows.append((f"{section}.{key}", v))
-        else:
+        if sections is not None and section not in sections:
+            continue
+        if not isinstance(value, dict):
             rows.append((section, value))
+            continue
+        for key, v in value.items():
+            if key == "space":
+                rows += [(f"search.space.{hp}", s) for hp, s in v.items()]
+            else:
+                rows.append((f"{section}.{key}", v))
     return rows
+
+
+def section_defaults(section: str) -> dict[str, Any]:
+    """The declared default of every key of one section (the one place defaults live)."""
+    return {key: copy.deepcopy(p.default) for key, p in SCHEMA[section].items()}
+
+
+# --- Parameters -> keyword arguments of the package's functions -------------------------
+
+def train_settings(params: dict[str, Any], final: bool) -> dict[str, Any]:
+    """Keyword arguments of ``training.train_model`` for a search trial or the final training."""
+    m, t = params["model"], params["train"]
+    return {"preset": m["preset"], "weight_decay": m["weight_decay"],
+            "label_smoothing": m["label_smoothing"], "dropout": m["dropout"],
+            "warmup_epochs": t["warmup_epochs"],
+            "epochs": t["epochs"] if final else params["search"]["epochs"],
+            "patience": t["patience"] if final else params["search"]["epochs"]}
+
+
+def search_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``search.search_or_baseline``: whether and how to search."""
+    s = params["search"]
+    return {"enabled": s["enabled"], "evaluate_baseline": params["baseline"]["enabled"],
+            "steps": s["steps"], "initial_points": s["initial_points"],
+            "iterations_per_step": s["iterations_per_step"], "shrink": s["shrink"],
+            "min_step": s["min_step"], "seed": params["seed"]}
+
+
+def search_data_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``analysis.search_inputs``: the subsample and the PCA switch."""
+    s = params["search"]
+    return {"max_images": s["max_train_images"], "use_pca": s["use_pca_images"],
+            "seed": params["seed"]}
+
+
+def baseline_hyperparameters(params: dict[str, Any]) -> dict[str, Any]:
+    """The literature values (METHOD.md) for the names the search explores."""
+    hp = {k: v for k, v in params["baseline"].items() if k != "enabled"}
+    if "epochs" in params["search"]["space"]:
+        hp["epochs"] = params["search"]["epochs"]
+    return hp

@@ -158,10 +158,18 @@ def plot_projection(scores: np.ndarray, labels: np.ndarray, class_names: list[st
     return fig
 
 
-def plot_convergence(steps: np.ndarray, losses: np.ndarray,
-                     baseline: float | None = None) -> plt.Figure:
-    """Search convergence: each trial's val loss and the best so far, steps shaded."""
+def plot_convergence(history: list[dict], baseline: float | None = None) -> plt.Figure:
+    """Search convergence: each trial's val loss and the best so far, steps marked.
+
+    ``history`` holds the trials as rows (``step``, ``val_loss``); with none (search off)
+    the figure says so and shows the literature baseline alone.
+    """
+    steps = np.array([r["step"] for r in history], dtype=int)
+    losses = np.array([r["val_loss"] for r in history], dtype=float)
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    if not history:
+        ax.text(0.5, 0.6, "search disabled: the literature values were used",
+                transform=ax.transAxes, ha="center")
     x = np.arange(1, len(losses) + 1)
     ax.scatter(x, losses, c=steps, cmap="viridis", s=18, label="trial")
     finite = np.where(np.isfinite(losses), losses, np.inf)

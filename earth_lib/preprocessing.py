@@ -24,21 +24,19 @@ from skimage import color, exposure, transform
 from tqdm.auto import tqdm
 
 from earth_lib.data import index_folder
-from earth_lib.io import (
-    BadImageError,
-    atomic_write_image,
-    atomic_write_json,
-    image_suffix,
-    read_image,
-)
+from earth_lib.errors import DEFAULT_BAD_FILE_POLICY, BadImageError, skip_or_raise
+from earth_lib.io import atomic_write_image, atomic_write_json, image_suffix, read_image
+from earth_lib.params import section_defaults
 
 SETTINGS_FILE = "preprocessing.json"
 ENHANCE_KEYS = ("image_size", "grayscale", "clahe", "clahe_mode", "clahe_clip_limit",
                 "clahe_tiles", "scale_16bit", "fixed_max")
+#: Defaults of the enhancement, taken from the parameter table (declared there only).
+DEFAULTS = {k: v for k, v in section_defaults("preprocess").items() if k in ENHANCE_KEYS}
 
 
-def to_unit_range(image: np.ndarray, scale_16bit: str = "percentile",
-                  fixed_max: float = 10000.0) -> np.ndarray:
+def to_unit_range(image: np.ndarray, scale_16bit: str = DEFAULTS["scale_16bit"],
+                  fixed_max: float = DEFAULTS["fixed_max"]) -> np.ndarray:
     """Scale an image of any dtype to float32 in [0, 1] (8-bit: /255; deeper: see module doc)."""
     img = image.astype(np.float32)
     if image.dtype == np.uint8:
@@ -52,8 +50,9 @@ def to_unit_range(image: np.ndarray, scale_16bit: str = "percentile",
     return np.clip((img - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
 
 
-def apply_clahe(image: np.ndarray, mode: str = "luminance", clip_limit: float = 0.01,
-                tiles: int = 8) -> np.ndarray:
+def apply_clahe(image: np.ndarray, mode: str = DEFAULTS["clahe_mode"],
+                clip_limit: float = DEFAULTS["clahe_clip_limit"],
+                tiles: int = DEFAULTS["clahe_tiles"]) -> np.ndarray:
     """CLAHE on a float (H, W, C) image in [0, 1]; RGB keeps its colour in ``luminance`` mode."""
     kernel = max(2, min(image.shape[:2]) // tiles)
     if image.shape[-1] == 3 and mode == "luminance":
@@ -69,9 +68,12 @@ def apply_clahe(image: np.ndarray, mode: str = "luminance", clip_limit: float = 
     return np.stack(bands, axis=-1).astype(np.float32)
 
 
-def enhance(image: np.ndarray, image_size: int = 32, grayscale: bool = False, clahe: bool = True,
-            clahe_mode: str = "luminance", clahe_clip_limit: float = 0.01, clahe_tiles: int = 8,
-            scale_16bit: str = "percentile", fixed_max: float = 10000.0,
+def enhance(image: np.ndarray, image_size: int = DEFAULTS["image_size"],
+            grayscale: bool = DEFAULTS["grayscale"], clahe: bool = DEFAULTS["clahe"],
+            clahe_mode: str = DEFAULTS["clahe_mode"],
+            clahe_clip_limit: float = DEFAULTS["clahe_clip_limit"],
+            clahe_tiles: int = DEFAULTS["clahe_tiles"],
+            scale_16bit: str = DEFAULTS["scale_16bit"], fixed_max: float = DEFAULTS["fixed_max"],
             bands: int | None = None) -> np.ndarray:
     """Enhance one (H, W, C) image of any dtype into a uint8 (size, size, C') image.
 
@@ -108,6 +110,11 @@ class PreprocessResult:
         return [{"class": c, "written": self.written[c], "already_done": self.already_done[c],
                  "failed": self.failed[c],
                  "total": self.written[c] + self.already_done[c]} for c in self.classes]
+
+    def summary(self) -> dict[str, int]:
+        """Totals for the run record: written, already done, skipped."""
+        return {"written": sum(self.written.values()),
+                "already_done": sum(self.already_done.values()), "skipped": len(self.skipped)}
 
 
 def _process_one(job: tuple[str, str, dict]) -> tuple[str, str | None]:
@@ -150,7 +157,8 @@ def output_path(src: Path, raw_root: Path, out_root: Path, bands: int) -> Path:
 
 
 def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: dict[str, Any],
-                      overwrite: bool = False, workers: int = 1, on_bad_file: str = "skip",
+                      overwrite: bool = False, workers: int = 1,
+                      on_bad_file: str = DEFAULT_BAD_FILE_POLICY,
                       progress: bool = True) -> PreprocessResult:
     """Enhance every image of ``raw_dir/<class>/`` into ``processed_dir/<class>/``.
 
@@ -214,10 +222,8 @@ def _collect(outcomes, labels, result: PreprocessResult, on_bad_file: str, bar) 
         if error is None:
             result.written[labels[src]] += 1
             continue
-        if on_bad_file == "error":
-            raise BadImageError(error)
+        skip_or_raise(on_bad_file, BadImageError(error), src, result.skipped)
         result.failed[labels[src]] += 1
-        result.skipped.append((src, error))
 
 
 def example_pairs(raw_dir: str | Path, processed_dir: str | Path,

@@ -12,6 +12,10 @@ stopped. Between steps the space is tightened around the best point so far:
 
 GPyOpt is imported here only, behind :func:`suggest_next`, so that a swap to another
 optimiser (e.g. emukit) touches this module alone.
+
+:func:`search_or_baseline` is the one call a run makes: it searches (or not, by the
+``enabled`` switch), scores the literature values with the same objective, and returns
+a :class:`Selection` saying which values the final training gets and why.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import qmc
 
+from earth_lib.errors import SearchHistoryError
 from earth_lib.io import atomic_write_text
 
 RESULT_COLUMNS = ("val_loss", "val_accuracy", "seconds")
@@ -199,6 +204,12 @@ class SearchResult:
             raise ValueError("No trial finished with a finite validation loss.")
         return min(ok, key=lambda t: t.val_loss)
 
+    def table(self) -> list[dict[str, Any]]:
+        """One row per trial (step, trial, source, hyperparameters, results), in run order."""
+        return [{"step": t.step, "trial": t.trial, "source": t.source, **t.hp,
+                 "val_loss": t.val_loss, "val_accuracy": t.val_accuracy, "seconds": t.seconds}
+                for t in self.trials]
+
 
 class SearchHistory:
     """The history CSV: one row per finished trial, rewritten atomically after each trial."""
@@ -215,7 +226,7 @@ class SearchHistory:
         with open(self.path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             if reader.fieldnames != self.columns:
-                raise ValueError(
+                raise SearchHistoryError(
                     f"{self.path} was written for another search space (columns "
                     f"{reader.fieldnames}, expected {self.columns}); delete it to start again."
                 )
@@ -324,3 +335,80 @@ def run_search(
         if step < steps:
             current = current.tighten(best.hp, shrink)
     return SearchResult(list(history.trials), spaces, reasons)
+
+
+#: How the final training's values were chosen.
+CHOSEN_BY = ("search", "baseline")
+
+
+@dataclass
+class Selection:
+    """The values the final training gets, how they were chosen, and the evidence for them."""
+
+    hyperparameters: dict[str, float | int]
+    chosen_by: str
+    baseline_hyperparameters: dict[str, float | int]
+    baseline: dict[str, float] | None = None
+    search: SearchResult | None = None
+
+    @property
+    def baseline_loss(self) -> float | None:
+        """The literature values' validation loss (None when they were not scored)."""
+        return self.baseline["val_loss"] if self.baseline else None
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The search's trials as rows (empty when the search was off)."""
+        return self.search.table() if self.search else []
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Best search trial and literature values side by side: validation loss and accuracy."""
+        rows = {}
+        if self.search:
+            best = self.search.best
+            rows["search best"] = {"val_loss": best.val_loss, "val_accuracy": best.val_accuracy}
+        if self.baseline:
+            rows["literature baseline"] = dict(self.baseline)
+        return rows
+
+    def record(self) -> dict[str, dict[str, Any]]:
+        """The ``search`` and ``literature_baseline`` entries of a run's metrics."""
+        return {
+            "search": {"best_hyperparameters": self.hyperparameters, "chosen_by": self.chosen_by,
+                       "trials": len(self.search.trials) if self.search else 0,
+                       "best_val_loss": self.search.best.val_loss if self.search else None,
+                       "stop_reasons": self.search.stop_reasons if self.search else []},
+            "literature_baseline": {"hyperparameters": self.baseline_hyperparameters,
+                                    **(self.baseline or {})},
+        }
+
+
+def search_or_baseline(
+    objective: Callable[[dict], dict[str, float]],
+    space: SearchSpace,
+    history_path: str | Path,
+    baseline: dict[str, float | int],
+    *,
+    enabled: bool = True,
+    evaluate_baseline: bool = True,
+    seed: int = 42,
+    log: Callable[[str], None] = print,
+    **search_kwargs,
+) -> Selection:
+    """Choose the final training's values: the search's best, or ``baseline`` when it is off.
+
+    With ``evaluate_baseline`` the literature values are scored by the same objective, so
+    the search's best has a yardstick. ``search_kwargs`` go to :func:`run_search`.
+    """
+    result = (run_search(objective, space, history_path, seed=seed, log=log, **search_kwargs)
+              if enabled else None)
+    scored = None
+    if evaluate_baseline:
+        r = objective(dict(baseline))
+        scored = {"val_loss": float(r["val_loss"]),
+                  "val_accuracy": float(r.get("val_accuracy", float("nan")))}
+        log(f"literature baseline: val_loss={scored['val_loss']:.4f} "
+            f"val_acc={scored['val_accuracy']:.3f}")
+    if result is None:
+        return Selection(dict(baseline), "baseline", dict(baseline), scored)
+    return Selection(dict(result.best.hp), "search", dict(baseline), scored, result)

@@ -1,4 +1,4 @@
-"""Training and evaluation: compile, fit with warm-up + cosine decay and early stopping, test.
+"""Training: compile, fit with warm-up + cosine decay and early stopping, predict.
 
 The search objective is built here (``make_objective``) and handed to the generic search
 module, which never sees a network. The objective is the validation cross-entropy of
@@ -8,29 +8,18 @@ the best epoch (plain cross-entropy, whatever label smoothing the training loss 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import classification_report, confusion_matrix  # noqa: E402
+from earth_lib.augmentation import augmentation_layers, make_dataset
+from earth_lib.data import Split
+from earth_lib.model import DEFAULT_PRESET, build_from_preset
 
-from earth_lib.augmentation import augmentation_layers, make_dataset  # noqa: E402
-from earth_lib.io import atomic_write_json  # noqa: E402
-from earth_lib.model import build_from_preset  # noqa: E402
-
-
-@dataclass
-class Split:
-    """Arrays of one split: images (or PCA scores) and integer labels."""
-
-    x: np.ndarray
-    y: np.ndarray
+if TYPE_CHECKING:
+    from earth_lib.analysis import PCAResult
 
 
 def compile_model(model: keras.Model, learning_rate: float, steps_per_epoch: int, epochs: int,
@@ -85,7 +74,7 @@ def train_model(
     num_classes: int,
     input_shape: tuple[int, int, int],
     *,
-    preset: str = "small",
+    preset: str = DEFAULT_PRESET,
     epochs: int = 10,
     patience: int = 5,
     warmup_epochs: int = 1,
@@ -93,13 +82,14 @@ def train_model(
     label_smoothing: float = 0.0,
     dropout: float = 0.0,
     seed: int = 42,
-    decoder: tuple | None = None,
+    decoder: PCAResult | None = None,
     verbose: bool = True,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build and train one ResNet with these hyperparameters; best-val-loss weights restored.
 
     ``hp`` holds the augmentation values, learning_rate, batch_size, kernel_size and,
-    optionally, epochs (which then overrides ``epochs``).
+    optionally, epochs (which then overrides ``epochs``). With a PCA ``decoder``, the
+    splits hold PCA scores and the images are rebuilt batch by batch.
     """
     keras.utils.set_random_seed(int(seed))
     use_mixed_precision_on_gpu()
@@ -150,79 +140,3 @@ def predict_proba(model: keras.Model, images: np.ndarray, tta: bool = False,
     views = dihedral_views(images) if tta else [images]
     probs = [model.predict(v.astype(np.float32), batch_size=batch_size, verbose=0) for v in views]
     return np.mean(probs, axis=0)
-
-
-def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray,
-                         class_names: list[str]) -> dict[str, Any]:
-    """Accuracy, per-class precision/recall/F1, confusion matrix and cross-entropy."""
-    y_pred = proba.argmax(axis=1)
-    labels = list(range(len(class_names)))
-    report = classification_report(y_true, y_pred, labels=labels, target_names=class_names,
-                                   output_dict=True, zero_division=0)
-    eps = 1e-7
-    ce = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_true)), y_true], eps, 1))))
-    return {
-        "accuracy": float(np.mean(y_pred == y_true)),
-        "cross_entropy": ce,
-        "n": int(len(y_true)),
-        "per_class": {c: {k: float(v) for k, v in report[c].items()} for c in class_names},
-        "macro_f1": float(report["macro avg"]["f1-score"]),
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-    }
-
-
-def split_arrays(images: np.ndarray, labels: np.ndarray, split: np.ndarray) -> dict[str, Split]:
-    """The train/val/test arrays for a split assignment."""
-    return {name: Split(images[split == name], labels[split == name])
-            for name in ("train", "val", "test")}
-
-
-def train_settings(params: dict[str, Any], final: bool) -> dict[str, Any]:
-    """Keyword arguments of :func:`train_model` from checked parameters (search or final)."""
-    m, t = params["model"], params["train"]
-    return {"preset": m["preset"], "weight_decay": m["weight_decay"],
-            "label_smoothing": m["label_smoothing"], "dropout": m["dropout"],
-            "warmup_epochs": t["warmup_epochs"],
-            "epochs": t["epochs"] if final else params["search"]["epochs"],
-            "patience": t["patience"] if final else params["search"]["epochs"]}
-
-
-def search_data(train: Split, val: Split, params: dict[str, Any], pca=None,
-                seed: int = 42) -> tuple[Split, Split, tuple | None]:
-    """What the search trains on: a seeded subsample, as PCA scores when use_pca_images is on."""
-    limit = params["search"]["max_train_images"]
-    if limit and limit < len(train.y):
-        idx = np.sort(np.random.default_rng(seed).choice(len(train.y), limit, replace=False))
-        train = Split(train.x[idx], train.y[idx])
-    if not params["search"]["use_pca_images"]:
-        return train, val, None
-    decoder = (pca.components_, pca.mean_, pca.image_shape)
-    return Split(pca.transform(train.x), train.y), Split(pca.transform(val.x), val.y), decoder
-
-
-def baseline_hyperparameters(params: dict[str, Any]) -> dict[str, Any]:
-    """The literature values (METHOD.md) for the names the search explores."""
-    hp = {k: v for k, v in params["baseline"].items() if k != "enabled"}
-    if "epochs" in params["search"]["space"]:
-        hp["epochs"] = params["search"]["epochs"]
-    return hp
-
-
-def save_model(model: keras.Model, run_dir, class_names: list[str],
-               preprocess: dict[str, Any], hyperparameters: dict[str, Any],
-               tta: bool = False, band_pca=None) -> None:
-    """Save ``model.keras`` and ``model_card.json`` (classes, preprocessing) atomically.
-
-    The card lets evaluate/predict apply exactly the preprocessing the model was trained with.
-    """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "model.partial.keras"
-    model.save(tmp)
-    tmp.replace(run_dir / "model.keras")
-    if band_pca is not None:
-        band_pca.save(run_dir / "band_pca.npz")
-    atomic_write_json(run_dir / "model_card.json", {
-        "class_names": class_names, "input_shape": list(model.input_shape[1:]),
-        "preprocess": preprocess, "hyperparameters": hyperparameters, "tta": tta,
-        "band_pca": "band_pca.npz" if band_pca is not None else None})

@@ -1,5 +1,6 @@
 import numpy as np
 
+from earth_lib.analysis import PCAResult
 from earth_lib.augmentation import augmentation_layers, make_dataset
 
 
@@ -39,7 +40,8 @@ def test_pca_decoder_rebuilds_images_from_scores():
     comps = np.linalg.qr(rng.normal(size=(48, 4)))[0].T.astype(np.float32)  # (4, 48)
     mean = np.full(48, 100, np.float32)
     scores = rng.normal(0, 10, (6, 4)).astype(np.float32)
-    xb, _ = next(iter(make_dataset(scores, np.zeros(6, int), 2, batch_size=6,
-                                   decoder=(comps, mean, (4, 4, 3)))))
+    pca = PCAResult(mean, comps, np.ones(4) / 4, 4, 0.95, (4, 4, 3))
+    xb, _ = next(iter(make_dataset(scores, np.zeros(6, int), 2, batch_size=6, decoder=pca)))
     expected = np.clip(scores @ comps + mean, 0, 255).reshape(6, 4, 4, 3)
     assert np.allclose(xb.numpy(), expected, atol=1e-3)
+    assert np.allclose(pca.reconstruct(scores), expected, atol=1e-3)  # numpy path, same formula

@@ -3,11 +3,16 @@ import pytest
 
 from earth_lib.data import (
     DatasetNotFoundError,
+    Split,
     cross_split_duplicates,
+    describe_skipped,
     index_folder,
     load_images,
     read_split_file,
+    split_arrays,
+    split_sizes,
     stratified_split,
+    subsample,
 )
 from tests.conftest import write_png
 
@@ -112,3 +117,32 @@ def test_duplicates_across_splits_are_found(tmp_path):
     groups = cross_split_duplicates(ds.paths, split)
     assert len(groups) == 1 and len(groups[0]) == 2
     assert cross_split_duplicates(ds.paths, np.array(["train"] * len(ds.paths))) == []
+
+
+def test_project_metadata_files_are_not_reported_as_skipped(tmp_path):
+    root = _folder(tmp_path)
+    (root / "preprocessing.json").write_text("{}")
+    (root / "dataset.json").write_text("{}")
+    (root / "readme.txt").write_text("x")
+    assert [p.rsplit("/", 1)[-1] for p, _ in index_folder(root).skipped] == ["readme.txt"]
+
+
+def test_describe_skipped_shows_the_first_and_counts_the_rest():
+    skipped = [(f"/d/{i}.png", f"/d/{i}.png: empty file") for i in range(5)] + [("x.jpg", "bad")]
+    text = describe_skipped(skipped, limit=3)
+    assert text.splitlines() == [" - /d/0.png: empty file", " - /d/1.png: empty file",
+                                 " - /d/2.png: empty file", " ... and 3 more"]
+    assert describe_skipped(skipped[-1:]) == " - x.jpg: bad"
+
+
+def test_split_arrays_sizes_and_subsample():
+    x, y = np.arange(20).reshape(20, 1), np.arange(20) % 2
+    split = np.array(["train"] * 12 + ["val"] * 4 + ["test"] * 4)
+    s = split_arrays(x, y, split)
+    assert split_sizes(s) == {"train": 12, "val": 4, "test": 4}
+    sub = subsample(s["train"], 5, seed=0)
+    assert len(sub.y) == 5 and set(sub.x[:, 0]) <= set(range(12))
+    assert list(sub.x[:, 0]) == sorted(sub.x[:, 0])  # order kept
+    assert subsample(s["train"], 5, seed=0).x.tolist() == sub.x.tolist()
+    assert subsample(s["train"], None, seed=0) is s["train"]
+    assert isinstance(sub, Split)

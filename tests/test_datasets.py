@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from earth_lib.data import DatasetNotFoundError, index_folder
+from earth_lib.data import index_folder
 from earth_lib.datasets import REMOTE, RemoteDataset, download, fetch_dataset, prepare_raw
+from earth_lib.errors import ArchiveError, ChecksumMismatchError, DatasetNotFoundError
 from earth_lib.params import validate
 from tests.conftest import write_png
 
@@ -86,15 +87,16 @@ def test_partial_download_is_resumed(tmp_path):
 def test_checksum_mismatch_is_an_error(tmp_path):
     archive = _fake_eurosat_zip(tmp_path)
     bad = RemoteDataset(archive.as_uri(), "EuroSAT.zip", "0" * 32, "2750", "tiny")
-    with pytest.raises(DatasetNotFoundError, match="checksum mismatch"):
+    with pytest.raises(ChecksumMismatchError, match="checksum mismatch") as err:
         fetch_dataset("eurosat", tmp_path / "raw", tmp_path / "arch", True, remote=bad)
+    assert not isinstance(err.value, DatasetNotFoundError)  # the file is there, but wrong
     assert not (tmp_path / "raw" / "2750").exists()
 
 
 def test_corrupt_archive_is_an_error(tmp_path):
     bad = tmp_path / "EuroSAT.zip"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(DatasetNotFoundError, match="not a valid zip"):
+    with pytest.raises(ArchiveError, match="not a valid zip"):
         fetch_dataset("eurosat", tmp_path / "raw", tmp_path / "x", True, remote=_remote(bad))
 
 

@@ -7,10 +7,13 @@ import shutil
 import numpy as np
 import pytest
 
+from earth_lib.data import Split
+from earth_lib.errors import RunNotFoundError
 from earth_lib.evaluation import evaluate_folder, predict_folder
 from earth_lib.preprocessing import preprocess_folder, read_settings
+from earth_lib.run import Run
 from earth_lib.synthetic import generate_synthetic_dataset
-from earth_lib.training import Split, save_model, train_model
+from earth_lib.training import train_model
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def run(tmp_path_factory):
     hp = {"learning_rate": 3e-3, "batch_size": 16, "kernel_size": 3, "horizontal_flip": 1}
     model, _ = train_model(hp, Split(ds.images, ds.labels), Split(ds.images, ds.labels), 3,
                            (16, 16, 3), preset="tiny", epochs=6, verbose=False)
-    save_model(model, tmp / "run", ds.class_names, read_settings(tmp / "proc"), hp)
+    Run(tmp / "run").save_model(model, ds.class_names, read_settings(tmp / "proc"), hp)
     generate_synthetic_dataset(tmp / "new", 6, 32, 3, seed=99, progress=False)
     (tmp / "new" / "dataset.json").unlink()
     return tmp
@@ -79,5 +82,25 @@ def test_predict_writes_probabilities_and_lists_unreadable(run, tmp_path):
 
 
 def test_missing_run_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="finished run folder"):
+    with pytest.raises(RunNotFoundError, match="finished run folder"):
         predict_folder(tmp_path, tmp_path)
+    with pytest.raises(RunNotFoundError, match="Run folder not found"):
+        evaluate_folder(tmp_path / "nope", tmp_path)
+
+
+def test_a_card_from_a_newer_version_is_refused(run, tmp_path):
+    shutil.copytree(run / "run", tmp_path / "run")
+    card = json.loads((tmp_path / "run" / "model_card.json").read_text())
+    (tmp_path / "run" / "model_card.json").write_text(json.dumps({**card, "schema": 99}))
+    with pytest.raises(ValueError, match="schema 99; this earth-resnet reads up to 2"):
+        predict_folder(tmp_path / "run", run / "new", progress=False)
+
+
+def test_a_run_folder_from_before_the_schema_is_still_read(run, tmp_path):
+    """Schema-1 cards (no ``schema`` key, as written before run.py) keep working."""
+    shutil.copytree(run / "run", tmp_path / "run")
+    card = json.loads((tmp_path / "run" / "model_card.json").read_text())
+    del card["schema"]
+    (tmp_path / "run" / "model_card.json").write_text(json.dumps(card))
+    m = evaluate_folder(tmp_path / "run", run / "new", progress=False)
+    assert m["n"] == 18

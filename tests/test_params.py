@@ -106,3 +106,51 @@ def test_parameter_table_flattens_every_key():
     rows = dict(parameter_table(validate({})))
     assert rows["preprocess.image_size"] == 32
     assert "search.space.rotation" in rows
+
+
+def test_values_owned_elsewhere_are_not_declared_twice():
+    """The table takes presets, the default preset and the bad-file rule from their owners,
+    and the enhancement takes its defaults from the table: a drift would fail here."""
+    import inspect
+
+    from earth_lib import errors, model, preprocessing, training
+    from earth_lib.params import SCHEMA
+
+    assert SCHEMA["model"]["preset"].choices == tuple(model.PRESETS)
+    assert SCHEMA["model"]["preset"].default == model.DEFAULT_PRESET
+    for fn in (model.build_from_preset, training.train_model):
+        assert inspect.signature(fn).parameters["preset"].default == model.DEFAULT_PRESET
+    assert SCHEMA["data"]["on_bad_file"].choices == errors.BAD_FILE_POLICIES
+    assert SCHEMA["data"]["on_bad_file"].default == errors.DEFAULT_BAD_FILE_POLICY
+    enhance = inspect.signature(preprocessing.enhance).parameters
+    for key in preprocessing.ENHANCE_KEYS:
+        assert enhance[key].default == SCHEMA["preprocess"][key].default, key
+    clahe = inspect.signature(preprocessing.apply_clahe).parameters
+    assert clahe["clip_limit"].default == SCHEMA["preprocess"]["clahe_clip_limit"].default
+    assert clahe["tiles"].default == SCHEMA["preprocess"]["clahe_tiles"].default
+
+
+def test_settings_glue():
+    from earth_lib.params import (
+        baseline_hyperparameters,
+        search_data_settings,
+        search_settings,
+        train_settings,
+    )
+
+    p = validate({"search": {"epochs": 4, "enabled": False, "max_train_images": 50},
+                  "train": {"epochs": 30, "patience": 6}, "baseline": {"enabled": False}})
+    assert train_settings(p, final=False)["epochs"] == 4
+    assert train_settings(p, final=True)["epochs"] == 30
+    assert train_settings(p, final=True)["patience"] == 6
+    s = search_settings(p)
+    assert s["enabled"] is False and s["evaluate_baseline"] is False and s["seed"] == 42
+    assert search_data_settings(p) == {"max_images": 50, "use_pca": False, "seed": 42}
+    hp = baseline_hyperparameters(p)
+    assert hp["rotation"] == 45.0 and set(hp) == set(REQUIRED_HYPERPARAMETERS)
+
+
+def test_parameter_table_keeps_the_sections_asked_for():
+    rows = dict(parameter_table(validate({}), ("seed", "preprocess")))
+    assert rows["seed"] == 42 and rows["preprocess.image_size"] == 32
+    assert not [k for k in rows if k.startswith("search")]

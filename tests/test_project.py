@@ -42,6 +42,30 @@ def test_notebook_cells_are_thin(notebook):
         assert len(lines) <= 15, src[:80]
 
 
+def test_notebooks_hold_no_control_flow(notebook):
+    """Every code cell is calls, displays and figures; decisions live in earth_lib."""
+    import ast
+
+    for cell in notebook["cells"]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] != "code" or "google.colab" in src:  # Colab set-up: shell magics
+            continue
+        for node in ast.walk(ast.parse(src)):
+            banned = (ast.If, ast.IfExp, ast.For, ast.While, ast.Try, ast.With, ast.BoolOp)
+            assert not isinstance(node, banned), f"{type(node).__name__}: {src[:80]}"
+            if isinstance(node, ast.comprehension):
+                assert not node.ifs, src[:80]
+
+
+def test_notebooks_reach_run_files_through_run(notebook):
+    """Paths of the run folder come from earth_lib.run, never spelled in a cell."""
+    code = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+    for name in ("metrics.json", "run.json", "model.keras", "search_history.csv", ".png",
+                 "runinfo", "run_dir /"):
+        assert name not in code, name
+    assert "Run.begin(" in code and "run.finish(" in code
+
+
 def test_papermill_sees_the_parameters(root):
     import papermill as pm
 

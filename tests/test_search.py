@@ -124,3 +124,37 @@ def test_search_module_is_generic():
 
     source = open(s.__file__).read()
     assert "keras" not in source and "tensorflow" not in source and "earth_lib.model" not in source
+
+
+def test_search_or_baseline_searches_when_enabled(tmp_path):
+    from earth_lib.search import search_or_baseline
+
+    base = {"x": 1.0, "lr": 1e-3, "k": 1}
+    sel = search_or_baseline(bowl, SMALL, tmp_path / "h.csv", base, steps=1, initial_points=4,
+                             iterations_per_step=1, seed=0, log=lambda m: None)
+    assert sel.chosen_by == "search" and sel.hyperparameters == sel.search.best.hp
+    assert sel.baseline_loss == pytest.approx(bowl(base)["val_loss"])
+    assert len(sel.history) == 5 and sel.history[0]["source"] == "initial"
+    assert set(sel.summary()) == {"search best", "literature baseline"}
+    rec = sel.record()
+    assert rec["search"]["trials"] == 5 and rec["search"]["chosen_by"] == "search"
+    assert rec["literature_baseline"]["hyperparameters"] == base
+
+
+def test_search_or_baseline_takes_the_baseline_when_disabled(tmp_path):
+    from earth_lib.search import search_or_baseline
+
+    calls = []
+
+    def objective(hp):
+        calls.append(hp)
+        return bowl(hp)
+
+    base = {"x": 1.0, "lr": 1e-3, "k": 1}
+    sel = search_or_baseline(objective, SMALL, tmp_path / "h.csv", base, enabled=False,
+                             evaluate_baseline=False, log=lambda m: None)
+    assert sel.chosen_by == "baseline" and sel.hyperparameters == base
+    assert calls == [] and sel.history == [] and sel.summary() == {}
+    assert sel.record()["search"] == {"best_hyperparameters": base, "chosen_by": "baseline",
+                                      "trials": 0, "best_val_loss": None, "stop_reasons": []}
+    assert not (tmp_path / "h.csv").exists()

@@ -3,14 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from earth_lib.training import (
-    Split,
-    dihedral_views,
-    evaluate_predictions,
-    make_objective,
-    save_model,
-    train_model,
-)
+from earth_lib.data import Split
+from earth_lib.evaluation import evaluate_predictions
+from earth_lib.run import Run
+from earth_lib.training import dihedral_views, make_objective, train_model
 
 HP = {"rotation": 10, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1, "horizontal_flip": 1,
       "vertical_flip": 0, "learning_rate": 3e-3, "batch_size": 8, "kernel_size": 3}
@@ -61,11 +57,12 @@ def test_evaluate_predictions():
 def test_save_model_writes_model_and_card(tmp_path):
     model, _ = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=1,
                            verbose=False)
-    save_model(model, tmp_path, ["dark", "bright"], {"image_size": 8}, HP, tta=True)
+    Run(tmp_path).save_model(model, ["dark", "bright"], {"image_size": 8}, HP, tta=True)
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["class_names"] == ["dark", "bright"] and card["input_shape"] == [8, 8, 3]
-    import keras
-
-    again = keras.models.load_model(tmp_path / "model.keras")
+    assert card["schema"] == 2 and card["tta"] is True
+    again, read_card = Run(tmp_path).load_model()
+    assert read_card.class_names == ["dark", "bright"] and read_card.hyperparameters == HP
+    assert not list(tmp_path.glob("*.partial.keras"))
     x = _toy().x[:4].astype(np.float32)
     assert np.allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)

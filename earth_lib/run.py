@@ -1,0 +1,326 @@
+"""One owner for a run folder ``outputs/<run>/``: its paths, records, metrics and model.
+
+Every module and notebook that reads or writes a run goes through :class:`Run`:
+
+* ``run.json``: what produced the run (parameters, package versions, git commit,
+  machine) and when each stage (notebook) started and finished;
+* ``metrics.json``: a :class:`Metrics` record, versioned by its ``schema`` field;
+* ``model.keras`` + ``model_card.json`` (a :class:`ModelCard`) + ``band_pca.npz``: the
+  trained network and what evaluate/predict need to feed it as it was trained;
+* ``figures/``, ``split.csv``, ``skipped_files.csv``, ``search_history.csv``,
+  ``evaluation/<name>/``, ``predictions/<name>/``.
+
+Records written before the ``schema`` field existed (schema 1) are read and upgraded;
+a record from a newer version is refused with a message saying what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from earth_lib.errors import RunFormatError, RunNotFoundError
+from earth_lib.io import atomic_write_csv, atomic_write_json
+from earth_lib.params import load_params
+
+if TYPE_CHECKING:
+    import keras
+
+    from earth_lib.analysis import BandPCA
+
+#: Packages whose versions shape results (recorded in run.json).
+PACKAGES = ("earth-resnet", "numpy", "scipy", "scikit-learn", "scikit-image", "tensorflow",
+            "tensorflow-cpu", "keras", "GPy", "GPyOpt", "papermill", "matplotlib", "pillow",
+            "tifffile")
+METRICS_SCHEMA = 2
+CARD_SCHEMA = 2
+
+
+# --- Typed records ----------------------------------------------------------------------
+
+def _from_record(cls, data: dict[str, Any], path: Path, current: int, upgrade=None):
+    """Build a record dataclass from JSON, upgrading schema 1 and refusing newer schemas."""
+    schema = data.get("schema", 1)
+    if not isinstance(schema, int) or schema > current:
+        raise RunFormatError(
+            f"{path} has schema {schema!r}; this earth-resnet reads up to {current}. Update "
+            "earth-resnet (git pull; make env), or rerun the run with this version.")
+    if schema < current and upgrade is not None:
+        data = upgrade(dict(data))
+    names = {f.name for f in fields(cls)}
+    missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING]
+    unknown = sorted(set(data) - names)
+    if missing or unknown:
+        raise RunFormatError(
+            f"{path} is not a {cls.__name__} record (missing {missing}, unknown {unknown}); "
+            "it is damaged or from another program. Rerun the run (make all PARAMS=...).")
+    return cls(**{**data, "schema": current})
+
+
+@dataclass
+class ModelCard:
+    """What a trained model needs beside it: classes, input shape, preprocessing, values."""
+
+    class_names: list[str]
+    input_shape: list[int]
+    preprocess: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    tta: bool = False
+    band_pca: str | None = None
+    schema: int = CARD_SCHEMA
+
+
+@dataclass
+class Metrics:
+    """Everything a classifier run measured; ``metrics.json`` is this record as JSON.
+
+    ``test`` and ``classical_baseline`` are ``evaluation.evaluate_predictions`` results;
+    ``search`` and ``literature_baseline`` come from ``search.Selection.record``.
+    """
+
+    test: dict[str, Any]
+    classical_baseline: dict[str, Any] | None
+    class_names: list[str]
+    split_sizes: dict[str, int]
+    duplicates_across_splits: int
+    pca: dict[str, Any]
+    search: dict[str, Any]
+    literature_baseline: dict[str, Any]
+    final_training: dict[str, Any]
+    schema: int = METRICS_SCHEMA
+
+
+def _upgrade_metrics_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 had no ``search.chosen_by``: a run with trials used the search's best."""
+    data["search"] = {**data["search"],
+                      "chosen_by": "search" if data["search"].get("trials") else "baseline"}
+    return data
+
+
+# --- Where a run lives and what produced it --------------------------------------------
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The folder holding ``pyproject.toml`` and ``earth_lib`` (searched upwards)."""
+    here = Path(start or Path.cwd()).resolve()
+    for p in (here, *here.parents):
+        if (p / "pyproject.toml").is_file() and (p / "earth_lib").is_dir():
+            return p
+    raise FileNotFoundError(f"No earth-resnet project folder above {here}.")
+
+
+def enter_project_root() -> Path:
+    """Make the project root the working directory, so relative paths in params files work."""
+    root = project_root()
+    os.chdir(root)
+    return root
+
+
+def run_dir_for(params_file: str | Path, outputs: str | Path = "outputs") -> Path:
+    """``outputs/<params file stem>``: one folder per parameter set."""
+    return Path(outputs) / Path(params_file).stem
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape results."""
+    out = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_commit(root: str | Path = ".") -> str | None:
+    """The commit of the working tree, with ``-dirty`` when it has uncommitted changes."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout
+        return sha + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Run:
+    """A run folder and the parameters it runs with.
+
+    ``params`` is empty for a run opened only to be read (evaluate, predict, results).
+    """
+
+    path: Path
+    params: dict[str, Any] = field(default_factory=dict, repr=False)
+    params_file: str | None = None
+
+    def __post_init__(self):
+        self.path = Path(self.path)
+        p = self.path  # where each file of the run lives:
+        self.figures = p / "figures"
+        self.record_path = p / "run.json"
+        self.metrics_path = p / "metrics.json"
+        self.model_path = p / "model.keras"
+        self.card_path = p / "model_card.json"
+        self.search_history = p / "search_history.csv"  # one row per trial; resumed from
+        self.split_csv = p / "split.csv"  # every image's path, class and split
+
+    def figure(self, name: str) -> Path:
+        """Where the figure ``name`` (without extension) is saved."""
+        return self.figures / f"{name}.png"
+
+    def output_dir(self, kind: str, name: str) -> Path:
+        """``evaluation/<name>`` or ``predictions/<name>``, with its ``figures/``."""
+        out = self.path / kind / name
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+        return out
+
+    # Stages --------------------------------------------------------------------------------
+    @classmethod
+    def begin(cls, stage: str, params_file: str | Path, run_dir: str | Path | None = None) -> Run:
+        """Start a stage (notebook) and return its run.
+
+        The project root becomes the working folder, the parameters are checked, the run
+        folder is made (``outputs/<params stem>`` unless given) and the start is recorded.
+        """
+        enter_project_root()
+        params = load_params(params_file)
+        run = cls(Path(run_dir) if run_dir else run_dir_for(params_file), params,
+                  str(params_file))
+        run.figures.mkdir(parents=True, exist_ok=True)
+        run._record_stage(stage, finished=False)
+        return run
+
+    def finish(self, stage: str, **extra: Any) -> Path:
+        """Record the end of a stage, with any figures worth keeping (counts, sizes)."""
+        return self._record_stage(stage, finished=True, extra=extra)
+
+    def _record_stage(self, stage: str, finished: bool,
+                      extra: dict[str, Any] | None = None) -> Path:
+        """Add or update one stage in ``run.json``; atomic, keeps the other stages."""
+        record = self.read_record() if self.record_path.is_file() else {}
+        record.update({"params_file": self.params_file, "params": self.params,
+                       "packages": package_versions(), "git_commit": git_commit(),
+                       "machine": {"platform": platform.platform(),
+                                   "processor": platform.machine(), "cpus": os.cpu_count()}})
+        stage_rec = record.setdefault("stages", {}).setdefault(stage, {})
+        if finished:
+            stage_rec["finished"] = _now()
+        else:
+            stage_rec.clear()
+            stage_rec["started"] = _now()
+        stage_rec.update(extra or {})
+        atomic_write_json(self.record_path, record)
+        return self.record_path
+
+    def read_record(self) -> dict[str, Any]:
+        """``run.json`` as a dict."""
+        return _read_json(self.record_path)
+
+    def wall_minutes(self) -> float | None:
+        """Minutes from the first stage's start to the last stage's end (None if unfinished)."""
+        stages = self.read_record().get("stages", {}).values() if self.record_path.is_file() \
+            else []
+        try:
+            t = [datetime.fromisoformat(s[k]) for s in stages for k in ("started", "finished")]
+        except (KeyError, ValueError):
+            return None
+        return (max(t) - min(t)).total_seconds() / 60 if t else None
+
+    # Files of the run ----------------------------------------------------------------------
+    def write_skipped(self, skipped: list[tuple[str, str]],
+                      name: str | Path = "skipped_files.csv") -> Path:
+        """The files that were not used, and why (CSV, atomic); ``name`` inside the run."""
+        path = self.path / name
+        atomic_write_csv(path, ["path", "reason"], skipped)
+        return path
+
+    def save_metrics(self, metrics: Metrics) -> Path:
+        """Write ``metrics.json`` atomically."""
+        atomic_write_json(self.metrics_path, asdict(metrics))
+        return self.metrics_path
+
+    def load_metrics(self) -> Metrics:
+        """Read ``metrics.json`` (schema 1 upgraded; a newer schema refused, saying why)."""
+        if not self.metrics_path.is_file():
+            raise RunNotFoundError(f"{self.metrics_path} not found: the classifier notebook "
+                                   f"has not finished in {self.path} (make all PARAMS=...).")
+        return _from_record(Metrics, _read_json(self.metrics_path), self.metrics_path,
+                            METRICS_SCHEMA, _upgrade_metrics_v1)
+
+    def save_model(self, model: keras.Model, class_names: list[str],
+                   preprocess: dict[str, Any], hyperparameters: dict[str, Any],
+                   tta: bool = False, band_pca: BandPCA | None = None) -> ModelCard:
+        """Save ``model.keras``, the band PCA if any, and ``model_card.json``, each atomically.
+
+        The card lets evaluate/predict apply exactly the preprocessing the model was trained
+        with; it is written last, so a card always stands beside a complete model.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.path / "model.partial.keras"
+        model.save(tmp)
+        tmp.replace(self.model_path)
+        if band_pca is not None:
+            band_pca.save(self.path / "band_pca.npz")
+        card = ModelCard(list(class_names), list(model.input_shape[1:]), dict(preprocess),
+                         dict(hyperparameters), bool(tta),
+                         "band_pca.npz" if band_pca is not None else None)
+        atomic_write_json(self.card_path, asdict(card))
+        return card
+
+    def load_card(self) -> ModelCard:
+        """Read ``model_card.json`` (schema 1 read as it is; a newer schema refused)."""
+        return _from_record(ModelCard, _read_json(self.card_path), self.card_path, CARD_SCHEMA)
+
+    def load_model(self) -> tuple[keras.Model, ModelCard]:
+        """The trained network and its card."""
+        import keras
+
+        return keras.models.load_model(self.model_path), self.load_card()
+
+    def load_band_pca(self, card: ModelCard) -> BandPCA | None:
+        """The spectral band PCA the model was trained behind, if any."""
+        from earth_lib.analysis import BandPCA
+
+        return BandPCA.load(self.path / card.band_pca) if card.band_pca else None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunFormatError(f"{path}: cannot be read as JSON ({err}); the file is damaged. "
+                             "Rerun the run (make all PARAMS=...).") from err
+    if not isinstance(data, dict):
+        raise RunFormatError(f"{path}: expected a JSON object; the file is damaged.")
+    return data
+
+
+def load_run(path: str | Path, need_model: bool = True) -> Run:
+    """Open an existing run folder to read it (evaluate, predict, results).
+
+    Raises:
+        RunNotFoundError: no such folder, or (``need_model``) no trained model in it.
+    """
+    run = Run(Path(path))
+    if not run.path.is_dir():
+        raise RunNotFoundError(f"Run folder not found: {run.path}. Runs live in outputs/<name>/ "
+                               "(make all PARAMS=params/<name>.yaml).")
+    if need_model:
+        for p in (run.model_path, run.card_path):
+            if not p.is_file():
+                raise RunNotFoundError(f"{p} not found: is {run.path} a finished run folder "
+                                       "(make all PARAMS=...)?")
+    return run

@@ -1,0 +1,85 @@
+"""The run folder: records written and read back, old formats read, new ones refused."""
+
+import json
+from dataclasses import asdict
+
+import pytest
+
+from earth_lib.errors import RunFormatError, RunNotFoundError
+from earth_lib.run import METRICS_SCHEMA, Metrics, Run, load_run, run_dir_for
+
+
+def _metrics(**over) -> Metrics:
+    base = dict(test={"accuracy": 0.9, "macro_f1": 0.88, "n": 10}, classical_baseline=None,
+                class_names=["a", "b"], split_sizes={"train": 7, "val": 2, "test": 1},
+                duplicates_across_splits=0, pca={"components": 3},
+                search={"best_hyperparameters": {"zoom": 0.1}, "chosen_by": "search",
+                        "trials": 4, "best_val_loss": 0.3, "stop_reasons": []},
+                literature_baseline={"hyperparameters": {"zoom": 0.2}, "val_loss": 0.5},
+                final_training={"epochs_run": 3, "tta": False})
+    return Metrics(**{**base, **over})
+
+
+def test_metrics_round_trip_with_schema(tmp_path):
+    run = Run(tmp_path)
+    run.save_metrics(_metrics())
+    saved = json.loads(run.metrics_path.read_text())
+    assert saved["schema"] == METRICS_SCHEMA and saved["search"]["chosen_by"] == "search"
+    assert run.load_metrics() == _metrics()
+
+
+def test_metrics_from_before_the_schema_are_upgraded(tmp_path):
+    """A metrics.json written by the notebook cell of earlier versions (no schema field)."""
+    old = asdict(_metrics())
+    del old["schema"]
+    del old["search"]["chosen_by"]
+    old["search"]["trials"] = 0
+    (tmp_path / "metrics.json").write_text(json.dumps(old))
+    m = Run(tmp_path).load_metrics()
+    assert m.schema == METRICS_SCHEMA and m.search["chosen_by"] == "baseline"
+
+
+@pytest.mark.parametrize("content, match", [
+    ({"schema": 99}, "schema 99; this earth-resnet reads up to"),
+    ({"surprise": 1}, r"not a Metrics record .*unknown \['surprise'\]"),
+    ("[1, 2]", "expected a JSON object"),
+    ("{not json", "cannot be read as JSON"),
+])
+def test_unreadable_metrics_are_refused_naming_the_file(tmp_path, content, match):
+    text = content if isinstance(content, str) else json.dumps({**asdict(_metrics()), **content})
+    (tmp_path / "metrics.json").write_text(text)
+    with pytest.raises(RunFormatError, match=match) as err:
+        Run(tmp_path).load_metrics()
+    assert "metrics.json" in str(err.value)
+
+
+def test_missing_metrics_and_folders_are_named(tmp_path):
+    with pytest.raises(RunNotFoundError, match="has not finished"):
+        Run(tmp_path).load_metrics()
+    with pytest.raises(RunNotFoundError, match="Run folder not found"):
+        load_run(tmp_path / "nope")
+    with pytest.raises(RunNotFoundError, match="model.keras not found"):
+        load_run(tmp_path)
+    assert load_run(tmp_path, need_model=False).path == tmp_path
+
+
+def test_begin_and_finish_record_each_stage(tmp_path, root):
+    run = Run.begin("classifier", root / "params" / "smoke.yaml", tmp_path / "r")
+    assert run.params["seed"] == 7 and run.figures.is_dir()
+    stage = run.read_record()["stages"]["classifier"]
+    assert "started" in stage and "finished" not in stage
+    rec = run.read_record()
+    assert rec["packages"]["numpy"] and rec["params"]["seed"] == 7
+    run.finish("classifier", written=3)
+    rec = run.read_record()
+    assert rec["stages"]["classifier"]["written"] == 3 and "finished" in rec["stages"]["classifier"]
+    assert run.wall_minutes() is not None and run.wall_minutes() >= 0
+    Run.begin("preprocessing", root / "params" / "smoke.yaml", tmp_path / "r")
+    assert set(run.read_record()["stages"]) == {"classifier", "preprocessing"}
+
+
+def test_run_paths():
+    run = Run(run_dir_for("params/eurosat_cpu.yaml"))
+    assert run.path.as_posix() == "outputs/eurosat_cpu"
+    assert run.figure("samples").as_posix() == "outputs/eurosat_cpu/figures/samples.png"
+    assert run.search_history.name == "search_history.csv"
