@@ -12,10 +12,11 @@ DATASET ?= eurosat
 LIB := $(wildcard earth_lib/*.py)
 NB1 := notebooks/01_preprocessing.ipynb
 NB2 := notebooks/02_earth_classifier.ipynb
+NB3 := notebooks/03_does_the_search_pay.ipynb
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help env all preprocess classify data evaluate predict test test-fast lint bench lab clean
+.PHONY: help env all preprocess classify compare data evaluate predict test test-fast lint bench lab clean
 
 ## help: list every target with its description
 help:
@@ -37,6 +38,9 @@ $(OUT)/01_preprocessing.ipynb: $(NB1) $(PARAMS) $(LIB) | $(VENV)/.installed
 $(OUT)/02_earth_classifier.ipynb: $(NB2) $(OUT)/01_preprocessing.ipynb $(PARAMS) $(LIB) | $(VENV)/.installed
 	$(PY) -m earth_lib.cli run-notebook $(NB2) --params $(PARAMS) --run-dir $(OUT)
 
+$(OUT)/03_does_the_search_pay.ipynb: $(NB3) $(OUT)/01_preprocessing.ipynb $(PARAMS) $(LIB) | $(VENV)/.installed
+	$(PY) -m earth_lib.cli run-notebook $(NB3) --params $(PARAMS) --run-dir $(OUT)
+
 ## all: create the environment, then run both notebooks with PARAMS into outputs/<params name>/
 all: env $(OUT)/02_earth_classifier.ipynb
 	@echo "Results in $(OUT)/ (metrics.json, figures/, executed notebooks)"
@@ -46,6 +50,9 @@ preprocess: env $(OUT)/01_preprocessing.ipynb
 
 ## classify: run notebook 2 (EDA, PCA, search, training, test) with PARAMS
 classify: env $(OUT)/02_earth_classifier.ipynb
+
+## compare: does the search pay? every arm at one budget, fully trained, over seeds (notebook 3)
+compare: env $(OUT)/03_does_the_search_pay.ipynb
 
 ## data: download, verify and extract a public data set (DATASET=eurosat|eurosat_ms|ucmerced)
 data: env
@@ -64,7 +71,7 @@ predict: env
 ## test: unit tests, notebook checks (nbval) and a smoke run of the whole pipeline
 test: env
 	$(PY) -m pytest -q
-	$(PY) -m pytest -q --nbval-lax -p no:randomly $(NB1) $(NB2)
+	$(PY) -m pytest -q --nbval-lax -p no:randomly $(NB1) $(NB2) $(NB3)
 
 ## test-fast: unit tests only (no notebooks, no pipeline run)
 test-fast: env

@@ -19,6 +19,7 @@ import yaml
 
 from earth_lib.errors import BAD_FILE_POLICIES, DEFAULT_BAD_FILE_POLICY, ParameterError
 from earth_lib.model import DEFAULT_PRESET, PRESETS
+from earth_lib.search import ACQUISITIONS, DESIGNS
 
 #: Hyperparameters the search may explore (the nine of the method, plus epochs).
 HYPERPARAMETERS = (
@@ -134,6 +135,21 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "shrink": _p(0.5, float, "each step keeps this fraction of each continuous range",
                      low=0.01, high=1.0),
         "use_pca_images": _p(False, bool, "search on PCA-reconstructed images"),
+        "design": _p(DESIGNS[0], str, "each step's initial points: Latin hypercube or uniform "
+                     "random", choices=DESIGNS),
+        "acquisition": _p(ACQUISITIONS[0], str, "GPyOpt acquisition: expected improvement, "
+                          "probability of improvement, lower confidence bound",
+                          choices=ACQUISITIONS),
+        "start_from_baseline": _p(False, bool, "add the literature values to step 1's design "
+                                  "and the best point so far to each later step's"),
+        "finalists": _p(0, int, "after the steps, train the best N distinct points again, "
+                        "longer; choose among them on those trials (0: off)", low=0),
+        "finalist_budget": _p(3.0, float, "finalists' trials are this many times longer",
+                              low=1.0, high=100.0),
+        "finalist_repeats": _p(1, int, "finalists' trials per point (other training seeds); "
+                               "the choice is by mean", low=1, high=10),
+        "max_trial_seconds": _p(None, float, "stop a trial at the first epoch end past this "
+                                "(recorded as time_limit)", nullable=True, low=1.0),
         "max_train_images": _p(None, int, "subsample the training split for trials",
                                nullable=True, low=2),
         "space": _p(None, dict, "hyperparameter space: name -> {type, bounds | values}",
@@ -155,7 +171,23 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "epochs": _p(20, int, "final training epochs (unless searched)", low=1),
         "patience": _p(8, int, "early-stopping patience (best weights restored)", low=1),
         "warmup_epochs": _p(1, int, "linear learning-rate warm-up epochs", low=0),
+        "optimizer": _p("adamw", str, "adamw (decoupled weight decay) or adam (the original; "
+                        "no weight decay)", choices=("adamw", "adam")),
+        "schedule": _p("cosine", str, "learning rate: warm-up then cosine decay, or constant "
+                       "(the original)", choices=("cosine", "constant")),
+        "early_stopping": _p(True, bool, "stop after `patience` epochs without progress and "
+                             "restore the best weights (off: all epochs, last weights)"),
         "tta": _p(False, bool, "average predictions over the 8 flips/rotations at test"),
+    },
+    "compare": {
+        "seeds": _p([1, 2, 3], list, "seeds of the comparison (make compare): each changes "
+                    "the search and the training, never the split"),
+        "arms": _p(["literature", "random", "gp_one_step", "method", "improved"], list,
+                   "arms of the comparison (see earth_lib/compare.py)"),
+        "improved_epochs": _p(None, int, "trial epochs of the improved arm's short trials "
+                              "(null: search.epochs)", nullable=True, low=1),
+        "improved_acquisition": _p(ACQUISITIONS[0], str, "the improved arm's acquisition",
+                                   choices=ACQUISITIONS),
     },
     "classical": {
         "enabled": _p(True, bool, "colour-histogram + texture random-forest baseline"),
@@ -319,7 +351,22 @@ def validate(raw: dict | None, source: str = "<params>") -> dict[str, Any]:
         )
     space = out["search"]["space"]
     out["search"]["space"] = validate_space(DEFAULT_SPACE if space is None else space, source)
+    _check_compare(out["compare"], source)
     return out
+
+
+def _check_compare(c: dict[str, Any], source: str) -> None:
+    """Seeds: distinct whole numbers; arms: known names, each once."""
+    seeds, arms, known = c["seeds"], c["arms"], SCHEMA["compare"]["arms"].default
+    if not seeds or len(set(seeds)) != len(seeds) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in seeds):
+        raise _fail(source, "compare.seeds", "a non-empty list of distinct whole numbers >= 0",
+                    seeds)
+    for arm in arms:
+        if arm not in known:
+            raise _unknown(source, f"compare.arms: {arm}", list(known))
+    if not arms or len(set(arms)) != len(arms):
+        raise _fail(source, "compare.arms", "a non-empty list of distinct arms", arms)
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -364,12 +411,16 @@ def section_defaults(section: str) -> dict[str, Any]:
 
 def train_settings(params: dict[str, Any], final: bool) -> dict[str, Any]:
     """Keyword arguments of ``training.train_model`` for a search trial or the final training."""
-    m, t = params["model"], params["train"]
-    return {"preset": m["preset"], "weight_decay": m["weight_decay"],
-            "label_smoothing": m["label_smoothing"], "dropout": m["dropout"],
-            "warmup_epochs": t["warmup_epochs"],
-            "epochs": t["epochs"] if final else params["search"]["epochs"],
-            "patience": t["patience"] if final else params["search"]["epochs"]}
+    m, t, s = params["model"], params["train"], params["search"]
+    common = {"preset": m["preset"], "weight_decay": m["weight_decay"],
+              "label_smoothing": m["label_smoothing"], "dropout": m["dropout"],
+              "warmup_epochs": t["warmup_epochs"], "optimizer": t["optimizer"],
+              "schedule": t["schedule"]}
+    if final:
+        return {**common, "epochs": t["epochs"], "patience": t["patience"],
+                "early_stopping": t["early_stopping"]}
+    # a trial runs all its epochs and is scored on its best one
+    return {**common, "epochs": s["epochs"], "time_limit": s["max_trial_seconds"]}
 
 
 def search_settings(params: dict[str, Any]) -> dict[str, Any]:
@@ -378,7 +429,24 @@ def search_settings(params: dict[str, Any]) -> dict[str, Any]:
     return {"enabled": s["enabled"], "evaluate_baseline": params["baseline"]["enabled"],
             "steps": s["steps"], "initial_points": s["initial_points"],
             "iterations_per_step": s["iterations_per_step"], "shrink": s["shrink"],
-            "min_step": s["min_step"], "seed": params["seed"]}
+            "min_step": s["min_step"], "seed": params["seed"], "design": s["design"],
+            "acquisition": s["acquisition"],
+            "start_points": [baseline_hyperparameters(params)] if s["start_from_baseline"]
+            else None,
+            "finalists": s["finalists"], "finalist_budget": s["finalist_budget"],
+            "finalist_repeats": s["finalist_repeats"]}
+
+
+def search_fingerprint(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters that give a search trial its meaning; a history is refused if they change.
+
+    Trial settings, data share, PCA and preprocessing. The space is added by the search
+    itself; the caller adds digests of the data and the split.
+    """
+    return {"trial": train_settings(params, final=False),
+            "data_share": search_data_settings(params),
+            "pca": params["pca"], "preprocess": {k: v for k, v in params["preprocess"].items()
+                                                  if k not in ("overwrite", "workers")}}
 
 
 def search_data_settings(params: dict[str, Any]) -> dict[str, Any]:

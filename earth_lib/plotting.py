@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -232,5 +234,80 @@ def plot_mistakes(images: np.ndarray, y_true: np.ndarray, proba: np.ndarray,
                      f"{proba[i, pred[i]]:.2f}", fontsize=7)
     if not len(wrong):
         axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center")
+    fig.tight_layout()
+    return fig
+
+
+def _arm_colours(arms: list[str]) -> dict[str, Any]:
+    palette = sns.color_palette("tab10", len(arms))
+    return {a: palette[i] for i, a in enumerate(arms)}
+
+
+def plot_budget_curves(results: list, trial_epochs: float) -> plt.Figure:
+    """Best validation loss so far against trial-epochs spent, for every arm and seed.
+
+    Only ordinary trials count for the loss (a longer finalist trial's loss is not on the
+    same scale); their epochs still count for the budget.
+    """
+    arms = list(dict.fromkeys(r.arm for r in results))
+    colour = _arm_colours(arms)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for r in results:
+        budgets = np.array([row.get("budget", 1.0) for row in r.history], dtype=float)
+        spent = np.cumsum(budgets) * r.trial_epochs / max(budgets.sum(), 1e-9)
+        loss = np.array([row["val_loss"] if row.get("budget", 1.0) == 1.0 else np.inf
+                         for row in r.history], dtype=float)
+        best = np.minimum.accumulate(np.where(np.isfinite(loss), loss, np.inf))
+        shown = np.isfinite(best)
+        ax.step(spent[shown], best[shown], where="post", color=colour[r.arm], alpha=0.8,
+                marker="o" if len(spent) == 1 else None,
+                label=r.arm if r.seed == min(x.seed for x in results if x.arm == r.arm) else None)
+    ax.axvline(trial_epochs, color="grey", lw=0.8, ls="--", label="budget")
+    ax.set_xlabel("trial-epochs spent")
+    ax.set_ylabel("best validation cross-entropy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_arm_accuracy(results: list) -> plt.Figure:
+    """Test accuracy of every arm: one dot per seed, the mean as a bar."""
+    arms = list(dict.fromkeys(r.arm for r in results))
+    colour = _arm_colours(arms)
+    fig, ax = plt.subplots(figsize=(1.3 * len(arms) + 1.5, 3.4))
+    for i, arm in enumerate(arms):
+        acc = [r.test["accuracy"] for r in results if r.arm == arm]
+        ax.bar(i, np.mean(acc), color=colour[arm], alpha=0.35, width=0.6)
+        ax.scatter(np.full(len(acc), i), acc, color=colour[arm], s=22, zorder=3)
+    ax.set_xticks(range(len(arms)), arms, rotation=20)
+    lo = min(r.test["accuracy"] for r in results)
+    ax.set_ylim(max(0.0, lo - 0.1), 1.0)
+    ax.set_ylabel("test accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def plot_trial_values(results: list, names: list[str]) -> plt.Figure:
+    """Where each arm's trials went, per hyperparameter; the chosen values circled."""
+    arms = list(dict.fromkeys(r.arm for r in results))
+    colour = _arm_colours(arms)
+    cols = 3
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 2.4 * rows), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        for i, arm in enumerate(arms):
+            mine = [r for r in results if r.arm == arm]
+            vals = [row[name] for r in mine for row in r.history if name in row]
+            ax.scatter(i + rng.uniform(-0.25, 0.25, len(vals)), vals, s=6, alpha=0.45,
+                       color=colour[arm])
+            ax.scatter(np.full(len(mine), i), [r.hyperparameters[name] for r in mine], s=60,
+                       facecolors="none", edgecolors="black", lw=1.2)
+        if name == "learning_rate":
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks(range(len(arms)), arms, rotation=30, fontsize=7)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
     fig.tight_layout()
     return fig

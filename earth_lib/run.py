@@ -227,7 +227,7 @@ class Run:
 
     def read_record(self) -> dict[str, Any]:
         """``run.json`` as a dict."""
-        return _read_json(self.record_path)
+        return read_json(self.record_path)
 
     def wall_minutes(self) -> float | None:
         """Minutes from the first stage's start to the last stage's end (None if unfinished)."""
@@ -257,7 +257,7 @@ class Run:
         if not self.metrics_path.is_file():
             raise RunNotFoundError(f"{self.metrics_path} not found: the classifier notebook "
                                    f"has not finished in {self.path} (make all PARAMS=...).")
-        return _from_record(Metrics, _read_json(self.metrics_path), self.metrics_path,
+        return _from_record(Metrics, read_json(self.metrics_path), self.metrics_path,
                             METRICS_SCHEMA, _upgrade_metrics_v1)
 
     def save_model(self, model: keras.Model, class_names: list[str],
@@ -282,7 +282,7 @@ class Run:
 
     def load_card(self) -> ModelCard:
         """Read ``model_card.json`` (schema 1 read as it is; a newer schema refused)."""
-        return _from_record(ModelCard, _read_json(self.card_path), self.card_path, CARD_SCHEMA)
+        return _from_record(ModelCard, read_json(self.card_path), self.card_path, CARD_SCHEMA)
 
     def load_model(self) -> tuple[keras.Model, ModelCard]:
         """The trained network and its card."""
@@ -297,7 +297,8 @@ class Run:
         return BandPCA.load(self.path / card.band_pca) if card.band_pca else None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a run file; a damaged file is a RunFormatError naming it."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -21,6 +21,9 @@ a :class:`Selection` saying which values the final training gets and why.
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
+import json
 import math
 import time
 import warnings
@@ -35,7 +38,9 @@ from scipy.stats import qmc
 from earth_lib.errors import SearchHistoryError
 from earth_lib.io import atomic_write_text
 
-RESULT_COLUMNS = ("val_loss", "val_accuracy", "seconds")
+RESULT_COLUMNS = ("budget", "repeat", "val_loss", "val_accuracy", "seconds", "status", "error")
+DESIGNS = ("lhs", "random")
+ACQUISITIONS = ("EI", "MPI", "LCB")
 
 
 def _import_gpyopt():
@@ -141,7 +146,14 @@ class SearchSpace:
 
     def latin_hypercube(self, n: int, seed: int) -> list[dict[str, float | int]]:
         """A seeded Latin-hypercube design of n points (discrete dims: LHS over value indices)."""
-        u = qmc.LatinHypercube(d=len(self.dims), seed=seed).random(n)
+        return self._from_unit(qmc.LatinHypercube(d=len(self.dims), seed=seed).random(n))
+
+    def random_points(self, n: int, seed: int) -> list[dict[str, float | int]]:
+        """Draw n points uniformly and independently (plain random search), seeded."""
+        return self._from_unit(np.random.default_rng(seed).random((n, len(self.dims))))
+
+    def _from_unit(self, u: np.ndarray) -> list[dict[str, float | int]]:
+        """Points for rows of the unit cube (discrete dims: equal shares of the cube)."""
         points = []
         for row in u:
             x = []
@@ -154,10 +166,17 @@ class SearchSpace:
             points.append(self.decode(np.array(x)))
         return points
 
-    def tighten(self, best: dict[str, float], shrink: float) -> SearchSpace:
-        """A smaller space around ``best`` by the rule in the module docstring."""
+    def tighten(self, best: dict[str, float], shrink: float,
+                settled: set[str] | frozenset[str] = frozenset()) -> SearchSpace:
+        """A smaller space around ``best`` by the rule in the module docstring.
+
+        Discrete dimensions named in ``settled`` are fixed to the best value.
+        """
         dims = []
         for d in self.dims:
+            if d.name in settled and d.type == "discrete":
+                dims.append(replace(d, values=(float(best[d.name]),)))
+                continue
             if d.type == "discrete":
                 i = min(range(len(d.values)), key=lambda j: abs(d.values[j] - best[d.name]))
                 dims.append(replace(d, values=d.values[max(0, i - 1): i + 2]))
@@ -177,7 +196,12 @@ class SearchSpace:
 
 @dataclass
 class Trial:
-    """One evaluated point: step, index within the step, how it was chosen, and its results."""
+    """One evaluated point: step, index within the step, how it was chosen, and its results.
+
+    ``budget`` multiplies the trial's training length (1: an ordinary trial); ``repeat``
+    numbers re-evaluations of one point with another training seed; ``status`` is ``ok``,
+    ``failed`` (it raised, or gave no finite loss; ``error`` says why) or ``time_limit``.
+    """
 
     step: int
     trial: int
@@ -186,11 +210,20 @@ class Trial:
     val_loss: float
     val_accuracy: float
     seconds: float
+    budget: float = 1.0
+    repeat: int = 0
+    status: str = "ok"
+    error: str = ""
+
+
+def _key(hp: dict[str, float | int]) -> tuple:
+    """A hashable identity of a point (values rounded, so encode/decode noise is ignored)."""
+    return tuple(sorted((k, round(float(v), 10)) for k, v in hp.items()))
 
 
 @dataclass
 class SearchResult:
-    """All trials, the space used at each step, and the best trial."""
+    """All trials, the space used at each step, and the chosen point."""
 
     trials: list[Trial]
     spaces: list[SearchSpace]
@@ -198,34 +231,98 @@ class SearchResult:
 
     @property
     def best(self) -> Trial:
-        """The trial with the lowest finite validation loss."""
+        """The chosen point: lowest mean finite validation loss at the largest budget tried.
+
+        Without promoted trials every trial has budget 1 and this is the best trial; with
+        them, the finalists' longer (and repeated) trials decide, not their short ones.
+        """
         ok = [t for t in self.trials if math.isfinite(t.val_loss)]
         if not ok:
             raise ValueError("No trial finished with a finite validation loss.")
-        return min(ok, key=lambda t: t.val_loss)
+        top = max(t.budget for t in ok)
+        groups: dict[tuple, list[Trial]] = {}
+        for t in ok:
+            if t.budget == top:
+                groups.setdefault(_key(t.hp), []).append(t)
+        runs = min(groups.values(), key=lambda g: float(np.mean([t.val_loss for t in g])))
+        return replace(runs[0], val_loss=float(np.mean([t.val_loss for t in runs])),
+                       val_accuracy=float(np.mean([t.val_accuracy for t in runs])))
+
+    @property
+    def trial_budget(self) -> float:
+        """Trials spent, in units of one ordinary trial (a budget-3 trial counts 3)."""
+        return float(sum(t.budget for t in self.trials))
 
     def table(self) -> list[dict[str, Any]]:
         """One row per trial (step, trial, source, hyperparameters, results), in run order."""
         return [{"step": t.step, "trial": t.trial, "source": t.source, **t.hp,
-                 "val_loss": t.val_loss, "val_accuracy": t.val_accuracy, "seconds": t.seconds}
-                for t in self.trials]
+                 "budget": t.budget, "repeat": t.repeat, "val_loss": t.val_loss,
+                 "val_accuracy": t.val_accuracy, "seconds": t.seconds, "status": t.status,
+                 "error": t.error} for t in self.trials]
+
+    def step_bounds(self) -> list[dict[str, Any]]:
+        """Each step's space, in the params-file form (what the step was allowed to try)."""
+        return [{"step": i + 1, **s.to_dict()} for i, s in enumerate(self.spaces)]
+
+
+def fingerprint(parts: dict[str, Any]) -> dict[str, str]:
+    """A short digest of each part of what gives a trial its meaning (arrays or JSON values)."""
+    out = {}
+    for name, value in parts.items():
+        h = hashlib.sha256()
+        if isinstance(value, np.ndarray):
+            h.update(f"{value.dtype}{value.shape}".encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+        else:
+            h.update(json.dumps(value, sort_keys=True, default=str).encode())
+        out[name] = h.hexdigest()[:16]
+    return out
 
 
 class SearchHistory:
-    """The history CSV: one row per finished trial, rewritten atomically after each trial."""
+    """The history CSV: one row per finished trial, rewritten atomically after each trial.
 
-    def __init__(self, path: str | Path, names: list[str]):
+    Beside it, ``<name>.fingerprint.json`` holds the digests of what the trials mean (the
+    space, the trial settings, the data, the split...); a rerun with other digests is
+    refused, naming the part that changed, rather than mixing trials of two searches.
+    """
+
+    LEGACY = ("val_loss", "val_accuracy", "seconds")
+
+    def __init__(self, path: str | Path, names: list[str],
+                 fingerprint: dict[str, str] | None = None):
         self.path = Path(path)
+        self.stamp = self.path.with_name(self.path.stem + ".fingerprint.json")
         self.columns = ["step", "trial", "source", *names, *RESULT_COLUMNS]
         self.names = names
         self.trials: list[Trial] = []
         if self.path.is_file():
+            self._check(fingerprint or {})
             self._read()
+        elif fingerprint:
+            atomic_write_text(self.stamp, json.dumps(fingerprint, indent=2) + "\n")
+
+    def _check(self, fingerprint: dict[str, str]) -> None:
+        if not fingerprint:
+            return
+        if not self.stamp.is_file():
+            raise SearchHistoryError(
+                f"{self.path} has no fingerprint ({self.stamp.name}): it was written by an "
+                "earlier version, so its trials cannot be checked against this search. Delete "
+                f"{self.path} to start the search again.")
+        old = json.loads(self.stamp.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+        if changed:
+            raise SearchHistoryError(
+                f"{self.path} was written for another search: {', '.join(changed)} changed "
+                "since its trials ran. Restore the earlier settings to resume it, or delete "
+                f"{self.path} (and {self.stamp.name}) to start the search again.")
 
     def _read(self) -> None:
         with open(self.path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            if reader.fieldnames != self.columns:
+            legacy = ["step", "trial", "source", *self.names, *self.LEGACY]
+            if reader.fieldnames not in (self.columns, legacy):
                 raise SearchHistoryError(
                     f"{self.path} was written for another search space (columns "
                     f"{reader.fieldnames}, expected {self.columns}); delete it to start again."
@@ -233,39 +330,72 @@ class SearchHistory:
             for row in reader:
                 hp = {n: float(row[n]) for n in self.names}
                 hp = {n: int(v) if v.is_integer() else v for n, v in hp.items()}
-                self.trials.append(Trial(int(row["step"]), int(row["trial"]), row["source"], hp,
-                                         float(row["val_loss"]), float(row["val_accuracy"]),
-                                         float(row["seconds"])))
+                loss = float(row["val_loss"])
+                self.trials.append(Trial(
+                    int(row["step"]), int(row["trial"]), row["source"], hp, loss,
+                    float(row["val_accuracy"]), float(row["seconds"]),
+                    float(row.get("budget") or 1.0), int(row.get("repeat") or 0),
+                    row.get("status") or ("ok" if math.isfinite(loss) else "failed"),
+                    row.get("error") or ""))
 
     def append(self, trial: Trial) -> None:
         """Record a finished trial (the whole file is rewritten atomically)."""
         self.trials.append(trial)
-        lines = [",".join(self.columns)]
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.columns)
         for t in self.trials:
-            vals = [t.step, t.trial, t.source, *(t.hp[n] for n in self.names),
-                    t.val_loss, t.val_accuracy, t.seconds]
-            lines.append(",".join(repr(v) if isinstance(v, float) else str(v) for v in vals))
-        atomic_write_text(self.path, "\n".join(lines) + "\n")
+            writer.writerow([t.step, t.trial, t.source, *(_cell(t.hp[n]) for n in self.names),
+                             _cell(t.budget), t.repeat, _cell(t.val_loss),
+                             _cell(t.val_accuracy), _cell(t.seconds), t.status, t.error])
+        atomic_write_text(self.path, buf.getvalue())
 
-    def done(self, step: int, source: str) -> list[Trial]:
-        """Trials already recorded for a step and source (``initial`` or ``bo``)."""
-        return [t for t in self.trials if t.step == step and t.source == source]
+    def find(self, step: int, source: str, index: int) -> Trial | None:
+        """The recorded trial at this place of the search, if it already ran."""
+        for t in self.trials:
+            if (t.step, t.source, t.trial) == (step, source, index):
+                return t
+        return None
 
 
-def suggest_next(space: SearchSpace, xs: list[dict], ys: list[float], seed: int) -> dict:
-    """One GP-EI suggestion from GPyOpt given the evaluated points (inside ``space``)."""
+def _cell(v: float | int) -> str:
+    return repr(float(v)) if isinstance(v, float) else str(v)
+
+
+def suggest_next(space: SearchSpace, xs: list[dict], ys: list[float], seed: int,
+                 acquisition: str = "EI") -> dict:
+    """One GP suggestion from GPyOpt given the evaluated points (inside ``space``).
+
+    ``acquisition``: ``EI`` (expected improvement), ``MPI`` (probability of improvement)
+    or ``LCB`` (lower confidence bound). The GP has a noise term (``exact_feval=False``):
+    two trainings of one point do not give the same loss.
+    """
+    if acquisition not in ACQUISITIONS:
+        raise ValueError(f"acquisition must be one of {', '.join(ACQUISITIONS)}. "
+                         f"Got {acquisition!r} instead.")
     gpyopt = _import_gpyopt()
     X = np.array([space.encode(x) for x in xs], dtype=float)
     Y = np.array(ys, dtype=float).reshape(-1, 1)
     np.random.seed(seed)  # GPyOpt draws from the global generator
     bo = gpyopt.methods.BayesianOptimization(
         f=None, domain=space.gpyopt_domain(), X=X, Y=Y, model_type="GP",
-        acquisition_type="EI", normalize_Y=True, exact_feval=False, de_duplication=True)
+        acquisition_type=acquisition, normalize_Y=True, exact_feval=False,
+        de_duplication=True)
     return space.decode(bo.suggest_next_locations()[0])
 
 
+def _settled(space: SearchSpace, trials: list[Trial], best: dict, top: int = 3) -> set[str]:
+    """Two-valued discrete dimensions on which the ``top`` best trials agree with the best."""
+    ranked = sorted((t for t in trials if math.isfinite(t.val_loss) and space.contains(t.hp)),
+                    key=lambda t: t.val_loss)[:top]
+    if len(ranked) < top:
+        return set()
+    return {d.name for d in space.dims if d.type == "discrete" and len(d.values) == 2
+            and all(abs(float(t.hp[d.name]) - float(best[d.name])) < 1e-9 for t in ranked)}
+
+
 def run_search(
-    objective: Callable[[dict], dict[str, float]],
+    objective: Callable[..., dict[str, float]],
     space: SearchSpace,
     history_path: str | Path,
     *,
@@ -275,51 +405,102 @@ def run_search(
     shrink: float = 0.5,
     min_step: float = 1e-8,
     seed: int = 42,
+    design: str = "lhs",
+    acquisition: str = "EI",
+    start_points: list[dict] | None = None,
+    finalists: int = 0,
+    finalist_budget: float = 1.0,
+    finalist_repeats: int = 1,
+    fingerprint: dict[str, str] | None = None,
     log: Callable[[str], None] = print,
 ) -> SearchResult:
     """Minimise ``objective(hp)["val_loss"]`` over ``space`` in ``steps`` tightening steps.
 
-    Trials already in ``history_path`` are reused, not re-run: the search resumes.
+    Each step: ``initial_points`` design points (``lhs``: Latin hypercube; ``random``:
+    uniform), plus ``start_points`` (step 1) or the best point so far (later steps) when
+    ``start_points`` is given; then ``iterations_per_step`` GP suggestions. After the
+    steps, the ``finalists`` best distinct points are trained again ``finalist_repeats``
+    times at ``finalist_budget`` times the trial length (``objective(hp, budget=b,
+    repeat=r)``), and the choice is made on those longer trials.
+
+    A trial that raises is recorded as failed (with its error) and scored with a penalty;
+    the search goes on. Trials already in ``history_path`` are reused, not re-run: the
+    search resumes, if its ``fingerprint`` matches.
     """
-    history = SearchHistory(history_path, space.names)
+    if design not in DESIGNS:
+        raise ValueError(f"design must be one of {', '.join(DESIGNS)}. Got {design!r}.")
+    history = SearchHistory(history_path, space.names,
+                            {"space": json.dumps(space.to_dict(), sort_keys=True),
+                             **(fingerprint or {})})
     if history.trials:
         log(f"Resuming: {len(history.trials)} trial(s) already in {history_path}.")
     spaces, reasons = [], []
     current = space
+    planned = steps * (initial_points + iterations_per_step) + finalists * finalist_repeats \
+        + (len(start_points) + steps - 1 if start_points is not None else 0)
+    started, ran = time.perf_counter(), [0]
 
-    def evaluate(step: int, index: int, source: str, hp: dict) -> Trial:
-        for t in history.done(step, source):
-            if t.trial == index:
-                return t
+    def evaluate(step: int, index: int, source: str, hp: dict, budget: float = 1.0,
+                 repeat: int = 0) -> Trial:
+        found = history.find(step, source, index)
+        if found is not None:
+            return found
         t0 = time.perf_counter()
-        result = objective(hp)
-        trial = Trial(step, index, source, hp, float(result["val_loss"]),
+        status, error = "ok", ""
+        try:
+            result = (objective(hp) if budget == 1.0 and repeat == 0
+                      else objective(hp, budget=budget, repeat=repeat))
+            status = str(result.get("status", "ok"))
+        except Exception as err:  # a failed trial is a result, not the end of the search
+            result, status = {"val_loss": float("nan")}, "failed"
+            error = f"{type(err).__name__}: {err}".replace("\n", " ")[:500]
+        loss = float(result["val_loss"])
+        if not math.isfinite(loss) and status == "ok":
+            status, error = "failed", "no finite validation loss"
+        trial = Trial(step, index, source, hp, loss,
                       float(result.get("val_accuracy", float("nan"))),
-                      round(time.perf_counter() - t0, 2))
+                      round(time.perf_counter() - t0, 2), float(budget), repeat, status, error)
         history.append(trial)
+        ran[0] += 1
+        elapsed = time.perf_counter() - started
+        left = elapsed / ran[0] * max(0, planned - len(history.trials))
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in hp.items())
-        log(f"step {step} {source} {index + 1}: val_loss={trial.val_loss:.4f} "
-            f"val_acc={trial.val_accuracy:.3f} ({trial.seconds:.0f}s) {shown}")
+        log(f"trial {len(history.trials)} of ~{planned} (step {step} {source} {index + 1}"
+            f"{f', budget x{budget:g}' if budget != 1 else ''}): val_loss={loss:.4f} "
+            f"val_acc={trial.val_accuracy:.3f} {status}{f' [{error}]' if error else ''}; "
+            f"{trial.seconds:.0f}s, {elapsed / 60:.1f} min so far, ~{left / 60:.1f} min left"
+            f" | {shown}")
         return trial
+
+    def best_so_far() -> Trial | None:
+        return min((t for t in history.trials if math.isfinite(t.val_loss) and t.budget == 1.0),
+                   key=lambda t: t.val_loss, default=None)
 
     for step in range(1, steps + 1):
         spaces.append(current)
-        for i, hp in enumerate(current.latin_hypercube(initial_points, seed=seed + step)):
+        design_points = (current.latin_hypercube(initial_points, seed=seed + step)
+                         if design == "lhs" else current.random_points(initial_points,
+                                                                       seed=seed + step))
+        if start_points is not None:
+            best = best_so_far()
+            extra = start_points if step == 1 else ([best.hp] if best else [])
+            design_points += [p for p in extra if current.contains(p)]
+        for i, hp in enumerate(design_points):
             evaluate(step, i, "initial", hp)
         previous = None
         reason = f"{iterations_per_step} iterations"
         for it in range(iterations_per_step):
-            done = [t for t in history.done(step, "bo") if t.trial == it]
-            if done:
-                previous = current.encode(done[0].hp)
+            done = history.find(step, "bo", it)
+            if done is not None:
+                previous = current.encode(done.hp)
                 continue
-            inside = [t for t in history.trials if current.contains(t.hp)]
+            inside = [t for t in history.trials if current.contains(t.hp) and t.budget == 1.0]
             finite = [t.val_loss for t in inside if math.isfinite(t.val_loss)]
             worst = max(finite) + 1.0 if finite else 10.0
             ys = [t.val_loss if math.isfinite(t.val_loss) else worst for t in inside]
-            hp = suggest_next(current, [t.hp for t in inside], ys, seed=seed * 1000 + step * 100
-                              + it)
+            hp = suggest_next(current, [t.hp for t in inside], ys,
+                              seed=seed * 1000 + step * 100 + it, acquisition=acquisition)
             x = current.encode(hp)
             if previous is not None and np.linalg.norm(x - previous) < min_step:
                 reason = f"consecutive points closer than {min_step:g} after {it} iterations"
@@ -327,18 +508,31 @@ def run_search(
             evaluate(step, it, "bo", hp)
             previous = x
         reasons.append(reason)
-        best = min((t for t in history.trials if math.isfinite(t.val_loss)),
-                   key=lambda t: t.val_loss, default=None)
+        best = best_so_far()
         if best is None:
-            raise ValueError("Every trial of the search failed (non-finite validation loss).")
+            raise ValueError("Every trial of the search failed (non-finite validation loss); "
+                             f"see the error column of {history_path}.")
         log(f"step {step} done ({reason}); best so far val_loss={best.val_loss:.4f}")
         if step < steps:
-            current = current.tighten(best.hp, shrink)
+            current = current.tighten(best.hp, shrink,
+                                      _settled(current, history.trials, best.hp))
+    if finalists:
+        ranked, seen = [], set()
+        for t in sorted((t for t in history.trials if math.isfinite(t.val_loss)
+                         and t.budget == 1.0), key=lambda t: t.val_loss):
+            if _key(t.hp) not in seen:
+                seen.add(_key(t.hp))
+                ranked.append(t.hp)
+        for rank, hp in enumerate(ranked[:finalists]):
+            for r in range(finalist_repeats):
+                evaluate(steps + 1, rank * finalist_repeats + r, "finalist", hp,
+                         finalist_budget, r)
     return SearchResult(list(history.trials), spaces, reasons)
 
 
-#: How the final training's values were chosen.
-CHOSEN_BY = ("search", "baseline")
+#: How the final training's values were chosen: searched, the literature values because
+#: the search was off, or given outright (an arm of the comparison).
+CHOSEN_BY = ("search", "baseline", "given")
 
 
 @dataclass
@@ -361,6 +555,16 @@ class Selection:
         """The search's trials as rows (empty when the search was off)."""
         return self.search.table() if self.search else []
 
+    def bounds_table(self) -> list[dict[str, Any]]:
+        """Each step's bounds as readable rows: ``low - high`` or the values left to try."""
+        def show(spec: dict) -> str:
+            if spec["type"] == "discrete":
+                return ", ".join(f"{v:g}" for v in spec["values"])
+            return " - ".join(f"{v:.4g}" for v in spec["bounds"])
+
+        return [{"step": row["step"], **{k: show(v) for k, v in row.items() if k != "step"}}
+                for row in (self.search.step_bounds() if self.search else [])]
+
     def summary(self) -> dict[str, dict[str, float]]:
         """Best search trial and literature values side by side: validation loss and accuracy."""
         rows = {}
@@ -376,8 +580,12 @@ class Selection:
         return {
             "search": {"best_hyperparameters": self.hyperparameters, "chosen_by": self.chosen_by,
                        "trials": len(self.search.trials) if self.search else 0,
+                       "failed_trials": sum(t.status == "failed" for t in self.search.trials)
+                       if self.search else 0,
+                       "trial_budget": self.search.trial_budget if self.search else 0.0,
                        "best_val_loss": self.search.best.val_loss if self.search else None,
-                       "stop_reasons": self.search.stop_reasons if self.search else []},
+                       "stop_reasons": self.search.stop_reasons if self.search else [],
+                       "step_bounds": self.search.step_bounds() if self.search else []},
             "literature_baseline": {"hyperparameters": self.baseline_hyperparameters,
                                     **(self.baseline or {})},
         }

@@ -8,6 +8,7 @@ the best epoch (plain cross-entropy, whatever label smoothing the training loss 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,23 +18,42 @@ import numpy as np
 from earth_lib.augmentation import augmentation_layers, make_dataset
 from earth_lib.data import Split
 from earth_lib.model import DEFAULT_PRESET, build_from_preset
+from earth_lib.params import SCHEMA
 
 if TYPE_CHECKING:
     from earth_lib.analysis import PCAResult
 
 
+#: Optimisers and learning-rate schedules (declared in the parameter table, first = default):
+#: the original recipe is Adam at a constant rate; the default AdamW with warm-up + cosine.
+OPTIMIZERS = SCHEMA["train"]["optimizer"].choices
+SCHEDULES = SCHEMA["train"]["schedule"].choices
+
+
 def compile_model(model: keras.Model, learning_rate: float, steps_per_epoch: int, epochs: int,
                   warmup_epochs: int = 1, weight_decay: float = 1e-4,
-                  label_smoothing: float = 0.0) -> keras.Model:
-    """Compile with AdamW, linear warm-up then cosine decay, and a plain cross-entropy metric."""
-    total = max(1, steps_per_epoch * epochs)
-    warm = min(steps_per_epoch * warmup_epochs, total - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=learning_rate * 0.1 if warm else learning_rate,
-        decay_steps=max(1, total - warm), alpha=0.01,
-        warmup_target=learning_rate if warm else None, warmup_steps=warm)
+                  label_smoothing: float = 0.0, optimizer: str = OPTIMIZERS[0],
+                  schedule: str = SCHEDULES[0]) -> keras.Model:
+    """Compile with the optimiser and schedule named, and a plain cross-entropy metric.
+
+    ``cosine``: linear warm-up then cosine decay; ``constant``: the rate as it is.
+    ``adamw`` decays weights by ``weight_decay``; ``adam`` (the original) does not.
+    """
+    if optimizer not in OPTIMIZERS or schedule not in SCHEDULES:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS} and schedule one of "
+                         f"{SCHEDULES}. Got {optimizer!r} and {schedule!r} instead.")
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = learning_rate
+    if schedule == "cosine":
+        total = max(1, steps_per_epoch * epochs)
+        warm = min(steps_per_epoch * warmup_epochs, total - 1)
+        rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=learning_rate * 0.1 if warm else learning_rate,
+            decay_steps=max(1, total - warm), alpha=0.01,
+            warmup_target=learning_rate if warm else None, warmup_steps=warm)
+    opt = (keras.optimizers.AdamW(rate, weight_decay=weight_decay) if optimizer == "adamw"
+           else keras.optimizers.Adam(rate))
     model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
+        optimizer=opt,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=["accuracy", keras.metrics.CategoricalCrossentropy(name="ce")],
     )
@@ -48,6 +68,23 @@ def use_mixed_precision_on_gpu() -> bool:
     if on_gpu and keras.mixed_precision.global_policy().name != "mixed_float16":
         keras.mixed_precision.set_global_policy("mixed_float16")
     return on_gpu
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stop training at the end of the first epoch that ends past ``seconds``."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds, self.hit = seconds, False
+
+    def on_train_begin(self, logs=None):
+        """Start the clock."""
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Stop when the time is up."""
+        if time.perf_counter() - self.start > self.seconds:
+            self.model.stop_training, self.hit = True, True
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -81,15 +118,23 @@ def train_model(
     weight_decay: float = 1e-4,
     label_smoothing: float = 0.0,
     dropout: float = 0.0,
+    optimizer: str = OPTIMIZERS[0],
+    schedule: str = SCHEDULES[0],
+    early_stopping: bool = True,
+    time_limit: float | None = None,
     seed: int = 42,
     decoder: PCAResult | None = None,
     verbose: bool = True,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Build and train one ResNet with these hyperparameters; best-val-loss weights restored.
+    """Build and train one ResNet with these hyperparameters.
 
     ``hp`` holds the augmentation values, learning_rate, batch_size, kernel_size and,
-    optionally, epochs (which then overrides ``epochs``). With a PCA ``decoder``, the
-    splits hold PCA scores and the images are rebuilt batch by batch.
+    optionally, epochs (which then overrides ``epochs``). With ``early_stopping`` the
+    best-validation-loss weights are restored and training stops after ``patience``
+    epochs without progress; without it, all epochs run and the last weights are kept.
+    With ``time_limit`` (seconds) training stops at the first epoch end past it, and the
+    history holds ``time_limit_hit``. With a PCA ``decoder``, the splits hold PCA scores
+    and the images are rebuilt batch by batch.
     """
     keras.utils.set_random_seed(int(seed))
     use_mixed_precision_on_gpu()
@@ -98,29 +143,47 @@ def train_model(
     model = build_from_preset(input_shape, num_classes, preset, int(hp["kernel_size"]), dropout)
     steps = math.ceil(len(train.y) / batch)
     compile_model(model, float(hp["learning_rate"]), steps, epochs, warmup_epochs, weight_decay,
-                  label_smoothing)
+                  label_smoothing, optimizer, schedule)
     train_ds = make_dataset(train.x, train.y, num_classes, batch, augmentation_layers(hp, seed),
                             shuffle=True, seed=seed, decoder=decoder)
     val_ds = make_dataset(val.x, val.y, num_classes, 256, decoder=decoder)
-    stop = keras.callbacks.EarlyStopping(monitor="val_ce", mode="min", patience=patience,
-                                         restore_best_weights=True)
-    callbacks = [stop] + ([EpochLog("  ")] if verbose else [])
+    callbacks: list[keras.callbacks.Callback] = []
+    if early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_ce", mode="min", patience=patience, restore_best_weights=True))
+    limit = TimeLimit(time_limit) if time_limit else None
+    callbacks += ([limit] if limit else []) + ([EpochLog("  ")] if verbose else [])
     hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, shuffle=False,
                      callbacks=callbacks)
-    return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    history["time_limit_hit"] = [float(bool(limit and limit.hit))]
+    return model, history
 
 
 def make_objective(train: Split, val: Split, num_classes: int, input_shape: tuple[int, int, int],
-                   *, seed: int = 42, **train_kwargs) -> Callable[[dict], dict[str, float]]:
-    """The search objective: train with ``hp`` and return the best epoch's val cross-entropy."""
-    def objective(hp: dict) -> dict[str, float]:
-        _, hist = train_model(hp, train, val, num_classes, input_shape, seed=seed,
-                              verbose=False, **train_kwargs)
+                   *, seed: int = 42, epochs: int = 10, patience: int | None = None,
+                   **train_kwargs) -> Callable[..., dict[str, Any]]:
+    """The search objective: train with ``hp`` and return the best epoch's val cross-entropy.
+
+    ``objective(hp, budget=b, repeat=r)`` trains ``b`` times as many epochs (a promoted,
+    longer trial) with training seed ``seed + 1000 r`` (a re-evaluation with fresh noise).
+    """
+    def objective(hp: dict, budget: float = 1.0, repeat: int = 0) -> dict[str, Any]:
+        n = max(1, round(float(hp.get("epochs", epochs)) * budget))
+        hp = {**hp, "epochs": n} if "epochs" in hp else hp
+        try:
+            _, hist = train_model(hp, train, val, num_classes, input_shape,
+                                  seed=seed + 1000 * repeat, epochs=n,
+                                  patience=n if patience is None else patience,
+                                  verbose=False, **train_kwargs)
+        finally:
+            keras.backend.clear_session()
         ce = np.array(hist["val_ce"], dtype=float)
         ce = np.where(np.isfinite(ce), ce, np.inf)
         best = int(np.argmin(ce))
-        keras.backend.clear_session()
-        return {"val_loss": float(ce[best]), "val_accuracy": float(hist["val_accuracy"][best])}
+        return {"val_loss": float(ce[best]), "val_accuracy": float(hist["val_accuracy"][best]),
+                "epochs_run": len(ce),
+                "status": "time_limit" if hist["time_limit_hit"][0] else "ok"}
 
     return objective
 

@@ -21,10 +21,11 @@ def test_defaults_are_valid_and_complete():
 
 
 @pytest.mark.parametrize("name", ["default", "smoke", "paper", "eurosat", "eurosat_ms",
-                                  "ucmerced", "eurosat_cpu"])
+                                  "ucmerced", "eurosat_cpu", "compare_smoke",
+                                  "compare_eurosat_cpu"])
 def test_shipped_parameter_files_load(root, name):
     p = load_params(root / "params" / f"{name}.yaml")
-    assert p["search"]["steps"] == 3
+    assert p["search"]["steps"] == (2 if name == "compare_smoke" else 3)
 
 
 def test_paper_file_keeps_the_original_settings(root):
@@ -34,6 +35,8 @@ def test_paper_file_keeps_the_original_settings(root):
     assert p["search"]["initial_points"] == 20
     assert p["search"]["iterations_per_step"] == 150
     assert p["search"]["space"]["batch_size"]["values"] == [1.0, 2.0, 3.0]
+    t = p["train"]
+    assert (t["optimizer"], t["schedule"], t["early_stopping"]) == ("adam", "constant", False)
 
 
 def _write(tmp_path, raw):
@@ -56,9 +59,12 @@ def _write(tmp_path, raw):
         ({"data": {"on_bad_file": "ignore"}}, r"must be one of 'skip', 'error'"),
         ({"split": {"train": 0.5}}, r"must add up to 1"),
         ({"seed": True}, r"'seed' parameter must be an int"),
+        ({"compare": {"arms": ["method", "bayes"]}}, r"unknown parameter 'compare.arms: bayes'"),
+        ({"compare": {"seeds": [1, 1]}}, r"'compare.seeds' parameter must be a non-empty list"),
+        ({"train": {"optimizer": "sgd"}}, r"must be one of 'adamw', 'adam'"),
     ],
     ids=["top-typo", "nested-typo", "wrong-type", "too-small", "bool", "choice", "split-sum",
-         "bool-as-int"],
+         "bool-as-int", "unknown-arm", "repeated-seed", "optimizer"],
 )
 def test_bad_parameters_name_file_and_key(tmp_path, raw, match):
     with pytest.raises(ParameterError, match=match):

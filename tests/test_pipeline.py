@@ -95,3 +95,33 @@ def test_multiband_16bit_folder_through_both_notebooks(root, tmp_path):
     from earth_lib.evaluation import evaluate_folder
 
     assert evaluate_folder(run, raw, progress=False)["n"] == 30
+
+
+def test_compare_smoke_runs_every_arm_and_resumes(root, tmp_path):
+    """`make compare` on the smoke file: every arm chosen, trained, tested and saved."""
+    if not shutil.which("make"):
+        pytest.skip("make not installed")
+    cmd = ["make", "compare", "PARAMS=params/compare_smoke.yaml", f"OUTPUTS={tmp_path}"]
+    res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    run = tmp_path / "compare_smoke"
+    c = json.loads((run / "comparison.json").read_text())
+    arms = ["literature", "random", "gp_one_step", "method", "improved"]
+    assert [r["arm"] for r in c["table"]] == arms
+    assert c["budget_trial_epochs"] == 6.0 and "Best search arm" in c["verdict"]
+    for r in c["results"]:
+        assert r["trial_epochs"] <= c["budget_trial_epochs"] + 1e-9, r["arm"]
+        assert 0 <= r["test"]["accuracy"] <= 1 and r["test"]["n"] == 14
+    assert {f.name for f in (run / "figures").glob("compare_*.png")} == {
+        "compare_test_accuracy.png", "compare_budget_curves.png", "compare_trial_values.png"}
+    from earth_lib.evaluation import evaluate_folder
+
+    arm = run / "arms" / "improved" / "seed1"
+    rows = (arm / "search_history.csv").read_text().splitlines()
+    assert any(",finalist," in r for r in rows)
+    m = evaluate_folder(arm, root / "data" / "raw" / "smoke", progress=False)
+    assert m["n"] == 96
+    # rerun the notebook: every (arm, seed) is read back, nothing trained again
+    (run / "03_does_the_search_pay.ipynb").unlink()
+    res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0 and (res.stdout + res.stderr).count("done before") == len(arms)

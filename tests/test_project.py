@@ -10,7 +10,8 @@ import tomllib
 import pytest
 import yaml
 
-NOTEBOOKS = ["01_preprocessing.ipynb", "02_earth_classifier.ipynb"]
+NOTEBOOKS = ["01_preprocessing.ipynb", "02_earth_classifier.ipynb",
+             "03_does_the_search_pay.ipynb"]
 
 
 @pytest.fixture(params=NOTEBOOKS)
@@ -98,8 +99,8 @@ def test_make_help_lists_every_target(root):
         pytest.skip("make not installed")
     out = subprocess.run(["make", "-s", "help"], cwd=root, capture_output=True, text=True).stdout
     targets = re.findall(r"^## (\S+):", (root / "Makefile").read_text(), re.M)
-    assert {"help", "env", "all", "preprocess", "classify", "test", "lab", "clean", "data",
-            "bench"} <= set(targets)
+    assert {"help", "env", "all", "preprocess", "classify", "compare", "test", "lab", "clean",
+            "data", "bench"} <= set(targets)
     for t in targets:
         assert re.search(rf"^\s+{t}\s", out, re.M), t
 

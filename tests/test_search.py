@@ -66,8 +66,8 @@ def test_search_records_every_trial_and_improves(tmp_path):
     assert widths == pytest.approx([10, 5, 2.5])
 
 
-class Interrupt(Exception):
-    pass
+class Interrupt(KeyboardInterrupt):
+    """What Ctrl-C (or a notebook's interrupt) raises inside a trial: not a failed trial."""
 
 
 def test_interrupted_search_resumes_without_rerunning(tmp_path):
@@ -105,7 +105,7 @@ class _Counter:
 def test_history_from_another_space_is_refused(tmp_path):
     run_search(bowl, SMALL, tmp_path / "h.csv", steps=1, initial_points=2,
                iterations_per_step=0, log=lambda m: None)
-    with pytest.raises(ValueError, match="another search space"):
+    with pytest.raises(ValueError, match="space changed"):
         run_search(bowl, SPACE, tmp_path / "h.csv", steps=1, initial_points=2,
                    iterations_per_step=0, log=lambda m: None)
 
@@ -117,6 +117,103 @@ def test_failed_trials_do_not_stop_the_search(tmp_path):
     res = run_search(sometimes_nan, SMALL, tmp_path / "h.csv", steps=2, initial_points=4,
                      iterations_per_step=2, seed=0, log=lambda m: None)
     assert np.isfinite(res.best.val_loss)
+    assert {t.status for t in res.trials if not np.isfinite(t.val_loss)} == {"failed"}
+
+
+def test_a_trial_that_raises_is_recorded_as_failed_and_the_search_goes_on(tmp_path):
+    def out_of_memory_when_large_k(hp):
+        if hp["k"] >= 5:
+            raise MemoryError("OOM when allocating tensor\nwith shape [64,64]")
+        return bowl(hp)
+
+    res = run_search(out_of_memory_when_large_k, SMALL, tmp_path / "h.csv", steps=2,
+                     initial_points=4, iterations_per_step=2, seed=0, log=lambda m: None)
+    failed = [t for t in res.trials if t.status == "failed"]
+    assert failed and len(res.trials) == 12
+    assert all(t.error.startswith("MemoryError: OOM") and "\n" not in t.error for t in failed)
+    assert res.best.hp["k"] < 5
+    rows = SearchHistory(tmp_path / "h.csv", SMALL.names).trials  # the errors are on disk
+    assert [t.error for t in rows] == [t.error for t in res.trials]
+
+
+def test_a_changed_fingerprint_is_refused_naming_the_part(tmp_path):
+    from earth_lib.errors import SearchHistoryError
+    from earth_lib.search import fingerprint
+
+    fp = fingerprint({"trial": {"epochs": 8}, "data": np.zeros(4)})
+    run_search(bowl, SMALL, tmp_path / "h.csv", steps=1, initial_points=2,
+               iterations_per_step=0, fingerprint=fp, log=lambda m: None)
+    again = run_search(_Counter(), SMALL, tmp_path / "h.csv", steps=1, initial_points=2,
+                       iterations_per_step=0, fingerprint=fp, log=lambda m: None)
+    assert len(again.trials) == 2  # same fingerprint: resumed, nothing re-run
+    other = fingerprint({"trial": {"epochs": 16}, "data": np.zeros(4)})
+    with pytest.raises(SearchHistoryError, match=r"trial changed.*delete .*h.csv"):
+        run_search(bowl, SMALL, tmp_path / "h.csv", steps=1, initial_points=2,
+                   iterations_per_step=0, fingerprint=other, log=lambda m: None)
+    data = fingerprint({"trial": {"epochs": 8}, "data": np.ones(4)})
+    with pytest.raises(SearchHistoryError, match="data changed"):
+        run_search(bowl, SMALL, tmp_path / "h.csv", steps=1, initial_points=2,
+                   iterations_per_step=0, fingerprint=data, log=lambda m: None)
+
+
+def test_a_history_without_fingerprint_is_refused_when_one_is_asked(tmp_path):
+    from earth_lib.errors import SearchHistoryError
+
+    run_search(bowl, SMALL, tmp_path / "h.csv", steps=1, initial_points=2,
+               iterations_per_step=0, log=lambda m: None)
+    (tmp_path / "h.fingerprint.json").unlink()
+    with pytest.raises(SearchHistoryError, match="no fingerprint"):
+        run_search(bowl, SMALL, tmp_path / "h.csv", steps=1, initial_points=2,
+                   iterations_per_step=0, fingerprint={"trial": "x"}, log=lambda m: None)
+
+
+def test_legacy_history_columns_are_read(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text("step,trial,source,x,lr,k,val_loss,val_accuracy,seconds\n"
+                    "1,0,initial,2.5,0.001,3,0.7,0.5,1.0\n1,1,initial,3.0,0.01,5,nan,nan,1.0\n")
+    trials = SearchHistory(path, SMALL.names).trials
+    assert [t.status for t in trials] == ["ok", "failed"] and trials[0].budget == 1.0
+
+
+def test_finalists_decide_on_longer_repeated_trials(tmp_path):
+    """The short-trial winner is not chosen when its longer trials lose (multi-fidelity)."""
+    def short_sighted(hp, budget=1.0, repeat=0):
+        loss = bowl(hp)["val_loss"]
+        if budget > 1:  # at the long budget, high x stops paying
+            loss = (hp["x"] - 4) ** 2 / 10 + 0.01 * repeat
+        return {"val_loss": loss, "val_accuracy": 0.5}
+
+    res = run_search(short_sighted, SMALL, tmp_path / "h.csv", steps=1, initial_points=6,
+                     iterations_per_step=0, finalists=3, finalist_budget=3,
+                     finalist_repeats=2, seed=0, log=lambda m: None)
+    short = [t for t in res.trials if t.budget == 1]
+    final = [t for t in res.trials if t.budget == 3]
+    assert len(final) == 6 and {t.source for t in final} == {"finalist"}
+    assert res.trial_budget == 6 + 6 * 3
+    top3 = sorted(short, key=lambda t: t.val_loss)[:3]
+    chosen = min(top3, key=lambda t: (t.hp["x"] - 4) ** 2)
+    assert res.best.hp == chosen.hp
+    assert res.best.val_loss == pytest.approx((chosen.hp["x"] - 4) ** 2 / 10 + 0.005)
+
+
+def test_start_points_and_random_design(tmp_path):
+    lit = {"x": 1.0, "lr": 1e-3, "k": 3}
+    res = run_search(bowl, SMALL, tmp_path / "h.csv", steps=2, initial_points=3,
+                     iterations_per_step=0, design="random", start_points=[lit], seed=0,
+                     log=lambda m: None)
+    step1 = [t.hp for t in res.trials if t.step == 1]
+    assert step1[-1] == lit and len(step1) == 4
+    best1 = min((t for t in res.trials if t.step == 1), key=lambda t: t.val_loss)
+    assert [t.hp for t in res.trials if t.step == 2][-1] == best1.hp  # best re-tried
+    pts = SMALL.random_points(50, seed=1)
+    assert all(SMALL.contains(p) for p in pts) and pts == SMALL.random_points(50, seed=1)
+
+
+def test_binary_dimension_is_fixed_once_clear():
+    space = SearchSpace.from_dict({"x": {"type": "continuous", "bounds": [0, 1]},
+                                   "flip": {"type": "discrete", "values": [0, 1]}})
+    t = space.tighten({"x": 0.5, "flip": 1}, 0.5, settled={"flip"})
+    assert {d.name: d.values for d in t.dims}["flip"] == (1.0,)
 
 
 def test_search_module_is_generic():
@@ -156,5 +253,47 @@ def test_search_or_baseline_takes_the_baseline_when_disabled(tmp_path):
     assert sel.chosen_by == "baseline" and sel.hyperparameters == base
     assert calls == [] and sel.history == [] and sel.summary() == {}
     assert sel.record()["search"] == {"best_hyperparameters": base, "chosen_by": "baseline",
-                                      "trials": 0, "best_val_loss": None, "stop_reasons": []}
+                                      "trials": 0, "failed_trials": 0, "trial_budget": 0.0,
+                                      "best_val_loss": None, "stop_reasons": [],
+                                      "step_bounds": []}
     assert not (tmp_path / "h.csv").exists()
+
+
+KILLABLE = """
+import sys, time
+from earth_lib.search import SearchSpace, run_search
+space = SearchSpace.from_dict({"x": {"type": "continuous", "bounds": [0, 10]},
+                               "k": {"type": "discrete", "values": [1, 3, 5]}})
+def slow(hp):
+    time.sleep(0.4)
+    return {"val_loss": (hp["x"] - 7) ** 2 + hp["k"], "val_accuracy": 0.5}
+run_search(slow, space, sys.argv[1], steps=2, initial_points=4, iterations_per_step=0,
+           seed=3, fingerprint={"trial": "slow"}, log=lambda m: None)
+"""
+
+
+def test_sigkill_during_a_trial_loses_and_repeats_nothing(tmp_path, root):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script, hist = tmp_path / "search.py", tmp_path / "h.csv"
+    script.write_text(KILLABLE)
+    proc = subprocess.Popen([sys.executable, str(script), str(hist)], cwd=root)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not hist.exists()
+                                      or len(hist.read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    time.sleep(0.2)  # now inside the fourth trial
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = hist.read_text().splitlines()
+    assert len(before) >= 4 and all(len(r.split(",")) == len(before[0].split(","))
+                                    for r in before)
+    subprocess.run([sys.executable, str(script), str(hist)], cwd=root, check=True, timeout=120)
+    after = hist.read_text().splitlines()
+    assert after[:len(before)] == before  # finished trials kept as they were
+    keys = [tuple(r.split(",")[:3]) for r in after[1:]]
+    assert len(keys) == 8 and len(set(keys)) == 8  # every trial once, none twice

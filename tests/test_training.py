@@ -66,3 +66,40 @@ def test_save_model_writes_model_and_card(tmp_path):
     assert not list(tmp_path.glob("*.partial.keras"))
     x = _toy().x[:4].astype(np.float32)
     assert np.allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_the_original_recipe_adam_constant_no_early_stopping():
+    model, hist = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=3,
+                              patience=1, optimizer="adam", schedule="constant",
+                              early_stopping=False, verbose=False)
+    assert len(hist["loss"]) == 3  # no early stop, whatever the patience
+    opt = model.optimizer
+    assert type(opt).__name__ == "Adam" and float(opt.learning_rate) == pytest.approx(3e-3)
+
+
+def test_default_recipe_is_adamw_with_a_decaying_rate():
+    model, _ = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=2,
+                           verbose=False)
+    assert type(model.optimizer).__name__ == "AdamW"
+    assert float(model.optimizer.learning_rate) < 3e-3  # cosine-decayed by the end
+
+
+def test_unknown_optimizer_is_refused():
+    from earth_lib.model import build_from_preset
+    from earth_lib.training import compile_model
+
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        compile_model(build_from_preset((8, 8, 3), 2, "tiny"), 1e-3, 2, 2, optimizer="sgd")
+
+
+def test_time_limit_stops_a_trial_and_says_so():
+    obj = make_objective(_toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=50,
+                         time_limit=1e-6)
+    r = obj(HP)
+    assert r["status"] == "time_limit" and r["epochs_run"] == 1
+
+
+def test_objective_budget_lengthens_the_trial():
+    obj = make_objective(_toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=1)
+    assert obj(HP)["epochs_run"] == 1
+    assert obj(HP, budget=3, repeat=1)["epochs_run"] == 3

@@ -1,0 +1,247 @@
+"""Does the search pay? Ways of choosing the values, at one trial budget, fully trained and tested.
+
+Each *arm* chooses hyperparameters its own way, spending the same budget of
+trial-epochs (the method's: ``steps x (initial_points + iterations_per_step) x
+search.epochs``); then every arm's values get the same final training and are scored on
+the same test split. The arms:
+
+* ``literature``: the literature values (METHOD.md), no search (one trial, for its loss);
+* ``random``: uniform random search;
+* ``gp_one_step``: GPyOpt without tightening;
+* ``method``: GPyOpt in the method's tightening steps;
+* ``improved``: shorter trials, the literature point in the first design and the best point
+  in every later one, and the best few points re-trained longer before the choice
+  (``compare.improved_*`` and ``search.finalist_*``).
+
+Each (arm, seed) is one folder ``arms/<arm>/seed<k>/``: its search history, the trained
+model and card (so ``make evaluate`` accepts it) and ``result.json``, written last; a rerun
+skips what is finished. The seed changes the search and the training, never the split.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from earth_lib import params as params_mod
+from earth_lib.data import Split
+from earth_lib.errors import ParameterError
+from earth_lib.evaluation import evaluate_predictions
+from earth_lib.io import atomic_write_json
+from earth_lib.run import Run, read_json
+from earth_lib.search import SearchSpace, run_search
+
+#: The arms, in the order tables show them (declared in the parameter table: compare.arms).
+ARMS = tuple(params_mod.SCHEMA["compare"]["arms"].default)
+
+
+@dataclass
+class ArmResult:
+    """One arm on one seed: the values it chose, what choosing cost, and the test result."""
+
+    arm: str
+    seed: int
+    hyperparameters: dict[str, Any]
+    best_val_loss: float | None
+    trials: int
+    trial_epochs: float
+    search_seconds: float
+    final_seconds: float
+    epochs_run: int
+    test: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def budget_trial_epochs(p: dict[str, Any]) -> float:
+    """The budget every arm gets: the method's trials times its trial epochs."""
+    s = p["search"]
+    return float(s["steps"] * (s["initial_points"] + s["iterations_per_step"]) * s["epochs"])
+
+
+def arm_plan(arm: str, p: dict[str, Any]) -> dict[str, Any]:
+    """How an arm searches: trial epochs and the keyword arguments of ``run_search``.
+
+    Every plan spends at most :func:`budget_trial_epochs`; the ``improved`` arm turns its
+    shorter trials into more points, less the cost of its finalists' longer trials.
+    """
+    s, c = p["search"], p["compare"]
+    budget, epochs = budget_trial_epochs(p), s["epochs"]
+    trials = int(budget // epochs)
+    common = {"shrink": s["shrink"], "min_step": s["min_step"], "acquisition": "EI"}
+    if arm == "literature":
+        return {"epochs": epochs, "search": None}
+    if arm == "random":
+        return {"epochs": epochs, "search": {**common, "steps": 1, "initial_points": trials,
+                                             "iterations_per_step": 0, "design": "random"}}
+    if arm == "gp_one_step":
+        first = min(trials, s["steps"] * s["initial_points"])
+        return {"epochs": epochs, "search": {**common, "steps": 1, "initial_points": first,
+                                             "iterations_per_step": trials - first}}
+    if arm == "method":
+        return {"epochs": epochs, "search": {
+            **common, "steps": s["steps"], "initial_points": s["initial_points"],
+            "iterations_per_step": s["iterations_per_step"]}}
+    if arm == "improved":
+        short = c["improved_epochs"] or epochs
+        final = s["finalists"] * s["finalist_repeats"] * s["finalist_budget"] * short
+        per_step = int((budget - final) // (s["steps"] * short))
+        # step 1 adds the literature point, later steps the best so far: one trial each
+        initial = max(1, math.ceil(per_step / 2) - 1)
+        if per_step - 1 - initial < 0:
+            raise ParameterError(
+                f"compare: the improved arm's finalists ({s['finalists']} x "
+                f"{s['finalist_repeats']} at x{s['finalist_budget']:g}) leave no budget for "
+                "its steps; lower search.finalists or compare.improved_epochs.")
+        return {"epochs": short, "search": {
+            **common, "steps": s["steps"], "initial_points": initial,
+            "iterations_per_step": per_step - 1 - initial,
+            "acquisition": c["improved_acquisition"],
+            "start_points": [params_mod.baseline_hyperparameters(p)],
+            "finalists": s["finalists"], "finalist_budget": s["finalist_budget"],
+            "finalist_repeats": s["finalist_repeats"]}}
+    raise ParameterError(f"compare.arms: unknown arm {arm!r}; known: {', '.join(ARMS)}.")
+
+
+def plan_summary(p: dict[str, Any]) -> pd.DataFrame:
+    """What each arm will spend: trials (short and long), trial epochs, trial-epochs."""
+    rows = {}
+    for arm in p["compare"]["arms"]:
+        plan = arm_plan(arm, p)
+        k = plan["search"] or {}
+        steps = k.get("steps", 1)
+        short = steps * (k.get("initial_points", 1) + k.get("iterations_per_step", 0)) \
+            + (len(k["start_points"]) + steps - 1 if k.get("start_points") else 0)
+        long = k.get("finalists", 0) * k.get("finalist_repeats", 1)
+        rows[arm] = {"steps": steps, "trials": short, "trial_epochs": plan["epochs"],
+                     "long_trials": long,
+                     "planned_trial_epochs": plan["epochs"] * (
+                         short + long * k.get("finalist_budget", 1.0))}
+    return pd.DataFrame(rows).T
+
+
+def run_arm(arm: str, seed: int, splits: dict[str, Split], search_splits: tuple,
+            class_names: list[str], p: dict[str, Any], space: SearchSpace, folder: Run,
+            preprocess: dict[str, Any], fingerprint: dict[str, str], band_pca=None,
+            log: Callable[[str], None] = print) -> ArmResult:
+    """Choose one arm's values on one seed, train them like the final model, test them."""
+    from earth_lib.training import make_objective, predict_proba, train_model
+
+    plan = arm_plan(arm, p)
+    num_classes, shape = len(class_names), splits["train"].x.shape[1:]
+    s_train, s_val, decoder = search_splits
+    trial = {**params_mod.train_settings(p, final=False), "epochs": plan["epochs"]}
+    objective = make_objective(s_train, s_val, num_classes, shape, seed=seed, decoder=decoder,
+                               **trial)
+    t0 = time.perf_counter()
+    literature = params_mod.baseline_hyperparameters(p)
+    result = None
+    if plan["search"] is None:
+        scored = objective(dict(literature))
+        hp, best = literature, scored["val_loss"]
+        history = [{"step": 1, "trial": 0, "source": "given", **literature, "budget": 1.0,
+                    "val_loss": scored["val_loss"]}]
+    else:
+        result = run_search(
+            objective, space, folder.search_history, seed=seed, log=log,
+            fingerprint={**fingerprint, "arm": arm, "trial_epochs": str(plan["epochs"])},
+            **plan["search"])
+        hp, best, history = dict(result.best.hp), result.best.val_loss, result.table()
+    search_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model, curves = train_model(hp, splits["train"], splits["val"], num_classes, shape,
+                                seed=seed, verbose=False,
+                                **params_mod.train_settings(p, final=True))
+    proba = predict_proba(model, splits["test"].x, tta=p["train"]["tta"])
+    folder.save_model(model, class_names, preprocess, hp, tta=p["train"]["tta"],
+                      band_pca=band_pca)
+    budget = result.trial_budget if result else 1.0
+    out = ArmResult(arm, seed, hp, best, len(history), budget * plan["epochs"],
+                    round(search_seconds, 1), round(time.perf_counter() - t0, 1),
+                    len(curves["loss"]), evaluate_predictions(splits["test"].y, proba,
+                                                              class_names), history)
+    atomic_write_json(folder.path / "result.json", asdict(out))
+    return out
+
+
+def run_comparison(splits: dict[str, Split], search_splits: tuple, class_names: list[str],
+                   p: dict[str, Any], run: Run, preprocess: dict[str, Any],
+                   fingerprint: dict[str, str], band_pca=None,
+                   log: Callable[[str], None] = print) -> list[ArmResult]:
+    """Every arm on every seed; finished (arm, seed) pairs are read back, not rerun."""
+    import keras
+
+    space = SearchSpace.from_dict(p["search"]["space"])
+    pairs = [(a, s) for s in p["compare"]["seeds"] for a in p["compare"]["arms"]]
+    results, started = [], time.perf_counter()
+    for i, (arm, seed) in enumerate(pairs):
+        folder = Run(run.path / "arms" / arm / f"seed{seed}")
+        done = folder.path / "result.json"
+        if done.is_file():
+            results.append(ArmResult(**read_json(done)))
+            log(f"[{i + 1}/{len(pairs)}] {arm}, seed {seed}: done before "
+                f"(test accuracy {results[-1].test['accuracy']:.3f})")
+            continue
+        folder.path.mkdir(parents=True, exist_ok=True)
+        r = run_arm(arm, seed, splits, search_splits, class_names, p, space, folder,
+                    preprocess, fingerprint, band_pca,
+                    log=lambda m, a=arm, s=seed: log(f"  {a}/{s}: {m}"))
+        keras.backend.clear_session()
+        results.append(r)
+        elapsed = time.perf_counter() - started
+        log(f"[{i + 1}/{len(pairs)}] {arm}, seed {seed}: test accuracy "
+            f"{r.test['accuracy']:.3f}, {r.trial_epochs:g} trial-epochs, search "
+            f"{r.search_seconds / 60:.1f} min + final {r.final_seconds / 60:.1f} min; "
+            f"{elapsed / 60:.0f} min so far")
+    return results
+
+
+def summary_table(results: list[ArmResult]) -> pd.DataFrame:
+    """Per arm: mean and spread (sd over seeds) of test accuracy and macro F1, and the costs."""
+    df = pd.DataFrame([{"arm": r.arm, "seed": r.seed, "acc": r.test["accuracy"],
+                        "f1": r.test["macro_f1"], "val": r.best_val_loss,
+                        "te": r.trial_epochs, "min": (r.search_seconds + r.final_seconds) / 60}
+                       for r in results])
+    order = [a for a in ARMS if a in set(df["arm"])]
+    g = df.groupby("arm").agg(seeds=("seed", "count"), test_acc_mean=("acc", "mean"),
+                              test_acc_sd=("acc", "std"), macro_f1_mean=("f1", "mean"),
+                              macro_f1_sd=("f1", "std"), best_val_loss=("val", "mean"),
+                              trial_epochs=("te", "mean"), wall_min=("min", "mean"))
+    return g.loc[order].round(4)
+
+
+def verdict(table: pd.DataFrame) -> str:
+    """Say in one sentence, from the numbers, whether the best search arm wins by the spread.
+
+    Its mean test accuracy is compared with the literature values' and random search's;
+    the spread is the largest standard deviation over seeds among the arms compared.
+    """
+    searched = [a for a in ("gp_one_step", "method", "improved") if a in table.index]
+    if not searched or "literature" not in table.index:
+        return "Not enough arms to judge (the literature arm and a GP arm are needed)."
+    best = max(searched, key=lambda a: table.loc[a, "test_acc_mean"])
+    rivals = [a for a in ("literature", "random") if a in table.index]
+    margins = {a: table.loc[best, "test_acc_mean"] - table.loc[a, "test_acc_mean"]
+               for a in rivals}
+    spread = float(np.nanmax([table.loc[a, "test_acc_sd"] for a in [best, *rivals]]))
+    wins = all(m > spread for m in margins.values())
+    said = ", ".join(f"{m * 100:+.1f} points against {a}" for a, m in margins.items())
+    return (f"Best search arm: {best} ({said}; largest spread between seeds "
+            f"{spread * 100:.1f} points): "
+            + ("it wins by more than the spread." if wins else
+               "it does NOT win by more than the spread between seeds."))
+
+
+def save_comparison(run: Run, results: list[ArmResult], table: pd.DataFrame,
+                    p: dict[str, Any]) -> None:
+    """``comparison.json``: the budget, the table, the verdict and every arm's result."""
+    atomic_write_json(run.path / "comparison.json", {
+        "budget_trial_epochs": budget_trial_epochs(p),
+        "table": table.reset_index().to_dict(orient="records"), "verdict": verdict(table),
+        "results": [asdict(r) for r in results]})
+
