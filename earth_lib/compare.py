@@ -228,7 +228,11 @@ def verdict(table: pd.DataFrame) -> str:
     rivals = [a for a in ("literature", "random") if a in table.index]
     margins = {a: table.loc[best, "test_acc_mean"] - table.loc[a, "test_acc_mean"]
                for a in rivals}
-    spread = float(np.nanmax([table.loc[a, "test_acc_sd"] for a in [best, *rivals]]))
+    sds = [float(table.loc[a, "test_acc_sd"]) for a in [best, *rivals]]
+    if not any(np.isfinite(sds)):
+        return (f"Best search arm: {best}; one seed only, so no spread between seeds: "
+                "run more seeds (compare.seeds) before reading a difference.")
+    spread = float(np.nanmax(sds))
     wins = all(m > spread for m in margins.values())
     said = ", ".join(f"{m * 100:+.1f} points against {a}" for a, m in margins.items())
     return (f"Best search arm: {best} ({said}; largest spread between seeds "

@@ -132,3 +132,12 @@ def test_readme_documents_every_parameter(root):
         for key in keys:
             assert f"`{key}`" in readme, key
     assert "make all" in readme and "make test" in readme
+
+
+def test_readme_lists_every_module_of_the_package(root):
+    """The README's module table and earth_lib/ hold the same modules."""
+    readme = (root / "README.md").read_text()
+    table = readme[readme.index("## The package"):readme.index("## Results")]
+    listed = set(re.findall(r"^\| `(\w+)` \|", table, re.M))
+    modules = {p.stem for p in (root / "earth_lib").glob("*.py") if p.stem != "__init__"}
+    assert listed == modules, listed ^ modules

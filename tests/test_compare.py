@@ -1,0 +1,70 @@
+"""The comparison's plans, table and verdict (no training here; the smoke run is in
+test_pipeline)."""
+
+import pandas as pd
+import pytest
+
+from earth_lib.compare import (
+    ARMS,
+    ArmResult,
+    arm_plan,
+    budget_trial_epochs,
+    plan_summary,
+    summary_table,
+    verdict,
+)
+from earth_lib.errors import ParameterError
+from earth_lib.params import load_params, validate
+
+
+@pytest.mark.parametrize("name", ["compare_smoke", "compare_eurosat_cpu", "default"])
+def test_every_arm_spends_the_same_budget(root, name):
+    p = load_params(root / "params" / f"{name}.yaml")
+    plans = plan_summary(p)
+    budget = budget_trial_epochs(p)
+    for arm in ARMS[1:]:  # the literature arm spends one trial, for its loss
+        spent = plans.loc[arm, "planned_trial_epochs"]
+        assert budget - plans.loc[arm, "trial_epochs"] * 2 < spent <= budget, arm
+
+
+def test_the_arms_search_as_named():
+    p = validate({"search": {"finalists": 2, "finalist_budget": 2.0},
+                  "compare": {"improved_epochs": 1}})
+    assert arm_plan("literature", p)["search"] is None
+    assert arm_plan("random", p)["search"]["design"] == "random"
+    assert arm_plan("gp_one_step", p)["search"]["steps"] == 1
+    method = arm_plan("method", p)["search"]
+    assert (method["steps"], method["initial_points"]) == (3, 5)
+    improved = arm_plan("improved", p)
+    assert improved["epochs"] == 1 and improved["search"]["finalists"] == 2
+    assert improved["search"]["start_points"][0]["rotation"] == 45.0
+
+
+def test_finalists_that_eat_the_budget_are_refused():
+    p = validate({"search": {"finalists": 10, "finalist_budget": 10.0}})
+    with pytest.raises(ParameterError, match="leave no budget"):
+        arm_plan("improved", p)
+
+
+def _result(arm, seed, acc):
+    return ArmResult(arm, seed, {}, 0.5, 3, 24.0, 1.0, 2.0, 10,
+                     {"accuracy": acc, "macro_f1": acc - 0.01})
+
+
+def test_table_and_verdict():
+    accs = {"literature": [0.80, 0.82, 0.81], "random": [0.83, 0.85, 0.84],
+            "method": [0.90, 0.91, 0.92]}
+    results = [_result(a, s, v) for a, vals in accs.items() for s, v in enumerate(vals)]
+    table = summary_table(results)
+    assert list(table.index) == ["literature", "random", "method"]
+    assert table.loc["method", "test_acc_mean"] == pytest.approx(0.91)
+    assert table.loc["method", "test_acc_sd"] == pytest.approx(0.01)
+    assert "method" in verdict(table) and "it wins by more than the spread" in verdict(table)
+    close = pd.concat([table.drop("method"),
+                       table.loc[["method"]].assign(test_acc_mean=0.845)])
+    assert "does NOT win" in verdict(close)
+
+
+def test_verdict_with_one_seed_says_there_is_no_spread():
+    table = summary_table([_result("literature", 1, 0.8), _result("method", 1, 0.9)])
+    assert "one seed only" in verdict(table)
