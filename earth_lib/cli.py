@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("results", help="print a Markdown table of the finished runs")
     p.add_argument("runs", nargs="*", help="run names (default: every run)")
     p.add_argument("--outputs", default="outputs")
+    p = sub.add_parser("compare-results",
+                       help="print the comparison table of a `make compare` run (so far)")
+    p.add_argument("run")
     p = sub.add_parser("store-checked-outputs",
                        help="keep only nbval-checked outputs, taken from an executed notebook")
     p.add_argument("executed")
@@ -172,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
             print(params_markdown())
         elif args.command == "results":
             print(results_markdown(args.outputs, args.runs))
+        elif args.command == "compare-results":
+            from earth_lib.compare import load_results, summary_table, table_markdown, verdict
+
+            results = load_results(args.run)
+            if not results:
+                raise FileNotFoundError(f"{args.run}: no finished arm (arms/*/seed*/result.json)")
+            table = summary_table(results)
+            print(table_markdown(table) + "\n\n" + verdict(table))
         elif args.command == "store-checked-outputs":
             n = store_checked_outputs(args.executed, args.notebook)
             print(f"{args.notebook}: stored the outputs of {n} checked cell(s)")

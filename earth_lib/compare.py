@@ -249,3 +249,23 @@ def save_comparison(run: Run, results: list[ArmResult], table: pd.DataFrame,
         "table": table.reset_index().to_dict(orient="records"), "verdict": verdict(table),
         "results": [asdict(r) for r in results]})
 
+
+
+def load_results(run_dir) -> list[ArmResult]:
+    """Every finished (arm, seed) of a comparison folder, finished or still running."""
+    found = sorted(Run(run_dir).path.glob("arms/*/seed*/result.json"))
+    results = [ArmResult(**read_json(f)) for f in found]
+    return sorted(results, key=lambda r: (ARMS.index(r.arm), r.seed))
+
+
+def table_markdown(table: pd.DataFrame) -> str:
+    """The summary table as Markdown: accuracy and F1 as mean ± sd in %, costs."""
+    rows = ["| arm | seeds | test accuracy (%) | macro F1 (%) | best val loss | trial-epochs "
+            "| wall time per seed |", "|---|---|---|---|---|---|---|"]
+    for arm, r in table.iterrows():
+        val = "-" if pd.isna(r["best_val_loss"]) else f"{r['best_val_loss']:.3f}"
+        rows.append(f"| {arm} | {int(r['seeds'])} | {100 * r['test_acc_mean']:.1f} ± "
+                    f"{100 * np.nan_to_num(r['test_acc_sd']):.1f} | "
+                    f"{100 * r['macro_f1_mean']:.1f} ± {100 * np.nan_to_num(r['macro_f1_sd']):.1f}"
+                    f" | {val} | {r['trial_epochs']:g} | {r['wall_min']:.1f} min |")
+    return "\n".join(rows)

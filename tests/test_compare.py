@@ -68,3 +68,22 @@ def test_table_and_verdict():
 def test_verdict_with_one_seed_says_there_is_no_spread():
     table = summary_table([_result("literature", 1, 0.8), _result("method", 1, 0.9)])
     assert "one seed only" in verdict(table)
+
+
+def test_results_so_far_are_read_back_as_a_markdown_table(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    for arm, seed, acc in (("method", 2, 0.9), ("literature", 1, 0.8), ("method", 1, 0.92)):
+        folder = tmp_path / "arms" / arm / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps(asdict(_result(arm, seed, acc))))
+    from earth_lib.compare import load_results
+
+    assert [(r.arm, r.seed) for r in load_results(tmp_path)] == \
+        [("literature", 1), ("method", 1), ("method", 2)]
+    out = subprocess.run([sys.executable, "-m", "earth_lib.cli", "compare-results",
+                          str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert "| method | 2 | 91.0 ± 1.4 |" in out and "Best search arm: method" in out
