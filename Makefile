@@ -2,8 +2,11 @@
 # Variables (override on the command line, e.g. `make all PARAMS=params/paper.yaml`):
 PARAMS ?= params/default.yaml
 OUTPUTS ?= outputs
-RUN := $(basename $(notdir $(PARAMS)))
-OUT := $(OUTPUTS)/$(RUN)
+RUN_NAME := $(basename $(notdir $(PARAMS)))
+OUT := $(OUTPUTS)/$(RUN_NAME)
+# RUN (a run folder) and DATA (an image folder) are given by the user for evaluate/predict.
+RUN ?=
+DATA ?=
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

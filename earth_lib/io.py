@@ -19,13 +19,24 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 TIFF_EXTENSIONS = {".tif", ".tiff"}
 
 
+def _file_mode() -> int:
+    """The mode the user's umask gives a new file (mkstemp alone would make it 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write bytes via a temporary file in the same folder and an atomic rename."""
+    """Write bytes via a temporary file in the same folder and an atomic rename.
+
+    The file gets the mode a normal file would (umask), so colleagues can read results.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

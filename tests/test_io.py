@@ -76,3 +76,17 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
 def test_non_ascii_file_names(tmp_path):
     path = write_png(tmp_path / "forêt_été_森林.png", np.zeros((4, 4, 3), np.uint8))
     assert read_image(path).shape == (4, 4, 3)
+
+
+def test_written_files_get_the_mode_the_umask_gives(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "m.json", {"a": 1})
+        assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        atomic_write_json(tmp_path / "p.json", {"a": 1})
+        assert (tmp_path / "p.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

@@ -141,3 +141,11 @@ def test_readme_lists_every_module_of_the_package(root):
     listed = set(re.findall(r"^\| `(\w+)` \|", table, re.M))
     modules = {p.stem for p in (root / "earth_lib").glob("*.py") if p.stem != "__init__"}
     assert listed == modules, listed ^ modules
+
+
+def test_make_evaluate_without_run_says_how(root, tmp_path):
+    if not shutil.which("make"):
+        pytest.skip("make not installed")
+    res = subprocess.run(["make", "-s", "evaluate", f"DATA={tmp_path}", "VENV=.venv"], cwd=root,
+                         capture_output=True, text=True)
+    assert res.returncode != 0 and "usage: make evaluate RUN=" in res.stdout
