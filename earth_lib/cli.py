@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from earth_lib.errors import EarthResnetError
+from earth_lib.errors import DatasetNotFoundError, EarthResnetError
 from earth_lib.params import load_params
 from earth_lib.run import load_run, project_root, run_dir_for
 
@@ -25,7 +25,11 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
 
     from earth_lib.io import atomic_write_text
 
-    load_params(params_file)  # fail fast, before a kernel starts
+    params = load_params(params_file)  # fail fast, before a kernel starts
+    raw = Path(params["data"]["raw_dir"])
+    if params["data"]["dataset"] == "folder" and not raw.is_dir():
+        raise DatasetNotFoundError(f"{params_file}: data.raw_dir {raw} is not a folder. Put one "
+                                   "sub-folder of images per class there, or fix data.raw_dir.")
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # cell output in the terminal
     root = project_root()
     run_dir = Path(run_dir or run_dir_for(params_file))
@@ -189,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     except (EarthResnetError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if type(err).__name__ != "PapermillExecutionError":
+            raise
+        print(f"error: {Path(args.notebook).name} stopped in cell {err.exec_count}: "
+              f"{err.ename}: {err.evalue} (the executed notebook is kept as "
+              f"*.failed.ipynb in the run folder)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -149,3 +149,37 @@ def test_make_evaluate_without_run_says_how(root, tmp_path):
     res = subprocess.run(["make", "-s", "evaluate", f"DATA={tmp_path}", "VENV=.venv"], cwd=root,
                          capture_output=True, text=True)
     assert res.returncode != 0 and "usage: make evaluate RUN=" in res.stdout
+
+
+def test_run_notebook_checks_the_data_folder_before_a_kernel_starts(tmp_path, root):
+    params = tmp_path / "mine.yaml"
+    params.write_text(f"data: {{dataset: folder, raw_dir: {tmp_path / 'nowhere'}}}\n")
+    res = subprocess.run([sys.executable, "-m", "earth_lib.cli", "run-notebook",
+                          "notebooks/01_preprocessing.ipynb", "--params", str(params),
+                          "--run-dir", str(tmp_path / "run")], cwd=root, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"error: {params}: data.raw_dir {tmp_path / 'nowhere'} is not a folder. Put one "
+        "sub-folder of images per class there, or fix data.raw_dir."]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_failing_notebook_ends_with_one_clear_line(tmp_path, root):
+    import numpy as np
+
+    from tests.conftest import write_png
+
+    write_png(tmp_path / "raw" / "forest" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    params = tmp_path / "one_class.yaml"
+    params.write_text(f"data: {{dataset: folder, raw_dir: {tmp_path / 'raw'}}}\n"
+                      f"preprocess: {{processed_dir: {tmp_path / 'proc'}}}\n")
+    res = subprocess.run([sys.executable, "-m", "earth_lib.cli", "run-notebook",
+                          "notebooks/01_preprocessing.ipynb", "--params", str(params),
+                          "--run-dir", str(tmp_path / "run")], cwd=root, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: 01_preprocessing.ipynb stopped in cell")
+    assert "DatasetNotFoundError" in last and "at least 2" in last
+    assert (tmp_path / "run" / "01_preprocessing.failed.ipynb").is_file()
