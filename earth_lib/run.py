@@ -139,6 +139,16 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def installed_packages() -> dict[str, str]:
+    """Every installed distribution and its version (the whole environment, for the record)."""
+    out = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            out[name] = dist.version
+    return dict(sorted(out.items(), key=lambda kv: kv[0].lower()))
+
+
 def git_commit(root: str | Path = ".") -> str | None:
     """The commit of the working tree, with ``-dirty`` when it has uncommitted changes."""
     try:
@@ -212,7 +222,8 @@ class Run:
         """Add or update one stage in ``run.json``; atomic, keeps the other stages."""
         record = self.read_record() if self.record_path.is_file() else {}
         record.update({"params_file": self.params_file, "params": self.params,
-                       "packages": package_versions(), "git_commit": git_commit(),
+                       "packages": package_versions(), "installed": installed_packages(),
+                       "git_commit": git_commit(),
                        "machine": {"platform": platform.platform(),
                                    "processor": platform.machine(), "cpus": os.cpu_count()}})
         stage_rec = record.setdefault("stages", {}).setdefault(stage, {})

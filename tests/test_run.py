@@ -70,6 +70,7 @@ def test_begin_and_finish_record_each_stage(tmp_path, root):
     assert "started" in stage and "finished" not in stage
     rec = run.read_record()
     assert rec["packages"]["numpy"] and rec["params"]["seed"] == 7
+    assert rec["installed"]["numpy"] == rec["packages"]["numpy"] and "pytest" in rec["installed"]
     run.finish("classifier", written=3)
     rec = run.read_record()
     assert rec["stages"]["classifier"]["written"] == 3 and "finished" in rec["stages"]["classifier"]
