@@ -438,7 +438,7 @@ def run_search(
     current = space
     planned = steps * (initial_points + iterations_per_step) + finalists * finalist_repeats \
         + (len(start_points) + steps - 1 if start_points is not None else 0)
-    started, ran = time.perf_counter(), [0]
+    started, resumed = time.perf_counter(), len(history.trials)
 
     def evaluate(step: int, index: int, source: str, hp: dict, budget: float = 1.0,
                  repeat: int = 0) -> Trial:
@@ -461,9 +461,8 @@ def run_search(
                       float(result.get("val_accuracy", float("nan"))),
                       round(time.perf_counter() - t0, 2), float(budget), repeat, status, error)
         history.append(trial)
-        ran[0] += 1
         elapsed = time.perf_counter() - started
-        left = elapsed / ran[0] * max(0, planned - len(history.trials))
+        left = elapsed / (len(history.trials) - resumed) * max(0, planned - len(history.trials))
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in hp.items())
         log(f"trial {len(history.trials)} of ~{planned} (step {step} {source} {index + 1}"
