@@ -1,13 +1,17 @@
 # earth-resnet: `make all` runs the whole method, `make test` runs the tests.
 # Variables (override on the command line, e.g. `make all PARAMS=params/paper.yaml`):
 PARAMS ?= params/default.yaml
+# SET: overrides on top of PARAMS, e.g. SET="train.epochs=5 search.steps=1"; such a run goes
+# to outputs/<params name>.set-<hash of SET>/ (earth_lib.run.overrides_tag), never the plain one.
+SET ?=
 OUTPUTS ?= outputs
-RUN_NAME := $(basename $(notdir $(PARAMS)))
+PYTHON ?= python3
+SET_TAG := $(if $(strip $(SET)),.set-$(shell $(PYTHON) -c 'import hashlib, sys; print(hashlib.sha1(sys.argv[1].encode()).hexdigest()[:8])' '$(strip $(SET))'))
+RUN_NAME := $(basename $(notdir $(PARAMS)))$(SET_TAG)
 OUT := $(OUTPUTS)/$(RUN_NAME)
 # RUN (a run folder) and DATA (an image folder) are given by the user for evaluate/predict.
 RUN ?=
 DATA ?=
-PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= cpu,dev
@@ -16,6 +20,7 @@ LIB := $(wildcard earth_lib/*.py)
 NB1 := notebooks/01_preprocessing.ipynb
 NB2 := notebooks/02_earth_classifier.ipynb
 NB3 := notebooks/03_does_the_search_pay.ipynb
+RUN_NB := $(PY) -m earth_lib.cli run-notebook --params $(PARAMS) --run-dir $(OUT) --set '$(strip $(SET))'
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
@@ -36,15 +41,15 @@ $(VENV)/.installed: pyproject.toml
 env: $(VENV)/.installed
 
 $(OUT)/01_preprocessing.ipynb: $(NB1) $(PARAMS) $(LIB) | $(VENV)/.installed
-	$(PY) -m earth_lib.cli run-notebook $(NB1) --params $(PARAMS) --run-dir $(OUT)
+	$(RUN_NB) $(NB1)
 
 $(OUT)/02_earth_classifier.ipynb: $(NB2) $(OUT)/01_preprocessing.ipynb $(PARAMS) $(LIB) | $(VENV)/.installed
-	$(PY) -m earth_lib.cli run-notebook $(NB2) --params $(PARAMS) --run-dir $(OUT)
+	$(RUN_NB) $(NB2)
 
 $(OUT)/03_does_the_search_pay.ipynb: $(NB3) $(OUT)/01_preprocessing.ipynb $(PARAMS) $(LIB) | $(VENV)/.installed
-	$(PY) -m earth_lib.cli run-notebook $(NB3) --params $(PARAMS) --run-dir $(OUT)
+	$(RUN_NB) $(NB3)
 
-## all: create the environment, then run both notebooks with PARAMS into outputs/<params name>/
+## all: create the environment, then run both notebooks with PARAMS (and SET) into outputs/<run>/
 all: env $(OUT)/02_earth_classifier.ipynb
 	@echo "Results in $(OUT)/ (metrics.json, figures/, executed notebooks)"
 

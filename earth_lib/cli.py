@@ -13,8 +13,10 @@ from earth_lib.run import load_run, project_root, run_dir_for
 
 
 def run_notebook(notebook: str | Path, params_file: str | Path,
-                 run_dir: str | Path | None = None) -> Path:
-    """Validate the params file, execute the notebook into the run folder, export HTML.
+                 run_dir: str | Path | None = None, overrides: str = "") -> Path:
+    """Validate the params file (and overrides), execute the notebook into the run folder.
+
+    Writes the executed notebook and its HTML export beside the results.
 
     The executed notebook is written as ``<name>.running.ipynb`` and renamed on success,
     or to ``<name>.failed.ipynb`` on failure, so a failed run is never taken as done.
@@ -25,20 +27,22 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
 
     from earth_lib.io import atomic_write_text
 
-    params = load_params(params_file)  # fail fast, before a kernel starts
+    overrides = " ".join(overrides.split())
+    params = load_params(params_file, overrides)  # fail fast, before a kernel starts
     raw = Path(params["data"]["raw_dir"])
     if params["data"]["dataset"] == "folder" and not raw.is_dir():
         raise DatasetNotFoundError(f"{params_file}: data.raw_dir {raw} is not a folder. Put one "
                                    "sub-folder of images per class there, or fix data.raw_dir.")
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # cell output in the terminal
     root = project_root()
-    run_dir = Path(run_dir or run_dir_for(params_file))
+    run_dir = Path(run_dir or run_dir_for(params_file, overrides=overrides))
     run_dir.mkdir(parents=True, exist_ok=True)
     name = Path(notebook).stem
     running, done = run_dir / f"{name}.running.ipynb", run_dir / f"{name}.ipynb"
     try:
         pm.execute_notebook(str(notebook), str(running), kernel_name="python3", cwd=str(root),
-                            parameters={"params_file": str(params_file), "run_dir": str(run_dir)},
+                            parameters={"params_file": str(params_file), "run_dir": str(run_dir),
+                                        "overrides": overrides},
                             progress_bar=True, log_output=True)
     except BaseException:
         if running.exists():
@@ -127,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebook")
     p.add_argument("--params", required=True)
     p.add_argument("--run-dir")
+    p.add_argument("--set", default="", metavar="KEY=VALUE ...",
+                   help="overrides, e.g. 'train.epochs=5 search.steps=1' (validated like the file)")
     p = sub.add_parser("check-params", help="validate parameter files")
     p.add_argument("files", nargs="+")
+    p.add_argument("--set", default="", metavar="KEY=VALUE ...", help="overrides to check too")
     p = sub.add_parser("data", help="download / verify / extract a public data set")
     p.add_argument("dataset")
     p.add_argument("--root", default=None)
@@ -154,11 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.command == "run-notebook":
-            run_notebook(args.notebook, args.params, args.run_dir)
+            run_notebook(args.notebook, args.params, args.run_dir, args.set)
         elif args.command == "check-params":
             for f in args.files:
-                load_params(f)
-                print(f"{f}: ok")
+                load_params(f, args.set)
+                print(f"{f}{' with ' + args.set if args.set.strip() else ''}: ok")
         elif args.command == "data":
             from earth_lib.datasets import fetch_dataset
 

@@ -73,7 +73,7 @@ def arm_plan(arm: str, p: dict[str, Any]) -> dict[str, Any]:
     s, c = p["search"], p["compare"]
     budget, epochs = budget_trial_epochs(p), s["epochs"]
     trials = int(budget // epochs)
-    common = {"shrink": s["shrink"], "min_step": s["min_step"], "acquisition": "EI"}
+    common = {"shrink": s["shrink"], "min_step": s["min_step"], "acquisition": s["acquisition"]}
     if arm == "literature":
         return {"epochs": epochs, "search": None}
     if arm == "random":

@@ -369,8 +369,62 @@ def _check_compare(c: dict[str, Any], source: str) -> None:
         raise _fail(source, "compare.arms", "a non-empty list of distinct arms", arms)
 
 
-def load_params(path: str | Path) -> dict[str, Any]:
-    """Read and validate a YAML parameter file; the run name is the file's stem."""
+def parse_overrides(overrides: str | list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
+    """``"train.epochs=5 search.steps=1"`` (or a list of items) -> ``[(key, value), ...]``.
+
+    Values are read as YAML (``5``, ``true``, ``[0, 90]`` written ``[0,90]``), so an override
+    means what the same value means in a file. Items are separated by whitespace.
+    """
+    items = overrides.split() if isinstance(overrides, str) else list(overrides)
+    out = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ParameterError(
+                f"override {item!r}: expected section.key=value (e.g. train.epochs=5).")
+        try:
+            out.append((key, yaml.safe_load(text)))
+        except yaml.YAMLError as err:
+            raise ParameterError(f"override {item!r}: the value is not valid YAML ({err})") \
+                from err
+    return out
+
+
+def apply_overrides(raw: dict | None, overrides: str | list[str] | tuple[str, ...],
+                    source: str) -> dict[str, Any]:
+    """A copy of a file's raw mapping with the overrides set (validated later, like the file).
+
+    A ``search.space.*`` override on a file without a space edits the default space.
+    """
+    raw = copy.deepcopy(raw) if raw else {}
+    for key, value in parse_overrides(overrides):
+        parts = key.split(".")
+        if parts[:2] == ["search", "space"] and len(parts) > 2:
+            if raw.get("search") is None:
+                raw["search"] = {}
+            search = raw["search"]
+            if isinstance(search, dict) and search.get("space") is None:
+                search["space"] = copy.deepcopy(DEFAULT_SPACE)
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ParameterError(
+                    f"{source}: override {key}: {'.'.join(parts[:i + 1])} is a value, not a "
+                    "section, so it has no keys.")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def load_params(path: str | Path,
+                overrides: str | list[str] | tuple[str, ...] = "") -> dict[str, Any]:
+    """Read and validate a YAML parameter file, with optional ``key=value`` overrides.
+
+    Overrides are validated like the file; errors name the key and say it came from them.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Parameter file not found: {path}")
@@ -378,7 +432,11 @@ def load_params(path: str | Path) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ParameterError(f"{path}: not valid YAML ({err})") from err
-    return validate(raw, source=str(path))
+    if not parse_overrides(overrides) or (raw is not None and not isinstance(raw, dict)):
+        return validate(raw, source=str(path))
+    text = overrides if isinstance(overrides, str) else " ".join(overrides)
+    source = f"{path} with overrides {' '.join(text.split())!r}"
+    return validate(apply_overrides(raw, overrides, source), source=source)
 
 
 def parameter_table(params: dict[str, Any],

@@ -16,6 +16,7 @@ a record from a newer version is refused with a message saying what to do.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -123,9 +124,19 @@ def enter_project_root() -> Path:
     return root
 
 
-def run_dir_for(params_file: str | Path, outputs: str | Path = "outputs") -> Path:
-    """``outputs/<params file stem>``: one folder per parameter set."""
-    return Path(outputs) / Path(params_file).stem
+def overrides_tag(overrides: str) -> str:
+    """``.set-<8 hex>`` naming a run with overrides (empty without); the Makefile's SET_TAG.
+
+    The hash is SHA-1 of the overrides with whitespace collapsed, as make's ``$(strip)`` does.
+    """
+    text = " ".join(overrides.split())
+    return f".set-{hashlib.sha1(text.encode()).hexdigest()[:8]}" if text else ""
+
+
+def run_dir_for(params_file: str | Path, outputs: str | Path = "outputs",
+                overrides: str = "") -> Path:
+    """``outputs/<params file stem>``: one folder per parameter set (and set of overrides)."""
+    return Path(outputs) / (Path(params_file).stem + overrides_tag(overrides))
 
 
 def package_versions() -> dict[str, str]:
@@ -175,6 +186,7 @@ class Run:
     path: Path
     params: dict[str, Any] = field(default_factory=dict, repr=False)
     params_file: str | None = None
+    overrides: str = ""
 
     def __post_init__(self):
         self.path = Path(self.path)
@@ -199,16 +211,19 @@ class Run:
 
     # Stages --------------------------------------------------------------------------------
     @classmethod
-    def begin(cls, stage: str, params_file: str | Path, run_dir: str | Path | None = None) -> Run:
+    def begin(cls, stage: str, params_file: str | Path, run_dir: str | Path | None = None,
+              overrides: str = "") -> Run:
         """Start a stage (notebook) and return its run.
 
-        The project root becomes the working folder, the parameters are checked, the run
-        folder is made (``outputs/<params stem>`` unless given) and the start is recorded.
+        The project root becomes the working folder, the parameters (file plus ``key=value``
+        overrides) are checked, the run folder is made (``outputs/<params stem>[.set-<hash>]``
+        unless given) and the start is recorded.
         """
         enter_project_root()
-        params = load_params(params_file)
-        run = cls(Path(run_dir) if run_dir else run_dir_for(params_file), params,
-                  str(params_file))
+        overrides = " ".join(overrides.split())
+        params = load_params(params_file, overrides)
+        run = cls(Path(run_dir) if run_dir else run_dir_for(params_file, overrides=overrides),
+                  params, str(params_file), overrides)
         run.figures.mkdir(parents=True, exist_ok=True)
         run._record_stage(stage, finished=False)
         return run
@@ -221,7 +236,8 @@ class Run:
                       extra: dict[str, Any] | None = None) -> Path:
         """Add or update one stage in ``run.json``; atomic, keeps the other stages."""
         record = self.read_record() if self.record_path.is_file() else {}
-        record.update({"params_file": self.params_file, "params": self.params,
+        record.update({"params_file": self.params_file, "overrides": self.overrides,
+                       "params": self.params,
                        "packages": package_versions(), "installed": installed_packages(),
                        "git_commit": git_commit(),
                        "machine": {"platform": platform.platform(),

@@ -160,3 +160,45 @@ def test_parameter_table_keeps_the_sections_asked_for():
     rows = dict(parameter_table(validate({}), ("seed", "preprocess")))
     assert rows["seed"] == 42 and rows["preprocess.image_size"] == 32
     assert not [k for k in rows if k.startswith("search")]
+
+
+# --- Overrides (make ... SET="key=value ...", papermill -p overrides) ----------------------
+
+def test_overrides_set_values_read_as_yaml(root):
+    f = root / "params" / "smoke.yaml"
+    p = load_params(f, "train.epochs=5  search.acquisition=LCB preprocess.clahe=false "
+                       "search.max_train_images=null")
+    assert p["train"]["epochs"] == 5 and p["search"]["acquisition"] == "LCB"
+    assert p["preprocess"]["clahe"] is False and p["search"]["max_train_images"] is None
+    assert load_params(f, ["seed=3"])["seed"] == 3
+    assert load_params(f, "")["train"]["epochs"] == load_params(f)["train"]["epochs"]
+
+
+def test_a_space_override_edits_the_default_space(tmp_path):
+    path = _write(tmp_path, {"seed": 1})
+    p = load_params(path, "search.space.rotation.bounds=[0,90]")
+    assert p["search"]["space"]["rotation"]["bounds"] == [0.0, 90.0]
+    assert set(p["search"]["space"]) == set(REQUIRED_HYPERPARAMETERS)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ("train.epoch=5", r"with overrides 'train.epoch=5': unknown parameter 'train.epoch'. "
+                      r"Did you mean 'epochs'"),
+    ("train.epochs=many", r"with overrides .*'train.epochs' parameter must be an int"),
+    ("train.epochs", r"override 'train.epochs': expected section.key=value"),
+    ("train..epochs=1", r"expected section.key=value"),
+    ("seed.value=1", r"override seed.value: seed is a value, not a section"),
+    ("search.space.rotation.bounds=[90,0]", r"search.space.rotation.bounds' parameter must be "
+                                            r"\[low, high\] with low < high"),
+    ("train.epochs=[1", r"override 'train.epochs=\[1': the value is not valid YAML"),
+], ids=["typo", "type", "no-equals", "empty-part", "not-a-section", "bounds", "yaml"])
+def test_bad_overrides_name_the_key_and_say_where_it_came_from(root, overrides, match):
+    with pytest.raises(ParameterError, match=match):
+        load_params(root / "params" / "smoke.yaml", overrides)
+
+
+def test_overrides_leave_the_file_untouched(tmp_path):
+    path = _write(tmp_path, {"train": {"epochs": 3}})
+    before = path.read_text()
+    assert load_params(path, "train.epochs=9")["train"]["epochs"] == 9
+    assert path.read_text() == before and load_params(path)["train"]["epochs"] == 3

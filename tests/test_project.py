@@ -183,3 +183,41 @@ def test_a_failing_notebook_ends_with_one_clear_line(tmp_path, root):
     assert last.startswith("error: 01_preprocessing.ipynb stopped in cell")
     assert "DatasetNotFoundError" in last and "at least 2" in last
     assert (tmp_path / "run" / "01_preprocessing.failed.ipynb").is_file()
+
+
+def test_make_names_an_overridden_run_like_the_package(root):
+    """SET goes to outputs/<params>.set-<hash>, the folder earth_lib.run computes too."""
+    if not shutil.which("make"):
+        pytest.skip("make not installed")
+    from earth_lib.run import run_dir_for
+
+    cmd = ["make", "-n", "all", "PARAMS=params/smoke.yaml", "VENV=.venv", "OUTPUTS=outs"]
+    plain = subprocess.run(cmd, cwd=root, capture_output=True, text=True).stdout
+    over = subprocess.run(cmd + ["SET=train.epochs=2   seed=3"], cwd=root, capture_output=True,
+                          text=True).stdout
+    expected = run_dir_for("params/smoke.yaml", "outs", "train.epochs=2 seed=3")
+    assert "--run-dir outs/smoke --set ''" in plain
+    assert f"--run-dir {expected} --set 'train.epochs=2 seed=3'" in over
+
+
+def test_make_with_set_runs_the_overridden_parameters(root, tmp_path):
+    if not shutil.which("make"):
+        pytest.skip("make not installed")
+    from earth_lib.run import run_dir_for
+
+    sets = f"preprocess.image_size=12 preprocess.processed_dir={tmp_path / 'proc'}"
+    res = subprocess.run(["make", "-s", "preprocess", "PARAMS=params/smoke.yaml",
+                          f"OUTPUTS={tmp_path}", f"SET={sets}"], cwd=root, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = run_dir_for("params/smoke.yaml", tmp_path, sets)
+    rec = json.loads((run / "run.json").read_text())
+    assert rec["overrides"] == sets and rec["params"]["preprocess"]["image_size"] == 12
+    prep = json.loads((tmp_path / "proc" / "preprocessing.json").read_text())
+    assert prep["image_size"] == 12
+    assert not (tmp_path / "smoke").exists()
+    bad = subprocess.run(["make", "-s", "preprocess", "PARAMS=params/smoke.yaml",
+                          f"OUTPUTS={tmp_path}", "SET=train.epoch=2"], cwd=root,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0
+    assert "with overrides 'train.epoch=2': unknown parameter 'train.epoch'" in bad.stderr

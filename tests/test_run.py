@@ -79,6 +79,19 @@ def test_begin_and_finish_record_each_stage(tmp_path, root):
     assert set(run.read_record()["stages"]) == {"classifier", "preprocessing"}
 
 
+def test_overrides_go_to_their_own_folder_and_into_the_record(tmp_path, root):
+    plain = run_dir_for("params/smoke.yaml")
+    tagged = run_dir_for("params/smoke.yaml", overrides="train.epochs=2 seed=3")
+    assert plain.name == "smoke" and tagged.name.startswith("smoke.set-")
+    assert run_dir_for("params/smoke.yaml", overrides="  train.epochs=2\tseed=3 ") == tagged
+    assert run_dir_for("params/smoke.yaml", overrides="train.epochs=3 seed=3") != tagged
+    run = Run.begin("preprocessing", root / "params" / "smoke.yaml", tmp_path / "r",
+                    " train.epochs=2  seed=3")
+    rec = run.read_record()
+    assert rec["overrides"] == "train.epochs=2 seed=3"
+    assert rec["params"]["train"]["epochs"] == 2 and rec["params"]["seed"] == 3
+
+
 def test_run_paths():
     run = Run(run_dir_for("params/eurosat_cpu.yaml"))
     assert run.path.as_posix() == "outputs/eurosat_cpu"
