@@ -14,7 +14,9 @@ RUN ?=
 DATA ?=
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= cpu,dev
+EXTRAS ?= cpu,notebooks,dev
+# The pinned set make env installs (refresh with `make lock`): gpu.lock when EXTRAS has gpu
+LOCK ?= requirements/$(if $(findstring gpu,$(EXTRAS)),gpu,cpu).lock
 DATASET ?= eurosat
 LIB := $(wildcard earth_lib/*.py)
 NB1 := notebooks/01_preprocessing.ipynb
@@ -24,21 +26,29 @@ RUN_NB := $(PY) -m earth_lib.cli run-notebook --params $(PARAMS) --run-dir $(OUT
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help env all preprocess classify compare data evaluate predict test test-fast lint bench lab clean
+.PHONY: help env lock all preprocess classify compare data evaluate predict test test-fast lint bench lab clean
 
 ## help: list every target with its description
 help:
 	@echo "earth-resnet targets (PARAMS=$(PARAMS) -> $(OUT)/):"
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: /\t/' | expand -t 14
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e '.[$(EXTRAS)]'
 	@touch $@
 
-## env: create .venv and install the project with its extras (only when missing or out of date)
+## env: create .venv and install the pinned packages of LOCK, then the project (when out of date)
 env: $(VENV)/.installed
+
+## lock: re-resolve requirements/{cpu,gpu}.lock from pyproject.toml (every platform, Python 3.11+)
+lock: env
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet \
+		--extra cpu --extra notebooks --extra dev -o requirements/cpu.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet \
+		--extra gpu --extra notebooks --extra dev -o requirements/gpu.lock
 
 $(OUT)/01_preprocessing.ipynb: $(NB1) $(PARAMS) $(LIB) | $(VENV)/.installed
 	$(RUN_NB) $(NB1)

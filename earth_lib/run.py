@@ -172,6 +172,41 @@ def git_commit(root: str | Path = ".") -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, ``platform`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def compute_record() -> dict[str, Any] | None:
+    """The devices, precision policy and thread settings TensorFlow ran with in this process.
+
+    ``None`` when TensorFlow was not loaded (a stage that trains nothing): importing it
+    only to describe it would cost seconds and say nothing about the stage.
+    """
+    if "tensorflow" not in sys.modules:
+        return None
+    import keras
+    import tensorflow as tf
+
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+    threads = tf.config.threading
+    return {"device": gpus[0] if gpus else f"CPU: {cpu_model()}", "gpus": gpus,
+            "mixed_precision": keras.mixed_precision.global_policy().name == "mixed_float16",
+            "precision_policy": keras.mixed_precision.global_policy().name,
+            "intra_op_threads": threads.get_intra_op_parallelism_threads() or "auto",
+            "inter_op_threads": threads.get_inter_op_parallelism_threads() or "auto",
+            "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                                              "TF_NUM_INTEROP_THREADS", "CUDA_VISIBLE_DEVICES")
+                    if k in os.environ}}
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -240,11 +275,14 @@ class Run:
                        "params": self.params,
                        "packages": package_versions(), "installed": installed_packages(),
                        "git_commit": git_commit(),
-                       "machine": {"platform": platform.platform(),
+                       "machine": {"platform": platform.platform(), "cpu": cpu_model(),
                                    "processor": platform.machine(), "cpus": os.cpu_count()}})
         stage_rec = record.setdefault("stages", {}).setdefault(stage, {})
         if finished:
             stage_rec["finished"] = _now()
+            compute = compute_record()
+            if compute is not None:
+                stage_rec["compute"] = compute
         else:
             stage_rec.clear()
             stage_rec["started"] = _now()

@@ -92,6 +92,18 @@ def test_overrides_go_to_their_own_folder_and_into_the_record(tmp_path, root):
     assert rec["params"]["train"]["epochs"] == 2 and rec["params"]["seed"] == 3
 
 
+def test_a_stage_that_ran_tensorflow_records_device_precision_and_threads(tmp_path, root):
+    import tensorflow as tf  # noqa: F401  (a training stage has it loaded)
+
+    run = Run.begin("classifier", root / "params" / "smoke.yaml", tmp_path / "r")
+    run.finish("classifier")
+    rec = run.read_record()
+    compute = rec["stages"]["classifier"]["compute"]
+    assert compute["device"].startswith("CPU: ") or compute["gpus"]
+    assert compute["mixed_precision"] in (True, False) and "intra_op_threads" in compute
+    assert rec["machine"]["cpu"]
+
+
 def test_run_paths():
     run = Run(run_dir_for("params/eurosat_cpu.yaml"))
     assert run.path.as_posix() == "outputs/eurosat_cpu"
