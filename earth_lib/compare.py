@@ -155,7 +155,7 @@ def run_arm(arm: str, seed: int, splits: dict[str, Split], search_splits: tuple,
     search_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     model, curves = train_model(hp, splits["train"], splits["val"], num_classes, shape,
-                                seed=seed, verbose=False,
+                                seed=seed, verbose=False, csv_log=folder.training_log,
                                 **params_mod.train_settings(p, final=True))
     proba = predict_proba(model, splits["test"].x, tta=p["train"]["tta"])
     folder.save_model(model, class_names, preprocess, hp, tta=p["train"]["tta"],

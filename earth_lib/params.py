@@ -179,6 +179,11 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                              "restore the best weights (off: all epochs, last weights)"),
         "tta": _p(False, bool, "average predictions over the 8 flips/rotations at test"),
     },
+    "logging": {
+        "tensorboard": _p(False, bool, "also write TensorBoard logs: the final training's "
+                          "curves (tensorboard/final) and every search trial as HParams "
+                          "(tensorboard/search); `tensorboard --logdir outputs/<run>/tensorboard`"),
+    },
     "compare": {
         "seeds": _p([1, 2, 3], list, "seeds of the comparison (make compare): each changes "
                     "the search and the training, never the split"),

@@ -17,6 +17,7 @@ a record from a newer version is refused with a message saying what to do.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -28,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from earth_lib.errors import RunFormatError, RunNotFoundError
+from earth_lib.errors import ParameterError, RunFormatError, RunNotFoundError
 from earth_lib.io import atomic_write_csv, atomic_write_json
 from earth_lib.params import load_params
 
@@ -233,10 +234,26 @@ class Run:
         self.card_path = p / "model_card.json"
         self.search_history = p / "search_history.csv"  # one row per trial; resumed from
         self.split_csv = p / "split.csv"  # every image's path, class and split
+        self.training_log = p / "training_log.csv"  # the final training, one row per epoch
 
     def figure(self, name: str) -> Path:
         """Where the figure ``name`` (without extension) is saved."""
         return self.figures / f"{name}.png"
+
+    def tensorboard_dir(self, name: str) -> Path | None:
+        """``tensorboard/<name>`` when ``logging.tensorboard`` is on, else None (no logs)."""
+        if not self.params.get("logging", {}).get("tensorboard", False):
+            return None
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ParameterError(
+                f"{self.params_file}: logging.tensorboard is true but TensorBoard is not "
+                "installed: pip install tensorboard (or the extra: pip install -e "
+                "'.[tensorboard]'), or set logging.tensorboard: false.")
+        return self.path / "tensorboard" / name
+
+    def training_logs(self) -> dict[str, Path | None]:
+        """``train_model`` keyword arguments that log the final training into this run."""
+        return {"csv_log": self.training_log, "tensorboard_dir": self.tensorboard_dir("final")}
 
     def output_dir(self, kind: str, name: str) -> Path:
         """``evaluation/<name>`` or ``predictions/<name>``, with its ``figures/``."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -88,20 +89,32 @@ class TimeLimit(keras.callbacks.Callback):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """One short line per epoch (readable in notebooks and terminals alike)."""
+    """One short line per epoch, with the time so far and left (notebook, terminal, log file).
+
+    The time left assumes every epoch runs; early stopping can only make it shorter.
+    """
 
     def __init__(self, prefix: str = "", every: int = 1):
         super().__init__()
         self.prefix, self.every = prefix, every
 
+    def on_train_begin(self, logs=None):
+        """Start the clock."""
+        self.start = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
         """Print the epoch's training and validation figures."""
         logs = logs or {}
         if (epoch + 1) % self.every == 0:
-            print(f"{self.prefix}epoch {epoch + 1}: loss={logs.get('loss', float('nan')):.4f} "
+            total = self.params.get("epochs") or epoch + 1
+            spent = time.perf_counter() - self.start
+            left = spent / (epoch + 1) * (total - epoch - 1)
+            print(f"{self.prefix}epoch {epoch + 1} of {total}: "
+                  f"loss={logs.get('loss', float('nan')):.4f} "
                   f"acc={logs.get('accuracy', float('nan')):.3f} "
                   f"val_ce={logs.get('val_ce', float('nan')):.4f} "
-                  f"val_acc={logs.get('val_accuracy', float('nan')):.3f}", flush=True)
+                  f"val_acc={logs.get('val_accuracy', float('nan')):.3f}; "
+                  f"{spent / 60:.1f} min so far, at most ~{left / 60:.1f} min left", flush=True)
 
 
 def train_model(
@@ -125,6 +138,8 @@ def train_model(
     seed: int = 42,
     decoder: PCAResult | None = None,
     verbose: bool = True,
+    csv_log: str | Path | None = None,
+    tensorboard_dir: str | Path | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build and train one ResNet with these hyperparameters.
 
@@ -134,7 +149,8 @@ def train_model(
     epochs without progress; without it, all epochs run and the last weights are kept.
     With ``time_limit`` (seconds) training stops at the first epoch end past it, and the
     history holds ``time_limit_hit``. With a PCA ``decoder``, the splits hold PCA scores
-    and the images are rebuilt batch by batch.
+    and the images are rebuilt batch by batch. ``csv_log`` gets one row per epoch as it
+    ends (kept if the run is interrupted); ``tensorboard_dir`` gets TensorBoard curves.
     """
     keras.utils.set_random_seed(int(seed))
     use_mixed_precision_on_gpu()
@@ -153,6 +169,11 @@ def train_model(
             monitor="val_ce", mode="min", patience=patience, restore_best_weights=True))
     limit = TimeLimit(time_limit) if time_limit else None
     callbacks += ([limit] if limit else []) + ([EpochLog("  ")] if verbose else [])
+    if csv_log:
+        Path(csv_log).parent.mkdir(parents=True, exist_ok=True)
+        callbacks.append(keras.callbacks.CSVLogger(str(csv_log)))
+    if tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(str(tensorboard_dir), write_graph=False))
     hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, shuffle=False,
                      callbacks=callbacks)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
@@ -186,6 +207,30 @@ def make_objective(train: Split, val: Split, num_classes: int, input_shape: tupl
                 "status": "time_limit" if hist["time_limit_hit"][0] else "ok"}
 
     return objective
+
+
+def log_trials_to_tensorboard(history: list[dict[str, Any]], names: list[str],
+                              log_dir: str | Path | None) -> int:
+    """Every finished trial as a TensorBoard HParams run (values, val loss); returns the count.
+
+    Nothing is written when ``log_dir`` is None (``logging.tensorboard: false``). The folder
+    is rewritten from the whole history, so a resumed search logs each trial once.
+    """
+    if log_dir is None:
+        return 0
+    import shutil
+
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hparams
+
+    shutil.rmtree(log_dir, ignore_errors=True)
+    done = [r for r in history if np.isfinite(float(r.get("val_loss", np.nan)))]
+    for i, row in enumerate(done):
+        with tf.summary.create_file_writer(str(Path(log_dir) / f"trial{i:04d}")).as_default():
+            hparams.hparams({n: float(row[n]) for n in names if n in row},
+                            trial_id=f"step{row.get('step', 0)}-trial{row.get('trial', i)}")
+            tf.summary.scalar("val_loss", float(row["val_loss"]), step=1)
+    return len(done)
 
 
 def dihedral_views(images: np.ndarray) -> list[np.ndarray]:

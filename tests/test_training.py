@@ -103,3 +103,53 @@ def test_objective_budget_lengthens_the_trial():
     obj = make_objective(_toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=1)
     assert obj(HP)["epochs_run"] == 1
     assert obj(HP, budget=3, repeat=1)["epochs_run"] == 3
+
+
+def test_final_training_logs_every_epoch_and_tensorboard(tmp_path, capsys):
+    import pandas as pd
+
+    _, hist = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=3, patience=3,
+                          csv_log=tmp_path / "training_log.csv", tensorboard_dir=tmp_path / "tb")
+    log = pd.read_csv(tmp_path / "training_log.csv")
+    assert list(log["epoch"]) == [0, 1, 2]
+    assert np.allclose(log["val_ce"], hist["val_ce"])
+    assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    out = capsys.readouterr().out
+    assert "epoch 3 of 3:" in out and "min so far" in out
+
+
+def test_search_trials_become_tensorboard_hparams_runs(tmp_path):
+    from earth_lib.training import log_trials_to_tensorboard
+
+    history = [{"step": 1, "trial": t, **HP, "val_loss": v}
+               for t, v in enumerate([0.9, float("nan"), 0.7])]
+    assert log_trials_to_tensorboard(history, list(HP), None) == 0
+    assert log_trials_to_tensorboard(history, list(HP), tmp_path / "search") == 2  # failed: out
+    assert sorted(p.name for p in (tmp_path / "search").iterdir()) == ["trial0000", "trial0001"]
+    assert log_trials_to_tensorboard(history[:1], list(HP), tmp_path / "search") == 1  # rewritten
+    assert len(list((tmp_path / "search").iterdir())) == 1
+
+
+def test_tensorboard_only_when_asked(tmp_path, root):
+    from earth_lib.params import load_params
+
+    p = load_params(root / "params" / "smoke.yaml")
+    assert Run(tmp_path, p).training_logs() == {"csv_log": tmp_path / "training_log.csv",
+                                                "tensorboard_dir": None}
+    on = load_params(root / "params" / "smoke.yaml", "logging.tensorboard=true")
+    assert Run(tmp_path, on).tensorboard_dir("search") == tmp_path / "tensorboard" / "search"
+
+
+def test_tensorboard_asked_but_missing_says_what_to_install(tmp_path, root, monkeypatch):
+    import importlib.util
+
+    from earth_lib.errors import ParameterError
+    from earth_lib.params import load_params
+
+    on = load_params(root / "params" / "smoke.yaml", "logging.tensorboard=true")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    with pytest.raises(ParameterError, match=r"logging.tensorboard is true but TensorBoard is "
+                                             r"not installed: pip install tensorboard"):
+        Run(tmp_path, on, "x.yaml").tensorboard_dir("final")
