@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
+from earth_lib import progress
 from earth_lib.errors import DatasetNotFoundError, EarthResnetError
 from earth_lib.params import load_params
 from earth_lib.run import load_run, project_root, run_dir_for
@@ -34,6 +36,8 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
         raise DatasetNotFoundError(f"{params_file}: data.raw_dir {raw} is not a folder. Put one "
                                    "sub-folder of images per class there, or fix data.raw_dir.")
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # cell output in the terminal
+    live = not progress.headless()  # a person at a terminal: papermill's cell bar is useful
+    os.environ.setdefault(progress.ENV, "lines")  # the kernel inherits it: no frozen widgets
     root = project_root()
     run_dir = Path(run_dir or run_dir_for(params_file, overrides=overrides))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -43,7 +47,7 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
         pm.execute_notebook(str(notebook), str(running), kernel_name="python3", cwd=str(root),
                             parameters={"params_file": str(params_file), "run_dir": str(run_dir),
                                         "overrides": overrides},
-                            progress_bar=True, log_output=True)
+                            progress_bar=live, log_output=True)
     except BaseException:
         if running.exists():
             running.replace(run_dir / f"{name}.failed.ipynb")

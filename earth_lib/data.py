@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
-from tqdm.auto import tqdm
 
 from earth_lib.errors import (
     DEFAULT_BAD_FILE_POLICY,
@@ -19,6 +18,7 @@ from earth_lib.errors import (
     skip_or_raise,
 )
 from earth_lib.io import IMAGE_EXTENSIONS, atomic_write_csv, read_image
+from earth_lib.progress import progress_bar
 
 SPLITS = ("train", "val", "test")
 #: Files the project writes at the root of a data folder (never images, never skipped).
@@ -130,8 +130,8 @@ def load_images(
         )
     images, labels, paths, skipped = [], [], [], list(index.skipped)
     shape = None
-    for path, label in tqdm(index.files, desc=f"loading {Path(root).name}",
-                            disable=not progress, mininterval=2):
+    for path, label in progress_bar(index.files, desc=f"loading {Path(root).name}",
+                                    disable=not progress, mininterval=2):
         try:
             img = read_image(path)
         except BadImageError as err:

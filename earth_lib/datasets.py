@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from earth_lib.errors import ArchiveError, ChecksumMismatchError, DatasetNotFoundError
+from earth_lib.progress import progress_bar
 from earth_lib.synthetic import generate_synthetic_dataset
 
 
@@ -69,7 +68,7 @@ def download(url: str, dest: str | Path, timeout: float = 30.0) -> Path:
             start = 0
         length = resp.headers.get("Content-Length")
         total = int(length) + start if length else None
-        with open(part, "ab" if start else "wb") as fh, tqdm(
+        with open(part, "ab" if start else "wb") as fh, progress_bar(
                 total=total, initial=start, unit="B", unit_scale=True, desc=dest.name) as bar:
             while block := resp.read(1 << 20):
                 fh.write(block)

@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix
-from tqdm.auto import tqdm
 
 from earth_lib.analysis import BandPCA
 from earth_lib.data import index_folder
 from earth_lib.errors import DEFAULT_BAD_FILE_POLICY, BadImageError, skip_or_raise
 from earth_lib.io import IMAGE_EXTENSIONS, atomic_write_csv, atomic_write_json, read_image
 from earth_lib.preprocessing import enhance
+from earth_lib.progress import progress_bar
 from earth_lib.run import ModelCard, load_run
 
 
@@ -55,8 +55,8 @@ def prepare_images(paths: list[Path], card: ModelCard, band_pca: BandPCA | None 
     settings = card.preprocess
     images, kept, skipped = [], [], []
     shape = (settings["image_size"], settings["image_size"], settings["bands"])
-    for i, p in enumerate(tqdm(paths, desc="preparing images", disable=not progress,
-                               mininterval=2)):
+    for i, p in enumerate(progress_bar(paths, desc="preparing images", disable=not progress,
+                                       mininterval=2)):
         try:
             img = enhance(read_image(p), **settings)
             if img.shape != shape:

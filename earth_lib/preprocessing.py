@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 from skimage import color, exposure, transform
-from tqdm.auto import tqdm
 
 from earth_lib.data import index_folder
 from earth_lib.errors import DEFAULT_BAD_FILE_POLICY, BadImageError, skip_or_raise
 from earth_lib.io import atomic_write_image, atomic_write_json, image_suffix, read_image
 from earth_lib.params import section_defaults
+from earth_lib.progress import progress_bar
 
 SETTINGS_FILE = "preprocessing.json"
 ENHANCE_KEYS = ("image_size", "grayscale", "clahe", "clahe_mode", "clahe_clip_limit",
@@ -201,7 +201,7 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
     atomic_write_json(stamp, settings)
     labels = {src: label for src, _, label in jobs}
     work = [(src, dst, settings) for src, dst, _ in jobs]
-    bar = tqdm(total=len(work), desc="preprocessing", disable=not progress, mininterval=2)
+    bar = progress_bar(total=len(work), desc="preprocessing", disable=not progress, mininterval=2)
     try:
         if workers > 1 and len(work) > 1:
             # fork is safe and needs no __main__ guard, unless TensorFlow's threads exist

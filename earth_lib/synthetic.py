@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
-from tqdm.auto import tqdm
 
 from earth_lib.io import atomic_write_image, atomic_write_text
+from earth_lib.progress import progress_bar
 
 CLASSES = ("water", "forest", "cropland", "urban", "bare_soil", "cloud")
 
@@ -150,7 +150,8 @@ def generate_synthetic_dataset(
     classes = CLASSES[:n_classes]
     counts = {}
     todo = [(c, ci, i) for ci, c in enumerate(classes) for i in range(images_per_class)]
-    for c, ci, i in tqdm(todo, desc="synthetic images", disable=not progress, mininterval=2):
+    for c, ci, i in progress_bar(todo, desc="synthetic images", disable=not progress,
+                                 mininterval=2):
         path = root / c / f"{c}_{i:04d}.png"
         if not path.exists():
             rng = np.random.default_rng([seed, ci, i])

@@ -32,6 +32,17 @@ def test_run_folder_holds_every_product(smoke_run):
     assert not list(run.glob("*.running.ipynb")) and not list(run.glob("*.failed.ipynb"))
 
 
+def test_headless_progress_is_plain_lines_not_a_frozen_widget(smoke_run):
+    run, res = smoke_run
+    outputs = [o for name in ("01_preprocessing.ipynb", "02_earth_classifier.ipynb")
+               for c in json.loads((run / name).read_text())["cells"]
+               for o in c.get("outputs", [])]
+    text = "".join("".join(o.get("text", "")) for o in outputs)
+    assert "application/vnd.jupyter.widget-view+json" not in json.dumps(outputs)
+    assert "preprocessing: " in text
+    assert "loading smoke_16: 96/96 (100%)" in text
+
+
 def test_metrics_and_history_are_complete(smoke_run):
     run, _ = smoke_run
     m = json.loads((run / "metrics.json").read_text())
