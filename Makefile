@@ -26,7 +26,7 @@ RUN_NB := $(PY) -m earth_lib.cli run-notebook --params $(PARAMS) --run-dir $(OUT
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help env lock all preprocess classify compare data evaluate predict test test-fast lint bench lab clean
+.PHONY: help env lock all preprocess classify compare data evaluate predict export test test-fast lint bench lab clean
 
 ## help: list every target with its description
 help:
@@ -85,6 +85,11 @@ evaluate: env
 predict: env
 	@test -n "$(RUN)" -a -n "$(DATA)" || (echo "usage: make predict RUN=outputs/<run> DATA=<folder>"; exit 2)
 	$(PY) -m earth_lib.cli predict $(RUN) $(DATA)
+
+## export: write RUN/export/: a TensorFlow SavedModel and preprocessing.json (RUN=outputs/<run>)
+export: env
+	@test -n "$(RUN)" || (echo "usage: make export RUN=outputs/<run>"; exit 2)
+	$(PY) -m earth_lib.cli export $(RUN)
 
 ## test: unit tests, notebook checks (nbval) and a smoke run of the whole pipeline
 test: env

@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("predict", help="predict every image of a folder with a run's model")
     p.add_argument("run")
     p.add_argument("data")
+    p = sub.add_parser("export", help="write <run>/export/: a SavedModel and its preprocessing")
+    p.add_argument("run")
     sub.add_parser("params-doc", help="print every parameter as a Markdown table")
     p = sub.add_parser("results", help="print a Markdown table of the finished runs")
     p.add_argument("runs", nargs="*", help="run names (default: every run)")
@@ -186,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             from earth_lib.evaluation import predict_folder
 
             print(f"predictions written to {predict_folder(args.run, args.data)}")
+        elif args.command == "export":
+            from earth_lib.run import export_for_serving
+
+            print(f"SavedModel and preprocessing.json written to {export_for_serving(args.run)}")
         elif args.command == "params-doc":
             print(params_markdown())
         elif args.command == "results":

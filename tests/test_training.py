@@ -153,3 +153,35 @@ def test_tensorboard_asked_but_missing_says_what_to_install(tmp_path, root, monk
     with pytest.raises(ParameterError, match=r"logging.tensorboard is true but TensorBoard is "
                                              r"not installed: pip install tensorboard"):
         Run(tmp_path, on, "x.yaml").tensorboard_dir("final")
+
+
+def test_export_serves_the_same_probabilities_without_this_package(tmp_path):
+    import subprocess
+    import sys
+
+    model, _ = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=1,
+                           verbose=False)
+    Run(tmp_path).save_model(model, ["dark", "bright"], {"image_size": 8, "bands": 3,
+                                                         "clahe": True, "clahe_mode": "luminance"},
+                             HP)
+    x = _toy().x[:4].astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    res = subprocess.run([sys.executable, "-m", "earth_lib.cli", "export", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = tmp_path / "export"
+    info = json.loads((out / "preprocessing.json").read_text())
+    assert info["class_names"] == ["dark", "bright"] and info["input_shape"] == [8, 8, 3]
+    assert any("resize to 8 x 8" in s for s in info["steps"])
+    assert any(s.startswith("CLAHE (luminance") for s in info["steps"])
+    assert not (tmp_path / "export.partial").exists()
+    # a fresh process with only TensorFlow: no earth_lib, no Keras model file
+    code = ("import json, sys, numpy as np, tensorflow as tf\n"
+            "assert 'earth_lib' not in sys.modules\n"
+            f"m = tf.saved_model.load({str(out / 'saved_model')!r})\n"
+            f"print(json.dumps(m.serve(np.load({str(tmp_path / 'x.npy')!r})).numpy().tolist()))\n")
+    served = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    assert served.returncode == 0, served.stderr[-2000:]
+    probs = np.array(json.loads(served.stdout.strip().splitlines()[-1]))
+    assert np.allclose(probs, model.predict(x, verbose=0), atol=1e-5)
