@@ -31,8 +31,10 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
 
     overrides = " ".join(overrides.split())
     params = load_params(params_file, overrides)  # fail fast, before a kernel starts
-    raw = Path(params["data"]["raw_dir"])
-    if params["data"]["dataset"] == "folder" and not raw.is_dir():
+    d = params["data"]
+    raw = Path(d["local_copy"] if d["local_copy"] and Path(d["local_copy"]).is_dir()
+               else d["raw_dir"])
+    if d["dataset"] == "folder" and not raw.is_dir():
         raise DatasetNotFoundError(f"{params_file}: data.raw_dir {raw} is not a folder. Put one "
                                    "sub-folder of images per class there, or fix data.raw_dir.")
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # cell output in the terminal

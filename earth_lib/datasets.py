@@ -144,8 +144,14 @@ def fetch_dataset(name: str, root: str | Path, archive_dir: str | Path,
 
 
 def prepare_raw(params: dict[str, Any], progress: bool = True) -> Path:
-    """The raw class-folder directory for a run: generated, fetched, or the user's folder."""
+    """The raw class-folder directory for a run: a local copy, generated, fetched, or a folder.
+
+    ``data.local_copy``, when that folder exists, wins: the same experiment runs from a
+    shared copy here and from the download elsewhere (``data.file_list`` keeps the images).
+    """
     d = params["data"]
+    if d["local_copy"] and Path(d["local_copy"]).is_dir():
+        return Path(d["local_copy"])
     if d["dataset"] == "synthetic":
         generate_synthetic_dataset(d["raw_dir"], d["synthetic_images_per_class"],
                                    d["synthetic_image_size"], d["synthetic_classes"],

@@ -76,6 +76,14 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "dataset": _p("synthetic", str, "where images come from", choices=DATASETS),
         "raw_dir": _p("data/raw/synthetic", str, "folder of class sub-folders (raw images)"),
         "download": _p(False, bool, "download a named public data set when missing"),
+        "local_copy": _p(None, str, "a folder with the same class folders, used instead of "
+                         "raw_dir (and the download) when it exists, e.g. a shared copy",
+                         nullable=True),
+        "file_list": _p(None, str, "use only these images: a SHA256SUMS-style list of "
+                        "<class>/<file> paths (checksums verified), e.g. params/lists/*.txt",
+                        nullable=True),
+        "max_per_class": _p(None, int, "use at most this many images per class (a seeded "
+                            "random choice)", nullable=True, low=1),
         "archive_dir": _p("data/archives", str, "where downloaded archives are kept"),
         "synthetic_images_per_class": _p(100, int, "synthetic set: images per class", low=2),
         "synthetic_image_size": _p(64, int, "synthetic set: side in pixels", low=16, high=1024),
@@ -516,6 +524,13 @@ def search_data_settings(params: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments of ``analysis.search_inputs``: the subsample and the PCA switch."""
     s = params["search"]
     return {"max_images": s["max_train_images"], "use_pca": s["use_pca_images"],
+            "seed": params["seed"]}
+
+
+def data_selection(params: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``data.select_files``: the list, the per-class cap, the seed."""
+    d = params["data"]
+    return {"file_list": d["file_list"], "max_per_class": d["max_per_class"],
             "seed": params["seed"]}
 
 

@@ -9,6 +9,7 @@ radiometry comparable between images). CLAHE runs on the Lab luminance of RGB im
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import warnings
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 from skimage import color, exposure, transform
 
-from earth_lib.data import index_folder
+from earth_lib.data import index_folder, select_files
 from earth_lib.errors import DEFAULT_BAD_FILE_POLICY, BadImageError, skip_or_raise
 from earth_lib.io import atomic_write_image, atomic_write_json, image_suffix, read_image
 from earth_lib.params import section_defaults
@@ -159,8 +160,12 @@ def output_path(src: Path, raw_root: Path, out_root: Path, bands: int) -> Path:
 def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: dict[str, Any],
                       overwrite: bool = False, workers: int = 1,
                       on_bad_file: str = DEFAULT_BAD_FILE_POLICY,
-                      progress: bool = True) -> PreprocessResult:
+                      progress: bool = True,
+                      selection: dict[str, Any] | None = None) -> PreprocessResult:
     """Enhance every image of ``raw_dir/<class>/`` into ``processed_dir/<class>/``.
+
+    ``selection`` (``data.select_files`` arguments) restricts the images; the folder
+    records it in ``selection.json``, and reusing it with another selection is an error.
 
     Already-processed files are skipped unless ``overwrite``; each output is written
     atomically, so an interrupted run leaves no half-written image and a rerun completes
@@ -183,6 +188,24 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
     for stale in processed_dir.rglob(".*.tmp"):  # left by a run killed mid-write
         stale.unlink(missing_ok=True)
     index = index_folder(raw_dir, min_classes=1)
+    chosen = {k: v for k, v in (selection or {}).items() if v is not None}
+    record: dict[str, Any] = {"images": "all"}
+    if chosen.get("file_list") or chosen.get("max_per_class"):
+        every = len(index.files)
+        index = select_files(index, **chosen)
+        if len(index.files) < every:  # a selection of every image is the folder itself
+            record = {**chosen, "images": len(index.files), "sha256": hashlib.sha256(
+                "\n".join(f.relative_to(raw_dir).as_posix() for f, _ in index.files).encode()
+            ).hexdigest()}
+    picked = processed_dir / "selection.json"
+    before = json.loads(picked.read_text()) if picked.is_file() else \
+        {"images": "all"} if stamp.is_file() else None  # made before selections existed
+    if before is not None and before.get("sha256") != record.get("sha256"):
+        raise ValueError(
+            f"{processed_dir} holds another selection of images ({before.get('images')} vs "
+            f"{record['images']}); its extra images would be loaded too. Delete that folder "
+            "or set another preprocess.processed_dir.")
+    atomic_write_json(picked, record)
     settings["bands"] = 1 if settings["grayscale"] else dataset_bands(index.files)
     result = PreprocessResult(classes=index.classes, skipped=list(index.skipped))
     jobs = []

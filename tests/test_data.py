@@ -146,3 +146,49 @@ def test_split_arrays_sizes_and_subsample():
     assert subsample(s["train"], 5, seed=0).x.tolist() == sub.x.tolist()
     assert subsample(s["train"], None, seed=0) is s["train"]
     assert isinstance(sub, Split)
+
+
+# --- Selections: a committed list of files, or a seeded per-class cap -------------------
+
+def _sha(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_file_list_selects_and_checks_the_listed_images(tmp_path):
+    from earth_lib.data import select_files
+
+    root = _folder(tmp_path / "raw", n=4)
+    listed = tmp_path / "list.txt"
+    listed.write_text("# two of a, one of b\n"
+                      f"{_sha(root / 'a' / 'a2.png')}  ./a/a2.png\n"
+                      f"{_sha(root / 'a' / 'a0.png')} *a/a0.png\n\n"
+                      "b/b3.png\n")
+    sel = select_files(index_folder(root), file_list=listed)
+    assert [f.relative_to(root).as_posix() for f, _ in sel.files] == ["a/a0.png", "a/a2.png",
+                                                                        "b/b3.png"]
+    assert sel.counts() == {"a": 2, "b": 1}
+    listed.write_text("b/b3.png\nb/b9.png\n")
+    with pytest.raises(DatasetNotFoundError, match=r"1 of the 2 images of .*list.txt are not "
+                                                   r"there \(first: b/b9.png\)"):
+        select_files(index_folder(root), file_list=listed)
+    listed.write_text(f"{'0' * 64}  a/a1.png\n")
+    with pytest.raises(ValueError, match=r"1 image\(s\) differ from the checksums .*a/a1.png"):
+        select_files(index_folder(root), file_list=listed)
+    listed.write_text("../outside/x.png\n")
+    with pytest.raises(ValueError, match=r"list.txt:1: '../outside/x.png' is not a <class>/<file>"):
+        select_files(index_folder(root), file_list=listed)
+
+
+def test_a_per_class_cap_is_a_seeded_choice(tmp_path):
+    from earth_lib.data import select_files
+
+    root = _folder(tmp_path, classes=("a", "b", "c"), n=6)
+    index = index_folder(root)
+    one = select_files(index, max_per_class=3, seed=1)
+    assert one.counts() == {"a": 3, "b": 3, "c": 3}
+    assert one.files == select_files(index, max_per_class=3, seed=1).files
+    assert any(select_files(index, max_per_class=3, seed=s).files != one.files
+               for s in range(2, 6))
+    assert select_files(index, max_per_class=10).files == index.files

@@ -148,3 +148,16 @@ def test_ucmerced_layout_with_off_size_tiffs_fetches_and_preprocesses(tmp_path):
     settings = validate({"preprocess": {"image_size": 32, "clahe_tiles": 4}})["preprocess"]
     res = preprocess_folder(classes, tmp_path / "p", settings, progress=False)
     assert res.written == {"airplane": 3, "beach": 3} and not res.skipped
+
+
+def test_a_local_copy_wins_when_present(tmp_path):
+    copy = tmp_path / "shared"
+    (copy / "a").mkdir(parents=True)
+    p = validate({"data": {"dataset": "eurosat", "raw_dir": str(tmp_path / "raw"),
+                           "local_copy": str(copy)}})
+    assert prepare_raw(p) == copy
+    p = validate({"data": {"dataset": "eurosat", "raw_dir": str(tmp_path / "raw"),
+                           "archive_dir": str(tmp_path / "arch"),
+                           "local_copy": str(tmp_path / "absent")}})
+    with pytest.raises(DatasetNotFoundError, match="eurosat not found"):
+        prepare_raw(p)

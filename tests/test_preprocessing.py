@@ -173,3 +173,28 @@ def test_gray_in_colour_set_is_repeated_and_foreign_band_count_listed(tmp_path):
     assert read_image(tmp_path / "p" / "a" / "gray.png").shape == (16, 16, 3)
     [(path, reason)] = res.skipped
     assert path.endswith("five.tif") and "5 bands but the data set has 3" in reason
+
+
+def test_a_selection_is_processed_alone_and_its_folder_kept_for_it(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        for i in range(5):
+            write_png(tmp_path / "raw" / c / f"{c}{i}.png",
+                      rng.integers(0, 255, (12, 12, 3), dtype=np.uint8))
+    settings = validate({"preprocess": {"image_size": 8, "clahe_tiles": 2}})["preprocess"]
+    pick = {"file_list": None, "max_per_class": 2, "seed": 3}
+    res = preprocess_folder(tmp_path / "raw", tmp_path / "p", settings, progress=False,
+                            selection=pick)
+    assert dict(res.written) == {"a": 2, "b": 2}
+    assert len(list((tmp_path / "p").rglob("*.png"))) == 4
+    record = json.loads((tmp_path / "p" / "selection.json").read_text())
+    assert record["images"] == 4 and record["max_per_class"] == 2
+    again = preprocess_folder(tmp_path / "raw", tmp_path / "p", settings, progress=False,
+                              selection=pick)
+    assert sum(again.already_done.values()) == 4 and not again.skipped
+    with pytest.raises(ValueError, match=r"holds another selection of images \(4 vs 6\).*"
+                                         r"Delete that folder"):
+        preprocess_folder(tmp_path / "raw", tmp_path / "p", settings, progress=False,
+                          selection={**pick, "max_per_class": 3})
+    with pytest.raises(ValueError, match=r"another selection of images \(4 vs all\)"):
+        preprocess_folder(tmp_path / "raw", tmp_path / "p", settings, progress=False)

@@ -84,3 +84,14 @@ def test_classifier_smoke_run_on_real_eurosat(shared_data, tmp_path, root):
     assert ev["n"] == 15 and len(ev["confusion_matrix"]) == 10
     rows = predict_folder(run, flat, progress=False).read_text().strip().splitlines()
     assert len(rows) == 16 and rows[0].startswith("path,predicted_class,p_AnnualCrop")
+
+
+def test_the_committed_eurosat_list_is_the_shared_copy(shared_data, root):
+    """params/lists/eurosat_rgb_2000.txt names (and checksums) exactly the shared 2,000 images,
+    so a user's download with that list trains on the same images."""
+    from earth_lib.data import index_folder, select_files
+
+    index = index_folder(shared_data / "eurosat_rgb")
+    sel = select_files(index, file_list=root / "params" / "lists" / "eurosat_rgb_2000.txt")
+    assert len(sel.files) == 2000 and sorted(sel.files) == sorted(index.files)
+    assert sel.counts() == {c: 200 for c in EUROSAT_CLASSES}
