@@ -26,7 +26,7 @@ RUN_NB := $(PY) -m earth_lib.cli run-notebook --params $(PARAMS) --run-dir $(OUT
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help env lock all preprocess classify compare data evaluate predict export test test-fast lint bench lab clean
+.PHONY: help env lock readme all preprocess classify compare data evaluate predict export test test-fast lint bench lab clean
 
 ## help: list every target with its description
 help:
@@ -90,6 +90,10 @@ predict: env
 export: env
 	@test -n "$(RUN)" || (echo "usage: make export RUN=outputs/<run>"; exit 2)
 	$(PY) -m earth_lib.cli export $(RUN)
+
+## readme: regenerate README.md's result blocks (tables, verdicts, figures) from outputs/
+readme: env
+	$(PY) -m earth_lib.cli readme --outputs $(OUTPUTS)
 
 ## test: unit tests, notebook checks (nbval) and a smoke run of the whole pipeline
 test: env

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -129,6 +130,85 @@ def results_markdown(outputs: str | Path = "outputs", runs: list[str] | None = N
     return "\n".join(rows)
 
 
+def results_sentence(outputs: str | Path, run_name: str) -> str:
+    """The sentence a results table needs: the difference and what one test image is worth."""
+    m = load_run(Path(outputs) / run_name, need_model=False).load_metrics()
+    n, acc = m.test["n"], m.test["accuracy"]
+    base = (m.classical_baseline or {}).get("accuracy")
+    vs = "" if base is None else (f" against {100 * base:.1f} % for the classical baseline "
+                                  f"({100 * (acc - base):+.1f} points)")
+    return (f"`{run_name}`: the ResNet reached {100 * acc:.1f} % on {n} test images{vs}; one "
+            f"test image is {100 / n:.2f} points, so differences of a few images are noise.")
+
+
+def variants_markdown(outputs: str | Path, runs: list[str]) -> str:
+    """One comparison table over several `make compare` folders (e.g. one lever each).
+
+    Each row is an arm of one folder, labelled by that run's overrides (``SET``).
+    """
+    from earth_lib.compare import load_results, summary_table, table_markdown
+
+    rows: list[str] = []
+    for name in runs:
+        run = load_run(Path(outputs) / name, need_model=False)
+        results = load_results(run.path)
+        if not results:
+            continue
+        label = run.read_record().get("overrides") or "as in the file"
+        label = " ".join(w for w in label.split() if not w.startswith("compare.arms="))
+        table = table_markdown(summary_table(results)).splitlines()
+        rows += table[:2] if not rows else []
+        rows += [line.replace("| ", f"| {label or 'as in the file'}: ", 1) for line in table[2:]]
+    return "\n".join(rows)
+
+
+GENERATED = re.compile(r"(<!-- generated: (?P<kind>\w+) (?P<args>[^>]*?) -->\n)(?P<body>.*?)"
+                       r"(<!-- /generated -->)", re.S)
+
+
+def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "outputs"
+                      ) -> list[str]:
+    """Rewrite README's generated blocks from the run folders; returns what was done.
+
+    A block is ``<!-- generated: KIND RUN... -->`` ... ``<!-- /generated -->``; KIND is
+    ``results`` (the runs' table and sentences), ``compare`` (a comparison's table, verdict
+    and evidence) or ``variants`` (several comparisons, one row per arm and folder). A block
+    whose runs are not under ``outputs`` is left as it is (a fresh clone keeps the README).
+    """
+    from earth_lib.compare import evidence, load_results, summary_table, table_markdown, verdict
+
+    path, report = Path(readme), []
+
+    def render(match: re.Match) -> str:
+        kind, runs = match["kind"], match["args"].split()
+        missing = [r for r in runs if not (Path(outputs) / r).is_dir()]
+        if missing:
+            report.append(f"{kind} {' '.join(runs)}: kept ({', '.join(missing)} not in {outputs})")
+            return match[0]
+        if kind == "results":
+            body = results_markdown(outputs, runs) + "\n\n" + "\n".join(
+                results_sentence(outputs, r) for r in runs)
+        elif kind == "compare":
+            results = load_results(Path(outputs) / runs[0])
+            table = summary_table(results)
+            body = "\n\n".join(filter(None, [table_markdown(table), verdict(table),
+                                              evidence(results)]))
+        elif kind == "variants":
+            body = variants_markdown(outputs, runs)
+        else:
+            raise ValueError(f"{path}: unknown generated block kind {kind!r}")
+        report.append(f"{kind} {' '.join(runs)}: regenerated")
+        return f"{match[1]}{body}\n{match[5]}"
+
+    text = path.read_text(encoding="utf-8")
+    new = GENERATED.sub(render, text)
+    if new != text:
+        from earth_lib.io import atomic_write_text
+
+        atomic_write_text(path, new)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m earth_lib.cli <command> ...``."""
     ap = argparse.ArgumentParser(prog="earth-resnet", description=__doc__)
@@ -158,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("params-doc", help="print every parameter as a Markdown table")
     p = sub.add_parser("results", help="print a Markdown table of the finished runs")
     p.add_argument("runs", nargs="*", help="run names (default: every run)")
+    p.add_argument("--outputs", default="outputs")
+    p = sub.add_parser("readme", help="regenerate README.md's result blocks from outputs/")
+    p.add_argument("--readme", default="README.md")
     p.add_argument("--outputs", default="outputs")
     p = sub.add_parser("compare-results",
                        help="print the comparison table of a `make compare` run (so far)")
@@ -198,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
             print(params_markdown())
         elif args.command == "results":
             print(results_markdown(args.outputs, args.runs))
+        elif args.command == "readme":
+            for line in regenerate_readme(args.readme, args.outputs):
+                print(line)
         elif args.command == "compare-results":
             from earth_lib.compare import load_results, summary_table, table_markdown, verdict
 

@@ -241,6 +241,36 @@ def verdict(table: pd.DataFrame) -> str:
                "it does NOT win by more than the spread between seeds."))
 
 
+def evidence(results: list[ArmResult]) -> str:
+    """Two figures that say how far to trust the table, as sentences generated with it.
+
+    The literature arm's accuracy on each seed (the spread from the training seed alone),
+    and the rank correlation between a run's best trial loss and its test error, over the
+    runs whose trials all had the same length (a loss from longer trials is not comparable).
+    """
+    from scipy.stats import spearmanr
+
+    said = []
+    lit = [r for r in results if r.arm == "literature"]
+    if len(lit) > 1:
+        accs = ", ".join(f"{100 * r.test['accuracy']:.1f} %" for r in lit)
+        said.append(f"The literature values alone, trained on {len(lit)} seeds, gave {accs}: "
+                    "that is the spread from the training seed.")
+    length = {id(r): r.trial_epochs / max(1, r.trials) for r in results}
+    common = pd.Series(list(length.values())).mode()
+    same = [r for r in results if r.best_val_loss is not None and len(common)
+            and abs(length[id(r)] - common[0]) < 1e-9]
+    losses = [r.best_val_loss for r in same]
+    if len(same) >= 4 and len(set(losses)) > 1:
+        rho, pval = spearmanr(losses, [1 - r.test["accuracy"] for r in same])
+        said.append(f"Across the {len(same)} runs with {common[0]:g}-epoch trials, a run's best "
+                    f"trial loss and its test error have Spearman rho = {rho:+.2f} "
+                    f"(p = {pval:.2f}): "
+                    + ("the trial loss predicts the test result." if rho > 0 and pval < 0.05
+                       else "the trial loss does not significantly predict the test result."))
+    return " ".join(said)
+
+
 def save_comparison(run: Run, results: list[ArmResult], table: pd.DataFrame,
                     p: dict[str, Any]) -> None:
     """``comparison.json``: the budget, the table, the verdict and every arm's result."""

@@ -87,3 +87,56 @@ def test_results_so_far_are_read_back_as_a_markdown_table(tmp_path):
     out = subprocess.run([sys.executable, "-m", "earth_lib.cli", "compare-results",
                           str(tmp_path)], capture_output=True, text=True, check=True).stdout
     assert "| method | 2 | 91.0 ± 1.4 |" in out and "Best search arm: method" in out
+
+
+def test_evidence_reports_the_seed_spread_and_the_loss_test_correlation():
+    from earth_lib.compare import evidence
+
+    results = [ArmResult(a, s, {}, loss, 3, 24.0, 1.0, 2.0, 10,
+                         {"accuracy": acc, "macro_f1": acc})
+               for a, s, loss, acc in [("literature", 1, 0.9, 0.80), ("literature", 2, 0.9, 0.70),
+                                       ("method", 1, 0.5, 0.90), ("method", 2, 0.6, 0.85),
+                                       ("random", 1, 0.7, 0.82)]]
+    said = evidence(results)
+    assert "trained on 2 seeds, gave 80.0 %, 70.0 %" in said
+    assert "Across the 5 runs with 8-epoch trials" in said and "rho = +0.97" in said
+    assert "the trial loss predicts the test result" in said
+    flat = [ArmResult("method", s, {}, 0.5, 3, 24.0, 1.0, 2.0, 10,
+                      {"accuracy": 0.8 + s / 100, "macro_f1": 0.8}) for s in range(4)]
+    assert "Spearman" not in evidence(flat)  # equal losses: no correlation to report
+
+
+def _write_compare(folder, accs, overrides=""):
+    import json
+    from dataclasses import asdict
+
+    for arm, seed, acc in accs:
+        arm_dir = folder / "arms" / arm / f"seed{seed}"
+        arm_dir.mkdir(parents=True)
+        (arm_dir / "result.json").write_text(json.dumps(asdict(_result(arm, seed, acc))))
+    (folder / "run.json").write_text(json.dumps({"overrides": overrides}))
+
+
+def test_readme_blocks_are_regenerated_from_the_runs_and_kept_when_absent(tmp_path):
+    from earth_lib.cli import regenerate_readme
+
+    outputs = tmp_path / "outputs"
+    _write_compare(outputs / "cmp", [("literature", 1, 0.8), ("literature", 2, 0.84),
+                                     ("method", 1, 0.9), ("method", 2, 0.88)])
+    _write_compare(outputs / "cmp.set-1", [("method", 1, 0.7), ("method", 2, 0.72)],
+                   "compare.arms=[method] search.acquisition=LCB")
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nprose 1\n<!-- generated: compare cmp -->\nold table\n"
+                      "<!-- /generated -->\nprose 2\n<!-- generated: compare gone -->\nkept\n"
+                      "<!-- /generated -->\n<!-- generated: variants cmp cmp.set-1 -->\n"
+                      "<!-- /generated -->\n")
+    report = regenerate_readme(readme, outputs)
+    text = readme.read_text()
+    assert report == ["compare cmp: regenerated", "compare gone: kept (gone not in "
+                      f"{outputs})", "variants cmp cmp.set-1: regenerated"]
+    assert "old table" not in text and "| method | 2 | 89.0 ± 1.4 |" in text
+    assert "Best search arm: method" in text and "gave 80.0 %, 84.0 %" in text
+    assert "\nkept\n" in text and text.startswith("# x\n\nprose 1\n") and "prose 2" in text
+    assert "| as in the file: method | 2 | 89.0 ± 1.4 |" in text
+    assert "| search.acquisition=LCB: method | 2 | 71.0 ± 1.4 |" in text
+    assert regenerate_readme(readme, outputs) and readme.read_text() == text  # stable
