@@ -18,6 +18,7 @@ EXTRAS ?= cpu,notebooks,dev
 # The pinned set make env installs (refresh with `make lock`): gpu.lock when EXTRAS has gpu
 LOCK ?= requirements/$(if $(findstring gpu,$(EXTRAS)),gpu,cpu).lock
 DATASET ?= eurosat
+BENCH_ARGS ?=
 LIB := $(wildcard earth_lib/*.py)
 NB1 := notebooks/01_preprocessing.ipynb
 NB2 := notebooks/02_earth_classifier.ipynb
@@ -108,9 +109,9 @@ test-fast: env
 lint: env
 	$(PY) -m ruff check earth_lib tests benchmarks
 
-## bench: print speed and memory figures (preprocessing, training throughput, search overhead)
+## bench: speed and memory figures -> outputs/bench/bench.json (BENCH_ARGS="--help" for sizes)
 bench: env
-	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/bench.py --out $(OUTPUTS)/bench/bench.json $(BENCH_ARGS)
 
 ## lab: open Jupyter Lab on the notebooks
 lab: env

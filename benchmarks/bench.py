@@ -1,81 +1,267 @@
-"""Speed and memory figures (printed, not asserted): `make bench`.
+"""Speed and memory figures, printed and written to ``outputs/bench/bench.json``: `make bench`.
 
-Preprocessing throughput, ResNet training throughput per preset and image size,
-GP-EI suggestion time of the search, and the process's peak memory.
+Figures, not tests: nothing here is asserted. Every ratio is measured in the same run on
+the same machine, so it holds wherever it runs (a GPU included):
+
+1. preprocessing: images/s of earth_lib against the original per-image loop (skimage
+   ``rgb2gray``, ``resize``, ``equalize_adapthist``, ``img_as_ubyte``, ``imsave``) on the
+   same generated images (``preprocess_speedup``);
+2. training: images/s of each preset, the FLOPs of one training image (forward + backward,
+   counted by TensorFlow's profiler on the forward graph, times 3), and the FLOP/s reached
+   as a fraction of a dense float32 matrix product timed here (``train_flop_fraction``,
+   ``gemm_gflops``);
+3. the search: seconds per GPyOpt suggestion at 20, 60 and 150 evaluated points;
+4. peak resident memory of a whole process running the search and the final training on
+   generated data, each size in its own subprocess (``peak_rss_mb_<n>_<size>px``).
+
+Sizes are options (``--help``); the defaults finish within about 20 minutes on 2 cores.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from earth_lib.params import DEFAULT_SPACE, validate, validate_space
-from earth_lib.preprocessing import preprocess_folder
-from earth_lib.search import SearchSpace, suggest_next
-from earth_lib.synthetic import generate_synthetic_dataset
+from earth_lib.io import atomic_write_json
 
 
-def bench_preprocessing(tmp: Path) -> None:
-    """Images per second through enhancement, with 1 and 2 workers."""
-    generate_synthetic_dataset(tmp / "raw", 50, 64, 6, seed=0, progress=False)
-    settings = validate({"preprocess": {"image_size": 32, "clahe_tiles": 4}})["preprocess"]
-    for workers in (1, 2):
-        t = time.perf_counter()
-        preprocess_folder(tmp / "raw", tmp / f"p{workers}", settings, workers=workers,
-                          progress=False)
-        dt = time.perf_counter() - t
-        print(f"preprocessing 300 images 64->32 px, CLAHE, {workers} worker(s): "
-              f"{300 / dt:.0f} images/s")
+def original_loop(paths: list[Path], out: Path, size: int) -> None:
+    """The original notebook's preprocessing: one image at a time, every step separate."""
+    from skimage import color, exposure, io, transform, util
+
+    out.mkdir(parents=True, exist_ok=True)
+    for p in paths:
+        img = io.imread(p)
+        gray = color.rgb2gray(img)
+        small = transform.resize(gray, (size, size))
+        eq = exposure.equalize_adapthist(small)
+        io.imsave(out / f"{p.parent.name}_{p.stem}.png", util.img_as_ubyte(eq),
+                  check_contrast=False)
 
 
-def bench_training() -> None:
-    """Training images per second for the CPU presets."""
+def bench_preprocessing(tmp: Path, n: int, src: int, out: int, workers: int) -> dict:
+    """earth_lib's preprocessing against the original loop, same images, same settings."""
+    from earth_lib.params import validate
+    from earth_lib.preprocessing import preprocess_folder
+    from earth_lib.synthetic import generate_synthetic_dataset
+
+    generate_synthetic_dataset(tmp / "raw", math.ceil(n / 6), src, 6, seed=0, progress=False)
+    paths = sorted((tmp / "raw").rglob("*.png"))
+    t = time.perf_counter()
+    original_loop(paths, tmp / "orig", out)
+    orig = len(paths) / (time.perf_counter() - t)
+    settings = validate({"preprocess": {"image_size": out, "grayscale": True}})["preprocess"]
+    t = time.perf_counter()
+    preprocess_folder(tmp / "raw", tmp / "ours", settings, workers=workers, progress=False)
+    ours = len(paths) / (time.perf_counter() - t)
+    print(f"preprocessing {len(paths)} images {src} -> {out} px, gray + CLAHE: original loop "
+          f"{orig:.1f} images/s, earth_lib ({workers} workers) {ours:.1f} images/s: "
+          f"x{ours / orig:.2f}")
+    return {"images": len(paths), "source_px": src, "output_px": out, "workers": workers,
+            "original_images_per_s": round(orig, 2), "earth_lib_images_per_s": round(ours, 2),
+            "preprocess_speedup": round(ours / orig, 3)}
+
+
+def gemm_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """Dense float32 matrix product throughput, as TensorFlow reaches it on this machine."""
+    import tensorflow as tf
+
+    a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
+    tf.matmul(a, b).numpy()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        c = tf.matmul(a, b)
+    c.numpy()
+    return repeats * 2 * n ** 3 / (time.perf_counter() - t) / 1e9
+
+
+FLOPS_JOB = """
+import sys
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+from tensorflow.python.profiler import model_analyzer, option_builder
+from earth_lib.model import build_from_preset
+size, preset = int(sys.argv[1]), sys.argv[2]
+model = build_from_preset((size, size, 3), 10, preset, 3, 0.0)
+spec = tf.TensorSpec([1, size, size, 3], tf.float32)
+graph = convert_variables_to_constants_v2(
+    tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)).graph
+opts = option_builder.ProfileOptionBuilder.float_operation()
+opts["output"] = "none"
+print(model_analyzer.profile(graph, options=opts).total_float_ops)
+"""
+
+
+def forward_flops(preset: str, size: int) -> int:
+    """FLOPs of one image through the network (TensorFlow's profiler on the inference graph).
+
+    In a subprocess: the TF1 profiler and Keras training do not share a process well.
+    """
+    res = subprocess.run([sys.executable, "-c", FLOPS_JOB, str(size), preset],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"FLOP count of {preset} at {size} px failed:\n{res.stderr[-2000:]}")
+    return int(res.stdout.strip().splitlines()[-1])
+
+
+def bench_training(runs: list[tuple[str, int, int]], gemm: float) -> dict:
+    """Training images/s per preset and size, and the FLOP/s reached against the GEMM's."""
+    import keras
+
     from earth_lib.data import Split
     from earth_lib.training import train_model
 
-    hp = {"rotation": 90, "horizontal_flip": 1, "vertical_flip": 1, "learning_rate": 1e-3,
-          "batch_size": 32, "kernel_size": 3}
+    hp = {"rotation": 90, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1,
+          "horizontal_flip": 1, "vertical_flip": 1, "learning_rate": 1e-3, "batch_size": 32,
+          "kernel_size": 3}
     rng = np.random.default_rng(0)
-    for preset, size in (("small", 32), ("cpu64", 64)):
-        n = 640
+    out = {}
+    for preset, size, n in runs:
         x = rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8)
-        y = np.arange(n) % 6
-        train_model(hp, Split(x[:64], y[:64]), Split(x[:32], y[:32]), 6, (size, size, 3),
+        y = np.arange(n) % 10
+        flops = 3 * forward_flops(preset, size)
+        train_model(hp, Split(x[:64], y[:64]), Split(x[:32], y[:32]), 10, (size, size, 3),
                     preset=preset, epochs=1, verbose=False)  # warm-up: graph building
         t = time.perf_counter()
-        train_model(hp, Split(x, y), Split(x[:64], y[:64]), 6, (size, size, 3), preset=preset,
-                    epochs=3, verbose=False)
-        dt = time.perf_counter() - t
-        print(f"training preset {preset} at {size} px, augmented: {3 * n / dt:.0f} images/s "
-              f"({dt / 3:.1f} s per epoch of {n})")
+        train_model(hp, Split(x, y), Split(x[:32], y[:32]), 10, (size, size, 3),
+                    preset=preset, epochs=2, verbose=False)
+        rate = 2 * n / (time.perf_counter() - t)
+        fraction = rate * flops / (gemm * 1e9)
+        keras.backend.clear_session()
+        print(f"training {preset} at {size} px: {rate:.1f} images/s, {flops / 1e9:.3f} GFLOP "
+              f"per training image, {rate * flops / 1e9:.1f} GFLOP/s = {100 * fraction:.1f} % "
+              "of the matrix product")
+        out[f"{preset}_{size}px"] = {"images_per_s": round(rate, 2),
+                                     "gflop_per_training_image": round(flops / 1e9, 4),
+                                     "train_flop_fraction": round(fraction, 4)}
+    return out
 
 
-def bench_search() -> None:
-    """Seconds for one GP-EI suggestion."""
+def bench_search(points: tuple[int, ...]) -> dict:
+    """Seconds for one GPyOpt suggestion given n evaluated points in the method's 9-D space."""
+    from earth_lib.params import DEFAULT_SPACE, validate_space
+    from earth_lib.search import SearchSpace, suggest_next
+
     space = SearchSpace.from_dict(validate_space(DEFAULT_SPACE))
     rng = np.random.default_rng(0)
-    for n in (10, 40):
+    out = {}
+    for n in points:
         xs = space.latin_hypercube(n, seed=0)
         t = time.perf_counter()
         suggest_next(space, xs, list(rng.random(n)), seed=0)
-        print(f"GP-EI suggestion with {n} trials in a 9-D space: "
-              f"{time.perf_counter() - t:.2f} s")
+        out[str(n)] = round(time.perf_counter() - t, 3)
+        print(f"GPyOpt suggestion with {n} points: {out[str(n)]:.2f} s")
+    return out
 
 
-def main() -> None:
-    """Print every figure."""
-    print(f"machine: {os.cpu_count()} CPU(s)")
+MEMORY_JOB = """
+import json, sys
+import numpy as np
+from earth_lib import analysis
+from earth_lib.data import Split
+from earth_lib.params import validate
+from earth_lib.search import SearchSpace, run_search
+from earth_lib.training import make_objective, train_model
+n, size, preset, history = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rng = np.random.default_rng(0)
+x = rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8)
+y = np.arange(n) % 10
+p = validate({"search": {"steps": 1, "initial_points": 1, "iterations_per_step": 0, "epochs": 1,
+                         "max_train_images": 2000}, "pca": {"max_images": 1000}})
+k = int(0.7 * n), int(0.85 * n)
+S = {"train": Split(x[:k[0]], y[:k[0]]), "val": Split(x[k[0]:k[1]], y[k[0]:k[1]])}
+pca = analysis.fit_pca(S["train"].x, variance=p["pca"]["variance"],
+                       max_images=p["pca"]["max_images"])
+s_train, s_val, decoder = analysis.search_inputs(S["train"], S["val"], pca, max_images=2000,
+                                                 use_pca=True, seed=0)
+objective = make_objective(s_train, s_val, 10, (size, size, 3), seed=0, decoder=decoder,
+                           epochs=1, preset=preset)
+space = SearchSpace.from_dict(p["search"]["space"])
+run_search(objective, space, history, steps=1, initial_points=1, iterations_per_step=0, seed=0,
+           log=lambda m: None)
+train_model({**space.random_points(1, seed=0)[0], "batch_size": 64}, S["train"], S["val"], 10,
+            (size, size, 3), preset=preset, epochs=1, verbose=False)
+# VmHWM: this process's own peak (ru_maxrss would carry the parent's over the exec)
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]
+print(json.dumps({"peak_rss_mb": int(hwm) / 1024}))
+"""
+
+
+def bench_memory(tmp: Path, sizes: list[tuple[int, int]], preset: str) -> dict:
+    """Peak RSS of a process running a PCA search trial and a final training epoch."""
+    out = {}
+    for n, size in sizes:
+        t = time.perf_counter()
+        res = subprocess.run([sys.executable, "-c", MEMORY_JOB, str(n), str(size), preset,
+                              str(tmp / f"history_{n}_{size}.csv")], capture_output=True,
+                             text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"memory job {n} x {size} px failed:\n{res.stderr[-3000:]}")
+        peak = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+        print(f"peak memory, search + final training on {n} images of {size} px ({preset}): "
+              f"{peak:.0f} MB ({time.perf_counter() - t:.0f} s)")
+        out[f"peak_rss_mb_{n}_{size}px"] = round(peak)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every benchmark; print the figures and write them to ``--out``."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="outputs/bench/bench.json")
+    ap.add_argument("--pre-images", type=int, default=2000)
+    ap.add_argument("--pre-source-px", type=int, default=256)
+    ap.add_argument("--pre-output-px", type=int, default=224)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--train-images", type=int, default=512)
+    ap.add_argument("--paper-images", type=int, default=8)
+    ap.add_argument("--memory-preset", default="small")
+    ap.add_argument("--memory", default="27000x64,2100x224",
+                    help="images x px for the peak-memory runs (comma-separated)")
+    ap.add_argument("--skip", default="", help="comma-separated: preprocess,train,search,memory")
+    args = ap.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    started = time.perf_counter()
+    result: dict = {"machine": {"cpus": os.cpu_count()}}
     with tempfile.TemporaryDirectory() as tmp:
-        bench_preprocessing(Path(tmp))
-    bench_search()
-    bench_training()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak memory of this process: {peak:.0f} MB")
+        if "memory" not in skip:  # Linux (reads /proc); each size in its own process
+            sizes = [tuple(int(v) for v in s.split("x")) for s in args.memory.split(",")]
+            result.update(bench_memory(Path(tmp), sizes, args.memory_preset))
+        if "preprocess" not in skip:
+            result["preprocessing"] = bench_preprocessing(
+                Path(tmp), args.pre_images, args.pre_source_px, args.pre_output_px,
+                args.workers)
+            result["preprocess_speedup"] = result["preprocessing"]["preprocess_speedup"]
+        import tensorflow as tf  # after preprocessing, whose workers fork without it
+
+        result["machine"]["gpus"] = [
+            tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+        if "train" not in skip:
+            result["gemm_gflops"] = round(gemm_gflops(), 2)
+            print(f"float32 matrix product (2048^2): {result['gemm_gflops']:.1f} GFLOP/s")
+            n = args.train_images
+            result["training"] = bench_training(
+                [("small", 64, n), ("cpu64", 64, n), ("medium", 64, n),
+                 ("paper", 224, args.paper_images)], result["gemm_gflops"])
+            result["train_flop_fraction"] = {k: v["train_flop_fraction"]
+                                             for k, v in result["training"].items()}
+        if "search" not in skip:
+            result["search_seconds_per_suggestion"] = bench_search((20, 60, 150))
+    result["seconds"] = round(time.perf_counter() - started)
+    result["peak_rss_mb_this_process"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    atomic_write_json(Path(args.out), result)
+    print(f"written to {args.out} ({result['seconds']} s)")
 
 
 if __name__ == "__main__":

@@ -292,3 +292,16 @@ def test_build_and_warning_settings(root):
     for f in cfg["tool"]["pytest"]["ini_options"]["filterwarnings"]:
         action, message, category, module = (f.split(":") + [""] * 4)[:4]
         assert action != "ignore" or (message and module), f"too broad: {f}"
+
+
+def test_bench_writes_its_figures(root, tmp_path):
+    """The benchmark runs and writes bench.json (figures only: nothing about speed asserted)."""
+    out = tmp_path / "bench.json"
+    res = subprocess.run([sys.executable, "benchmarks/bench.py", "--out", str(out),
+                          "--skip", "train,memory", "--pre-images", "12", "--pre-source-px",
+                          "32", "--pre-output-px", "24", "--workers", "1"], cwd=root,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["preprocessing"]["images"] == 12 and figures["preprocess_speedup"] > 0
+    assert set(figures["search_seconds_per_suggestion"]) == {"20", "60", "150"}
