@@ -162,6 +162,36 @@ def variants_markdown(outputs: str | Path, runs: list[str]) -> str:
     return "\n".join(rows)
 
 
+def bench_markdown(bench_json: str | Path) -> str:
+    """The figures of ``make bench`` as a table, each beside its target (issue 11)."""
+    from earth_lib.run import read_json
+
+    b = read_json(Path(bench_json))
+    rows = ["| figure | measured | target |", "|---|---|---|"]
+    if "preprocessing" in b:
+        pp = b["preprocessing"]
+        rows.append(f"| preprocessing, {pp['images']} images {pp['source_px']} -> "
+                    f"{pp['output_px']} px, gray + CLAHE ({pp['workers']} workers) | "
+                    f"{pp['earth_lib_images_per_s']:.1f} images/s = x{pp['preprocess_speedup']:.2f}"
+                    f" the original loop ({pp['original_images_per_s']:.1f} images/s) | x20 |")
+    if "gemm_gflops" in b:
+        rows.append(f"| float32 matrix product, TensorFlow | {b['gemm_gflops']:.1f} GFLOP/s | - |")
+        for name, t in b["training"].items():
+            rows.append(f"| training `{name}`: {t['images_per_s']:.1f} images/s, "
+                        f"{t['gflop_per_training_image']:g} GFLOP per image | "
+                        f"{100 * t['train_flop_fraction']:.1f} % of the matrix product | 50 % |")
+    for n, sec in b.get("search_seconds_per_suggestion", {}).items():
+        rows.append(f"| one GPyOpt suggestion after {n} trials | {sec:.2f} s | - |")
+    for key, mb in b.items():
+        if key.startswith("peak_rss_mb_") and key != "peak_rss_mb_this_process":
+            n, px = key.removeprefix("peak_rss_mb_").split("_")
+            rows.append(f"| peak memory, search + final training, {int(n):,} images of {px} "
+                        f"| {mb:,} MB | 2,048 MB |")
+    machine = b.get("machine", {})
+    where = ", ".join(machine.get("gpus") or []) or f"{machine.get('cpus', '?')} CPU cores"
+    return "\n".join(rows) + f"\n\nMeasured on {where} in {b.get('seconds', '?')} s."
+
+
 GENERATED = re.compile(r"(<!-- generated: (?P<kind>\w+) (?P<args>[^>]*?) -->\n)(?P<body>.*?)"
                        r"(<!-- /generated -->)", re.S)
 
@@ -172,7 +202,8 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
 
     A block is ``<!-- generated: KIND RUN... -->`` ... ``<!-- /generated -->``; KIND is
     ``results`` (the runs' table and sentences), ``compare`` (a comparison's table, verdict
-    and evidence) or ``variants`` (several comparisons, one row per arm and folder). A block
+    and evidence), ``variants`` (several comparisons, one row per arm and folder) or
+    ``bench`` (``make bench``'s figures beside their targets). A block
     whose runs are not under ``outputs`` is left as it is (a fresh clone keeps the README).
     """
     from earth_lib.compare import evidence, load_results, summary_table, table_markdown, verdict
@@ -195,6 +226,8 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
                                               evidence(results)]))
         elif kind == "variants":
             body = variants_markdown(outputs, runs)
+        elif kind == "bench":
+            body = bench_markdown(Path(outputs) / runs[0] / "bench.json")
         else:
             raise ValueError(f"{path}: unknown generated block kind {kind!r}")
         report.append(f"{kind} {' '.join(runs)}: regenerated")

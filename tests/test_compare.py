@@ -140,3 +140,27 @@ def test_readme_blocks_are_regenerated_from_the_runs_and_kept_when_absent(tmp_pa
     assert "| as in the file: method | 2 | 89.0 ± 1.4 |" in text
     assert "| search.acquisition=LCB: method | 2 | 71.0 ± 1.4 |" in text
     assert regenerate_readme(readme, outputs) and readme.read_text() == text  # stable
+
+
+def test_the_bench_block_shows_each_figure_beside_its_target(tmp_path):
+    import json
+
+    from earth_lib.cli import regenerate_readme
+
+    (tmp_path / "outputs" / "bench").mkdir(parents=True)
+    (tmp_path / "outputs" / "bench" / "bench.json").write_text(json.dumps({
+        "machine": {"cpus": 2, "gpus": []}, "seconds": 600,
+        "preprocessing": {"images": 2000, "source_px": 256, "output_px": 224, "workers": 2,
+                          "original_images_per_s": 10.0, "earth_lib_images_per_s": 30.0,
+                          "preprocess_speedup": 3.0},
+        "gemm_gflops": 80.0, "training": {"small_64px": {
+            "images_per_s": 400.0, "gflop_per_training_image": 0.3, "train_flop_fraction": 0.15}},
+        "search_seconds_per_suggestion": {"20": 1.5}, "peak_rss_mb_27000_64px": 3100}))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- generated: bench bench -->\n<!-- /generated -->\n")
+    assert regenerate_readme(readme, tmp_path / "outputs") == ["bench bench: regenerated"]
+    text = readme.read_text()
+    assert "= x3.00 the original loop (10.0 images/s) | x20 |" in text
+    assert "| 15.0 % of the matrix product | 50 % |" in text
+    assert "27,000 images of 64px | 3,100 MB | 2,048 MB |" in text
+    assert "Measured on 2 CPU cores in 600 s." in text
