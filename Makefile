@@ -99,7 +99,8 @@ readme: env
 ## test: unit tests, notebook checks (nbval) and a smoke run of the whole pipeline
 test: env
 	$(PY) -m pytest -q
-	$(PY) -m pytest -q --nbval-lax -p no:randomly $(NB1) $(NB2) $(NB3)
+	EARTH_RESNET_PROGRESS=lines $(PY) -m pytest -q --nbval-lax -p no:randomly \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $(NB1) $(NB2) $(NB3)
 
 ## test-fast: unit tests only (no notebooks, no pipeline run)
 test-fast: env

@@ -209,7 +209,7 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
 }
 
 DEFAULT_SPACE = {
-    "rotation": {"type": "continuous", "bounds": [0, 359]},
+    "rotation": {"type": "continuous", "bounds": [0, 180]},  # +-180 deg is any angle already
     "zoom": {"type": "continuous", "bounds": [0.0, 0.5]},
     "width_shift": {"type": "continuous", "bounds": [0.0, 0.3]},
     "height_shift": {"type": "continuous", "bounds": [0.0, 0.3]},
