@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from earth_lib import progress
+from earth_lib.datasets import local_copy
 from earth_lib.errors import DatasetNotFoundError, EarthResnetError
 from earth_lib.params import load_params
 from earth_lib.run import load_run, project_root, run_dir_for
@@ -32,10 +33,8 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
 
     overrides = " ".join(overrides.split())
     params = load_params(params_file, overrides)  # fail fast, before a kernel starts
-    d = params["data"]
-    raw = Path(d["local_copy"] if d["local_copy"] and Path(d["local_copy"]).is_dir()
-               else d["raw_dir"])
-    if d["dataset"] == "folder" and not raw.is_dir():
+    raw = local_copy(params) or Path(params["data"]["raw_dir"])
+    if params["data"]["dataset"] == "folder" and not raw.is_dir():
         raise DatasetNotFoundError(f"{params_file}: data.raw_dir {raw} is not a folder. Put one "
                                    "sub-folder of images per class there, or fix data.raw_dir.")
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # cell output in the terminal
@@ -154,11 +153,11 @@ def variants_markdown(outputs: str | Path, runs: list[str]) -> str:
         results = load_results(run.path)
         if not results:
             continue
-        label = run.read_record().get("overrides") or "as in the file"
-        label = " ".join(w for w in label.split() if not w.startswith("compare.arms="))
+        label = " ".join(w for w in (run.read_record().get("overrides") or "").split()
+                         if not w.startswith("compare.arms=")) or "as in the file"
         table = table_markdown(summary_table(results)).splitlines()
         rows += table[:2] if not rows else []
-        rows += [line.replace("| ", f"| {label or 'as in the file'}: ", 1) for line in table[2:]]
+        rows += [line.replace("| ", f"| {label}: ", 1) for line in table[2:]]
     return "\n".join(rows)
 
 

@@ -143,6 +143,12 @@ def fetch_dataset(name: str, root: str | Path, archive_dir: str | Path,
     return classes
 
 
+def local_copy(params: dict[str, Any]) -> Path | None:
+    """``data.local_copy`` when that folder exists (it then replaces raw_dir), else None."""
+    copy = params["data"]["local_copy"]
+    return Path(copy) if copy and Path(copy).is_dir() else None
+
+
 def prepare_raw(params: dict[str, Any], progress: bool = True) -> Path:
     """The raw class-folder directory for a run: a local copy, generated, fetched, or a folder.
 
@@ -150,8 +156,8 @@ def prepare_raw(params: dict[str, Any], progress: bool = True) -> Path:
     shared copy here and from the download elsewhere (``data.file_list`` keeps the images).
     """
     d = params["data"]
-    if d["local_copy"] and Path(d["local_copy"]).is_dir():
-        return Path(d["local_copy"])
+    if (copy := local_copy(params)) is not None:
+        return copy
     if d["dataset"] == "synthetic":
         generate_synthetic_dataset(d["raw_dir"], d["synthetic_images_per_class"],
                                    d["synthetic_image_size"], d["synthetic_classes"],
