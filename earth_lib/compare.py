@@ -256,10 +256,10 @@ def evidence(results: list[ArmResult]) -> str:
         accs = ", ".join(f"{100 * r.test['accuracy']:.1f} %" for r in lit)
         said.append(f"The literature values alone, trained on {len(lit)} seeds, gave {accs}: "
                     "that is the spread from the training seed.")
-    length = {id(r): r.trial_epochs / max(1, r.trials) for r in results}
-    common = pd.Series(list(length.values())).mode()
-    same = [r for r in results if r.best_val_loss is not None and len(common)
-            and abs(length[id(r)] - common[0]) < 1e-9]
+    lengths = [r.trial_epochs / max(1, r.trials) for r in results]
+    common = pd.Series(lengths).mode()
+    same = [r for r, n in zip(results, lengths, strict=True)
+            if r.best_val_loss is not None and len(common) and abs(n - common[0]) < 1e-9]
     losses = [r.best_val_loss for r in same]
     if len(same) >= 4 and len(set(losses)) > 1:
         rho, pval = spearmanr(losses, [1 - r.test["accuracy"] for r in same])

@@ -403,14 +403,14 @@ def parse_overrides(overrides: str | list[str] | tuple[str, ...]) -> list[tuple[
     return out
 
 
-def apply_overrides(raw: dict | None, overrides: str | list[str] | tuple[str, ...],
+def apply_overrides(raw: dict | None, items: list[tuple[str, Any]],
                     source: str) -> dict[str, Any]:
-    """A copy of a file's raw mapping with the overrides set (validated later, like the file).
+    """A copy of a file's raw mapping with parsed overrides set (validated later, like it).
 
     A ``search.space.*`` override on a file without a space edits the default space.
     """
     raw = copy.deepcopy(raw) if raw else {}
-    for key, value in parse_overrides(overrides):
+    for key, value in items:
         parts = key.split(".")
         if parts[:2] == ["search", "space"] and len(parts) > 2:
             if raw.get("search") is None:
@@ -445,11 +445,12 @@ def load_params(path: str | Path,
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ParameterError(f"{path}: not valid YAML ({err})") from err
-    if not parse_overrides(overrides) or (raw is not None and not isinstance(raw, dict)):
+    items = parse_overrides(overrides)
+    if not items or (raw is not None and not isinstance(raw, dict)):
         return validate(raw, source=str(path))
     text = overrides if isinstance(overrides, str) else " ".join(overrides)
     source = f"{path} with overrides {' '.join(text.split())!r}"
-    return validate(apply_overrides(raw, overrides, source), source=source)
+    return validate(apply_overrides(raw, items, source), source=source)
 
 
 def parameter_table(params: dict[str, Any],

@@ -188,15 +188,14 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
     for stale in processed_dir.rglob(".*.tmp"):  # left by a run killed mid-write
         stale.unlink(missing_ok=True)
     index = index_folder(raw_dir, min_classes=1)
-    chosen = {k: v for k, v in (selection or {}).items() if v is not None}
-    record: dict[str, Any] = {"images": "all"}
-    if chosen.get("file_list") or chosen.get("max_per_class"):
-        every = len(index.files)
-        index = select_files(index, **chosen)
-        if len(index.files) < every:  # a selection of every image is the folder itself
-            record = {**chosen, "images": len(index.files), "sha256": hashlib.sha256(
-                "\n".join(f.relative_to(raw_dir).as_posix() for f, _ in index.files).encode()
-            ).hexdigest()}
+    every = len(index.files)
+    index = select_files(index, **(selection or {}))
+    record: dict[str, Any] = {"images": "all"}  # a selection of every image is the folder
+    if len(index.files) < every:
+        record = {**{k: v for k, v in selection.items() if v is not None},
+                  "images": len(index.files), "sha256": hashlib.sha256(
+                      "\n".join(f.relative_to(raw_dir).as_posix() for f, _ in index.files)
+                      .encode()).hexdigest()}
     picked = processed_dir / "selection.json"
     before = json.loads(picked.read_text()) if picked.is_file() else \
         {"images": "all"} if stamp.is_file() else None  # made before selections existed
