@@ -168,18 +168,28 @@ MEMORY_JOB = """
 import json, sys
 import numpy as np
 from earth_lib import analysis
-from earth_lib.data import Split
+from earth_lib.data import chunks, split_arrays
 from earth_lib.params import validate
 from earth_lib.search import SearchSpace, run_search
 from earth_lib.training import make_objective, train_model
-n, size, preset, history = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+n, size, preset, history, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], \\
+    sys.argv[5]
 rng = np.random.default_rng(0)
-x = rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8)
+shape = (n, size, size, 3)
+if mode == "disk":  # written chunk by chunk, then read from disk as load_images(in_memory=False)
+    out = np.lib.format.open_memmap(history + ".npy", "w+", np.uint8, shape)
+    for part in chunks(n):
+        out[part] = rng.integers(0, 255, (part.stop - part.start, *shape[1:]), dtype=np.uint8)
+    out.flush()
+    del out
+    x = np.load(history + ".npy", mmap_mode="r")
+else:
+    x = rng.integers(0, 255, shape, dtype=np.uint8)
 y = np.arange(n) % 10
 p = validate({"search": {"steps": 1, "initial_points": 1, "iterations_per_step": 0, "epochs": 1,
                          "max_train_images": 2000}, "pca": {"max_images": 1000}})
 k = int(0.7 * n), int(0.85 * n)
-S = {"train": Split(x[:k[0]], y[:k[0]]), "val": Split(x[k[0]:k[1]], y[k[0]:k[1]])}
+S = split_arrays(x, y, np.array(["train"] * k[0] + ["val"] * (k[1] - k[0]) + ["test"] * (n - k[1])))
 pca = analysis.fit_pca(S["train"].x, variance=p["pca"]["variance"],
                        max_images=p["pca"]["max_images"])
 s_train, s_val, decoder = analysis.search_inputs(S["train"], S["val"], pca, max_images=2000,
@@ -197,20 +207,27 @@ print(json.dumps({"peak_rss_mb": int(hwm) / 1024}))
 """
 
 
-def bench_memory(tmp: Path, sizes: list[tuple[int, int]], preset: str) -> dict:
-    """Peak RSS of a process running a PCA search trial and a final training epoch."""
+def bench_memory(tmp: Path, sizes: list[tuple[int, int]], preset: str,
+                 modes: list[str]) -> dict:
+    """Peak RSS of a process running a PCA search trial and a final training epoch.
+
+    ``memory``: the images held in memory (uint8); ``disk``: read from an on-disk array,
+    as with ``data.in_memory: false`` (key suffix ``_on_disk``).
+    """
     out = {}
     for n, size in sizes:
-        t = time.perf_counter()
-        res = subprocess.run([sys.executable, "-c", MEMORY_JOB, str(n), str(size), preset,
-                              str(tmp / f"history_{n}_{size}.csv")], capture_output=True,
-                             text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"memory job {n} x {size} px failed:\n{res.stderr[-3000:]}")
-        peak = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_mb"]
-        print(f"peak memory, search + final training on {n} images of {size} px ({preset}): "
-              f"{peak:.0f} MB ({time.perf_counter() - t:.0f} s)")
-        out[f"peak_rss_mb_{n}_{size}px"] = round(peak)
+        for mode in modes:
+            t = time.perf_counter()
+            res = subprocess.run([sys.executable, "-c", MEMORY_JOB, str(n), str(size), preset,
+                                  str(tmp / f"history_{n}_{size}_{mode}.csv"), mode],
+                                 capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(f"memory job {n} x {size} px ({mode}) failed:\n"
+                                   f"{res.stderr[-3000:]}")
+            peak = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+            print(f"peak memory, search + final training on {n} images of {size} px ({preset}, "
+                  f"images in {mode}): {peak:.0f} MB ({time.perf_counter() - t:.0f} s)")
+            out[f"peak_rss_mb_{n}_{size}px{'_on_disk' if mode == 'disk' else ''}"] = round(peak)
     return out
 
 
@@ -227,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--memory-preset", default="small")
     ap.add_argument("--memory", default="27000x64,2100x224",
                     help="images x px for the peak-memory runs (comma-separated)")
+    ap.add_argument("--memory-modes", default="memory,disk",
+                    help="where the images are in the peak-memory runs: memory, disk or both")
     ap.add_argument("--skip", default="", help="comma-separated: preprocess,train,search,memory")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -235,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if "memory" not in skip:  # Linux (reads /proc); each size in its own process
             sizes = [tuple(int(v) for v in s.split("x")) for s in args.memory.split(",")]
-            result.update(bench_memory(Path(tmp), sizes, args.memory_preset))
+            result.update(bench_memory(Path(tmp), sizes, args.memory_preset,
+                                       args.memory_modes.split(",")))
         if "preprocess" not in skip:
             result["preprocessing"] = bench_preprocessing(
                 Path(tmp), args.pre_images, args.pre_source_px, args.pre_output_px,

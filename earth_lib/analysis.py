@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from earth_lib.data import SPLITS, Split, subsample
+from earth_lib.data import SPLITS, Split, chunks, subsample
 
 
 def class_counts(labels: np.ndarray, split: np.ndarray, class_names: list[str]) -> pd.DataFrame:
@@ -32,19 +32,25 @@ def band_histograms(images: np.ndarray, labels: np.ndarray, n_classes: int,
                     bins: int = 32) -> np.ndarray:
     """Normalised intensity histograms, shape (classes, bands, bins), over 0-255."""
     edges = np.linspace(0, 256, bins + 1)
-    out = np.zeros((n_classes, images.shape[-1], bins))
-    for k in range(n_classes):
-        sel = images[labels == k]
-        for b in range(images.shape[-1]):
-            h, _ = np.histogram(sel[..., b], bins=edges)
-            out[k, b] = h / max(h.sum(), 1)
-    return out
+    counts = np.zeros((n_classes, images.shape[-1], bins))
+    for part in chunks(len(labels)):  # chunk by chunk: the images may be read from disk
+        x, y = np.asarray(images[part]), labels[part]
+        for k in np.unique(y):
+            sel = x[y == k]
+            for b in range(images.shape[-1]):
+                counts[k, b] += np.histogram(sel[..., b], bins=edges)[0]
+    return counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1)
 
 
 def mean_images(images: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Mean image of each class, float32 (classes, H, W, C) in 0-255."""
-    return np.stack([images[labels == k].mean(axis=0) if np.any(labels == k)
-                     else np.zeros(images.shape[1:]) for k in range(n_classes)]).astype(np.float32)
+    """Mean image of each class, float32 (classes, H, W, C) in 0-255 (zeros for an empty one)."""
+    sums = np.zeros((n_classes, *images.shape[1:]))
+    for part in chunks(len(labels)):
+        x, y = np.asarray(images[part], dtype=np.float64), labels[part]
+        for k in np.unique(y):
+            sums[k] += x[y == k].sum(axis=0)
+    n = np.bincount(labels, minlength=n_classes)[:n_classes]
+    return (sums / np.maximum(n, 1).reshape(-1, *[1] * (images.ndim - 1))).astype(np.float32)
 
 
 @dataclass
@@ -59,9 +65,12 @@ class PCAResult:
     image_shape: tuple[int, int, int]
 
     def transform(self, images: np.ndarray) -> np.ndarray:
-        """Component scores (N, k) of images (N, H, W, C)."""
-        flat = images.reshape(len(images), -1).astype(np.float32)
-        return (flat - self.mean_) @ self.components_.T
+        """Component scores (N, k) of images (N, H, W, C), chunk by chunk (bounded memory)."""
+        out = np.empty((len(images), self.n_components_), dtype=np.float32)
+        for part in chunks(len(images)):
+            flat = np.asarray(images[part]).reshape(part.stop - part.start, -1)
+            out[part] = (flat.astype(np.float32) - self.mean_) @ self.components_.T
+        return out
 
     def reconstruct(self, scores, xp: ModuleType = np):
         """Images (N, H, W, C) rebuilt from scores, clipped to 0-255.

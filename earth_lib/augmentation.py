@@ -18,6 +18,8 @@ import tensorflow as tf
 from keras import layers
 from tensorflow.experimental import numpy as tnp
 
+from earth_lib.data import is_on_disk
+
 if TYPE_CHECKING:
     from earth_lib.analysis import PCAResult
 
@@ -46,6 +48,12 @@ def augmentation_layers(hp: dict, seed: int = 0) -> keras.Sequential:
     return keras.Sequential(stack, name="augmentation")
 
 
+def _read_rows(images: np.ndarray, index: tf.Tensor) -> tf.Tensor:
+    """The rows ``index`` of an on-disk array, read inside the pipeline."""
+    rows = tf.numpy_function(lambda i: np.asarray(images[i]), [index], tf.as_dtype(images.dtype))
+    return tf.ensure_shape(rows, (None, *images.shape[1:]))
+
+
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -59,12 +67,19 @@ def make_dataset(
     """Batches of (float32 images in 0-255, one-hot labels), optionally shuffled and augmented.
 
     With a PCA ``decoder``, ``images`` holds PCA scores and each batch is rebuilt by
-    ``decoder.reconstruct`` inside the pipeline: only the scores sit in memory.
+    ``decoder.reconstruct`` inside the pipeline: only the scores sit in memory. An
+    on-disk ``images`` (``np.memmap``) is read batch by batch: only a batch sits in memory.
     """
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    on_disk = is_on_disk(images)
+    # images read from disk: the pipeline carries indices and reads each batch's rows;
+    # the shuffle's order depends on the seed only, so both paths see the same batches
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(labels)) if on_disk else images,
+                                             labels))
     if shuffle:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(int(batch_size))
+    if on_disk:
+        ds = ds.map(lambda i, y: (_read_rows(images, i), y))
     if decoder is not None:
         # the basis as tensors, captured by reference: as numpy arrays it would be copied
         # into the pipeline's graph as constants (measured: 19 GB at 224 px, 942 components)
@@ -76,6 +91,7 @@ def make_dataset(
         ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
     if augment is not None and augment.layers:
-        ds = ds.map(lambda x, y: (augment(x, training=True), y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        # one call at a time: the layers draw from one seed generator, and parallel calls
+        # would draw in a racy order (measured: the same seed gave other losses run to run)
+        ds = ds.map(lambda x, y: (augment(x, training=True), y))
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -11,14 +11,21 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
+from earth_lib import data
 from earth_lib.data import Split
 from earth_lib.evaluation import evaluate_predictions
 
 
 def image_features(images: np.ndarray, bins: int = 16) -> np.ndarray:
-    """Per image: a histogram per band, band mean/std, and mean gradient magnitude per band."""
+    """Per image: a histogram per band, band mean/std, and mean gradient magnitude per band.
+
+    Chunk by chunk: memory stays bounded, and on-disk images are read piece by piece.
+    """
+    if len(images) > data.CHUNK:
+        return np.concatenate([image_features(images[part], bins)
+                               for part in data.chunks(len(images))])
     n, _, _, c = images.shape
-    x = images.astype(np.float32)
+    x = np.asarray(images, dtype=np.float32)
     feats = []
     edges = np.linspace(0, 256, bins + 1)
     for b in range(c):

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import os
+import shutil
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +21,14 @@ from earth_lib.errors import (
     DatasetNotFoundError,
     skip_or_raise,
 )
-from earth_lib.io import IMAGE_EXTENSIONS, atomic_write_csv, read_image
+from earth_lib.io import IMAGE_EXTENSIONS, atomic_write_csv, atomic_write_json, read_image
 from earth_lib.progress import progress_bar
 
 SPLITS = ("train", "val", "test")
+#: Where ``load_images(in_memory=False)`` keeps its uint8 array file, inside the processed folder.
+CACHE_DIR = ".arrays"
+#: Images per chunk when an array is walked piece by piece (memory stays bounded).
+CHUNK = 1024
 #: Files the project writes at the root of a data folder (never images, never skipped).
 METADATA_FILES = ("dataset.json", "preprocessing.json", "selection.json")
 
@@ -169,20 +177,36 @@ class ImageSet:
     skipped: list[tuple[str, str]]
 
 
+def chunks(n: int, size: int | None = None) -> Iterator[slice]:
+    """Consecutive slices of at most ``size`` (default :data:`CHUNK`) items over ``range(n)``."""
+    size = size or CHUNK
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def is_on_disk(images: np.ndarray) -> bool:
+    """True for an array read from a file page by page (``np.memmap``), not held in memory."""
+    return isinstance(images, np.memmap) and images.filename is not None  # copies have none
+
+
 def load_images(
     root: str | Path,
     class_names: list[str] | None = None,
     expected_size: int | None = None,
     on_bad_file: str = DEFAULT_BAD_FILE_POLICY,
     progress: bool = True,
+    in_memory: bool = True,
 ) -> ImageSet:
-    """Load a processed class-folder set into memory, checking that all images agree in shape.
+    """Load a processed class-folder set, checking that all images agree in shape.
 
     Args:
         root: folder of class sub-folders.
         class_names: fix the class order (and reject unknown classes); default: sorted folders.
         expected_size: side every image must have (catches a folder processed at another size).
         on_bad_file: ``skip`` records unreadable files; ``error`` raises on the first.
+        in_memory: False for data larger than memory: the images are written once to one
+            uint8 file in ``root/.arrays/`` and returned as a read-only ``np.memmap``, read
+            from disk as they are used (reused while the folder's files are unchanged).
 
     Raises:
         ValueError: an image of another size or band count, or an unknown class.
@@ -195,9 +219,25 @@ def load_images(
             f"{root}: class folder {unknown[0]!r} is not one of the model's classes "
             f"({', '.join(names)})."
         )
+    if not in_memory:
+        return _load_to_disk(Path(root), index, names, expected_size, on_bad_file, progress)
     images, labels, paths, skipped = [], [], [], list(index.skipped)
+    for img, label, path in _read_checked(index, names, expected_size, on_bad_file, skipped,
+                                          progress, Path(root).name):
+        images.append(img)
+        labels.append(label)
+        paths.append(path)
+    if not images:
+        raise DatasetNotFoundError(f"{root}: no readable images.")
+    return ImageSet(np.stack(images), np.array(labels, dtype=np.int64), names, paths, skipped)
+
+
+def _read_checked(index: DatasetIndex, names: list[str], expected_size: int | None,
+                  on_bad_file: str, skipped: list, progress: bool,
+                  desc: str) -> Iterator[tuple[np.ndarray, int, str]]:
+    """(image, label index, path) of each readable image, every image checked for shape."""
     shape = None
-    for path, label in progress_bar(index.files, desc=f"loading {Path(root).name}",
+    for path, label in progress_bar(index.files, desc=f"loading {desc}",
                                     disable=not progress, mininterval=2):
         try:
             img = read_image(path)
@@ -219,12 +259,53 @@ def load_images(
             what = "band count" if img.shape[2] != shape[2] else "size"
             raise ValueError(f"{path}: {what} differs from the other images "
                              f"({img.shape} vs {shape}).")
-        images.append(img)
-        labels.append(names.index(label))
-        paths.append(str(path))
-    if not images:
-        raise DatasetNotFoundError(f"{root}: no readable images.")
-    return ImageSet(np.stack(images), np.array(labels, dtype=np.int64), names, paths, skipped)
+        yield img, names.index(label), str(path)
+
+
+def _listing_digest(index: DatasetIndex, names: list[str], expected_size: int | None) -> str:
+    """What the array file depends on: each file's path, size and modification time."""
+    h = hashlib.sha256(json.dumps([names, expected_size]).encode())
+    for path, label in index.files:
+        st = path.stat()
+        h.update(f"{label}/{path.name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _load_to_disk(root: Path, index: DatasetIndex, names: list[str], expected_size: int | None,
+                  on_bad_file: str, progress: bool) -> ImageSet:
+    """``load_images(in_memory=False)``: one uint8 ``.npy`` file, written once, memory-mapped."""
+    folder = root / CACHE_DIR
+    digest = _listing_digest(index, names, expected_size)
+    data, meta = folder / f"images-{digest}.npy", folder / f"images-{digest}.json"
+    if not (data.is_file() and meta.is_file()):
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("images-*"):  # an older listing's files: never read again
+            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+        tmp = data.with_name(f".{data.name}.tmp")
+        out, labels, paths, skipped = None, [], [], list(index.skipped)
+        try:
+            for img, label, path in _read_checked(index, names, expected_size, on_bad_file,
+                                                  skipped, progress, root.name):
+                if out is None:
+                    out = np.lib.format.open_memmap(tmp, "w+", np.uint8,
+                                                    (len(index.files), *img.shape))
+                out[len(labels)] = img
+                labels.append(label)
+                paths.append(path)
+            if out is None:
+                raise DatasetNotFoundError(f"{root}: no readable images.")
+            out.flush()
+            del out
+            os.replace(tmp, data)
+        finally:
+            tmp.unlink(missing_ok=True)
+        n = len(labels)
+        atomic_write_json(meta, {"count": n, "labels": labels, "paths": paths,
+                                 "skipped": skipped})
+    record = json.loads(meta.read_text())
+    images = np.load(data, mmap_mode="r")[: record["count"]]
+    return ImageSet(images, np.array(record["labels"], dtype=np.int64), names, record["paths"],
+                    [tuple(s) for s in record["skipped"]])
 
 
 @dataclass
@@ -236,8 +317,30 @@ class Split:
 
 
 def split_arrays(images: np.ndarray, labels: np.ndarray, split: np.ndarray) -> dict[str, Split]:
-    """The train/val/test arrays for a split assignment."""
-    return {name: Split(images[split == name], labels[split == name]) for name in SPLITS}
+    """The train/val/test arrays for a split assignment.
+
+    Images read from disk (:func:`load_images` with ``in_memory=False``) stay on disk: each
+    split is copied, chunk by chunk, to its own array file beside the images' file.
+    """
+    if not is_on_disk(images):
+        return {name: Split(images[split == name], labels[split == name]) for name in SPLITS}
+    source = Path(images.filename)
+    digest = hashlib.sha256(np.asarray(split).astype(str).tobytes()).hexdigest()[:16]
+    folder = source.parent / f"{source.stem}-split-{digest}"
+    folder.mkdir(exist_ok=True)
+    out = {}
+    for name in SPLITS:
+        path, idx = folder / f"{name}.npy", np.flatnonzero(split == name)
+        if not path.is_file():
+            tmp = path.with_name(f".{path.name}.tmp")
+            arr = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(idx), *images.shape[1:]))
+            for part in chunks(len(idx)):
+                arr[part] = images[idx[part]]
+            arr.flush()
+            del arr
+            os.replace(tmp, path)
+        out[name] = Split(np.load(path, mmap_mode="r"), labels[idx])
+    return out
 
 
 def split_sizes(splits: dict[str, Split]) -> dict[str, int]:

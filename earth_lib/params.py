@@ -88,6 +88,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "synthetic_images_per_class": _p(100, int, "synthetic set: images per class", low=2),
         "synthetic_image_size": _p(64, int, "synthetic set: side in pixels", low=16, high=1024),
         "synthetic_classes": _p(6, int, "synthetic set: number of classes", low=2, high=6),
+        "in_memory": _p(True, bool, "load the processed images into memory; false for data "
+                        "larger than memory: one uint8 file in <processed_dir>/.arrays, read "
+                        "from disk batch by batch (same results)"),
         "on_bad_file": _p(DEFAULT_BAD_FILE_POLICY, str,
                           "unreadable image: skip (and list) or error",
                           choices=BAD_FILE_POLICIES),

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from earth_lib.augmentation import augmentation_layers, make_dataset
-from earth_lib.data import Split
+from earth_lib.data import Split, chunks
 from earth_lib.model import DEFAULT_PRESET, build_from_preset
 from earth_lib.params import SCHEMA
 
@@ -244,7 +244,14 @@ def dihedral_views(images: np.ndarray) -> list[np.ndarray]:
 
 def predict_proba(model: keras.Model, images: np.ndarray, tta: bool = False,
                   batch_size: int = 128) -> np.ndarray:
-    """Class probabilities; with ``tta``, averaged over the eight flips/rotations."""
-    views = dihedral_views(images) if tta else [images]
-    probs = [model.predict(v.astype(np.float32), batch_size=batch_size, verbose=0) for v in views]
-    return np.mean(probs, axis=0)
+    """Class probabilities; with ``tta``, averaged over the eight flips/rotations.
+
+    Chunk by chunk, so that an on-disk array is never read whole into memory.
+    """
+    out = []
+    for part in chunks(len(images)):
+        x = np.asarray(images[part], dtype=np.float32)
+        views = dihedral_views(x) if tta else [x]
+        out.append(np.mean([model.predict(v, batch_size=batch_size, verbose=0)
+                            for v in views], axis=0))
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]))

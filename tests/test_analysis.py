@@ -79,3 +79,27 @@ def test_band_pca_reduces_bands_fitted_on_given_images(tmp_path):
         bp.transform(x[..., :3])
     with pytest.raises(ValueError, match="between 1 and the band count"):
         fit_band_pca(x, 14)
+
+
+def test_chunked_statistics_equal_the_whole_array_ones(monkeypatch):
+    """Histograms, class means, PCA scores and classical features walk the images chunk by
+    chunk (so on-disk data is never read whole); the chunking changes no figure."""
+    from earth_lib import data
+    from earth_lib.classical import image_features
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (23, 6, 6, 2), dtype=np.uint8)
+    labels = rng.integers(0, 3, 23)
+    labels[:3] = [0, 1, 2]
+    pca = fit_pca(x, 0.9, seed=0)
+    whole = (band_histograms(x, labels, 4), mean_images(x, labels, 4), pca.transform(x),
+             image_features(x, bins=4))
+    monkeypatch.setattr(data, "CHUNK", 5)
+    chunked = (band_histograms(x, labels, 4), mean_images(x, labels, 4), pca.transform(x),
+               image_features(x, bins=4))
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert whole[1][3].max() == 0  # a class without images: a zero mean image
+    flat = x.reshape(23, -1).astype(np.float32)
+    np.testing.assert_allclose(whole[2], (flat - pca.mean_) @ pca.components_.T, rtol=1e-4,
+                               atol=1e-3)

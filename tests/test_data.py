@@ -7,6 +7,7 @@ from earth_lib.data import (
     cross_split_duplicates,
     describe_skipped,
     index_folder,
+    is_on_disk,
     load_images,
     read_split_file,
     split_arrays,
@@ -192,3 +193,43 @@ def test_a_per_class_cap_is_a_seeded_choice(tmp_path):
     assert any(select_files(index, max_per_class=3, seed=s).files != one.files
                for s in range(2, 6))
     assert select_files(index, max_per_class=10).files == index.files
+
+
+def test_images_read_from_disk_equal_the_loaded_ones_and_are_reused(tmp_path):
+    """in_memory=False: one uint8 file, memory-mapped; the same arrays and the same splits."""
+    root = _folder(tmp_path, n=6)
+    (root / "a" / "broken.png").write_bytes(b"")
+    ram = load_images(root, progress=False)
+    disk = load_images(root, progress=False, in_memory=False)
+    assert is_on_disk(disk.images) and not is_on_disk(ram.images)
+    np.testing.assert_array_equal(disk.images, ram.images)
+    assert disk.paths == ram.paths and list(disk.labels) == list(ram.labels)
+    assert [p for p, _ in disk.skipped] == [p for p, _ in ram.skipped]
+    files = sorted((root / ".arrays").glob("images-*"))
+    again = load_images(root, progress=False, in_memory=False)
+    assert sorted((root / ".arrays").glob("images-*")) == files  # reused, not rewritten
+    np.testing.assert_array_equal(again.images, ram.images)
+    split = stratified_split(ram.labels, 0.5, 0.25, 0.25, seed=0)
+    on_disk, in_ram = split_arrays(disk.images, disk.labels, split), \
+        split_arrays(ram.images, ram.labels, split)
+    for name in ("train", "val", "test"):
+        assert is_on_disk(on_disk[name].x)
+        np.testing.assert_array_equal(on_disk[name].x, in_ram[name].x)
+        np.testing.assert_array_equal(on_disk[name].y, in_ram[name].y)
+    assert not is_on_disk(subsample(on_disk["train"], 2, seed=0).x)  # a copy, in memory
+
+
+def test_images_on_disk_follow_the_folder_and_fail_cleanly(tmp_path):
+    """A changed folder gets a new array file (the old one removed); a bad file with
+    on_bad_file=error raises, naming it, and leaves no partial array file behind."""
+    root = _folder(tmp_path, n=3)
+    load_images(root, progress=False, in_memory=False)
+    before = {p.name for p in (root / ".arrays").iterdir()}
+    write_png(root / "b" / "b9.png", np.full((8, 8, 3), 7, np.uint8))
+    ds = load_images(root, progress=False, in_memory=False)
+    assert len(ds.labels) == 7 and not before & {p.name for p in (root / ".arrays").iterdir()}
+    np.testing.assert_array_equal(ds.images[ds.paths.index(str(root / "b" / "b9.png"))], 7)
+    (root / "a" / "broken.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="broken.png"):
+        load_images(root, on_bad_file="error", progress=False, in_memory=False)
+    assert not list((root / ".arrays").glob(".*.tmp"))

@@ -6,7 +6,7 @@ import pytest
 from earth_lib.data import Split
 from earth_lib.evaluation import evaluate_predictions
 from earth_lib.run import Run
-from earth_lib.training import dihedral_views, make_objective, train_model
+from earth_lib.training import dihedral_views, make_objective, predict_proba, train_model
 
 HP = {"rotation": 10, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1, "horizontal_flip": 1,
       "vertical_flip": 0, "learning_rate": 3e-3, "batch_size": 8, "kernel_size": 3}
@@ -185,3 +185,24 @@ def test_export_serves_the_same_probabilities_without_this_package(tmp_path):
     assert served.returncode == 0, served.stderr[-2000:]
     probs = np.array(json.loads(served.stdout.strip().splitlines()[-1]))
     assert np.allclose(probs, model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_training_from_disk_gives_the_same_results(tmp_path):
+    """Data larger than memory: splits as on-disk arrays train through tf.data batch by batch,
+    with the same batches, hence the same losses and predictions as arrays in memory."""
+    train, val = _toy(40), _toy(16, seed=1)
+
+    def on_disk(split, name):
+        path = tmp_path / f"{name}.npy"
+        np.save(path, split.x)
+        return Split(np.load(path, mmap_mode="r"), split.y)
+
+    results = []
+    for tr, va in ((train, val), (on_disk(train, "train"), on_disk(val, "val"))):
+        model, hist = train_model(HP, tr, va, 2, (8, 8, 3), preset="tiny", epochs=2, patience=2,
+                                  seed=3, verbose=False)
+        results.append((hist, predict_proba(model, va.x, tta=True)))
+    (h_ram, p_ram), (h_disk, p_disk) = results
+    np.testing.assert_allclose(h_disk["loss"], h_ram["loss"], rtol=1e-5)
+    np.testing.assert_allclose(h_disk["val_ce"], h_ram["val_ce"], rtol=1e-5)
+    np.testing.assert_allclose(p_disk, p_ram, rtol=1e-5, atol=1e-6)
