@@ -183,9 +183,10 @@ def bench_markdown(bench_json: str | Path) -> str:
         rows.append(f"| one GPyOpt suggestion after {n} trials | {sec:.2f} s | - |")
     for key, mb in b.items():
         if key.startswith("peak_rss_mb_") and key != "peak_rss_mb_this_process":
-            n, px = key.removeprefix("peak_rss_mb_").split("_")
-            rows.append(f"| peak memory, search + final training, {int(n):,} images of {px} "
-                        f"| {mb:,} MB | 2,048 MB |")
+            n, px, *disk = key.removeprefix("peak_rss_mb_").split("_", 2)
+            where = "read from disk (`data.in_memory: false`)" if disk else "in memory"
+            rows.append(f"| peak memory, search + final training, {int(n):,} images of {px}, "
+                        f"images {where} | {mb:,} MB | 2,048 MB |")
     machine = b.get("machine", {})
     where = ", ".join(machine.get("gpus") or []) or f"{machine.get('cpus', '?')} CPU cores"
     return "\n".join(rows) + f"\n\nMeasured on {where} in {b.get('seconds', '?')} s."

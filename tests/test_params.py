@@ -22,7 +22,7 @@ def test_defaults_are_valid_and_complete():
 
 @pytest.mark.parametrize("name", ["default", "smoke", "paper", "eurosat", "eurosat_ms",
                                   "ucmerced", "eurosat_cpu", "compare_smoke",
-                                  "compare_eurosat_cpu"])
+                                  "compare_eurosat_cpu", "eurosat_full_cpu"])
 def test_shipped_parameter_files_load(root, name):
     p = load_params(root / "params" / f"{name}.yaml")
     assert p["search"]["steps"] == (2 if name == "compare_smoke" else 3)

@@ -125,6 +125,11 @@ def test_compare_smoke_runs_every_arm_and_resumes(root, tmp_path):
         assert 0 <= r["test"]["accuracy"] <= 1 and r["test"]["n"] == 14
     assert {f.name for f in (run / "figures").glob("compare_*.png")} == {
         "compare_test_accuracy.png", "compare_budget_curves.png", "compare_trial_values.png"}
+    # data.in_memory: false: the images were read from one array file, each split from its own
+    arrays = root / "data" / "processed" / "smoke_16" / ".arrays"
+    assert len(list(arrays.glob("images-*.npy"))) == 1
+    assert {f.name for f in arrays.glob("images-*-split-*/*.npy")} == {
+        "train.npy", "val.npy", "test.npy"}
     from earth_lib.evaluation import evaluate_folder
 
     arm = run / "arms" / "improved" / "seed1"
