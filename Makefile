@@ -47,9 +47,9 @@ env: $(VENV)/.installed
 ## lock: re-resolve requirements/{cpu,gpu}.lock from pyproject.toml (every platform, Python 3.11+)
 lock: env
 	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet \
-		--extra cpu --extra notebooks --extra dev -o requirements/cpu.lock
+		--extra cpu --extra notebooks --extra distributed --extra dev -o requirements/cpu.lock
 	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet \
-		--extra gpu --extra notebooks --extra dev -o requirements/gpu.lock
+		--extra gpu --extra notebooks --extra distributed --extra dev -o requirements/gpu.lock
 
 $(OUT)/01_preprocessing.ipynb: $(NB1) $(PARAMS) $(LIB) | $(VENV)/.installed
 	$(RUN_NB) $(NB1)

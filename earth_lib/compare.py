@@ -73,7 +73,8 @@ def arm_plan(arm: str, p: dict[str, Any]) -> dict[str, Any]:
     s, c = p["search"], p["compare"]
     budget, epochs = budget_trial_epochs(p), s["epochs"]
     trials = int(budget // epochs)
-    common = {"shrink": s["shrink"], "min_step": s["min_step"], "acquisition": s["acquisition"]}
+    common = {"shrink": s["shrink"], "min_step": s["min_step"], "acquisition": s["acquisition"],
+              "workers": s["workers"]}
     if arm == "literature":
         return {"epochs": epochs, "search": None}
     if arm == "random":
@@ -128,7 +129,7 @@ def plan_summary(p: dict[str, Any]) -> pd.DataFrame:
 def run_arm(arm: str, seed: int, splits: dict[str, Split], search_splits: tuple,
             class_names: list[str], p: dict[str, Any], space: SearchSpace, folder: Run,
             preprocess: dict[str, Any], fingerprint: dict[str, str], band_pca=None,
-            log: Callable[[str], None] = print) -> ArmResult:
+            executor=None, log: Callable[[str], None] = print) -> ArmResult:
     """Choose one arm's values on one seed, train them like the final model, test them."""
     from earth_lib.training import make_objective, predict_proba, train_model
 
@@ -148,7 +149,7 @@ def run_arm(arm: str, seed: int, splits: dict[str, Split], search_splits: tuple,
                     "val_loss": scored["val_loss"]}]
     else:
         result = run_search(
-            objective, space, folder.search_history, seed=seed, log=log,
+            objective, space, folder.search_history, seed=seed, log=log, executor=executor,
             fingerprint={**fingerprint, "arm": arm, "trial_epochs": str(plan["epochs"])},
             **plan["search"])
         hp, best, history = dict(result.best.hp), result.best.val_loss, result.table()
@@ -171,9 +172,12 @@ def run_arm(arm: str, seed: int, splits: dict[str, Split], search_splits: tuple,
 
 def run_comparison(splits: dict[str, Split], search_splits: tuple, class_names: list[str],
                    p: dict[str, Any], run: Run, preprocess: dict[str, Any],
-                   fingerprint: dict[str, str], band_pca=None,
+                   fingerprint: dict[str, str], band_pca=None, executor=None,
                    log: Callable[[str], None] = print) -> list[ArmResult]:
-    """Every arm on every seed; finished (arm, seed) pairs are read back, not rerun."""
+    """Every arm on every seed; finished (arm, seed) pairs are read back, not rerun.
+
+    ``executor`` (``distributed.trial_executor``): where the arms' search trials run.
+    """
     import keras
 
     space = SearchSpace.from_dict(p["search"]["space"])
@@ -189,7 +193,7 @@ def run_comparison(splits: dict[str, Split], search_splits: tuple, class_names: 
             continue
         folder.path.mkdir(parents=True, exist_ok=True)
         r = run_arm(arm, seed, splits, search_splits, class_names, p, space, folder,
-                    preprocess, fingerprint, band_pca,
+                    preprocess, fingerprint, band_pca, executor,
                     log=lambda m, a=arm, s=seed: log(f"  {a}/{s}: {m}"))
         keras.backend.clear_session()
         results.append(r)

@@ -161,6 +161,10 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                                "the choice is by mean", low=1, high=10),
         "max_trial_seconds": _p(None, float, "stop a trial at the first epoch end past this "
                                 "(recorded as time_limit)", nullable=True, low=1.0),
+        "workers": _p(1, int, "trials run at once, as Ray tasks (pip install -e '.[distributed]'"
+                      "); 1: in this process, without Ray", low=1, high=1024),
+        "ray_address": _p(None, str, "a running Ray cluster to run the trials on (or set "
+                          "RAY_ADDRESS); none: a local Ray when workers > 1", nullable=True),
         "max_train_images": _p(None, int, "subsample the training split for trials",
                                nullable=True, low=2),
         "space": _p(None, dict, "hyperparameter space: name -> {type, bounds | values}",
@@ -189,6 +193,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "early_stopping": _p(True, bool, "stop after `patience` epochs without progress and "
                              "restore the best weights (off: all epochs, last weights)"),
         "tta": _p(False, bool, "average predictions over the 8 flips/rotations at test"),
+        "distribute": _p("auto", str, "final training on several GPUs: auto uses "
+                         "tf.distribute.MirroredStrategy when more than one GPU is visible "
+                         "(batch_size per GPU), off never", choices=("auto", "off")),
     },
     "logging": {
         "tensorboard": _p(False, bool, "also write TensorBoard logs: the final training's "
@@ -493,7 +500,7 @@ def train_settings(params: dict[str, Any], final: bool) -> dict[str, Any]:
               "schedule": t["schedule"]}
     if final:
         return {**common, "epochs": t["epochs"], "patience": t["patience"],
-                "early_stopping": t["early_stopping"]}
+                "early_stopping": t["early_stopping"], "distribute": t["distribute"]}
     # a trial runs all its epochs and is scored on its best one
     return {**common, "epochs": s["epochs"], "time_limit": s["max_trial_seconds"]}
 
@@ -509,7 +516,12 @@ def search_settings(params: dict[str, Any]) -> dict[str, Any]:
             "start_points": [baseline_hyperparameters(params)] if s["start_from_baseline"]
             else None,
             "finalists": s["finalists"], "finalist_budget": s["finalist_budget"],
-            "finalist_repeats": s["finalist_repeats"]}
+            "finalist_repeats": s["finalist_repeats"], "workers": s["workers"]}
+
+
+def executor_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``distributed.trial_executor``: where the search's trials run."""
+    return {"workers": params["search"]["workers"], "address": params["search"]["ray_address"]}
 
 
 def search_fingerprint(params: dict[str, Any]) -> dict[str, Any]:

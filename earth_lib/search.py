@@ -28,6 +28,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -396,6 +397,18 @@ def _settled(space: SearchSpace, trials: list[Trial], best: dict, top: int = 3) 
             and all(abs(float(t.hp[d.name]) - float(best[d.name])) < 1e-9 for t in ranked)}
 
 
+def timed_call(objective: Callable[..., dict[str, float]], hp: dict, budget: float = 1.0,
+               repeat: int = 0) -> tuple[dict[str, float], float]:
+    """``objective(hp)`` (with ``budget``/``repeat`` when not the defaults) and its seconds.
+
+    Module-level, so that an executor in other processes (Ray) can run it.
+    """
+    t0 = time.perf_counter()
+    result = (objective(hp) if budget == 1.0 and repeat == 0
+              else objective(hp, budget=budget, repeat=repeat))
+    return result, time.perf_counter() - t0
+
+
 def run_search(
     objective: Callable[..., dict[str, float]],
     space: SearchSpace,
@@ -413,6 +426,8 @@ def run_search(
     finalists: int = 0,
     finalist_budget: float = 1.0,
     finalist_repeats: int = 1,
+    workers: int = 1,
+    executor: Executor | None = None,
     fingerprint: dict[str, str] | None = None,
     log: Callable[[str], None] = print,
 ) -> SearchResult:
@@ -425,12 +440,21 @@ def run_search(
     times at ``finalist_budget`` times the trial length (``objective(hp, budget=b,
     repeat=r)``), and the choice is made on those longer trials.
 
-    A trial that raises is recorded as failed (with its error) and scored with a penalty;
-    the search goes on. Trials already in ``history_path`` are reused, not re-run: the
-    search resumes, if its ``fingerprint`` matches.
+    With an ``executor`` (``concurrent.futures.Executor``-like, e.g. Ray's in
+    ``earth_lib.distributed``), a step's design points and its finalists run at once, and
+    GP suggestions come in rounds of ``workers`` (constant liar: each pending point counts
+    as the mean loss so far until it is scored). Results are recorded in a fixed order
+    (as the trials were planned), each as soon as it and those before it are done.
+
+    A trial that raises (on a worker: also a worker that dies) is recorded as failed, with
+    its error, and scored with a penalty; the search goes on. Trials already in
+    ``history_path`` are reused, not re-run: the search resumes, if its ``fingerprint``
+    matches.
     """
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {', '.join(DESIGNS)}. Got {design!r}.")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1. Got {workers}.")
     history = SearchHistory(history_path, space.names,
                             {"space": json.dumps(space.to_dict(), sort_keys=True),
                              **(fingerprint or {})})
@@ -442,26 +466,14 @@ def run_search(
         + (len(start_points) + steps - 1 if start_points is not None else 0)
     started, resumed = time.perf_counter(), len(history.trials)
 
-    def evaluate(step: int, index: int, source: str, hp: dict, budget: float = 1.0,
-                 repeat: int = 0) -> Trial:
-        found = history.find(step, source, index)
-        if found is not None:
-            return found
-        t0 = time.perf_counter()
-        status, error = "ok", ""
-        try:
-            result = (objective(hp) if budget == 1.0 and repeat == 0
-                      else objective(hp, budget=budget, repeat=repeat))
-            status = str(result.get("status", "ok"))
-        except Exception as err:  # a failed trial is a result, not the end of the search
-            result, status = {"val_loss": float("nan")}, "failed"
-            error = f"{type(err).__name__}: {err}".replace("\n", " ")[:500]
+    def record(job: tuple, result: dict, seconds: float, status: str, error: str) -> None:
+        step, index, source, hp, budget, repeat = job
         loss = float(result["val_loss"])
         if not math.isfinite(loss) and status == "ok":
             status, error = "failed", "no finite validation loss"
         trial = Trial(step, index, source, hp, loss,
-                      float(result.get("val_accuracy", float("nan"))),
-                      round(time.perf_counter() - t0, 2), float(budget), repeat, status, error)
+                      float(result.get("val_accuracy", float("nan"))), round(seconds, 2),
+                      float(budget), repeat, status, error)
         history.append(trial)
         elapsed = time.perf_counter() - started
         left = elapsed / (len(history.trials) - resumed) * max(0, planned - len(history.trials))
@@ -472,7 +484,29 @@ def run_search(
             f"val_acc={trial.val_accuracy:.3f} {status}{f' [{error}]' if error else ''}; "
             f"{trial.seconds:.0f}s, {elapsed / 60:.1f} min so far, ~{left / 60:.1f} min left"
             f" | {shown}")
-        return trial
+
+    def evaluate_all(jobs: list[tuple]) -> None:
+        """Run the jobs ``(step, index, source, hp, budget, repeat)`` not yet in the history.
+
+        On the executor all at once, else one by one; recorded in job order.
+        """
+        todo = [j for j in jobs if history.find(j[0], j[2], j[1]) is None]
+        submitted = {}
+        if executor is not None:
+            for j in todo:
+                submitted[j[:3]] = (time.perf_counter(),
+                                    executor.submit(timed_call, objective, j[3], j[4], j[5]))
+        for j in todo:
+            t0, future = submitted.get(j[:3], (time.perf_counter(), None))
+            try:
+                result, seconds = (future.result() if future is not None
+                                   else timed_call(objective, j[3], j[4], j[5]))
+                status, error = str(result.get("status", "ok")), ""
+            except Exception as err:  # a failed trial is a result, not the end of the search
+                result, status = {"val_loss": float("nan")}, "failed"
+                seconds = time.perf_counter() - t0
+                error = f"{type(err).__name__}: {err}".replace("\n", " ")[:500]
+            record(j, result, seconds, status, error)
 
     def best_so_far() -> Trial | None:
         return min((t for t in history.trials if math.isfinite(t.val_loss) and t.budget == 1.0),
@@ -487,27 +521,35 @@ def run_search(
             best = best_so_far()
             extra = start_points if step == 1 else ([best.hp] if best else [])
             design_points += [p for p in extra if current.contains(p)]
-        for i, hp in enumerate(design_points):
-            evaluate(step, i, "initial", hp)
-        previous = None
+        evaluate_all([(step, i, "initial", hp, 1.0, 0) for i, hp in enumerate(design_points)])
+        previous, it, stopped = None, 0, False
         reason = f"{iterations_per_step} iterations"
-        for it in range(iterations_per_step):
-            done = history.find(step, "bo", it)
-            if done is not None:
-                previous = current.encode(done.hp)
-                continue
-            inside = [t for t in history.trials if current.contains(t.hp) and t.budget == 1.0]
-            finite = [t.val_loss for t in inside if math.isfinite(t.val_loss)]
-            worst = max(finite) + 1.0 if finite else 10.0
-            ys = [t.val_loss if math.isfinite(t.val_loss) else worst for t in inside]
-            hp = suggest_next(current, [t.hp for t in inside], ys,
-                              seed=seed * 1000 + step * 100 + it, acquisition=acquisition)
-            x = current.encode(hp)
-            if previous is not None and np.linalg.norm(x - previous) < min_step:
-                reason = f"consecutive points closer than {min_step:g} after {it} iterations"
-                break
-            evaluate(step, it, "bo", hp)
-            previous = x
+        while it < iterations_per_step and not stopped:
+            batch, pending = [], []
+            for j in range(it, min(it + workers, iterations_per_step)):
+                done = history.find(step, "bo", j)
+                if done is not None:
+                    hp = done.hp
+                else:
+                    inside = [t for t in history.trials
+                              if current.contains(t.hp) and t.budget == 1.0]
+                    finite = [t.val_loss for t in inside if math.isfinite(t.val_loss)]
+                    worst = max(finite) + 1.0 if finite else 10.0
+                    ys = [t.val_loss if math.isfinite(t.val_loss) else worst for t in inside]
+                    lie = float(np.mean(finite)) if finite else worst
+                    hp = suggest_next(current, [t.hp for t in inside] + pending,
+                                      ys + [lie] * len(pending),
+                                      seed=seed * 1000 + step * 100 + j, acquisition=acquisition)
+                    x = current.encode(hp)
+                    if previous is not None and np.linalg.norm(x - previous) < min_step:
+                        reason = f"consecutive points closer than {min_step:g} after {j} iterations"
+                        stopped = True
+                        break
+                previous = current.encode(hp)
+                pending.append(hp)
+                batch.append((step, j, "bo", hp, 1.0, 0))
+            evaluate_all(batch)
+            it += len(batch)
         reasons.append(reason)
         best = best_so_far()
         if best is None:
@@ -524,10 +566,9 @@ def run_search(
             if _key(t.hp) not in seen:
                 seen.add(_key(t.hp))
                 ranked.append(t.hp)
-        for rank, hp in enumerate(ranked[:finalists]):
-            for r in range(finalist_repeats):
-                evaluate(steps + 1, rank * finalist_repeats + r, "finalist", hp,
-                         finalist_budget, r)
+        evaluate_all([(steps + 1, rank * finalist_repeats + r, "finalist", hp, finalist_budget, r)
+                      for rank, hp in enumerate(ranked[:finalists])
+                      for r in range(finalist_repeats)])
     return SearchResult(list(history.trials), spaces, reasons)
 
 

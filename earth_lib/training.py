@@ -7,6 +7,7 @@ the best epoch (plain cross-entropy, whatever label smoothing the training loss 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from earth_lib.augmentation import augmentation_layers, make_dataset
 from earth_lib.data import Split, chunks
@@ -69,6 +71,21 @@ def use_mixed_precision_on_gpu() -> bool:
     if on_gpu and keras.mixed_precision.global_policy().name != "mixed_float16":
         keras.mixed_precision.set_global_policy("mixed_float16")
     return on_gpu
+
+
+def distribution_strategy(mode: str = "auto",
+                          device_type: str = "GPU") -> tf.distribute.Strategy | None:
+    """``MirroredStrategy`` over the visible ``device_type`` devices, or None.
+
+    A strategy when ``mode`` is ``auto`` and there are two or more such devices; None (one
+    device: nothing changes) otherwise.
+    """
+    if mode not in ("auto", "off"):
+        raise ValueError(f"distribute must be 'auto' or 'off'. Got {mode!r} instead.")
+    devices = [d.name for d in tf.config.list_logical_devices(device_type)]
+    if mode == "off" or len(devices) < 2:
+        return None
+    return tf.distribute.MirroredStrategy(devices)
 
 
 class TimeLimit(keras.callbacks.Callback):
@@ -140,6 +157,7 @@ def train_model(
     verbose: bool = True,
     csv_log: str | Path | None = None,
     tensorboard_dir: str | Path | None = None,
+    distribute: str | tf.distribute.Strategy = "off",
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build and train one ResNet with these hyperparameters.
 
@@ -151,15 +169,21 @@ def train_model(
     history holds ``time_limit_hit``. With a PCA ``decoder``, the splits hold PCA scores
     and the images are rebuilt batch by batch. ``csv_log`` gets one row per epoch as it
     ends (kept if the run is interrupted); ``tensorboard_dir`` gets TensorBoard curves.
+    ``distribute``: ``auto`` trains on every visible GPU when there are several
+    (:func:`distribution_strategy`; ``batch_size`` is then per GPU, the learning rate as
+    given), ``off`` on one device, or a ``tf.distribute.Strategy`` to use.
     """
     keras.utils.set_random_seed(int(seed))
     use_mixed_precision_on_gpu()
     epochs = int(hp.get("epochs", epochs))
-    batch = int(hp["batch_size"])
-    model = build_from_preset(input_shape, num_classes, preset, int(hp["kernel_size"]), dropout)
+    strategy = distribute if not isinstance(distribute, str) else distribution_strategy(distribute)
+    batch = int(hp["batch_size"]) * (strategy.num_replicas_in_sync if strategy else 1)
     steps = math.ceil(len(train.y) / batch)
-    compile_model(model, float(hp["learning_rate"]), steps, epochs, warmup_epochs, weight_decay,
-                  label_smoothing, optimizer, schedule)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        model = build_from_preset(input_shape, num_classes, preset, int(hp["kernel_size"]),
+                                  dropout)
+        compile_model(model, float(hp["learning_rate"]), steps, epochs, warmup_epochs,
+                      weight_decay, label_smoothing, optimizer, schedule)
     train_ds = make_dataset(train.x, train.y, num_classes, batch, augmentation_layers(hp, seed),
                             shuffle=True, seed=seed, decoder=decoder)
     val_ds = make_dataset(val.x, val.y, num_classes, 256, decoder=decoder)
@@ -178,6 +202,7 @@ def train_model(
                      callbacks=callbacks)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     history["time_limit_hit"] = [float(bool(limit and limit.hit))]
+    history["global_batch_size"] = [float(batch)]
     return model, history
 
 
