@@ -231,6 +231,47 @@ def bench_memory(tmp: Path, sizes: list[tuple[int, int]], preset: str,
     return out
 
 
+WORKERS_JOB = """
+import json, sys, time
+import numpy as np
+from earth_lib.data import Split
+from earth_lib.distributed import trial_executor
+from earth_lib.params import validate
+from earth_lib.search import SearchSpace, run_search
+from earth_lib.training import make_objective
+trials, workers, images, history = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), \\
+    sys.argv[4]
+rng = np.random.default_rng(0)
+y = np.arange(images) % 10
+x = (rng.integers(0, 120, (images, 32, 32, 3)) + 12 * y[:, None, None, None]).astype(np.uint8)
+objective = make_objective(Split(x, y), Split(x[:200], y[:200]), 10, (32, 32, 3), seed=0,
+                           epochs=2, preset="small")
+space = SearchSpace.from_dict(validate({})["search"]["space"])
+t = time.perf_counter()
+executor = trial_executor(workers=workers)
+start = time.perf_counter() - t
+run_search(objective, space, history, steps=1, initial_points=trials, iterations_per_step=0,
+           seed=0, workers=workers, executor=executor, log=lambda m: None)
+print(json.dumps({"seconds": time.perf_counter() - t, "ray_start_seconds": start}))
+"""
+
+
+def bench_workers(tmp: Path, trials: int, images: int, counts: list[int]) -> dict:
+    """Wall time of the same ``trials`` search trials with 1 (in process) and N Ray workers."""
+    out = {}
+    for workers in counts:
+        res = subprocess.run([sys.executable, "-c", WORKERS_JOB, str(trials), str(workers),
+                              str(images), str(tmp / f"workers_{workers}.csv")],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"workers job ({workers}) failed:\n{res.stderr[-3000:]}")
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        out[str(workers)] = {k: round(v, 1) for k, v in r.items()}
+        print(f"{trials} search trials with {workers} worker(s): {r['seconds']:.0f} s "
+              f"(of which starting Ray {r['ray_start_seconds']:.0f} s)")
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run every benchmark; print the figures and write them to ``--out``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -246,7 +287,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="images x px for the peak-memory runs (comma-separated)")
     ap.add_argument("--memory-modes", default="memory,disk",
                     help="where the images are in the peak-memory runs: memory, disk or both")
-    ap.add_argument("--skip", default="", help="comma-separated: preprocess,train,search,memory")
+    ap.add_argument("--workers-trials", type=int, default=8,
+                    help="search trials timed with 1 and 2 workers (Ray)")
+    ap.add_argument("--workers-images", type=int, default=1000,
+                    help="training images of each timed trial (32 px, 2 epochs)")
+    ap.add_argument("--skip", default="",
+                    help="comma-separated: preprocess,train,search,memory,workers")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     started = time.perf_counter()
@@ -277,6 +323,9 @@ def main(argv: list[str] | None = None) -> None:
                                              for k, v in result["training"].items()}
         if "search" not in skip:
             result["search_seconds_per_suggestion"] = bench_search((20, 60, 150))
+        if "workers" not in skip:
+            result["search_workers_seconds"] = bench_workers(
+                Path(tmp), args.workers_trials, args.workers_images, [1, 2])
     result["seconds"] = round(time.perf_counter() - started)
     result["peak_rss_mb_this_process"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -181,6 +181,10 @@ def bench_markdown(bench_json: str | Path) -> str:
                         f"{100 * t['train_flop_fraction']:.1f} % of the matrix product | 50 % |")
     for n, sec in b.get("search_seconds_per_suggestion", {}).items():
         rows.append(f"| one GPyOpt suggestion after {n} trials | {sec:.2f} s | - |")
+    for workers, w in b.get("search_workers_seconds", {}).items():
+        where = "in process" if workers == "1" else f"as Ray tasks ({workers} at once)"
+        rows.append(f"| the same search trials {where} | {w['seconds']:.0f} s (starting Ray "
+                    f"{w['ray_start_seconds']:.0f} s) | - |")
     for key, mb in b.items():
         if key.startswith("peak_rss_mb_") and key != "peak_rss_mb_this_process":
             n, px, *disk = key.removeprefix("peak_rss_mb_").split("_", 2)

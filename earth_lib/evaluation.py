@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import classification_report, confusion_matrix
+from sklearn.metrics import (
+    average_precision_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 from earth_lib.analysis import BandPCA
 from earth_lib.data import index_folder
@@ -39,6 +45,56 @@ def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray,
         "per_class": {c: {k: float(v) for k, v in report[c].items()} for c in class_names},
         "macro_f1": float(report["macro avg"]["f1-score"]),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def tune_thresholds(y_val: np.ndarray, proba_val: np.ndarray) -> np.ndarray:
+    """Per-label decision thresholds that maximise each label's F1 on validation.
+
+    Tuned on validation only and applied unchanged to test; 0.5 for a label that
+    validation never shows (no evidence to move it).
+    """
+    y_val = np.asarray(y_val, dtype=bool)
+    out = np.full(y_val.shape[1], 0.5)
+    for j in range(y_val.shape[1]):
+        if not y_val[:, j].any():
+            continue
+        candidates = np.unique(proba_val[:, j])
+        f1 = [f1_score(y_val[:, j], proba_val[:, j] >= t, zero_division=0) for t in candidates]
+        out[j] = float(candidates[int(np.argmax(f1))])
+    return out
+
+
+def evaluate_multilabel(y_true: np.ndarray, proba: np.ndarray, label_names: list[str],
+                        thresholds: np.ndarray | float = 0.5) -> dict[str, Any]:
+    """Multi-label metrics: per-label precision/recall/F1 and AP, micro and macro F1, mAP.
+
+    ``thresholds`` (one per label, e.g. from :func:`tune_thresholds`) turn probabilities
+    into label sets; mean average precision uses the probabilities themselves (labels
+    absent from ``y_true`` are left out of it).
+    """
+    y_true = np.asarray(y_true, dtype=bool)
+    pred = proba >= np.broadcast_to(np.asarray(thresholds, dtype=float), (proba.shape[1],))
+    p, r, f, support = precision_recall_fscore_support(y_true, pred, zero_division=0)
+    present = y_true.any(axis=0)
+    ap = [float(average_precision_score(y_true[:, j], proba[:, j])) if present[j]
+          else float("nan") for j in range(len(label_names))]
+    eps = 1e-7
+    bce = float(-np.mean(y_true * np.log(np.clip(proba, eps, 1))
+                         + ~y_true * np.log(np.clip(1 - proba, eps, 1))))
+    return {
+        "micro_f1": float(f1_score(y_true, pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, pred, average="macro", zero_division=0)),
+        "mean_average_precision": float(np.nanmean(ap)) if present.any() else float("nan"),
+        "exact_match": float(np.mean((pred == y_true).all(axis=1))),
+        "binary_cross_entropy": bce,
+        "n": int(len(y_true)),
+        "thresholds": dict(zip(label_names, np.broadcast_to(
+            np.asarray(thresholds, dtype=float), (len(label_names),)).tolist(), strict=True)),
+        "per_label": {name: {"precision": float(p[j]), "recall": float(r[j]),
+                             "f1-score": float(f[j]), "support": int(support[j]),
+                             "average_precision": ap[j]}
+                      for j, name in enumerate(label_names)},
     }
 
 

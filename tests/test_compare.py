@@ -155,12 +155,18 @@ def test_the_bench_block_shows_each_figure_beside_its_target(tmp_path):
                           "preprocess_speedup": 3.0},
         "gemm_gflops": 80.0, "training": {"small_64px": {
             "images_per_s": 400.0, "gflop_per_training_image": 0.3, "train_flop_fraction": 0.15}},
-        "search_seconds_per_suggestion": {"20": 1.5}, "peak_rss_mb_27000_64px": 3100}))
+        "search_seconds_per_suggestion": {"20": 1.5}, "peak_rss_mb_27000_64px": 3100,
+        "peak_rss_mb_27000_64px_on_disk": 1500,
+        "search_workers_seconds": {"1": {"seconds": 100.0, "ray_start_seconds": 0.0},
+                                   "2": {"seconds": 70.0, "ray_start_seconds": 9.0}}}))
     readme = tmp_path / "README.md"
     readme.write_text("<!-- generated: bench bench -->\n<!-- /generated -->\n")
     assert regenerate_readme(readme, tmp_path / "outputs") == ["bench bench: regenerated"]
     text = readme.read_text()
     assert "= x3.00 the original loop (10.0 images/s) | x20 |" in text
     assert "| 15.0 % of the matrix product | 50 % |" in text
-    assert "27,000 images of 64px | 3,100 MB | 2,048 MB |" in text
+    assert "27,000 images of 64px, images in memory | 3,100 MB | 2,048 MB |" in text
+    assert "27,000 images of 64px, images read from disk (`data.in_memory: false`) | 1,500 MB" \
+        in text
+    assert "| the same search trials as Ray tasks (2 at once) | 70 s (starting Ray 9 s) |" in text
     assert "Measured on 2 CPU cores in 600 s." in text

@@ -299,9 +299,11 @@ def test_bench_writes_its_figures(root, tmp_path):
     out = tmp_path / "bench.json"
     res = subprocess.run([sys.executable, "benchmarks/bench.py", "--out", str(out),
                           "--skip", "train,memory", "--pre-images", "12", "--pre-source-px",
-                          "32", "--pre-output-px", "24", "--workers", "1"], cwd=root,
+                          "32", "--pre-output-px", "24", "--workers", "1", "--workers-trials",
+                          "2", "--workers-images", "40"], cwd=root,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["preprocessing"]["images"] == 12 and figures["preprocess_speedup"] > 0
     assert set(figures["search_seconds_per_suggestion"]) == {"20", "60", "150"}
+    assert set(figures["search_workers_seconds"]) == {"1", "2"}  # in process, then on Ray

@@ -1,0 +1,246 @@
+"""Multi-label scenes (one image, several land covers): labels, splits and mosaics.
+
+Labels come from a CSV, in either of two layouts: ``path,labels`` (labels separated by
+``;``, ``|`` or spaces), or one 0/1 column per label after the image column, as in UC
+Merced's multi-label file (tab-separated, images named by stem: ``airplane00``). Images
+are matched by relative path or, failing that, by file stem. :func:`iterative_split`
+keeps every label represented in every split; :func:`build_mosaics` makes real
+multi-label scenes from a single-label class-folder set, with tiles of one split never
+used in another.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from earth_lib.data import SPLITS, index_folder
+from earth_lib.errors import ParameterError
+from earth_lib.io import (
+    IMAGE_EXTENSIONS,
+    atomic_write_csv,
+    atomic_write_image,
+    image_suffix,
+    read_image,
+)
+from earth_lib.progress import progress_bar
+
+#: Column names taken as the image column of a labels CSV (case-insensitive).
+IMAGE_COLUMNS = ("path", "image", "file", "filename", "image\\label", "name")
+LABEL_SEPARATORS = re.compile(r"[;|,\s]+")
+
+
+@dataclass
+class MultiLabels:
+    """Images and their labels: ``y[i, j]`` is 1 when image ``paths[i]`` shows ``names[j]``."""
+
+    paths: list[str]
+    y: np.ndarray  # (N, L) uint8
+    names: list[str]
+
+    def frequencies(self) -> dict[str, int]:
+        """Images per label."""
+        return dict(zip(self.names, self.y.sum(axis=0).tolist(), strict=True))
+
+    def cooccurrence(self) -> np.ndarray:
+        """(L, L) images showing both labels; the diagonal holds each label's count."""
+        y = self.y.astype(np.int64)
+        return y.T @ y
+
+
+def read_labels_csv(csv_path: str | Path, image_root: str | Path) -> MultiLabels:
+    """Labels of the images under ``image_root`` from a CSV (either layout, see module doc).
+
+    Raises a ``ParameterError`` naming the rows or files for: an image listed but not
+    found, an image found but not listed, an image listed without any label.
+    """
+    csv_path, root = Path(csv_path), Path(image_root)
+    if not csv_path.is_file():
+        raise ParameterError(f"labels CSV {csv_path} not found.")
+    text = csv_path.read_text(encoding="utf-8-sig")
+    dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",\t;")
+    rows = [r for r in csv.reader(text.splitlines(), dialect) if any(c.strip() for c in r)]
+    header, body = [c.strip() for c in rows[0]], rows[1:]
+    if header[0].lower() not in IMAGE_COLUMNS:
+        raise ParameterError(f"{csv_path}: the first column must name the image "
+                             f"({', '.join(IMAGE_COLUMNS)}); got {header[0]!r}.")
+    one_hot = len(header) > 2 or (len(header) == 2 and header[1].lower() != "labels")
+    listed: dict[str, list[str]] = {}
+    for n, row in enumerate(body, 2):
+        key = row[0].strip()
+        if one_hot:
+            try:
+                listed[key] = [h for h, v in zip(header[1:], row[1:], strict=True)
+                               if int(float(v))]
+            except ValueError as err:
+                raise ParameterError(f"{csv_path}:{n}: expected one 0/1 value per label "
+                                     f"({len(header) - 1}); got {row[1:]!r}.") from err
+        else:
+            listed[key] = [t for t in LABEL_SEPARATORS.split(row[1] if len(row) > 1 else "")
+                           if t]
+    files = _image_files(root)
+    by_path = {f.relative_to(root).as_posix(): f for f in files}
+    by_stem: dict[str, list[Path]] = {}
+    for f in files:
+        by_stem.setdefault(f.stem, []).append(f)
+    found: dict[str, str] = {}
+    for key in listed:
+        match = by_path.get(key) or (by_stem.get(Path(key).stem) or [None])
+        match = match if isinstance(match, Path) else (match[0] if len(match) == 1 else None)
+        if match is not None:
+            found[key] = str(match)
+    missing = [k for k in listed if k not in found]
+    if missing:
+        raise ParameterError(f"{csv_path}: {len(missing)} listed image(s) not found under "
+                             f"{root} (or named ambiguously), e.g. {missing[:3]}.")
+    unlabelled = [k for k, v in listed.items() if not v]
+    if unlabelled:
+        raise ParameterError(f"{csv_path}: {len(unlabelled)} image(s) without any label, e.g. "
+                             f"{unlabelled[:3]}.")
+    unlisted = sorted(set(map(str, files)) - set(found.values()))
+    if unlisted:
+        raise ParameterError(f"{root}: {len(unlisted)} image(s) have no row in {csv_path}, "
+                             f"e.g. {unlisted[:3]}.")
+    names = header[1:] if one_hot else sorted({t for v in listed.values() for t in v})
+    y = np.zeros((len(listed), len(names)), dtype=np.uint8)
+    for i, labels in enumerate(listed.values()):
+        y[i, [names.index(t) for t in labels]] = 1
+    return MultiLabels([found[k] for k in listed], y, list(names))
+
+
+def _image_files(root: Path) -> list[Path]:
+    """Every image under ``root`` (class folders or not), hidden files left out."""
+    if not root.is_dir():
+        raise ParameterError(f"image folder {root} not found.")
+    return sorted(f for f in root.rglob("*") if f.is_file() and not f.name.startswith(".")
+                  and f.suffix.lower() in IMAGE_EXTENSIONS and ".arrays" not in f.parts)
+
+
+def iterative_split(y: np.ndarray, fractions: dict[str, float], seed: int = 42) -> np.ndarray:
+    """Assign each image to a split so that every label keeps its share in every split.
+
+    Iterative stratification (Sechidis et al., ECML 2011): the rarest label's images are
+    placed first, each where that label is most wanted, a split still without the label
+    first. Returns split names (N,).
+    """
+    y = np.asarray(y, dtype=bool)
+    names = [s for s in SPLITS if fractions.get(s, 0) > 0]
+    share = np.array([fractions[s] for s in names], dtype=float)
+    share /= share.sum()
+    rng = np.random.default_rng(seed)
+    want_n = share * len(y)
+    want_label = share[:, None] * y.sum(axis=0)[None, :].astype(float)
+    out = np.full(len(y), "", dtype=object)
+    left = np.ones(len(y), dtype=bool)
+    have = np.zeros((len(names), y.shape[1]), dtype=np.int64)
+    while left.any():
+        counts = y[left].sum(axis=0)
+        if not counts.any():  # images without labels: where most images are still wanted
+            for i in rng.permutation(np.flatnonzero(left)):
+                s = int(np.argmax(want_n + rng.random(len(names)) * 1e-9))
+                out[i], want_n[s] = names[s], want_n[s] - 1
+            break
+        label = int(np.argmin(np.where(counts > 0, counts, np.iinfo(np.int64).max)))
+        for i in rng.permutation(np.flatnonzero(left & y[:, label])):
+            # a split still without this label comes first: every label in every split
+            # whenever it has as many images as there are splits
+            open_ = have[:, label] == 0
+            wanted = np.where(open_, want_label[:, label], -np.inf) if open_.any() \
+                else want_label[:, label]
+            best = np.flatnonzero(wanted == wanted.max())
+            if len(best) > 1:
+                best = best[want_n[best] == want_n[best].max()]
+            s = int(rng.choice(best))
+            out[i], left[i] = names[s], False
+            want_n[s] -= 1
+            want_label[s, y[i]] -= 1
+            have[s, y[i]] += 1
+    return out.astype(str)
+
+
+def missing_labels(y: np.ndarray, split: np.ndarray, names: list[str]) -> dict[str, list[str]]:
+    """Labels with no image in a split, per split (empty dict: every label everywhere)."""
+    out = {}
+    for s in SPLITS:
+        absent = [n for n, c in zip(names, y[split == s].sum(axis=0), strict=True) if c == 0]
+        if absent and (split == s).any():
+            out[s] = absent
+    return out
+
+
+def build_mosaics(
+    source: str | Path,
+    out_dir: str | Path,
+    *,
+    counts: dict[str, int],
+    grid: int = 2,
+    labels_per_mosaic: tuple[int, int] = (1, 3),
+    fractions: dict[str, float] | None = None,
+    seed: int = 42,
+    progress: bool = True,
+) -> MultiLabels:
+    """Multi-label scenes from a single-label class-folder set: ``grid`` x ``grid`` mosaics.
+
+    Each mosaic draws between ``labels_per_mosaic`` distinct classes (each used at least
+    once) and tiles them; its labels are the classes present. The tiles are split first
+    (``fractions`` of each class), and the ``counts[split]`` mosaics of a split use only
+    that split's tiles: no test tile is ever seen in training. Writes
+    ``out_dir/<split>/<split>_<n>.png`` and ``out_dir/labels.csv`` (path, labels, split)
+    and returns the labels. Deterministic for a seed.
+    """
+    lo, hi = labels_per_mosaic
+    if not 1 <= lo <= hi or hi > grid * grid:
+        raise ParameterError(f"labels_per_mosaic {labels_per_mosaic}: need 1 <= low <= high <= "
+                             f"{grid * grid} (tiles per mosaic).")
+    index = index_folder(source)
+    classes = index.classes
+    if hi > len(classes):
+        raise ParameterError(f"labels_per_mosaic high {hi} exceeds the {len(classes)} classes "
+                             f"of {source}.")
+    fractions = fractions or {"train": 0.7, "val": 0.15, "test": 0.15}
+    rng = np.random.default_rng(seed)
+    pools: dict[str, dict[str, list[Path]]] = {s: {c: [] for c in classes} for s in SPLITS}
+    for c in classes:
+        files = [f for f, label in index.files if label == c]
+        files = [files[i] for i in rng.permutation(len(files))]
+        edges = np.cumsum([0] + [round(fractions.get(s, 0) * len(files)) for s in SPLITS])
+        edges[-1] = len(files)
+        for k, s in enumerate(SPLITS):
+            pools[s][c] = files[edges[k]:edges[k + 1]]
+    out_dir = Path(out_dir)
+    rows, y = [], []
+    bar = progress_bar(total=sum(counts.values()), desc="mosaics", disable=not progress)
+    for s in SPLITS:
+        usable = [c for c in classes if pools[s][c]]
+        if counts.get(s, 0) and len(usable) < hi:
+            raise ParameterError(f"{source}: split {s!r} has tiles of {len(usable)} classes; "
+                                 f"mosaics need {hi}. Use more images per class.")
+        for n in range(counts.get(s, 0)):
+            k = int(rng.integers(lo, hi + 1))
+            chosen = list(rng.choice(usable, k, replace=False))
+            cells = chosen + list(rng.choice(chosen, grid * grid - k))
+            cells = [cells[i] for i in rng.permutation(len(cells))]
+            picked = [pools[s][c][int(rng.integers(len(pools[s][c])))] for c in cells]
+            tiles = [read_image(f) for f in picked]
+            odd = [f for f, t in zip(picked, tiles, strict=True) if t.shape != tiles[0].shape]
+            if odd:
+                raise ParameterError(f"{odd[0]}: tile of shape {tiles[picked.index(odd[0])].shape}"
+                                     f", others {tiles[0].shape}; mosaics need one tile shape "
+                                     "(preprocess the source first).")
+            image = np.concatenate([np.concatenate(tiles[r * grid:(r + 1) * grid], axis=1)
+                                    for r in range(grid)], axis=0)
+            path = out_dir / s / f"{s}_{n:05d}{image_suffix(image.shape[-1])}"
+            atomic_write_image(path, image)
+            rows.append({"path": path.relative_to(out_dir).as_posix(),
+                         "labels": ";".join(sorted(set(chosen))), "split": s})
+            y.append([int(c in chosen) for c in classes])
+            bar.update()
+    bar.close()
+    atomic_write_csv(out_dir / "labels.csv", ["path", "labels", "split"],
+                     [[r["path"], r["labels"], r["split"]] for r in rows])
+    return MultiLabels([str(out_dir / r["path"]) for r in rows],
+                       np.array(y, dtype=np.uint8).reshape(-1, len(classes)), classes)
