@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -262,6 +264,22 @@ def _read_checked(index: DatasetIndex, names: list[str], expected_size: int | No
         yield img, names.index(label), str(path)
 
 
+@contextlib.contextmanager
+def _atomic_npy(path: Path, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
+    """A uint8 ``.npy`` of ``shape`` to fill in place; it appears at ``path`` only when filled.
+
+    Written as a hidden temporary file beside ``path`` (removed if filling fails).
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        out = np.lib.format.open_memmap(tmp, "w+", np.uint8, shape)
+        yield out
+        out.flush()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _listing_digest(index: DatasetIndex, names: list[str], expected_size: int | None) -> str:
     """What the array file depends on: each file's path, size and modification time."""
     h = hashlib.sha256(json.dumps([names, expected_size]).encode())
@@ -281,26 +299,18 @@ def _load_to_disk(root: Path, index: DatasetIndex, names: list[str], expected_si
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("images-*"):  # an older listing's files: never read again
             shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
-        tmp = data.with_name(f".{data.name}.tmp")
-        out, labels, paths, skipped = None, [], [], list(index.skipped)
-        try:
-            for img, label, path in _read_checked(index, names, expected_size, on_bad_file,
-                                                  skipped, progress, root.name):
-                if out is None:
-                    out = np.lib.format.open_memmap(tmp, "w+", np.uint8,
-                                                    (len(index.files), *img.shape))
+        labels, paths, skipped = [], [], list(index.skipped)
+        reader = _read_checked(index, names, expected_size, on_bad_file, skipped, progress,
+                               root.name)
+        first = next(reader, None)  # its shape sizes the file
+        if first is None:
+            raise DatasetNotFoundError(f"{root}: no readable images.")
+        with _atomic_npy(data, (len(index.files), *first[0].shape)) as out:
+            for img, label, path in itertools.chain([first], reader):
                 out[len(labels)] = img
                 labels.append(label)
                 paths.append(path)
-            if out is None:
-                raise DatasetNotFoundError(f"{root}: no readable images.")
-            out.flush()
-            del out
-            os.replace(tmp, data)
-        finally:
-            tmp.unlink(missing_ok=True)
-        n = len(labels)
-        atomic_write_json(meta, {"count": n, "labels": labels, "paths": paths,
+        atomic_write_json(meta, {"count": len(labels), "labels": labels, "paths": paths,
                                  "skipped": skipped})
     record = json.loads(meta.read_text())
     images = np.load(data, mmap_mode="r")[: record["count"]]
@@ -332,13 +342,9 @@ def split_arrays(images: np.ndarray, labels: np.ndarray, split: np.ndarray) -> d
     for name in SPLITS:
         path, idx = folder / f"{name}.npy", np.flatnonzero(split == name)
         if not path.is_file():
-            tmp = path.with_name(f".{path.name}.tmp")
-            arr = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(idx), *images.shape[1:]))
-            for part in chunks(len(idx)):
-                arr[part] = images[idx[part]]
-            arr.flush()
-            del arr
-            os.replace(tmp, path)
+            with _atomic_npy(path, (len(idx), *images.shape[1:])) as arr:
+                for part in chunks(len(idx)):
+                    arr[part] = images[idx[part]]
         out[name] = Split(np.load(path, mmap_mode="r"), labels[idx])
     return out
 

@@ -18,11 +18,6 @@ from earth_lib.errors import ParameterError
 
 def _set_threads(threads: int) -> None:
     """Limit TensorFlow in this (worker) process to ``threads``, before its first operation."""
-    import sys
-
-    if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
-        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     import tensorflow as tf
 
     try:

@@ -89,8 +89,8 @@ def read_labels_csv(csv_path: str | Path, image_root: str | Path) -> MultiLabels
         by_stem.setdefault(f.stem, []).append(f)
     found: dict[str, str] = {}
     for key in listed:
-        match = by_path.get(key) or (by_stem.get(Path(key).stem) or [None])
-        match = match if isinstance(match, Path) else (match[0] if len(match) == 1 else None)
+        stems = by_stem.get(Path(key).stem, [])  # a stem shared by two files matches neither
+        match = by_path.get(key) or (stems[0] if len(stems) == 1 else None)
         if match is not None:
             found[key] = str(match)
     missing = [k for k in listed if k not in found]
