@@ -210,7 +210,15 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
     ``bench`` (``make bench``'s figures beside their targets). A block
     whose runs are not under ``outputs`` is left as it is (a fresh clone keeps the README).
     """
-    from earth_lib.compare import evidence, load_results, summary_table, table_markdown, verdict
+    from earth_lib.compare import (
+        evidence,
+        load_results,
+        paired_differences,
+        paired_markdown,
+        summary_table,
+        table_markdown,
+        verdict,
+    )
 
     path, report = Path(readme), []
 
@@ -226,8 +234,11 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
         elif kind == "compare":
             results = load_results(Path(outputs) / runs[0])
             table = summary_table(results)
-            body = "\n\n".join(filter(None, [table_markdown(table), verdict(table),
-                                              evidence(results)]))
+            paired = paired_differences(results)
+            body = "\n\n".join(filter(None, [
+                table_markdown(table), verdict(table), evidence(results),
+                "Paired on the same test images and seeds:\n\n" + paired_markdown(paired)
+                if len(paired) else ""]))
         elif kind == "variants":
             body = variants_markdown(outputs, runs)
         elif kind == "bench":

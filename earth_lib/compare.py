@@ -56,6 +56,8 @@ class ArmResult:
     epochs_run: int
     test: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: 1 where the test image (in test-split order) was classified right: for paired tests
+    test_correct: list[int] = field(default_factory=list)
 
 
 def budget_trial_epochs(p: dict[str, Any]) -> float:
@@ -162,10 +164,11 @@ def run_arm(arm: str, seed: int, splits: dict[str, Split], search_splits: tuple,
     folder.save_model(model, class_names, preprocess, hp, tta=p["train"]["tta"],
                       band_pca=band_pca)
     budget = result.trial_budget if result else 1.0
+    y = np.asarray(splits["test"].y)
     out = ArmResult(arm, seed, hp, best, len(history), budget * plan["epochs"],
                     round(search_seconds, 1), round(time.perf_counter() - t0, 1),
-                    len(curves["loss"]), evaluate_predictions(splits["test"].y, proba,
-                                                              class_names), history)
+                    len(curves["loss"]), evaluate_predictions(y, proba, class_names), history,
+                    (proba.argmax(axis=1) == y).astype(int).tolist())
     atomic_write_json(folder.path / "result.json", asdict(out))
     return out
 
@@ -245,6 +248,58 @@ def verdict(table: pd.DataFrame) -> str:
                "it does NOT win by more than the spread between seeds."))
 
 
+def paired_differences(results: list[ArmResult], references: tuple[str, ...] = (
+        "literature", "random"), resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Each arm against each reference on the same test images and seeds, image by image.
+
+    Seed spread mixes the training seed's luck into both arms; pairing the two arms' answers
+    on each test image (same seed, same split) removes what they share. Per pair of arms,
+    pooled over the seeds both ran: the accuracy difference in points, a 95 % interval from
+    resampling test images within each seed (paired), how many images only one of them got
+    right, and McNemar's exact p-value on those (which treats image x seed as independent).
+    """
+    from scipy.stats import binomtest
+
+    by = {(r.arm, r.seed): np.asarray(r.test_correct, dtype=int) for r in results
+          if r.test_correct}
+    rng, rows = np.random.default_rng(seed), []
+    for ref in references:
+        for arm in [a for a in ARMS if a != ref]:
+            seeds = sorted(s for a, s in by if a == arm and (ref, s) in by)
+            pairs = [(by[(arm, s)], by[(ref, s)]) for s in seeds
+                     if len(by[(arm, s)]) == len(by[(ref, s)])]
+            if not pairs:
+                continue
+            d = np.concatenate([a - b for a, b in pairs])
+            boot = np.zeros(resamples)
+            for a, b in pairs:  # resample images within each seed, both arms together
+                idx = rng.integers(0, len(a), size=(resamples, len(a)))
+                boot += (a[idx] - b[idx]).sum(axis=1)
+            boot /= len(d)
+            only_arm, only_ref = int((d > 0).sum()), int((d < 0).sum())
+            p = binomtest(min(only_arm, only_ref), only_arm + only_ref).pvalue \
+                if only_arm + only_ref else 1.0
+            rows.append({"arm": arm, "against": ref, "seeds": len(pairs), "images": len(d),
+                         "diff_points": 100 * d.mean(),
+                         "ci_low": 100 * np.quantile(boot, 0.025),
+                         "ci_high": 100 * np.quantile(boot, 0.975),
+                         "only_arm_right": only_arm, "only_ref_right": only_ref,
+                         "mcnemar_p": p})
+    return pd.DataFrame(rows).round(4)
+
+
+def paired_markdown(paired: pd.DataFrame) -> str:
+    """The paired differences as Markdown, one row per (arm, reference)."""
+    rows = ["| arm | against | seeds x images | difference (points) | 95 % interval | "
+            "only this arm right / only the other | McNemar p |", "|---|---|---|---|---|---|---|"]
+    for _, r in paired.iterrows():
+        rows.append(f"| {r['arm']} | {r['against']} | {int(r['seeds'])} x "
+                    f"{int(r['images']) // int(r['seeds'])} | {r['diff_points']:+.1f} | "
+                    f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}] | {int(r['only_arm_right'])} / "
+                    f"{int(r['only_ref_right'])} | {r['mcnemar_p']:.2f} |")
+    return "\n".join(rows)
+
+
 def evidence(results: list[ArmResult]) -> str:
     """Two figures that say how far to trust the table, as sentences generated with it.
 
@@ -281,6 +336,7 @@ def save_comparison(run: Run, results: list[ArmResult], table: pd.DataFrame,
     atomic_write_json(run.path / "comparison.json", {
         "budget_trial_epochs": budget_trial_epochs(p),
         "table": table.reset_index().to_dict(orient="records"), "verdict": verdict(table),
+        "paired": paired_differences(results).to_dict(orient="records"),
         "results": [asdict(r) for r in results]})
 
 

@@ -1,6 +1,7 @@
 """The comparison's plans, table and verdict (no training here; the smoke run is in
 test_pipeline)."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -9,6 +10,8 @@ from earth_lib.compare import (
     ArmResult,
     arm_plan,
     budget_trial_epochs,
+    paired_differences,
+    paired_markdown,
     plan_summary,
     summary_table,
     verdict,
@@ -170,3 +173,31 @@ def test_the_bench_block_shows_each_figure_beside_its_target(tmp_path):
         in text
     assert "| the same search trials as Ray tasks (2 at once) | 70 s (starting Ray 9 s) |" in text
     assert "Measured on 2 CPU cores in 600 s." in text
+
+
+def test_paired_differences_count_images_only_one_arm_got_right():
+    """Pairing on images: 3 seeds x 100 images, the method right on 15 more per seed."""
+    rng = np.random.default_rng(0)
+    results = []
+    for seed in (1, 2, 3):
+        lit = (rng.random(100) < 0.7).astype(int)
+        better = lit.copy()
+        better[np.flatnonzero(lit == 0)[:15]] = 1  # 15 images only the method gets right
+        results += [ArmResult("literature", seed, {}, None, 1, 8, 0, 0, 1,
+                              {"accuracy": lit.mean()}, test_correct=lit.tolist()),
+                    ArmResult("method", seed, {}, None, 1, 8, 0, 0, 1,
+                              {"accuracy": better.mean()}, test_correct=better.tolist()),
+                    ArmResult("random", seed, {}, None, 1, 8, 0, 0, 1, {"accuracy": 0.7})]
+    paired = paired_differences(results)
+    assert list(zip(paired["arm"], paired["against"], strict=True)) == [("method", "literature")]
+    row = paired.iloc[0]
+    assert row["seeds"] == 3 and row["images"] == 300
+    assert row["diff_points"] == pytest.approx(15.0)
+    assert (row["only_arm_right"], row["only_ref_right"]) == (45, 0)
+    assert 0 < row["ci_low"] < 15 < row["ci_high"] and row["mcnemar_p"] < 1e-6
+    assert "| method | literature | 3 x 100 | +15.0 |" in paired_markdown(paired)
+    # swapped roles: the same images, the sign turns and the p-value stays
+    back = paired_differences(results, references=("method",))
+    lit_row = back[back["arm"] == "literature"].iloc[0]
+    assert lit_row["diff_points"] == pytest.approx(-15.0)
+    assert lit_row["mcnemar_p"] == pytest.approx(row["mcnemar_p"])

@@ -120,6 +120,8 @@ def test_compare_smoke_runs_every_arm_and_resumes(root, tmp_path):
     arms = ["literature", "random", "gp_one_step", "method", "improved"]
     assert [r["arm"] for r in c["table"]] == arms
     assert c["budget_trial_epochs"] == 6.0 and "Best search arm" in c["verdict"]
+    assert {(r["arm"], r["against"]) for r in c["paired"]} >= {("method", "literature")}
+    assert all(r["images"] == 14 * r["seeds"] for r in c["paired"])
     for r in c["results"]:
         assert r["trial_epochs"] <= c["budget_trial_epochs"] + 1e-9, r["arm"]
         assert 0 <= r["test"]["accuracy"] <= 1 and r["test"]["n"] == 14
