@@ -12,6 +12,8 @@ OUT := $(OUTPUTS)/$(RUN_NAME)
 # RUN (a run folder) and DATA (an image folder) are given by the user for evaluate/predict.
 RUN ?=
 DATA ?=
+# LABELS: the labels CSV of DATA, for evaluating a multi-label run
+LABELS ?=
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= cpu,notebooks,dev
@@ -77,10 +79,10 @@ compare: env $(OUT)/03_does_the_search_pay.ipynb
 data: env
 	$(PY) -m earth_lib.cli data $(DATASET)
 
-## evaluate: evaluate a run on a labelled folder (RUN=outputs/<run> DATA=<class folders>)
+## evaluate: evaluate a run on a labelled folder (RUN=outputs/<run> DATA=<class folders>; multi-label: LABELS=<csv>)
 evaluate: env
-	@test -n "$(RUN)" -a -n "$(DATA)" || (echo "usage: make evaluate RUN=outputs/<run> DATA=<folder>"; exit 2)
-	$(PY) -m earth_lib.cli evaluate $(RUN) $(DATA)
+	@test -n "$(RUN)" -a -n "$(DATA)" || (echo "usage: make evaluate RUN=outputs/<run> DATA=<folder> [LABELS=<csv>]"; exit 2)
+	$(PY) -m earth_lib.cli evaluate $(RUN) $(DATA) $(if $(LABELS),--labels '$(LABELS)')
 
 ## predict: predict every image of a folder (RUN=outputs/<run> DATA=<folder>) -> predictions.csv
 predict: env

@@ -18,8 +18,25 @@ from sklearn.decomposition import PCA
 from earth_lib.data import SPLITS, Split, chunks, subsample
 
 
+def label_matrix(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(N, classes) booleans: one-hot for class indices, the labels themselves if multi-label."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        return labels.astype(bool)
+    return labels[:, None] == np.arange(n_classes)[None, :]
+
+
 def class_counts(labels: np.ndarray, split: np.ndarray, class_names: list[str]) -> pd.DataFrame:
-    """Images per class and split, with totals: the table every run shows first."""
+    """Images per class and split, with totals: the table every run shows first.
+
+    Multi-label: images showing each label, and a last row with the images of each split.
+    """
+    if np.ndim(labels) == 2:
+        df = pd.DataFrame({s: np.asarray(labels)[split == s].sum(axis=0).astype(int)
+                           for s in SPLITS}, index=pd.Index(class_names, name="label"))
+        df["total"] = df.sum(axis=1)
+        df.loc["images"] = [int((split == s).sum()) for s in SPLITS] + [len(split)]
+        return df
     df = pd.crosstab(pd.Categorical([class_names[i] for i in labels], categories=class_names),
                      pd.Categorical(split, categories=list(SPLITS)), dropna=False)
     df.index.name, df.columns.name = "class", None
@@ -28,28 +45,47 @@ def class_counts(labels: np.ndarray, split: np.ndarray, class_names: list[str]) 
     return df
 
 
+def label_cooccurrence(labels: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    """Images showing both labels (diagonal: each label's count); diagonal only if single-label."""
+    m = label_matrix(labels, len(class_names)).astype(np.int64)
+    return pd.DataFrame(m.T @ m, index=class_names, columns=class_names)
+
+
+def labels_per_image(labels: np.ndarray, n_classes: int) -> pd.Series:
+    """How many images carry 1, 2, ... labels."""
+    counts = label_matrix(labels, n_classes).sum(axis=1)
+    return pd.Series(counts).value_counts().sort_index().rename_axis("labels").rename("images")
+
+
 def band_histograms(images: np.ndarray, labels: np.ndarray, n_classes: int,
                     bins: int = 32) -> np.ndarray:
-    """Normalised intensity histograms, shape (classes, bands, bins), over 0-255."""
+    """Normalised intensity histograms, shape (classes, bands, bins), over 0-255.
+
+    Multi-label: each label's histogram is over the images that show it.
+    """
     edges = np.linspace(0, 256, bins + 1)
     counts = np.zeros((n_classes, images.shape[-1], bins))
     for part in chunks(len(labels)):  # chunk by chunk: the images may be read from disk
-        x, y = np.asarray(images[part]), labels[part]
-        for k in np.unique(y):
-            sel = x[y == k]
+        x, m = np.asarray(images[part]), label_matrix(labels[part], n_classes)
+        for k in np.flatnonzero(m.any(axis=0)):
+            sel = x[m[:, k]]
             for b in range(images.shape[-1]):
                 counts[k, b] += np.histogram(sel[..., b], bins=edges)[0]
     return counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1)
 
 
 def mean_images(images: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Mean image of each class, float32 (classes, H, W, C) in 0-255 (zeros for an empty one)."""
+    """Mean image per class (multi-label: per label), float32 (classes, H, W, C), 0-255.
+
+    A class without images gets zeros.
+    """
     sums = np.zeros((n_classes, *images.shape[1:]))
+    n = np.zeros(n_classes)
     for part in chunks(len(labels)):
-        x, y = np.asarray(images[part], dtype=np.float64), labels[part]
-        for k in np.unique(y):
-            sums[k] += x[y == k].sum(axis=0)
-    n = np.bincount(labels, minlength=n_classes)[:n_classes]
+        x, m = np.asarray(images[part], dtype=np.float64), label_matrix(labels[part], n_classes)
+        for k in np.flatnonzero(m.any(axis=0)):
+            sums[k] += x[m[:, k]].sum(axis=0)
+        n += m.sum(axis=0)
     return (sums / np.maximum(n, 1).reshape(-1, *[1] * (images.ndim - 1))).astype(np.float32)
 
 

@@ -64,7 +64,7 @@ def make_dataset(
     seed: int = 0,
     decoder: PCAResult | None = None,
 ) -> tf.data.Dataset:
-    """Batches of (float32 images in 0-255, one-hot labels), optionally shuffled and augmented.
+    """Batches of (float32 images in 0-255, one-hot or multi-label 0/1 rows), maybe augmented.
 
     With a PCA ``decoder``, ``images`` holds PCA scores and each batch is rebuilt by
     ``decoder.reconstruct`` inside the pipeline: only the scores sit in memory. An
@@ -89,7 +89,10 @@ def make_dataset(
                     num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+    if np.ndim(labels) == 2:  # multi-label: the 0/1 rows as they are
+        ds = ds.map(lambda x, y: (x, tf.cast(y, tf.float32)))
+    else:
+        ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
     if augment is not None and augment.layers:
         # one call at a time: the layers draw from one seed generator, and parallel calls
         # would draw in a racy order (measured: the same seed gave other losses run to run)

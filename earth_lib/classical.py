@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.multiclass import OneVsRestClassifier
 
 from earth_lib import data
 from earth_lib.data import Split
-from earth_lib.evaluation import evaluate_predictions
+from earth_lib.evaluation import evaluate_predictions, tune_thresholds
 
 
 def image_features(images: np.ndarray, bins: int = 16) -> np.ndarray:
@@ -39,26 +40,41 @@ def image_features(images: np.ndarray, bins: int = 16) -> np.ndarray:
 
 
 def fit_classical(images: np.ndarray, labels: np.ndarray, trees: int = 300,
-                  seed: int = 42) -> RandomForestClassifier:
-    """Fit the random forest on image features (seeded, all cores)."""
+                  seed: int = 42) -> RandomForestClassifier | OneVsRestClassifier:
+    """Fit the random forest on image features (seeded, all cores).
+
+    Multi-label (labels (N, L)): one forest per label, one-vs-rest.
+    """
     rf = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=-1)
+    if np.ndim(labels) == 2:
+        rf = OneVsRestClassifier(rf)
     return rf.fit(image_features(images), labels)
 
 
-def classical_proba(model: RandomForestClassifier, images: np.ndarray,
+def classical_proba(model: RandomForestClassifier | OneVsRestClassifier, images: np.ndarray,
                     num_classes: int) -> np.ndarray:
-    """Class probabilities (N, num_classes), zero for classes absent from training."""
+    """Class (or label) probabilities (N, num_classes), zero for classes absent from training."""
     p = model.predict_proba(image_features(images))
+    if isinstance(model, OneVsRestClassifier):
+        return p
     out = np.zeros((len(images), num_classes))
     out[:, model.classes_] = p
     return out
 
 
 def baseline_metrics(train: Split, test: Split, class_names: list[str], *, enabled: bool = True,
-                  trees: int = 300, seed: int = 42) -> dict[str, Any] | None:
-    """Fit on train, score on test: the same metrics as the network's (None when disabled)."""
+                     trees: int = 300, seed: int = 42, val: Split | None = None
+                     ) -> dict[str, Any] | None:
+    """Fit on train, score on test: the same metrics as the network's (None when disabled).
+
+    Multi-label: one-vs-rest forests, their thresholds tuned on ``val`` like the network's
+    (0.5 without it).
+    """
     if not enabled:
         return None
     rf = fit_classical(train.x, train.y, trees, seed)
+    thresholds = None
+    if np.ndim(train.y) == 2 and val is not None:
+        thresholds = tune_thresholds(val.y, classical_proba(rf, val.x, len(class_names)))
     return evaluate_predictions(test.y, classical_proba(rf, test.x, len(class_names)),
-                                class_names)
+                                class_names, thresholds)

@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("evaluate", help="evaluate a run's model on a labelled class folder")
     p.add_argument("run")
     p.add_argument("data")
+    p.add_argument("--labels", default=None, help="multi-label runs: the folder's labels CSV")
     p = sub.add_parser("predict", help="predict every image of a folder with a run's model")
     p.add_argument("run")
     p.add_argument("data")
@@ -312,11 +313,11 @@ def main(argv: list[str] | None = None) -> int:
             path = fetch_dataset(args.dataset, root, args.archive_dir, not args.no_download)
             print(f"{args.dataset}: class folders in {path}")
         elif args.command == "evaluate":
-            from earth_lib.evaluation import evaluate_folder
+            from earth_lib.evaluation import evaluate_folder, headline
 
-            m = evaluate_folder(args.run, args.data)
-            print(f"accuracy {m['accuracy']:.4f} on {m['n']} images, macro F1 "
-                  f"{m['macro_f1']:.4f}; {len(m['skipped'])} file(s) skipped")
+            m = evaluate_folder(args.run, args.data, labels_csv=args.labels)
+            print(f"{headline(m)}, macro F1 {m['macro_f1']:.4f}; {len(m['skipped'])} file(s) "
+                  "skipped")
         elif args.command == "predict":
             from earth_lib.evaluation import predict_folder
 

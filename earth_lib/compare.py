@@ -183,6 +183,10 @@ def run_comparison(splits: dict[str, Split], search_splits: tuple, class_names: 
     """
     import keras
 
+    if np.ndim(splits["train"].y) == 2:
+        raise ParameterError("compare: task multilabel is not supported by the comparison yet "
+                             "(its table and paired tests count images right or wrong); run "
+                             "notebook 2 (make all) for a multi-label set.")
     space = SearchSpace.from_dict(p["search"]["space"])
     pairs = [(a, s) for s in p["compare"]["seeds"] for a in p["compare"]["arms"]]
     results, started = [], time.perf_counter()

@@ -386,11 +386,22 @@ def stratified_split(
     return split.astype(str)
 
 
+def label_text(y: np.ndarray, class_names: list[str]) -> str:
+    """One image's label(s) as text: the class, or the labels present joined by ``;``."""
+    if np.ndim(y) == 0:
+        return class_names[int(y)]
+    return ";".join(n for n, v in zip(class_names, y, strict=True) if v)
+
+
 def save_split(path: str | Path, paths: list[str], labels: np.ndarray, class_names: list[str],
                split: np.ndarray) -> None:
-    """Write the split as CSV (path, class, split) so that it can be reused or audited."""
+    """Write the split as CSV (path, class, split) so that it can be reused or audited.
+
+    Multi-label sets write every label of an image, joined by ``;``, in the class column.
+    """
     atomic_write_csv(path, ["path", "class", "split"],
-                     ([p, class_names[y], s] for p, y, s in zip(paths, labels, split, strict=True)))
+                     ([p, label_text(y, class_names), s]
+                      for p, y, s in zip(paths, labels, split, strict=True)))
 
 
 def read_split_file(path: str | Path, paths: list[str]) -> np.ndarray:
@@ -439,8 +450,26 @@ def cross_split_duplicates(paths: list[str], split: np.ndarray,
 
 
 def make_split(images: ImageSet, fractions: dict, seed: int) -> np.ndarray:
-    """The split of a run: from ``split_file`` when given, else stratified and seeded."""
+    """The split of a run: from ``split_file`` when given, else stratified and seeded.
+
+    Multi-label sets (labels (N, L)) are split by iterative stratification, so that every
+    label keeps its share in every split; a label with no training image is an error.
+    """
     if fractions.get("split_file"):
-        return read_split_file(fractions["split_file"], images.paths)
-    return stratified_split(images.labels, fractions["train"], fractions["val"],
-                            fractions["test"], seed)
+        split = read_split_file(fractions["split_file"], images.paths)
+    elif images.labels.ndim == 2:
+        from earth_lib.multilabel import iterative_split
+
+        split = iterative_split(images.labels, fractions, seed)
+    else:
+        return stratified_split(images.labels, fractions["train"], fractions["val"],
+                                fractions["test"], seed)
+    if images.labels.ndim == 2:
+        unseen = [n for n, c in zip(images.class_names,
+                                    images.labels[split == "train"].sum(axis=0), strict=True)
+                  if c == 0]
+        if unseen:
+            raise ValueError(f"label(s) {', '.join(unseen)} never seen in training: no training "
+                             "image shows them. Add images with these labels or drop them from "
+                             "the labels CSV.")
+    return split

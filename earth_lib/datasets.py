@@ -8,6 +8,7 @@ extract; otherwise raise an error that says where to put the archive by hand.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import urllib.request
 import zipfile
@@ -158,6 +159,8 @@ def prepare_raw(params: dict[str, Any], progress: bool = True) -> Path:
     d = params["data"]
     if (copy := local_copy(params)) is not None:
         return copy
+    if d["dataset"] == "mosaic":
+        return prepare_mosaics(params, progress)
     if d["dataset"] == "synthetic":
         generate_synthetic_dataset(d["raw_dir"], d["synthetic_images_per_class"],
                                    d["synthetic_image_size"], d["synthetic_classes"],
@@ -171,3 +174,47 @@ def prepare_raw(params: dict[str, Any], progress: bool = True) -> Path:
             )
         return Path(d["raw_dir"])
     return fetch_dataset(d["dataset"], d["raw_dir"], d["archive_dir"], d["download"])
+
+
+def prepare_mosaics(params: dict[str, Any], progress: bool = True) -> Path:
+    """``data.dataset: mosaic``: multi-label mosaics of a class-folder set, built once.
+
+    The tiles come from ``data.mosaic_source`` or, when that is null, from the embedded
+    synthetic set (generated into ``<raw_dir>_tiles``). The mosaics, their labels CSV (with
+    the split of each, tile-disjoint) and ``mosaics.json`` (what built them) go to
+    ``raw_dir``; they are rebuilt only when those settings change.
+    """
+    from earth_lib.io import atomic_write_json
+    from earth_lib.multilabel import build_mosaics
+
+    d, sp = params["data"], params["split"]
+    if d["mosaic_source"]:
+        source = Path(d["mosaic_source"])
+        if not source.is_dir():
+            raise DatasetNotFoundError(
+                f"Mosaic source not found: {source} (data.mosaic_source). Point it to a "
+                "folder of class sub-folders, e.g. EuroSAT RGB (make data DATASET=eurosat).")
+    else:
+        source = Path(d["raw_dir"].rstrip("/") + "_tiles")
+        generate_synthetic_dataset(source, d["synthetic_images_per_class"],
+                                   d["synthetic_image_size"], d["synthetic_classes"],
+                                   params["seed"], progress=progress)
+    out = Path(d["raw_dir"])
+    fractions = {s: sp[s] for s in ("train", "val", "test")}
+    counts = {s: int(round(f * d["mosaic_count"])) for s, f in fractions.items()}
+    counts["train"] = d["mosaic_count"] - counts["val"] - counts["test"]
+    settings = {"source": source.as_posix(), "grid": d["mosaic_grid"],
+                "labels_per_mosaic": list(d["mosaic_labels"]), "counts": counts,
+                "seed": params["seed"], "builder": "earth_lib.multilabel.build_mosaics v1"}
+    stamp = out / "mosaics.json"
+    if stamp.is_file() and (out / "labels.csv").is_file() \
+            and json.loads(stamp.read_text()) == settings:
+        return out
+    for stale in ("train", "val", "test"):  # generated here: replaced whole, never mixed
+        shutil.rmtree(out / stale, ignore_errors=True)
+    stamp.unlink(missing_ok=True)
+    build_mosaics(source, out, counts=counts, grid=d["mosaic_grid"],
+                  labels_per_mosaic=tuple(d["mosaic_labels"]), fractions=fractions,
+                  seed=params["seed"], progress=progress)
+    atomic_write_json(stamp, settings)
+    return out

@@ -29,9 +29,16 @@ from earth_lib.progress import progress_bar
 from earth_lib.run import ModelCard, load_run
 
 
-def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray,
-                         class_names: list[str]) -> dict[str, Any]:
-    """Accuracy, per-class precision/recall/F1, confusion matrix and cross-entropy."""
+def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray, class_names: list[str],
+                         thresholds: np.ndarray | float | None = None) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1, confusion matrix and cross-entropy.
+
+    Multi-label (``y_true`` (N, L)): :func:`evaluate_multilabel` at ``thresholds``
+    (default 0.5).
+    """
+    if np.ndim(y_true) == 2:
+        return evaluate_multilabel(y_true, proba, class_names,
+                                   0.5 if thresholds is None else thresholds)
     y_pred = proba.argmax(axis=1)
     labels = list(range(len(class_names)))
     report = classification_report(y_true, y_pred, labels=labels, target_names=class_names,
@@ -98,10 +105,32 @@ def evaluate_multilabel(y_true: np.ndarray, proba: np.ndarray, label_names: list
     }
 
 
+def headline(metrics: dict[str, Any]) -> str:
+    """The test result in one line: accuracy, or micro F1 and mAP (multi-label)."""
+    if "micro_f1" in metrics:
+        return (f"test micro F1 {metrics['micro_f1']:.3f}, mAP "
+                f"{metrics['mean_average_precision']:.3f}, macro F1 {metrics['macro_f1']:.3f} "
+                f"on {metrics['n']} images")
+    return f"test accuracy {metrics['accuracy']:.3f} on {metrics['n']} images"
+
+
+def per_class_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class (per label, with AP, if multi-label)."""
+    return pd.DataFrame(metrics.get("per_class") or metrics["per_label"]).T.round(3)
+
+
 def comparison_table(results: dict[str, dict[str, Any] | None]) -> pd.DataFrame:
-    """Test accuracy and macro F1 of several models side by side (a None result is left out)."""
-    return pd.DataFrame({name: {"test accuracy": m["accuracy"], "macro F1": m["macro_f1"]}
-                         for name, m in results.items() if m}).T.round(3)
+    """Test accuracy and macro F1 of several models side by side (a None result is left out).
+
+    Multi-label: micro F1, mean average precision and macro F1.
+    """
+    def row(m: dict[str, Any]) -> dict[str, float]:
+        if "micro_f1" in m:
+            return {"micro F1": m["micro_f1"], "mAP": m["mean_average_precision"],
+                    "macro F1": m["macro_f1"]}
+        return {"test accuracy": m["accuracy"], "macro F1": m["macro_f1"]}
+
+    return pd.DataFrame({name: row(m) for name, m in results.items() if m}).T.round(3)
 
 
 def prepare_images(paths: list[Path], card: ModelCard, band_pca: BandPCA | None = None,
@@ -132,13 +161,46 @@ def _name(folder: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", folder.resolve().name) or "data"
 
 
-def evaluate_folder(run_dir: str | Path, data_dir: str | Path, name: str | None = None,
-                    progress: bool = True) -> dict[str, Any]:
-    """Evaluate a run's model on a labelled class-folder set; writes ``evaluation/<name>/``.
+def _labelled_images(data_dir: str | Path, names: list[str], labels_csv: str | Path | None,
+                     multilabel: bool) -> tuple[list[Path], np.ndarray, list[tuple[str, str]]]:
+    """The images to evaluate, their labels in the model's order, and files skipped.
 
-    Class folders are matched to the model's classes by name; a class the model does
-    not know is an error naming it. Writes metrics.json, a confusion matrix and a grid
-    of the most confident mistakes.
+    One class per image: class folders matched by name. Multi-label: every image of
+    ``data_dir`` listed in ``labels_csv``. A class or label the model does not know is an
+    error naming it.
+    """
+    if multilabel:
+        from earth_lib.multilabel import read_labels_csv
+
+        if not labels_csv:
+            raise ValueError("this run is multi-label: give the labels CSV of the folder "
+                             "(make evaluate ... LABELS=<csv>, or --labels).")
+        table = read_labels_csv(labels_csv, data_dir)
+        unknown = [n for n in table.names if n not in names]
+        if unknown:
+            raise ValueError(f"{labels_csv}: label {unknown[0]!r} is not one the model knows "
+                             f"({', '.join(names)}).")
+        y = np.zeros((len(table.paths), len(names)), dtype=np.uint8)
+        y[:, [names.index(n) for n in table.names]] = table.y
+        return [Path(p) for p in table.paths], y, []
+    index = index_folder(data_dir, min_classes=1)
+    unknown = [c for c in index.classes if c not in names]
+    if unknown:
+        raise ValueError(f"{data_dir}: class {unknown[0]!r} is not one the model knows "
+                         f"({', '.join(names)}); rename or remove that folder.")
+    return ([p for p, _ in index.files], np.array([names.index(c) for _, c in index.files]),
+            index.skipped)
+
+
+def evaluate_folder(run_dir: str | Path, data_dir: str | Path, name: str | None = None,
+                    progress: bool = True, labels_csv: str | Path | None = None
+                    ) -> dict[str, Any]:
+    """Evaluate a run's model on a labelled set; writes ``evaluation/<name>/``.
+
+    One class per image: class folders matched to the model's classes by name.
+    Multi-label runs: the images of ``data_dir`` with their labels from ``labels_csv``,
+    scored at the run's validation-tuned thresholds. Writes metrics.json, the confusion
+    matrix (or per-label scores) and a grid of the worst mistakes.
     """
     from earth_lib import plotting
     from earth_lib.training import predict_proba
@@ -146,26 +208,22 @@ def evaluate_folder(run_dir: str | Path, data_dir: str | Path, name: str | None 
     run = load_run(run_dir)
     model, card = run.load_model()
     names = card.class_names
-    index = index_folder(data_dir, min_classes=1)
-    unknown = [c for c in index.classes if c not in names]
-    if unknown:
-        raise ValueError(f"{data_dir}: class {unknown[0]!r} is not one the model knows "
-                         f"({', '.join(names)}); rename or remove that folder.")
-    paths = [p for p, _ in index.files]
+    paths, labels, unreadable = _labelled_images(data_dir, names, labels_csv,
+                                                 card.thresholds is not None)
     images, kept, skipped = prepare_images(paths, card, run.load_band_pca(card),
                                            progress=progress)
     if not len(images):
         raise ValueError(f"{data_dir}: no readable images to evaluate.")
-    y = np.array([names.index(index.files[i][1]) for i in kept])
+    y = labels[kept]
     proba = predict_proba(model, images, tta=card.tta)
-    metrics = evaluate_predictions(y, proba, names)
-    metrics.update({"data": str(data_dir), "skipped": skipped + index.skipped})
+    thresholds = None if card.thresholds is None else np.asarray(card.thresholds)
+    metrics = evaluate_predictions(y, proba, names, thresholds)
+    metrics.update({"data": str(data_dir), "skipped": skipped + unreadable})
     out = run.output_dir("evaluation", name or _name(Path(data_dir)))
     atomic_write_json(out / "metrics.json", metrics)
-    plotting.save_figure(plotting.plot_confusion_matrix(metrics["confusion_matrix"], names,
-                                                        f"{_name(Path(data_dir))}"),
-                         out / "figures" / "confusion_matrix.png")
-    plotting.save_figure(plotting.plot_mistakes(images, y, proba, names),
+    plotting.save_figure(plotting.plot_test_summary(metrics, names, _name(Path(data_dir))),
+                         out / "figures" / f"{plotting.test_summary_name(metrics)}.png")
+    plotting.save_figure(plotting.plot_mistakes(images, y, proba, names, thresholds=thresholds),
                          out / "figures" / "mistakes.png")
     return metrics
 
@@ -174,8 +232,10 @@ def predict_folder(run_dir: str | Path, data_dir: str | Path, name: str | None =
                    progress: bool = True) -> Path:
     """Predict every image under ``data_dir``; writes ``predictions/<name>/predictions.csv``.
 
-    Columns: path, predicted class, then the probability of every class. Unreadable
-    files are listed in ``unreadable.csv`` beside it; they do not stop the run.
+    Columns: path, predicted class, then the probability of every class. Multi-label
+    runs: path, the predicted labels (each label at or above its threshold, joined by
+    ``;``), then every label's probability. Unreadable files are listed in
+    ``unreadable.csv`` beside it; they do not stop the run.
     """
     from earth_lib.training import predict_proba
 
@@ -192,9 +252,14 @@ def predict_folder(run_dir: str | Path, data_dir: str | Path, name: str | None =
     proba = (predict_proba(model, images, tta=card.tta) if len(images)
              else np.zeros((0, len(names))))
     out = run.output_dir("predictions", name or _name(data_dir))
-    header = ["path", "predicted_class", *[f"p_{c}" for c in names]]
-    atomic_write_csv(out / "predictions.csv", header,
-                     ([str(paths[i]), names[int(p.argmax())], *[f"{v:.6f}" for v in p]]
-                      for i, p in zip(kept, proba, strict=True)))
+    if card.thresholds is None:
+        header, chosen = ["path", "predicted_class"], [names[int(p.argmax())] for p in proba]
+    else:
+        header = ["path", "predicted_labels"]
+        chosen = [";".join(n for n, v, t in zip(names, p, card.thresholds, strict=True) if v >= t)
+                  for p in proba]
+    atomic_write_csv(out / "predictions.csv", [*header, *[f"p_{c}" for c in names]],
+                     ([str(paths[i]), c, *[f"{v:.6f}" for v in p]]
+                      for i, c, p in zip(kept, chosen, proba, strict=True)))
     run.write_skipped(skipped, out / "unreadable.csv")
     return out / "predictions.csv"

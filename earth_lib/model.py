@@ -62,6 +62,7 @@ def build_resnet(
     filters: Sequence[int] = (16, 32, 64),
     kernel_size: int = 3,
     dropout: float = 0.0,
+    multilabel: bool = False,
     name: str = "earth_resnet",
 ) -> keras.Model:
     """Build (not compile, not train) a pre-activation ResNet for 0-255 inputs of any band count.
@@ -73,6 +74,7 @@ def build_resnet(
         filters: filters per stage, same length as ``stage_depths``.
         kernel_size: convolution kernel size (searched by the method: 1, 3 or 5).
         dropout: dropout rate before the classifier.
+        multilabel: one sigmoid per label (several labels per image) instead of a softmax.
     """
     if len(stage_depths) != len(filters) or not stage_depths:
         raise ValueError(f"stage_depths {tuple(stage_depths)} and filters {tuple(filters)} "
@@ -95,18 +97,19 @@ def build_resnet(
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="classes")(x)
+    outputs = layers.Dense(num_classes, activation="sigmoid" if multilabel else "softmax",
+                           dtype="float32", name="classes")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
 def build_from_preset(input_shape: tuple[int, int, int], num_classes: int,
                       preset: str = DEFAULT_PRESET, kernel_size: int = 3,
-                      dropout: float = 0.0) -> keras.Model:
+                      dropout: float = 0.0, multilabel: bool = False) -> keras.Model:
     """Build a ResNet from a named preset (see :data:`PRESETS`)."""
     if preset not in PRESETS:
         raise ValueError(f"Unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}.")
     return build_resnet(input_shape, num_classes, kernel_size=kernel_size, dropout=dropout,
-                        **PRESETS[preset])
+                        multilabel=multilabel, **PRESETS[preset])
 
 
 def projection_shortcuts(model: keras.Model) -> list[str]:

@@ -1,8 +1,9 @@
 """Multi-label scenes (one image, several land covers): labels, splits and mosaics.
 
 Labels come from a CSV, in either of two layouts: ``path,labels`` (labels separated by
-``;``, ``|`` or spaces), or one 0/1 column per label after the image column, as in UC
-Merced's multi-label file (tab-separated, images named by stem: ``airplane00``). Images
+``;``, ``|`` or spaces; other columns, such as ``split``, are ignored), or one 0/1 column
+per label after the image column, as in UC Merced's multi-label file (tab-separated,
+images named by stem: ``airplane00``). Images
 are matched by relative path or, failing that, by file stem. :func:`iterative_split`
 keeps every label represented in every split; :func:`build_mosaics` makes real
 multi-label scenes from a single-label class-folder set, with tiles of one split never
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from earth_lib.data import SPLITS, index_folder
+from earth_lib.data import SPLITS, ImageSet, index_folder
 from earth_lib.errors import ParameterError
 from earth_lib.io import (
     IMAGE_EXTENSIONS,
@@ -68,7 +69,10 @@ def read_labels_csv(csv_path: str | Path, image_root: str | Path) -> MultiLabels
     if header[0].lower() not in IMAGE_COLUMNS:
         raise ParameterError(f"{csv_path}: the first column must name the image "
                              f"({', '.join(IMAGE_COLUMNS)}); got {header[0]!r}.")
-    one_hot = len(header) > 2 or (len(header) == 2 and header[1].lower() != "labels")
+    lower = [h.lower() for h in header]
+    # a "labels" column: path,labels[,other columns such as split]; else one 0/1 column per label
+    col = next((lower.index(n) for n in ("labels", "label") if n in lower[1:]), None)
+    one_hot = col is None
     listed: dict[str, list[str]] = {}
     for n, row in enumerate(body, 2):
         key = row[0].strip()
@@ -80,7 +84,7 @@ def read_labels_csv(csv_path: str | Path, image_root: str | Path) -> MultiLabels
                 raise ParameterError(f"{csv_path}:{n}: expected one 0/1 value per label "
                                      f"({len(header) - 1}); got {row[1:]!r}.") from err
         else:
-            listed[key] = [t for t in LABEL_SEPARATORS.split(row[1] if len(row) > 1 else "")
+            listed[key] = [t for t in LABEL_SEPARATORS.split(row[col] if len(row) > col else "")
                            if t]
     files = _image_files(root)
     by_path = {f.relative_to(root).as_posix(): f for f in files}
@@ -110,6 +114,27 @@ def read_labels_csv(csv_path: str | Path, image_root: str | Path) -> MultiLabels
     for i, labels in enumerate(listed.values()):
         y[i, [names.index(t) for t in labels]] = 1
     return MultiLabels([found[k] for k in listed], y, list(names))
+
+
+def attach_labels(images: ImageSet, labels_csv: str | Path | None, task: str,
+                  root: str | Path) -> ImageSet:
+    """The image set with its task's labels (``multiclass``: unchanged, class folders).
+
+    ``multilabel``: (N, L) 0/1 labels read from ``labels_csv`` for the images under
+    ``root``, the label names as class names.
+
+    Raises a ``ParameterError`` naming the CSV and the images when a label is missing.
+    """
+    if task != "multilabel":
+        return images
+    table = read_labels_csv(labels_csv, root)
+    row = {Path(p).resolve(): i for i, p in enumerate(table.paths)}
+    missing = [p for p in images.paths if Path(p).resolve() not in row]
+    if missing:
+        raise ParameterError(f"{labels_csv}: no labels for {len(missing)} loaded image(s), "
+                             f"e.g. {missing[:3]}.")
+    y = table.y[[row[Path(p).resolve()] for p in images.paths]]
+    return ImageSet(images.images, y, table.names, images.paths, images.skipped)
 
 
 def _image_files(root: Path) -> list[Path]:

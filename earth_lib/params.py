@@ -50,7 +50,8 @@ HYPERPARAMETER_LIMITS = {
     "epochs": (1, 10000),
 }
 
-DATASETS = ("synthetic", "folder", "eurosat", "eurosat_ms", "ucmerced")
+DATASETS = ("synthetic", "folder", "eurosat", "eurosat_ms", "ucmerced", "mosaic")
+TASKS = ("multiclass", "multilabel")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ def _p(default, kind, help, **kw) -> Param:
 
 SCHEMA: dict[str, dict[str, Param] | Param] = {
     "seed": _p(42, int, "one seed for data generation, splits, search and training", low=0),
+    "task": _p(TASKS[0], str, "multiclass: one class per image (class folders); multilabel: "
+               "every land cover present (labels from data.labels_csv; sigmoid head, binary "
+               "cross-entropy)", choices=TASKS),
     "data": {
         "dataset": _p("synthetic", str, "where images come from", choices=DATASETS),
         "raw_dir": _p("data/raw/synthetic", str, "folder of class sub-folders (raw images)"),
@@ -88,6 +92,16 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "synthetic_images_per_class": _p(100, int, "synthetic set: images per class", low=2),
         "synthetic_image_size": _p(64, int, "synthetic set: side in pixels", low=16, high=1024),
         "synthetic_classes": _p(6, int, "synthetic set: number of classes", low=2, high=6),
+        "labels_csv": _p(None, str, "task multilabel: CSV of the images' labels (path,labels "
+                         "or one 0/1 column per label, as UC Merced's); mosaic: written to "
+                         "<raw_dir>/labels.csv", nullable=True),
+        "mosaic_source": _p(None, str, "mosaic: a single-label class-folder set whose "
+                            "patches are tiled (null: the embedded synthetic set)",
+                            nullable=True),
+        "mosaic_grid": _p(2, int, "mosaic: tiles per side (k x k)", low=2, high=8),
+        "mosaic_labels": _p([1, 3], list, "mosaic: fewest and most distinct labels per mosaic"),
+        "mosaic_count": _p(600, int, "mosaic: mosaics in all (shared out by the split "
+                           "fractions; tiles of one split never in another)", low=3),
         "in_memory": _p(True, bool, "load the processed images into memory; false for data "
                         "larger than memory: one uint8 file in <processed_dir>/.arrays, read "
                         "from disk batch by batch (same results)"),
@@ -375,7 +389,30 @@ def validate(raw: dict | None, source: str = "<params>") -> dict[str, Any]:
     space = out["search"]["space"]
     out["search"]["space"] = validate_space(DEFAULT_SPACE if space is None else space, source)
     _check_compare(out["compare"], source)
+    _check_task(out, source)
     return out
+
+
+def _check_task(out: dict[str, Any], source: str) -> None:
+    """Multi-label needs labels; mosaics are multi-label and bring their labels and split."""
+    d, task = out["data"], out["task"]
+    if d["dataset"] == "mosaic":
+        if task != "multilabel":
+            raise _fail(source, "task", "multilabel with data.dataset: mosaic", task)
+        lo_hi = d["mosaic_labels"]
+        if (len(lo_hi) != 2 or not all(isinstance(v, int) for v in lo_hi)
+                or not 1 <= lo_hi[0] <= lo_hi[1] <= d["mosaic_grid"] ** 2):
+            raise _fail(source, "data.mosaic_labels", "[low, high] with 1 <= low <= high <= "
+                        f"tiles per mosaic ({d['mosaic_grid'] ** 2})", lo_hi)
+        csv = f"{d['raw_dir'].rstrip('/')}/labels.csv"
+        d["labels_csv"] = d["labels_csv"] or csv
+        out["split"]["split_file"] = out["split"]["split_file"] or csv  # tile-disjoint splits
+    if task == "multilabel" and not d["labels_csv"]:
+        raise _fail(source, "data.labels_csv", "a labels CSV for task: multilabel", None)
+    if task == "multiclass" and d["labels_csv"]:
+        raise ParameterError(f"{source}: 'data.labels_csv' is for task: multilabel; task is "
+                             "multiclass (labels from the class folders). Set task: multilabel "
+                             "or remove data.labels_csv.")
 
 
 def _check_compare(c: dict[str, Any], source: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 
 from earth_lib.io import atomic_write_bytes
@@ -64,12 +65,12 @@ def plot_before_after(pairs: list[tuple[str, np.ndarray, np.ndarray]]) -> plt.Fi
 
 def plot_sample_grid(images: np.ndarray, labels: np.ndarray, class_names: list[str],
                      per_class: int = 6, seed: int = 0) -> plt.Figure:
-    """A grid of random images, one row per class."""
+    """A grid of random images, one row per class (multi-label: images showing the label)."""
     rng = np.random.default_rng(seed)
     k = len(class_names)
     fig, axes = plt.subplots(k, per_class, figsize=(1.3 * per_class, 1.3 * k), squeeze=False)
     for r, name in enumerate(class_names):
-        idx = np.flatnonzero(labels == r)
+        idx = np.flatnonzero(labels[:, r] == 1 if labels.ndim == 2 else labels == r)
         pick = rng.choice(idx, min(per_class, len(idx)), replace=False) if len(idx) else []
         for c in range(per_class):
             ax = axes[r, c]
@@ -84,7 +85,7 @@ def plot_sample_grid(images: np.ndarray, labels: np.ndarray, class_names: list[s
 
 def plot_class_counts(table) -> plt.Figure:
     """Bar chart of images per class and split (from ``analysis.class_counts``)."""
-    df = table.drop(index="total", columns="total")
+    df = table.drop(index=["total", "images"], columns="total", errors="ignore")
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(df)), 3.2))
     df.plot.bar(ax=ax, stacked=True)
     ax.set_ylabel("images")
@@ -148,10 +149,11 @@ def plot_pca_variance(ratio: np.ndarray, k: int, variance: float) -> plt.Figure:
 
 
 def plot_projection(scores: np.ndarray, labels: np.ndarray, class_names: list[str]) -> plt.Figure:
-    """Images projected on the first two principal components, coloured by class."""
+    """Images on the first two principal components, coloured by class (or first label)."""
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    first = np.argmax(labels, axis=1) if labels.ndim == 2 else labels
     sns.scatterplot(x=scores[:, 0], y=scores[:, 1], ax=ax, s=12,
-                    hue=[class_names[i] for i in labels], hue_order=class_names,
+                    hue=[class_names[i] for i in first], hue_order=class_names,
                     palette="tab10")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
@@ -217,11 +219,23 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: list[str], title: str = "
 
 
 def plot_mistakes(images: np.ndarray, y_true: np.ndarray, proba: np.ndarray,
-                  class_names: list[str], n: int = 12) -> plt.Figure:
-    """The most confident mistakes: image, true class, predicted class and its probability."""
-    pred = proba.argmax(1)
-    wrong = np.flatnonzero(pred != y_true)
-    wrong = wrong[np.argsort(-proba[wrong, pred[wrong]])][:n]
+                  class_names: list[str], n: int = 12,
+                  thresholds: np.ndarray | None = None) -> plt.Figure:
+    """The most confident mistakes: image, true class, predicted class and its probability.
+
+    Multi-label (``y_true`` (N, L), ``thresholds`` per label): the images with the most
+    wrong labels, each titled with the labels missed and the labels added.
+    """
+    multi = y_true.ndim == 2
+    if multi:
+        pred = proba >= (0.5 if thresholds is None else np.asarray(thresholds))
+        errors = (pred != y_true.astype(bool)).sum(axis=1)
+        wrong = np.flatnonzero(errors)
+        wrong = wrong[np.lexsort((-np.abs(proba[wrong] - 0.5).sum(1), -errors[wrong]))][:n]
+    else:
+        pred = proba.argmax(1)
+        wrong = np.flatnonzero(pred != y_true)
+        wrong = wrong[np.argsort(-proba[wrong, pred[wrong]])][:n]
     cols = max(1, min(6, len(wrong)))
     rows = max(1, int(np.ceil(len(wrong) / cols)))
     fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.3 * rows), squeeze=False)
@@ -230,10 +244,48 @@ def plot_mistakes(images: np.ndarray, y_true: np.ndarray, proba: np.ndarray,
     for ax, i in zip(axes.flat, wrong, strict=False):
         _imshow(ax, images[i])
         ax.axis("on")
-        ax.set_title(f"true {class_names[y_true[i]]}\npred {class_names[pred[i]]} "
-                     f"{proba[i, pred[i]]:.2f}", fontsize=7)
+        if multi:
+            row = list(zip(class_names, y_true[i], pred[i], strict=True))
+            missed = [c for c, t, p in row if t and not p]
+            added = [c for c, t, p in row if p and not t]
+            title = f"missed {', '.join(missed) or '-'}\nadded {', '.join(added) or '-'}"
+        else:
+            title = (f"true {class_names[y_true[i]]}\npred {class_names[pred[i]]} "
+                     f"{proba[i, pred[i]]:.2f}")
+        ax.set_title(title, fontsize=7)
     if not len(wrong):
         axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center")
+    fig.tight_layout()
+    return fig
+
+
+def plot_cooccurrence(table) -> plt.Figure:
+    """Images showing both labels (from ``analysis.label_cooccurrence``); diagonal: per label."""
+    n = len(table)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * n, 0.8 + 0.5 * n))
+    sns.heatmap(table, annot=True, fmt="d", cmap="Greens", cbar=False, ax=ax)
+    ax.set_title("images showing both labels")
+    fig.tight_layout()
+    return fig
+
+
+def test_summary_name(metrics: dict) -> str:
+    """File name (no suffix) of :func:`plot_test_summary`'s figure for these metrics."""
+    return "confusion_matrix" if "confusion_matrix" in metrics else "per_label_scores"
+
+
+def plot_test_summary(metrics: dict, class_names: list[str], title: str = "") -> plt.Figure:
+    """The test result at a glance: confusion matrix, or per-label P/R/F1/AP (multi-label)."""
+    if "confusion_matrix" in metrics:
+        return plot_confusion_matrix(metrics["confusion_matrix"], class_names, title)
+    df = pd.DataFrame(metrics["per_label"]).T[["precision", "recall", "f1-score",
+                                                 "average_precision"]]
+    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(df)), 3.4))
+    df.plot.bar(ax=ax, width=0.8)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"{title}: micro F1 {metrics['micro_f1']:.3f}, "
+                 f"mAP {metrics['mean_average_precision']:.3f}", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
 

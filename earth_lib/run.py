@@ -23,6 +23,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import metadata
@@ -77,6 +78,8 @@ class ModelCard:
     hyperparameters: dict[str, Any]
     tta: bool = False
     band_pca: str | None = None
+    #: multi-label models: each label's decision threshold (tuned on validation); else None
+    thresholds: list[float] | None = None
     schema: int = CARD_SCHEMA
 
 
@@ -344,7 +347,8 @@ class Run:
 
     def save_model(self, model: keras.Model, class_names: list[str],
                    preprocess: dict[str, Any], hyperparameters: dict[str, Any],
-                   tta: bool = False, band_pca: BandPCA | None = None) -> ModelCard:
+                   tta: bool = False, band_pca: BandPCA | None = None,
+                   thresholds: Sequence[float] | None = None) -> ModelCard:
         """Save ``model.keras``, the band PCA if any, and ``model_card.json``, each atomically.
 
         The card lets evaluate/predict apply exactly the preprocessing the model was trained
@@ -358,7 +362,8 @@ class Run:
             band_pca.save(self.path / "band_pca.npz")
         card = ModelCard(list(class_names), list(model.input_shape[1:]), dict(preprocess),
                          dict(hyperparameters), bool(tta),
-                         "band_pca.npz" if band_pca is not None else None)
+                         "band_pca.npz" if band_pca is not None else None,
+                         None if thresholds is None else [float(t) for t in thresholds])
         atomic_write_json(self.card_path, asdict(card))
         return card
 

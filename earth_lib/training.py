@@ -3,6 +3,8 @@
 The search objective is built here (``make_objective``) and handed to the generic search
 module, which never sees a network. The objective is the validation cross-entropy of
 the best epoch (plain cross-entropy, whatever label smoothing the training loss uses).
+Labels of shape (N, L) (multi-label) switch to a sigmoid head and binary cross-entropy;
+the objective is then the validation binary cross-entropy.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ SCHEDULES = SCHEMA["train"]["schedule"].choices
 def compile_model(model: keras.Model, learning_rate: float, steps_per_epoch: int, epochs: int,
                   warmup_epochs: int = 1, weight_decay: float = 1e-4,
                   label_smoothing: float = 0.0, optimizer: str = OPTIMIZERS[0],
-                  schedule: str = SCHEDULES[0]) -> keras.Model:
+                  schedule: str = SCHEDULES[0], multilabel: bool = False) -> keras.Model:
     """Compile with the optimiser and schedule named, and a plain cross-entropy metric.
 
+    ``multilabel``: binary cross-entropy per label, and the share of labels right as
+    ``accuracy``; otherwise categorical cross-entropy and the share of images right.
     ``cosine``: linear warm-up then cosine decay; ``constant``: the rate as it is.
     ``adamw`` decays weights by ``weight_decay``; ``adam`` (the original) does not.
     """
@@ -55,11 +59,14 @@ def compile_model(model: keras.Model, learning_rate: float, steps_per_epoch: int
             warmup_target=learning_rate if warm else None, warmup_steps=warm)
     opt = (keras.optimizers.AdamW(rate, weight_decay=weight_decay) if optimizer == "adamw"
            else keras.optimizers.Adam(rate))
-    model.compile(
-        optimizer=opt,
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-        metrics=["accuracy", keras.metrics.CategoricalCrossentropy(name="ce")],
-    )
+    if multilabel:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"),
+                   keras.metrics.BinaryCrossentropy(name="ce")]
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+        metrics = ["accuracy", keras.metrics.CategoricalCrossentropy(name="ce")]
+    model.compile(optimizer=opt, loss=loss, metrics=metrics)
     return model
 
 
@@ -179,11 +186,12 @@ def train_model(
     strategy = distribute if not isinstance(distribute, str) else distribution_strategy(distribute)
     batch = int(hp["batch_size"]) * (strategy.num_replicas_in_sync if strategy else 1)
     steps = math.ceil(len(train.y) / batch)
+    multilabel = np.ndim(train.y) == 2
     with strategy.scope() if strategy else contextlib.nullcontext():
         model = build_from_preset(input_shape, num_classes, preset, int(hp["kernel_size"]),
-                                  dropout)
+                                  dropout, multilabel)
         compile_model(model, float(hp["learning_rate"]), steps, epochs, warmup_epochs,
-                      weight_decay, label_smoothing, optimizer, schedule)
+                      weight_decay, label_smoothing, optimizer, schedule, multilabel)
     train_ds = make_dataset(train.x, train.y, num_classes, batch, augmentation_layers(hp, seed),
                             shuffle=True, seed=seed, decoder=decoder)
     val_ds = make_dataset(val.x, val.y, num_classes, 256, decoder=decoder)
@@ -265,6 +273,19 @@ def dihedral_views(images: np.ndarray) -> list[np.ndarray]:
         r = np.rot90(images, k, axes=(1, 2))
         views += [r, r[:, :, ::-1]]
     return views
+
+
+def validation_thresholds(model: keras.Model, val: Split, tta: bool = False
+                          ) -> np.ndarray | None:
+    """Multi-label: per-label thresholds tuned on validation; None for one class per image.
+
+    The thresholds are then applied unchanged to test and to new images.
+    """
+    if np.ndim(val.y) != 2:
+        return None
+    from earth_lib.evaluation import tune_thresholds
+
+    return tune_thresholds(val.y, predict_proba(model, val.x, tta=tta))
 
 
 def predict_proba(model: keras.Model, images: np.ndarray, tta: bool = False,
