@@ -9,15 +9,20 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def smoke_run(root, tmp_path_factory):
+def make_target(root, target: str, params: str, outputs) -> subprocess.CompletedProcess:
+    """``make <target> PARAMS=<params> OUTPUTS=<outputs>`` as a user runs it; must succeed."""
     if not shutil.which("make"):
         pytest.skip("make not installed")
-    outputs = tmp_path_factory.mktemp("outputs")
-    res = subprocess.run(["make", "all", "PARAMS=params/smoke.yaml", f"OUTPUTS={outputs}"],
-                         cwd=root, capture_output=True, text=True, timeout=900)
+    res = subprocess.run(["make", target, f"PARAMS={params}", f"OUTPUTS={outputs}"], cwd=root,
+                         capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return outputs / "smoke", res
+    return res
+
+
+@pytest.fixture(scope="module")
+def smoke_run(root, tmp_path_factory):
+    outputs = tmp_path_factory.mktemp("outputs")
+    return outputs / "smoke", make_target(root, "all", "params/smoke.yaml", outputs)
 
 
 def test_run_folder_holds_every_product(smoke_run):
@@ -110,11 +115,7 @@ def test_multiband_16bit_folder_through_both_notebooks(root, tmp_path):
 
 def test_compare_smoke_runs_every_arm_and_resumes(root, tmp_path):
     """`make compare` on the smoke file: every arm chosen, trained, tested and saved."""
-    if not shutil.which("make"):
-        pytest.skip("make not installed")
-    cmd = ["make", "compare", "PARAMS=params/compare_smoke.yaml", f"OUTPUTS={tmp_path}"]
-    res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    make_target(root, "compare", "params/compare_smoke.yaml", tmp_path)
     run = tmp_path / "compare_smoke"
     c = json.loads((run / "comparison.json").read_text())
     arms = ["literature", "random", "gp_one_step", "method", "improved"]
@@ -141,5 +142,54 @@ def test_compare_smoke_runs_every_arm_and_resumes(root, tmp_path):
     assert m["n"] == 96
     # rerun the notebook: every (arm, seed) is read back, nothing trained again
     (run / "03_does_the_search_pay.ipynb").unlink()
-    res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0 and (res.stdout + res.stderr).count("done before") == len(arms)
+    res = make_target(root, "compare", "params/compare_smoke.yaml", tmp_path)
+    assert (res.stdout + res.stderr).count("done before") == len(arms)
+
+
+def test_multilabel_smoke_runs_both_notebooks_then_evaluate_and_predict(root, tmp_path):
+    """`make all` on the multi-label smoke file: mosaics, sigmoid head, tuned thresholds, the
+    one-vs-rest baseline; then `make evaluate` with the test mosaics' labels and `make predict`."""
+    make_target(root, "all", "params/multilabel_smoke.yaml", tmp_path)
+    run = tmp_path / "multilabel_smoke"
+    m = json.loads((run / "metrics.json").read_text())
+    names = m["class_names"]
+    assert names == ["cropland", "forest", "urban", "water"]
+    for result in (m["test"], m["classical_baseline"]):
+        assert 0 <= result["micro_f1"] <= 1 and 0 <= result["mean_average_precision"] <= 1
+        assert set(result["per_label"]) == set(names) and result["n"] == m["split_sizes"]["test"]
+    card = json.loads((run / "model_card.json").read_text())
+    assert len(card["thresholds"]) == 4 and all(0 <= t <= 1 for t in card["thresholds"])
+    assert m["test"]["thresholds"] == dict(zip(names, card["thresholds"], strict=True))
+    figures = {p.name for p in (run / "figures").glob("*.png")}
+    assert {"label_cooccurrence.png", "per_label_scores.png", "mistakes.png"} <= figures
+    split = (run / "split.csv").read_text().splitlines()
+    assert split[0] == "path,class,split" and any(";" in line for line in split[1:])
+    # the split is the mosaics' own (tile-disjoint): every test mosaic in the test split
+    assert all(line.endswith(",test") for line in split[1:] if "/test/test_" in line)
+
+    raw = root / "data" / "raw" / "mosaic_smoke"
+    make = ["make", "-s", "evaluate", f"RUN={run}", f"DATA={raw / 'test'}",
+            f"LABELS={raw / 'labels.csv'}"]
+    ev = subprocess.run(make, cwd=root, capture_output=True, text=True, timeout=300)
+    # labels.csv lists every mosaic; DATA holds the test ones only: refused, naming the images
+    assert ev.returncode != 0 and "not found under" in ev.stdout + ev.stderr
+    test_csv = tmp_path / "test_labels.csv"
+    rows = [r for r in (raw / "labels.csv").read_text().splitlines() if r.startswith("test/")]
+    test_csv.write_text("path,labels\n" + "\n".join(
+        r.split(",")[0].removeprefix("test/") + "," + r.split(",")[1] for r in rows) + "\n")
+    ev = subprocess.run(make[:-1] + [f"LABELS={test_csv}"], cwd=root, capture_output=True,
+                        text=True, timeout=300)
+    assert ev.returncode == 0, ev.stdout[-2000:] + ev.stderr[-2000:]
+    saved = json.loads((run / "evaluation" / "test" / "metrics.json").read_text())
+    assert saved["n"] == len(rows) and "micro_f1" in saved
+    pr = subprocess.run(["make", "-s", "predict", f"RUN={run}", f"DATA={raw / 'test'}"],
+                        cwd=root, capture_output=True, text=True, timeout=300)
+    assert pr.returncode == 0, pr.stdout[-2000:] + pr.stderr[-2000:]
+    lines = (run / "predictions" / "test" / "predictions.csv").read_text().splitlines()
+    assert lines[0] == "path,predicted_labels," + ",".join(f"p_{n}" for n in names)
+    assert len(lines) == 1 + len(rows)
+    for line in lines[1:]:
+        cells = line.split(",")
+        chosen = {n for n, p, t in zip(names, map(float, cells[2:]), card["thresholds"],
+                                       strict=True) if p >= t}
+        assert set(filter(None, cells[1].split(";"))) == chosen
