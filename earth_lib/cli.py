@@ -119,6 +119,8 @@ def results_markdown(outputs: str | Path = "outputs", runs: list[str] | None = N
     for folder in folders:
         run = load_run(folder, need_model=False)
         m, rec, wall = run.load_metrics(), run.read_record(), run.wall_minutes()
+        if "accuracy" not in m.test:  # multi-label runs have their own table
+            continue
         rows.append(
             f"| {folder.name} | {rec['params']['data']['dataset']} | {m.test['n']} "
             f"| {m.test['accuracy']:.3f} | {m.test['macro_f1']:.3f} "
@@ -126,6 +128,24 @@ def results_markdown(outputs: str | Path = "outputs", runs: list[str] | None = N
             f"| {num(m.search.get('best_val_loss'))} "
             f"| {num(m.literature_baseline.get('val_loss'))} | {m.search['trials']} "
             f"| {'?' if wall is None else f'{wall:.1f} min'} |")
+    return "\n".join(rows)
+
+
+def multilabel_markdown(outputs: str | Path, runs: list[str]) -> str:
+    """A Markdown table of multi-label runs: micro F1, mAP and macro F1, ResNet and baseline."""
+    rows = ["| run | test images | labels | ResNet micro F1 | ResNet mAP | ResNet macro F1 "
+            "| one-vs-rest RF micro F1 | RF mAP | values from | wall time |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in runs:
+        run = load_run(Path(outputs) / name, need_model=False)
+        m, wall = run.load_metrics(), run.wall_minutes()
+        base = m.classical_baseline or {}
+        rf = [f"{base[k]:.3f}" if k in base else "-" for k in ("micro_f1",
+                                                              "mean_average_precision")]
+        rows.append(f"| {name} | {m.test['n']} | {len(m.class_names)} | {m.test['micro_f1']:.3f} "
+                    f"| {m.test['mean_average_precision']:.3f} | {m.test['macro_f1']:.3f} "
+                    f"| {rf[0]} | {rf[1]} | {m.search['chosen_by']} "
+                    f"| {'?' if wall is None else f'{wall:.1f} min'} |")
     return "\n".join(rows)
 
 
@@ -205,7 +225,8 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
     """Rewrite README's generated blocks from the run folders; returns what was done.
 
     A block is ``<!-- generated: KIND RUN... -->`` ... ``<!-- /generated -->``; KIND is
-    ``results`` (the runs' table and sentences), ``compare`` (a comparison's table, verdict
+    ``results`` (the runs' table and sentences), ``multilabel`` (multi-label runs' table),
+    ``compare`` (a comparison's table, verdict
     and evidence), ``variants`` (several comparisons, one row per arm and folder) or
     ``bench`` (``make bench``'s figures beside their targets). A block
     whose runs are not under ``outputs`` is left as it is (a fresh clone keeps the README).
@@ -239,6 +260,8 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
                 table_markdown(table), verdict(table), evidence(results),
                 "Paired on the same test images and seeds:\n\n" + paired_markdown(paired)
                 if len(paired) else ""]))
+        elif kind == "multilabel":
+            body = multilabel_markdown(outputs, runs)
         elif kind == "variants":
             body = variants_markdown(outputs, runs)
         elif kind == "bench":

@@ -162,6 +162,12 @@ def test_multilabel_smoke_runs_both_notebooks_then_evaluate_and_predict(root, tm
     assert m["test"]["thresholds"] == dict(zip(names, card["thresholds"], strict=True))
     figures = {p.name for p in (run / "figures").glob("*.png")}
     assert {"label_cooccurrence.png", "per_label_scores.png", "mistakes.png"} <= figures
+    from earth_lib.cli import multilabel_markdown, results_markdown
+
+    row = multilabel_markdown(tmp_path, ["multilabel_smoke"]).splitlines()[2]
+    test = m["test"]
+    assert row.startswith(f"| multilabel_smoke | {test['n']} | 4 | {test['micro_f1']:.3f}")
+    assert len(results_markdown(tmp_path).splitlines()) == 2  # single-label table: not listed
     split = (run / "split.csv").read_text().splitlines()
     assert split[0] == "path,class,split" and any(";" in line for line in split[1:])
     # the split is the mosaics' own (tile-disjoint): every test mosaic in the test split
