@@ -170,7 +170,10 @@ def describe_skipped(skipped: list[tuple[str, str]], limit: int = 20) -> str:
 
 @dataclass
 class ImageSet:
-    """Images as a uint8 array (N, H, W, C), integer labels, class names and source paths."""
+    """Images as a uint8 array (N, H, W, C), labels, class names and source paths.
+
+    Labels are class indices, or (N, L) 0/1 rows for a multi-label set.
+    """
 
     images: np.ndarray
     labels: np.ndarray
