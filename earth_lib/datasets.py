@@ -184,6 +184,7 @@ def prepare_mosaics(params: dict[str, Any], progress: bool = True) -> Path:
     the split of each, tile-disjoint) and ``mosaics.json`` (what built them) go to
     ``raw_dir``; they are rebuilt only when those settings change.
     """
+    from earth_lib.data import SPLITS
     from earth_lib.io import atomic_write_json
     from earth_lib.multilabel import build_mosaics
 
@@ -200,7 +201,7 @@ def prepare_mosaics(params: dict[str, Any], progress: bool = True) -> Path:
                                    d["synthetic_image_size"], d["synthetic_classes"],
                                    params["seed"], progress=progress)
     out = Path(d["raw_dir"])
-    fractions = {s: sp[s] for s in ("train", "val", "test")}
+    fractions = {s: sp[s] for s in SPLITS}
     counts = {s: int(round(f * d["mosaic_count"])) for s, f in fractions.items()}
     counts["train"] = d["mosaic_count"] - counts["val"] - counts["test"]
     settings = {"source": source.as_posix(), "grid": d["mosaic_grid"],
@@ -210,7 +211,7 @@ def prepare_mosaics(params: dict[str, Any], progress: bool = True) -> Path:
     if stamp.is_file() and (out / "labels.csv").is_file() \
             and json.loads(stamp.read_text()) == settings:
         return out
-    for stale in ("train", "val", "test"):  # generated here: replaced whole, never mixed
+    for stale in SPLITS:  # generated here: replaced whole, never mixed
         shutil.rmtree(out / stale, ignore_errors=True)
     stamp.unlink(missing_ok=True)
     build_mosaics(source, out, counts=counts, grid=d["mosaic_grid"],
