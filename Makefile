@@ -25,11 +25,14 @@ LIB := $(wildcard earth_lib/*.py)
 NB1 := notebooks/01_preprocessing.ipynb
 NB2 := notebooks/02_earth_classifier.ipynb
 NB3 := notebooks/03_does_the_search_pay.ipynb
+# notebooks 1 and 2 with the multi-label smoke file injected (tests/nbval_variants.py)
+NB_VARIANTS := tests/notebooks/01_preprocessing.multilabel.ipynb \
+	tests/notebooks/02_earth_classifier.multilabel.ipynb
 RUN_NB := $(PY) -m earth_lib.cli run-notebook --params $(PARAMS) --run-dir $(OUT) --set '$(strip $(SET))'
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help env lock readme all preprocess classify compare data evaluate predict export test test-fast lint bench lab clean
+.PHONY: help env lock readme all preprocess classify compare data evaluate predict export test nbval-variants test-fast lint bench lab clean
 
 ## help: list every target with its description
 help:
@@ -102,7 +105,11 @@ readme: env
 test: env
 	$(PY) -m pytest -q
 	EARTH_RESNET_PROGRESS=lines $(PY) -m pytest -q --nbval-lax -p no:randomly \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg $(NB1) $(NB2) $(NB3)
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $(NB1) $(NB2) $(NB3) $(NB_VARIANTS)
+
+## nbval-variants: re-execute the notebooks' multi-label variants for nbval (after editing a notebook)
+nbval-variants: env
+	$(PY) tests/nbval_variants.py multilabel
 
 ## test-fast: unit tests only (no notebooks, no pipeline run)
 test-fast: env

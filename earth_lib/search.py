@@ -598,14 +598,19 @@ class Selection:
         return self.search.table() if self.search else []
 
     def bounds_table(self) -> list[dict[str, Any]]:
-        """Each step's bounds as readable rows: ``low - high`` or the values left to try."""
+        """Each step's bounds as readable rows: ``low - high`` or the values left to try.
+
+        With the search off, one row saying so (the notebook indexes the rows by step).
+        """
         def show(spec: dict) -> str:
             if spec["type"] == "discrete":
                 return ", ".join(f"{v:g}" for v in spec["values"])
             return " - ".join(f"{v:.4g}" for v in spec["bounds"])
 
+        if not self.search:
+            return [{"step": "none (search off)"}]
         return [{"step": row["step"], **{k: show(v) for k, v in row.items() if k != "step"}}
-                for row in (self.search.step_bounds() if self.search else [])]
+                for row in self.search.step_bounds()]
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Best search trial and literature values side by side: validation loss and accuracy."""

@@ -46,7 +46,8 @@ def write_png(path: Path, array: np.ndarray) -> Path:
 
 
 def smoke_params_for_folder(root: Path, raw: Path, tmp_path: Path, name: str,
-                            preprocess: dict | None = None, pca: dict | None = None) -> Path:
+                            preprocess: dict | None = None, pca: dict | None = None,
+                            search: dict | None = None) -> Path:
     """A copy of params/smoke.yaml that reads a class folder, written under tmp_path."""
     import yaml
 
@@ -54,6 +55,7 @@ def smoke_params_for_folder(root: Path, raw: Path, tmp_path: Path, name: str,
     smoke["data"] = {"dataset": "folder", "raw_dir": str(raw)}
     smoke["preprocess"].update(processed_dir=str(tmp_path / "proc"), **(preprocess or {}))
     smoke["pca"].update(pca or {})
+    smoke["search"].update(search or {})
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(smoke))
     return path

@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from earth_lib.params import DEFAULT_SPACE, validate_space
@@ -257,6 +258,9 @@ def test_search_or_baseline_takes_the_baseline_when_disabled(tmp_path):
                                       "best_val_loss": None, "stop_reasons": [],
                                       "step_bounds": []}
     assert not (tmp_path / "h.csv").exists()
+    # notebook 2 shows the bounds indexed by step, search on or off
+    assert list(pd.DataFrame(sel.bounds_table()).set_index("step").index) == [
+        "none (search off)"]
 
 
 KILLABLE = """
