@@ -37,7 +37,7 @@ RUN_NB := $(PY) -m earth_lib.cli run-notebook --params $(PARAMS) --run-dir $(OUT
 ## help: list every target with its description
 help:
 	@echo "earth-resnet targets (PARAMS=$(PARAMS) -> $(OUT)/):"
-	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: /\t/' | expand -t 14
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: /\t/' | expand -t 18
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
