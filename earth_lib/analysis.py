@@ -136,17 +136,55 @@ class PCAResult:
 
 
 def fit_pca(images: np.ndarray, variance: float = 0.95, max_images: int = 2000,
-            seed: int = 42) -> PCAResult:
-    """Fit PCA on (a seeded subsample of) training images; keep components up to ``variance``."""
+            seed: int = 42, svd_max_mb: float = 256) -> PCAResult:
+    """Fit PCA on (a seeded subsample of) training images; keep components up to ``variance``.
+
+    While the images as float32 take at most ``svd_max_mb``, scikit-learn's exact SVD;
+    above it (e.g. 1,000 images of 224 px: 602 MB, 4.4 GB at the SVD's peak), the same
+    components from the images' Gram matrix, computed a slice of pixels at a time.
+    """
     rng = np.random.default_rng(seed)
     if len(images) > max_images:
         images = images[rng.choice(len(images), max_images, replace=False)]
-    flat = images.reshape(len(images), -1).astype(np.float32)
-    pca = PCA(svd_solver="full", random_state=seed).fit(flat)
-    cum = np.cumsum(pca.explained_variance_ratio_)
-    k = int(min(np.searchsorted(cum, variance - 1e-12) + 1, len(cum)))
+    flat = np.asarray(images).reshape(len(images), -1)
+    if flat.size * 4 > svd_max_mb * 2**20:
+        mean, ratio, components = _gram_pca(flat, variance)
+        return PCAResult(mean, components, ratio, len(components), variance, images.shape[1:])
+    pca = PCA(svd_solver="full", random_state=seed).fit(flat.astype(np.float32))
+    k = _components_for(pca.explained_variance_ratio_, variance)
     return PCAResult(pca.mean_.astype(np.float32), pca.components_[:k].astype(np.float32),
                      pca.explained_variance_ratio_, k, variance, images.shape[1:])
+
+
+def _components_for(ratio: np.ndarray, variance: float) -> int:
+    """How many leading components explain at least ``variance`` of the total."""
+    cum = np.cumsum(ratio)
+    return int(min(np.searchsorted(cum, variance - 1e-12) + 1, len(cum)))
+
+
+def _gram_pca(flat: np.ndarray, variance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PCA of N flattened images (N x D, N < D) through the N x N Gram matrix, in float64.
+
+    The eigenvectors u_i of Xc Xc^T give the components Xc^T u_i / sqrt(lambda_i); only
+    a slice of pixels (about 64 MB as float64) is ever converted at a time.
+    Returns (mean, full explained-variance ratio, kept components as float32 rows).
+    """
+    n, d = flat.shape
+    cols = list(chunks(d, max(1, 2**23 // n)))
+    mean = np.concatenate([flat[:, c].mean(axis=0, dtype=np.float64) for c in cols])
+    gram = np.zeros((n, n))
+    for c in cols:
+        xc = flat[:, c] - mean[c]
+        gram += xc @ xc.T
+    evals, evecs = np.linalg.eigh(gram)
+    evals, evecs = np.clip(evals[::-1], 0, None), evecs[:, ::-1]
+    ratio = evals / max(evals.sum(), 1e-12)
+    k = _components_for(ratio, variance)
+    scale = evecs[:, :k] / np.sqrt(np.maximum(evals[:k], 1e-12))
+    components = np.empty((k, d), dtype=np.float32)
+    for c in cols:
+        components[:, c] = scale.T @ (flat[:, c] - mean[c])
+    return mean.astype(np.float32), ratio, components
 
 
 @dataclass

@@ -37,6 +37,23 @@ def test_pca_memory_report_shows_saving():
     assert rep["pca_mb"] < rep["full_mb"] and rep["saving_ratio"] > 1
 
 
+@pytest.mark.parametrize("variance", [0.5, 0.9, 0.999])
+def test_pca_from_the_gram_matrix_matches_the_exact_svd(variance):
+    # above svd_max_mb the components come from the N x N Gram matrix, a slice of
+    # pixels at a time; they must be the SVD's, up to each component's sign
+    x = _images(50)  # 192 values per image: fewer images than pixels, as for real images
+    exact, gram = fit_pca(x, variance), fit_pca(x, variance, svd_max_mb=0)
+    assert gram.n_components_ == exact.n_components_
+    np.testing.assert_allclose(gram.explained_variance_ratio_[:10],
+                               exact.explained_variance_ratio_[:10], atol=1e-6)
+    np.testing.assert_allclose(gram.mean_, exact.mean_, atol=1e-4)
+    cos = np.abs(np.sum(gram.components_ * exact.components_, axis=1))
+    np.testing.assert_allclose(cos[:3], 1, atol=1e-4)  # the three strong components
+    np.testing.assert_allclose(np.linalg.norm(gram.components_, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(gram.reconstruct(gram.transform(x)),
+                               exact.reconstruct(exact.transform(x)), atol=0.05)
+
+
 def test_pca_subsample_is_seeded():
     x = _images(100)
     a = fit_pca(x, 0.9, max_images=40, seed=1)
