@@ -3,16 +3,18 @@
 Figures, not tests: nothing here is asserted. Every ratio is measured in the same run on
 the same machine, so it holds wherever it runs (a GPU included):
 
-1. preprocessing: images/s of earth_lib against the original per-image loop (skimage
-   ``rgb2gray``, ``resize``, ``equalize_adapthist``, ``img_as_ubyte``, ``imsave``) on the
-   same generated images (``preprocess_speedup``);
+1. preprocessing: images/s of earth_lib, with either engine, against the original
+   per-image loop (skimage ``rgb2gray``, ``resize``, ``equalize_adapthist``,
+   ``img_as_ubyte``, ``imsave``) on the same generated images (``preprocess_speedup``:
+   the opencv engine; ``skimage_speedup``: the original's functions, in workers);
 2. training: images/s of each preset, the FLOPs of one training image (forward + backward,
    counted by TensorFlow's profiler on the forward graph, times 3), and the FLOP/s reached
    as a fraction of a dense float32 matrix product timed here (``train_flop_fraction``,
    ``gemm_gflops``);
 3. the search: seconds per GPyOpt suggestion at 20, 60 and 150 evaluated points;
 4. peak resident memory of a whole process running the search and the final training on
-   generated data, each size in its own subprocess (``peak_rss_mb_<n>_<size>px``).
+   generated data, each size in its own subprocess (``peak_rss_mb_<n>_<size>px``), also
+   with ``train.micro_batch`` (``_micro<N>``: gradients summed over passes of N images).
 
 Sizes are options (``--help``); the defaults finish within about 20 minutes on 2 cores.
 """
@@ -50,7 +52,7 @@ def original_loop(paths: list[Path], out: Path, size: int) -> None:
 
 
 def bench_preprocessing(tmp: Path, n: int, src: int, out: int, workers: int) -> dict:
-    """earth_lib's preprocessing against the original loop, same images, same settings."""
+    """earth_lib's preprocessing, either engine, against the original loop, same images."""
     from earth_lib.params import validate
     from earth_lib.preprocessing import preprocess_folder
     from earth_lib.synthetic import generate_synthetic_dataset
@@ -60,16 +62,21 @@ def bench_preprocessing(tmp: Path, n: int, src: int, out: int, workers: int) -> 
     t = time.perf_counter()
     original_loop(paths, tmp / "orig", out)
     orig = len(paths) / (time.perf_counter() - t)
-    settings = validate({"preprocess": {"image_size": out, "grayscale": True}})["preprocess"]
-    t = time.perf_counter()
-    preprocess_folder(tmp / "raw", tmp / "ours", settings, workers=workers, progress=False)
-    ours = len(paths) / (time.perf_counter() - t)
-    print(f"preprocessing {len(paths)} images {src} -> {out} px, gray + CLAHE: original loop "
-          f"{orig:.1f} images/s, earth_lib ({workers} workers) {ours:.1f} images/s: "
-          f"x{ours / orig:.2f}")
-    return {"images": len(paths), "source_px": src, "output_px": out, "workers": workers,
-            "original_images_per_s": round(orig, 2), "earth_lib_images_per_s": round(ours, 2),
-            "preprocess_speedup": round(ours / orig, 3)}
+    result = {"images": len(paths), "source_px": src, "output_px": out, "workers": workers,
+              "original_images_per_s": round(orig, 2)}
+    for engine in ("skimage", "opencv"):
+        settings = validate({"preprocess": {"image_size": out, "grayscale": True,
+                                            "engine": engine}})["preprocess"]
+        t = time.perf_counter()
+        preprocess_folder(tmp / "raw", tmp / engine, settings, workers=workers, progress=False)
+        ours = len(paths) / (time.perf_counter() - t)
+        print(f"preprocessing {len(paths)} images {src} -> {out} px, gray + CLAHE: original "
+              f"loop {orig:.1f} images/s, earth_lib ({engine}, {workers} workers) "
+              f"{ours:.1f} images/s: x{ours / orig:.2f}")
+        result[f"{engine}_images_per_s"] = round(ours, 2)
+        result[f"{engine}_speedup"] = round(ours / orig, 3)
+    result["preprocess_speedup"] = result["opencv_speedup"]
+    return result
 
 
 def gemm_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -174,6 +181,7 @@ from earth_lib.search import SearchSpace, run_search
 from earth_lib.training import make_objective, train_model
 n, size, preset, history, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], \\
     sys.argv[5]
+micro = int(sys.argv[6]) or None  # images per forward/backward pass (0: the whole batch)
 rng = np.random.default_rng(0)
 shape = (n, size, size, 3)
 if mode == "disk":  # written chunk by chunk, then read from disk as load_images(in_memory=False)
@@ -195,39 +203,53 @@ pca = analysis.fit_pca(S["train"].x, variance=p["pca"]["variance"],
 s_train, s_val, decoder = analysis.search_inputs(S["train"], S["val"], pca, max_images=2000,
                                                  use_pca=True, seed=0)
 objective = make_objective(s_train, s_val, 10, (size, size, 3), seed=0, decoder=decoder,
-                           epochs=1, preset=preset)
+                           epochs=1, preset=preset, micro_batch=micro)
 space = SearchSpace.from_dict(p["search"]["space"])
 run_search(objective, space, history, steps=1, initial_points=1, iterations_per_step=0, seed=0,
            log=lambda m: None)
 train_model({**space.random_points(1, seed=0)[0], "batch_size": 64}, S["train"], S["val"], 10,
-            (size, size, 3), preset=preset, epochs=1, verbose=False)
+            (size, size, 3), preset=preset, epochs=1, verbose=False, micro_batch=micro)
 # VmHWM: this process's own peak (ru_maxrss would carry the parent's over the exec)
 hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]
 print(json.dumps({"peak_rss_mb": int(hwm) / 1024}))
 """
 
 
-def bench_memory(tmp: Path, sizes: list[tuple[int, int]], preset: str,
+def bench_memory(tmp: Path, sizes: list[tuple[int, int, int]], preset: str,
                  modes: list[str]) -> dict:
     """Peak RSS of a process running a PCA search trial and a final training epoch.
 
     ``memory``: the images held in memory (uint8); ``disk``: read from an on-disk array,
-    as with ``data.in_memory: false`` (key suffix ``_on_disk``).
+    as with ``data.in_memory: false`` (key suffix ``_on_disk``). A size's third number,
+    when not 0, is ``train.micro_batch`` (key suffix ``_micro<N>``).
     """
     out = {}
-    for n, size in sizes:
+    for n, size, micro in sizes:
         for mode in modes:
             t = time.perf_counter()
             res = subprocess.run([sys.executable, "-c", MEMORY_JOB, str(n), str(size), preset,
-                                  str(tmp / f"history_{n}_{size}_{mode}.csv"), mode],
-                                 capture_output=True, text=True)
+                                  str(tmp / f"history_{n}_{size}_{micro}_{mode}.csv"), mode,
+                                  str(micro)], capture_output=True, text=True)
             if res.returncode != 0:
                 raise RuntimeError(f"memory job {n} x {size} px ({mode}) failed:\n"
                                    f"{res.stderr[-3000:]}")
             peak = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+            passes = f", passes of at most {micro} images" if micro else ""
             print(f"peak memory, search + final training on {n} images of {size} px ({preset}, "
-                  f"images in {mode}): {peak:.0f} MB ({time.perf_counter() - t:.0f} s)")
-            out[f"peak_rss_mb_{n}_{size}px{'_on_disk' if mode == 'disk' else ''}"] = round(peak)
+                  f"images in {mode}{passes}): {peak:.0f} MB ({time.perf_counter() - t:.0f} s)")
+            key = (f"peak_rss_mb_{n}_{size}px{f'_micro{micro}' if micro else ''}"
+                   f"{'_on_disk' if mode == 'disk' else ''}")
+            out[key] = round(peak)
+    return out
+
+
+def parse_memory_sizes(spec: str) -> list[tuple[int, int, int]]:
+    """``27000x64,2100x224/16`` -> [(27000, 64, 0), (2100, 224, 16)]: images x px[/micro]."""
+    out = []
+    for item in filter(None, spec.split(",")):
+        size, _, micro = item.partition("/")
+        n, px = size.split("x")
+        out.append((int(n), int(px), int(micro or 0)))
     return out
 
 
@@ -283,8 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-images", type=int, default=512)
     ap.add_argument("--paper-images", type=int, default=8)
     ap.add_argument("--memory-preset", default="small")
-    ap.add_argument("--memory", default="27000x64,2100x224",
-                    help="images x px for the peak-memory runs (comma-separated)")
+    ap.add_argument("--memory", default="27000x64,2100x224,2100x224/16",
+                    help="images x px[/micro_batch] of the peak-memory runs (comma-separated)")
     ap.add_argument("--memory-modes", default="memory,disk",
                     help="where the images are in the peak-memory runs: memory, disk or both")
     ap.add_argument("--workers-trials", type=int, default=8,
@@ -299,8 +321,8 @@ def main(argv: list[str] | None = None) -> None:
     result: dict = {"machine": {"cpus": os.cpu_count()}}
     with tempfile.TemporaryDirectory() as tmp:
         if "memory" not in skip:  # Linux (reads /proc); each size in its own process
-            sizes = [tuple(int(v) for v in s.split("x")) for s in args.memory.split(",")]
-            result.update(bench_memory(Path(tmp), sizes, args.memory_preset,
+            result.update(bench_memory(Path(tmp), parse_memory_sizes(args.memory),
+                                       args.memory_preset,
                                        args.memory_modes.split(",")))
         if "preprocess" not in skip:
             result["preprocessing"] = bench_preprocessing(

@@ -9,13 +9,12 @@ reconstructed from those components. Only the component scores are kept in memor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from earth_lib.data import SPLITS, Split, chunks, subsample
+from earth_lib.data import CHUNK, SPLITS, Split, chunks, same_pixels_as_64px, subsample
 
 
 def label_matrix(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -103,19 +102,18 @@ class PCAResult:
     def transform(self, images: np.ndarray) -> np.ndarray:
         """Component scores (N, k) of images (N, H, W, C), chunk by chunk (bounded memory)."""
         out = np.empty((len(images), self.n_components_), dtype=np.float32)
-        for part in chunks(len(images)):
+        for part in chunks(len(images), same_pixels_as_64px(CHUNK, self.image_shape)):
             flat = np.asarray(images[part]).reshape(part.stop - part.start, -1)
             out[part] = (flat.astype(np.float32) - self.mean_) @ self.components_.T
         return out
 
-    def reconstruct(self, scores, xp: ModuleType = np):
-        """Images (N, H, W, C) rebuilt from scores, clipped to 0-255.
+    def reconstruct(self, scores: np.ndarray) -> np.ndarray:
+        """Float32 images (N, H, W, C) rebuilt from scores, clipped to 0-255.
 
-        ``xp`` is the array module: numpy here, ``tf.experimental.numpy`` inside ``tf.data``
-        (augmentation.make_dataset), so the formula is written once for both.
+        Called batch by batch inside ``tf.data`` (augmentation.make_dataset).
         """
-        flat = xp.matmul(scores, self.components_) + self.mean_
-        return xp.reshape(xp.clip(flat, 0, 255), (-1, *self.image_shape))
+        flat = np.asarray(scores, dtype=np.float32) @ self.components_ + self.mean_
+        return np.clip(flat, 0, 255).reshape((-1, *self.image_shape))
 
     def eigen_images(self, n: int = 8) -> np.ndarray:
         """The first n components reshaped to images (for display)."""

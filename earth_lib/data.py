@@ -189,6 +189,14 @@ def chunks(n: int, size: int | None = None) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
+def same_pixels_as_64px(n: int, image_shape: tuple[int, ...]) -> int:
+    """How many images of ``image_shape`` hold the pixels of ``n`` 64 x 64 images (at least 1).
+
+    Batches and chunks sized this way take the same memory at any image size.
+    """
+    return max(1, n * 64 * 64 // (int(image_shape[0]) * int(image_shape[1])))
+
+
 def is_on_disk(images: np.ndarray) -> bool:
     """True for an array read from a file page by page (``np.memmap``), not held in memory."""
     return isinstance(images, np.memmap) and images.filename is not None  # copies have none

@@ -5,6 +5,11 @@ each band between its 1st and 99th percentiles (robust to hot pixels, but per im
 ``fixed`` divides by ``fixed_max`` (e.g. 10000 for Sentinel-2 reflectance; keeps
 radiometry comparable between images). CLAHE runs on the Lab luminance of RGB images
 (colour kept) or on each band separately (any band count).
+
+Two engines compute the resize and CLAHE: ``skimage`` (the original's functions:
+anti-aliased bilinear resize, 14-bit CLAHE) and ``opencv`` (area resize when shrinking,
+8-bit CLAHE with the same tiles and clip limit): about 20 times faster per image, with
+slightly different pixels, so the engine is one of the settings a processed folder records.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from earth_lib.progress import progress_bar
 
 SETTINGS_FILE = "preprocessing.json"
 ENHANCE_KEYS = ("image_size", "grayscale", "clahe", "clahe_mode", "clahe_clip_limit",
-                "clahe_tiles", "scale_16bit", "fixed_max")
+                "clahe_tiles", "scale_16bit", "fixed_max", "engine")
+#: skimage's luminance weights (``rgb2gray``), used by both engines
+GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
 #: Defaults of the enhancement, taken from the parameter table (declared there only).
 DEFAULTS = {k: v for k, v in section_defaults("preprocess").items() if k in ENHANCE_KEYS}
 
@@ -69,13 +76,58 @@ def apply_clahe(image: np.ndarray, mode: str = DEFAULTS["clahe_mode"],
     return np.stack(bands, axis=-1).astype(np.float32)
 
 
+def apply_clahe_opencv(image: np.ndarray, mode: str = DEFAULTS["clahe_mode"],
+                       clip_limit: float = DEFAULTS["clahe_clip_limit"],
+                       tiles: int = DEFAULTS["clahe_tiles"]) -> np.ndarray:
+    """:func:`apply_clahe` with OpenCV, on 8-bit values (float (H, W, C) in [0, 1] in and out).
+
+    As skimage does, each band is stretched to its full range before and after. skimage
+    clips each tile's 256-bin histogram at ``clip_limit`` x the tile's pixels, OpenCV at
+    ``clipLimit`` x the pixels / 256: hence ``clipLimit = 256 x clip_limit``.
+    """
+    import cv2
+
+    clahe = cv2.createCLAHE(clipLimit=256 * clip_limit, tileGridSize=(tiles, tiles))
+
+    def equalise(band: np.ndarray) -> np.ndarray:
+        return _stretch(clahe.apply(np.round(_stretch(band) * 255).astype(np.uint8)))
+
+    if image.shape[-1] == 3 and mode == "luminance":
+        lab = cv2.cvtColor(np.ascontiguousarray(image, dtype=np.float32), cv2.COLOR_RGB2Lab)
+        lab[..., 0] = 100 * equalise(lab[..., 0])  # L is 0-100
+        return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), 0, 1)
+    return np.stack([equalise(image[..., b]) for b in range(image.shape[-1])], axis=-1)
+
+
+def _stretch(band: np.ndarray) -> np.ndarray:
+    """A band linearly stretched to [0, 1] between its minimum and maximum (float32)."""
+    band = band.astype(np.float32)
+    lo, hi = band.min(), band.max()
+    return (band - lo) / (hi - lo) if hi > lo else np.zeros_like(band)
+
+
+def resize_opencv(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize a float (H, W, C) image: pixel-area averaging when shrinking, else bilinear.
+
+    OpenCV resizes at most 4 bands at a time, so wider images go 4 bands at a time.
+    """
+    import cv2
+
+    shrink = size < image.shape[0] and size < image.shape[1]
+    flags = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    parts = [cv2.resize(np.ascontiguousarray(image[..., b:b + 4], dtype=np.float32),
+                        (size, size), interpolation=flags).reshape(size, size, -1)
+             for b in range(0, image.shape[-1], 4)]
+    return np.concatenate(parts, axis=-1)
+
+
 def enhance(image: np.ndarray, image_size: int = DEFAULTS["image_size"],
             grayscale: bool = DEFAULTS["grayscale"], clahe: bool = DEFAULTS["clahe"],
             clahe_mode: str = DEFAULTS["clahe_mode"],
             clahe_clip_limit: float = DEFAULTS["clahe_clip_limit"],
             clahe_tiles: int = DEFAULTS["clahe_tiles"],
             scale_16bit: str = DEFAULTS["scale_16bit"], fixed_max: float = DEFAULTS["fixed_max"],
-            bands: int | None = None) -> np.ndarray:
+            engine: str = DEFAULTS["engine"], bands: int | None = None) -> np.ndarray:
     """Enhance one (H, W, C) image of any dtype into a uint8 (size, size, C') image.
 
     With ``bands``, a one-band image in a colour or multi-band set is repeated to that
@@ -83,16 +135,19 @@ def enhance(image: np.ndarray, image_size: int = DEFAULTS["image_size"],
     """
     img = to_unit_range(image, scale_16bit, fixed_max)
     if grayscale and img.shape[-1] > 1:
-        img = (color.rgb2gray(img) if img.shape[-1] == 3 else img.mean(-1))[..., None]
+        img = (img @ GRAY_WEIGHTS if img.shape[-1] == 3 else img.mean(-1))[..., None]
     if bands is not None and img.shape[-1] != bands:
         if img.shape[-1] != 1:
             raise ValueError(f"image has {img.shape[-1]} bands but the data set has {bands}")
         img = np.repeat(img, bands, axis=-1)
+    fast = engine == "opencv"
     if img.shape[:2] != (image_size, image_size):
-        img = transform.resize(img, (image_size, image_size, img.shape[-1]), order=1,
-                               anti_aliasing=True, preserve_range=True).astype(np.float32)
+        img = resize_opencv(img, image_size) if fast else transform.resize(
+            img, (image_size, image_size, img.shape[-1]), order=1, anti_aliasing=True,
+            preserve_range=True).astype(np.float32)
     if clahe:
-        img = apply_clahe(np.clip(img, 0, 1), clahe_mode, clahe_clip_limit, clahe_tiles)
+        img = (apply_clahe_opencv if fast else apply_clahe)(
+            np.clip(img, 0, 1), clahe_mode, clahe_clip_limit, clahe_tiles)
     return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
@@ -177,7 +232,9 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
     settings = {k: settings[k] for k in ENHANCE_KEYS}
     stamp = processed_dir / SETTINGS_FILE
     if stamp.is_file() and not overwrite:
-        old = {k: v for k, v in json.loads(stamp.read_text()).items() if k != "bands"}
+        # a key the folder's record lacks (made before it existed) had its default then
+        old = {**DEFAULTS, **{k: v for k, v in json.loads(stamp.read_text()).items()
+                              if k != "bands"}}
         if old != settings:
             diff = [k for k in settings if old.get(k) != settings[k]]
             raise ValueError(

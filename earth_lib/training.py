@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from earth_lib.augmentation import augmentation_layers, make_dataset
-from earth_lib.data import CHUNK, Split, chunks
+from earth_lib.data import CHUNK, Split, chunks, same_pixels_as_64px
 from earth_lib.model import DEFAULT_PRESET, build_from_preset
 from earth_lib.params import SCHEMA
 
@@ -38,13 +38,16 @@ SCHEDULES = SCHEMA["train"]["schedule"].choices
 def compile_model(model: keras.Model, learning_rate: float, steps_per_epoch: int, epochs: int,
                   warmup_epochs: int = 1, weight_decay: float = 1e-4,
                   label_smoothing: float = 0.0, optimizer: str = OPTIMIZERS[0],
-                  schedule: str = SCHEDULES[0], multilabel: bool = False) -> keras.Model:
+                  schedule: str = SCHEDULES[0], multilabel: bool = False,
+                  accumulation: int = 1) -> keras.Model:
     """Compile with the optimiser and schedule named, and a plain cross-entropy metric.
 
     ``multilabel``: binary cross-entropy per label, and the share of labels right as
     ``accuracy``; otherwise categorical cross-entropy and the share of images right.
     ``cosine``: linear warm-up then cosine decay; ``constant``: the rate as it is.
     ``adamw`` decays weights by ``weight_decay``; ``adam`` (the original) does not.
+    ``accumulation`` > 1: one update per that many batches, on their mean gradient
+    (``steps_per_epoch`` counts batches, as the schedule does).
     """
     if optimizer not in OPTIMIZERS or schedule not in SCHEDULES:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS} and schedule one of "
@@ -57,8 +60,9 @@ def compile_model(model: keras.Model, learning_rate: float, steps_per_epoch: int
             initial_learning_rate=learning_rate * 0.1 if warm else learning_rate,
             decay_steps=max(1, total - warm), alpha=0.01,
             warmup_target=learning_rate if warm else None, warmup_steps=warm)
-    opt = (keras.optimizers.AdamW(rate, weight_decay=weight_decay) if optimizer == "adamw"
-           else keras.optimizers.Adam(rate))
+    accumulate = {"gradient_accumulation_steps": accumulation} if accumulation > 1 else {}
+    opt = (keras.optimizers.AdamW(rate, weight_decay=weight_decay, **accumulate)
+           if optimizer == "adamw" else keras.optimizers.Adam(rate, **accumulate))
     if multilabel:
         loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
         metrics = [keras.metrics.BinaryAccuracy(name="accuracy"),
@@ -165,6 +169,7 @@ def train_model(
     csv_log: str | Path | None = None,
     tensorboard_dir: str | Path | None = None,
     distribute: str | tf.distribute.Strategy = "off",
+    micro_batch: int | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build and train one ResNet with these hyperparameters.
 
@@ -179,22 +184,29 @@ def train_model(
     ``distribute``: ``auto`` trains on every visible GPU when there are several
     (:func:`distribution_strategy`; ``batch_size`` is then per GPU, the learning rate as
     given), ``off`` on one device, or a ``tf.distribute.Strategy`` to use.
+    ``micro_batch``: a larger batch is split into passes of at most that many images whose
+    gradients are averaged before each update (memory grows with the pass, not the batch).
     """
     keras.utils.set_random_seed(int(seed))
     use_mixed_precision_on_gpu()
     epochs = int(hp.get("epochs", epochs))
     strategy = distribute if not isinstance(distribute, str) else distribution_strategy(distribute)
     batch = int(hp["batch_size"]) * (strategy.num_replicas_in_sync if strategy else 1)
+    passes = math.ceil(batch / micro_batch) if micro_batch else 1
+    batch = math.ceil(batch / passes)  # images per pass; passes x batch per update
     steps = math.ceil(len(train.y) / batch)
     multilabel = np.ndim(train.y) == 2
     with strategy.scope() if strategy else contextlib.nullcontext():
         model = build_from_preset(input_shape, num_classes, preset, int(hp["kernel_size"]),
                                   dropout, multilabel)
         compile_model(model, float(hp["learning_rate"]), steps, epochs, warmup_epochs,
-                      weight_decay, label_smoothing, optimizer, schedule, multilabel)
+                      weight_decay, label_smoothing, optimizer, schedule, multilabel, passes)
     train_ds = make_dataset(train.x, train.y, num_classes, batch, augmentation_layers(hp, seed),
                             shuffle=True, seed=seed, decoder=decoder)
-    val_ds = make_dataset(val.x, val.y, num_classes, eval_batch_size(input_shape), decoder=decoder)
+    # inference batches hold the pixels of 256 images of 64 px at any size (at 224 px,
+    # batches of 256 images took 0.8 GB more than 32)
+    val_ds = make_dataset(val.x, val.y, num_classes, same_pixels_as_64px(256, input_shape),
+                          decoder=decoder)
     callbacks: list[keras.callbacks.Callback] = []
     if early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -210,7 +222,7 @@ def train_model(
                      callbacks=callbacks)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     history["time_limit_hit"] = [float(bool(limit and limit.hit))]
-    history["global_batch_size"] = [float(batch)]
+    history["global_batch_size"] = [float(batch * passes)]
     return model, history
 
 
@@ -288,15 +300,6 @@ def validation_thresholds(model: keras.Model, val: Split, tta: bool = False
     return tune_thresholds(val.y, predict_proba(model, val.x, tta=tta))
 
 
-def eval_batch_size(input_shape: tuple[int, ...], at_64px: int = 256) -> int:
-    """Images per inference batch: ``at_64px`` at 64 x 64 px, fewer for larger images.
-
-    A batch then holds the same pixels at any size, so inference memory does not grow with
-    the image side (measured at 224 px: 256 images per batch took 0.8 GB more than 32).
-    """
-    return max(1, at_64px * 64 * 64 // (int(input_shape[0]) * int(input_shape[1])))
-
-
 def predict_proba(model: keras.Model, images: np.ndarray, tta: bool = False,
                   batch_size: int | None = None) -> np.ndarray:
     """Class probabilities; with ``tta``, averaged over the eight flips/rotations.
@@ -304,9 +307,9 @@ def predict_proba(model: keras.Model, images: np.ndarray, tta: bool = False,
     Chunk by chunk (as many pixels as 1,024 images of 64 px), so that an on-disk array is
     never read whole into memory and large images do not multiply the memory used.
     """
-    batch_size = batch_size or eval_batch_size(images.shape[1:], 128)
+    batch_size = batch_size or same_pixels_as_64px(128, images.shape[1:])
     out = []
-    for part in chunks(len(images), eval_batch_size(images.shape[1:], CHUNK)):
+    for part in chunks(len(images), same_pixels_as_64px(CHUNK, images.shape[1:])):
         x = np.asarray(images[part], dtype=np.float32)
         views = dihedral_views(x) if tta else [x]
         out.append(np.mean([model.predict(v, batch_size=batch_size, verbose=0)

@@ -44,4 +44,4 @@ def test_pca_decoder_rebuilds_images_from_scores():
     xb, _ = next(iter(make_dataset(scores, np.zeros(6, int), 2, batch_size=6, decoder=pca)))
     expected = np.clip(scores @ comps + mean, 0, 255).reshape(6, 4, 4, 3)
     assert np.allclose(xb.numpy(), expected, atol=1e-3)
-    assert np.allclose(pca.reconstruct(scores), expected, atol=1e-3)  # numpy path, same formula
+    assert np.allclose(pca.reconstruct(scores), expected, atol=1e-3)

@@ -39,6 +39,20 @@ def test_searched_epochs_override():
     assert len(hist["loss"]) == 1
 
 
+def test_micro_batches_update_once_per_batch_and_still_learn():
+    # batch 24 in passes of at most 10 images: 3 passes of 8, one update per 3 passes
+    hp = dict(HP, batch_size=24)
+    model, hist = train_model(hp, _toy(), _toy(seed=1), 2, (8, 8, 3), preset="tiny", epochs=4,
+                              patience=4, verbose=False, micro_batch=10)
+    assert model.optimizer.gradient_accumulation_steps == 3
+    assert hist["global_batch_size"] == [24.0]
+    assert int(model.optimizer.iterations) == 4 * (48 // 8) // 3  # updates, not passes
+    assert max(hist["val_accuracy"]) > 0.9
+    _, whole = train_model(hp, _toy(), _toy(seed=1), 2, (8, 8, 3), preset="tiny", epochs=1,
+                           verbose=False, micro_batch=24)
+    assert whole["global_batch_size"] == [24.0]  # a batch that fits: one pass, no accumulation
+
+
 def test_dihedral_views_are_the_eight_symmetries():
     x = np.arange(9).reshape(1, 3, 3, 1)
     views = {v.tobytes() for v in dihedral_views(x)}
