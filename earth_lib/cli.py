@@ -189,10 +189,14 @@ def bench_markdown(bench_json: str | Path) -> str:
     rows = ["| figure | measured | target |", "|---|---|---|"]
     if "preprocessing" in b:
         pp = b["preprocessing"]
-        rows.append(f"| preprocessing, {pp['images']} images {pp['source_px']} -> "
-                    f"{pp['output_px']} px, gray + CLAHE ({pp['workers']} workers) | "
-                    f"{pp['earth_lib_images_per_s']:.1f} images/s = x{pp['preprocess_speedup']:.2f}"
-                    f" the original loop ({pp['original_images_per_s']:.1f} images/s) | x20 |")
+        engines = [e for e in ("skimage", "opencv") if f"{e}_images_per_s" in pp] or [None]
+        for engine in engines:  # None: a bench.json from before the engines
+            rate = pp[f"{engine}_images_per_s" if engine else "earth_lib_images_per_s"]
+            rows.append(f"| preprocessing, {pp['images']} images {pp['source_px']} -> "
+                        f"{pp['output_px']} px, gray + CLAHE ({pp['workers']} workers"
+                        f"{f', engine {engine}' if engine else ''}) | {rate:.1f} images/s = "
+                        f"x{rate / pp['original_images_per_s']:.2f} the original loop "
+                        f"({pp['original_images_per_s']:.1f} images/s) | x20 |")
     if "gemm_gflops" in b:
         rows.append(f"| float32 matrix product, TensorFlow | {b['gemm_gflops']:.1f} GFLOP/s | - |")
         for name, t in b["training"].items():
@@ -207,10 +211,13 @@ def bench_markdown(bench_json: str | Path) -> str:
                     f"{w['ray_start_seconds']:.0f} s) | - |")
     for key, mb in b.items():
         if key.startswith("peak_rss_mb_") and key != "peak_rss_mb_this_process":
-            n, px, *disk = key.removeprefix("peak_rss_mb_").split("_", 2)
-            where = "read from disk (`data.in_memory: false`)" if disk else "in memory"
+            n, px, *rest = key.removeprefix("peak_rss_mb_").split("_", 2)
+            where = ("read from disk (`data.in_memory: false`)" if "on_disk" in key
+                     else "in memory")
+            micro = re.search(r"micro(\d+)", rest[0]) if rest else None
+            passes = f", passes of {micro[1]} images (`train.micro_batch`)" if micro else ""
             rows.append(f"| peak memory, search + final training, {int(n):,} images of {px}, "
-                        f"images {where} | {mb:,} MB | 2,048 MB |")
+                        f"images {where}{passes} | {mb:,} MB | 2,048 MB |")
     machine = b.get("machine", {})
     where = ", ".join(machine.get("gpus") or []) or f"{machine.get('cpus', '?')} CPU cores"
     return "\n".join(rows) + f"\n\nMeasured on {where} in {b.get('seconds', '?')} s."

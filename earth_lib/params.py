@@ -124,7 +124,7 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                           "or divide by fixed_max", choices=("percentile", "fixed")),
         "fixed_max": _p(10000.0, float, "value mapped to 255 when scale_16bit is fixed", low=1),
         "engine": _p("skimage", str, "what resizes and equalises: skimage (the original's "
-                     "functions) or opencv (about 20 times faster, slightly other pixels)",
+                     "functions) or opencv (over 10 times faster, slightly other pixels)",
                      choices=("skimage", "opencv")),
         "overwrite": _p(False, bool, "redo images already processed"),
         "workers": _p(1, int, "processes used for preprocessing", low=1, high=256),

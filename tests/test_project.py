@@ -10,6 +10,8 @@ import tomllib
 import pytest
 import yaml
 
+from earth_lib.cli import bench_markdown
+
 NOTEBOOKS = ["01_preprocessing.ipynb", "02_earth_classifier.ipynb",
              "03_does_the_search_pay.ipynb"]
 
@@ -328,5 +330,8 @@ def test_bench_writes_its_figures(root, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["preprocessing"]["images"] == 12 and figures["preprocess_speedup"] > 0
+    assert figures["preprocessing"]["skimage_speedup"] > 0  # both engines measured
+    table = bench_markdown(out)  # README's table: a row per engine beside its target
+    assert "engine skimage" in table and "engine opencv" in table and "| x20 |" in table
     assert set(figures["search_seconds_per_suggestion"]) == {"20", "60", "150"}
     # the Ray part (search_workers_seconds) is left out: tests/test_distributed.py runs Ray
