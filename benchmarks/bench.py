@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--memory-preset", default="small")
     ap.add_argument("--memory", default="27000x64,2100x224,2100x224/16",
                     help="images x px[/micro_batch] of the peak-memory runs (comma-separated)")
-    ap.add_argument("--memory-modes", default="memory,disk",
+    ap.add_argument("--memory-modes", default="memory",
                     help="where the images are in the peak-memory runs: memory, disk or both")
     ap.add_argument("--workers-trials", type=int, default=8,
                     help="search trials timed with 1 and 2 workers (Ray)")

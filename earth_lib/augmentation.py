@@ -16,8 +16,6 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from earth_lib.data import is_on_disk
-
 if TYPE_CHECKING:
     from earth_lib.analysis import PCAResult
 
@@ -47,7 +45,7 @@ def augmentation_layers(hp: dict, seed: int = 0) -> keras.Sequential:
 
 
 def _read_rows(images: np.ndarray, index: tf.Tensor) -> tf.Tensor:
-    """The rows ``index`` of an on-disk array, read inside the pipeline."""
+    """The rows ``index`` of an array (in memory or on disk), read inside the pipeline."""
     rows = tf.numpy_function(lambda i: np.asarray(images[i]), [index], tf.as_dtype(images.dtype))
     return tf.ensure_shape(rows, (None, *images.shape[1:]))
 
@@ -68,16 +66,13 @@ def make_dataset(
     ``decoder.reconstruct`` inside the pipeline: only the scores sit in memory. An
     on-disk ``images`` (``np.memmap``) is read batch by batch: only a batch sits in memory.
     """
-    on_disk = is_on_disk(images)
-    # images read from disk: the pipeline carries indices and reads each batch's rows;
-    # the shuffle's order depends on the seed only, so both paths see the same batches
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(labels)) if on_disk else images,
-                                             labels))
+    # the pipeline carries indices and reads each batch's rows from the array where it
+    # lies: the images are neither copied into a tensor nor into the shuffle buffer (two
+    # copies of the training set, measured: 0.45 GB at 18,900 images of 64 px)
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(labels)), labels))
     if shuffle:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(int(batch_size))
-    if on_disk:
-        ds = ds.map(lambda i, y: (_read_rows(images, i), y))
+    ds = ds.batch(int(batch_size)).map(lambda i, y: (_read_rows(images, i), y))
     if decoder is not None:
         # rebuilt by numpy on the basis where it lies: as a TensorFlow matmul the basis was
         # held twice more (a tensor copy and a reordered one: +1.1 GB at 224 px, 942
