@@ -68,7 +68,7 @@ def make_dataset(
     """
     # the pipeline carries indices and reads each batch's rows from the array where it
     # lies: the images are neither copied into a tensor nor into the shuffle buffer (two
-    # copies of the training set, measured: 0.45 GB at 18,900 images of 64 px)
+    # copies of the training set; bench, 27,000 images of 64 px: 2,384 -> 2,005 MB)
     ds = tf.data.Dataset.from_tensor_slices((np.arange(len(labels)), labels))
     if shuffle:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
