@@ -26,6 +26,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from skimage import color, exposure, transform
 
@@ -38,8 +39,6 @@ from earth_lib.progress import progress_bar
 SETTINGS_FILE = "preprocessing.json"
 ENHANCE_KEYS = ("image_size", "grayscale", "clahe", "clahe_mode", "clahe_clip_limit",
                 "clahe_tiles", "scale_16bit", "fixed_max", "engine")
-#: skimage's luminance weights (``rgb2gray``), used by both engines
-GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
 #: Defaults of the enhancement, taken from the parameter table (declared there only).
 DEFAULTS = {k: v for k, v in section_defaults("preprocess").items() if k in ENHANCE_KEYS}
 
@@ -86,8 +85,6 @@ def apply_clahe_opencv(image: np.ndarray, mode: str = DEFAULTS["clahe_mode"],
     clips each tile's 256-bin histogram at ``clip_limit`` x the tile's pixels, OpenCV at
     ``clipLimit`` x the pixels / 256: hence ``clipLimit = 256 x clip_limit``.
     """
-    import cv2
-
     clahe = cv2.createCLAHE(clipLimit=256 * clip_limit, tileGridSize=(tiles, tiles))
 
     def equalise(band: np.ndarray) -> np.ndarray:
@@ -112,8 +109,6 @@ def resize_opencv(image: np.ndarray, size: int) -> np.ndarray:
 
     OpenCV resizes at most 4 bands at a time, so wider images go 4 bands at a time.
     """
-    import cv2
-
     shrink = size < image.shape[0] and size < image.shape[1]
     flags = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     parts = [cv2.resize(np.ascontiguousarray(image[..., b:b + 4], dtype=np.float32),
@@ -136,7 +131,7 @@ def enhance(image: np.ndarray, image_size: int = DEFAULTS["image_size"],
     """
     img = to_unit_range(image, scale_16bit, fixed_max)
     if grayscale and img.shape[-1] > 1:
-        img = (img @ GRAY_WEIGHTS if img.shape[-1] == 3 else img.mean(-1))[..., None]
+        img = (color.rgb2gray(img) if img.shape[-1] == 3 else img.mean(-1))[..., None]
     if bands is not None and img.shape[-1] != bands:
         if img.shape[-1] != 1:
             raise ValueError(f"image has {img.shape[-1]} bands but the data set has {bands}")
