@@ -14,7 +14,7 @@ the same machine, so it holds wherever it runs (a GPU included):
 3. the search: seconds per GPyOpt suggestion at 20, 60 and 150 evaluated points;
 4. peak resident memory of a whole process running the search and the final training on
    generated data, each size in its own subprocess (``peak_rss_mb_<n>_<size>px``), also
-   with ``train.micro_batch`` (``_micro<N>``: gradients summed over passes of N images).
+   with ``train.micro_batch`` (``_micro<N>``: gradients averaged over passes of N images).
 
 Sizes are options (``--help``); the defaults finish within about 20 minutes on 2 cores.
 """

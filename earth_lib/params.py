@@ -214,7 +214,7 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                          "tf.distribute.MirroredStrategy when more than one GPU is visible "
                          "(batch_size per GPU), off never", choices=("auto", "off")),
         "micro_batch": _p(None, int, "most images per forward/backward pass: a larger batch "
-                          "sums the gradients of several passes before each update, so memory "
+                          "averages the gradients of several passes before each update, so memory "
                           "stays bounded at large image sizes (batch norm then sees each "
                           "pass's statistics); null: the whole batch in one pass",
                           nullable=True, low=1),
