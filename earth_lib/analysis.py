@@ -14,7 +14,15 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from earth_lib.data import CHUNK, SPLITS, Split, chunks, same_pixels_as_64px, subsample
+from earth_lib.data import (
+    CHUNK,
+    SPLITS,
+    Split,
+    chunks,
+    read_rows,
+    same_pixels_as_64px,
+    subsample,
+)
 
 
 def label_matrix(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -65,7 +73,7 @@ def band_histograms(images: np.ndarray, labels: np.ndarray, n_classes: int,
     edges = np.linspace(0, 256, bins + 1)
     counts = np.zeros((n_classes, images.shape[-1], bins))
     for part in chunks(len(labels)):  # chunk by chunk: the images may be read from disk
-        x, m = np.asarray(images[part]), label_matrix(labels[part], n_classes)
+        x, m = read_rows(images, part), label_matrix(labels[part], n_classes)
         for k in np.flatnonzero(m.any(axis=0)):
             sel = x[m[:, k]]
             for b in range(images.shape[-1]):
@@ -81,7 +89,7 @@ def mean_images(images: np.ndarray, labels: np.ndarray, n_classes: int) -> np.nd
     sums = np.zeros((n_classes, *images.shape[1:]))
     n = np.zeros(n_classes)
     for part in chunks(len(labels)):
-        x, m = np.asarray(images[part], dtype=np.float64), label_matrix(labels[part], n_classes)
+        x, m = read_rows(images, part, np.float64), label_matrix(labels[part], n_classes)
         for k in np.flatnonzero(m.any(axis=0)):
             sums[k] += x[m[:, k]].sum(axis=0)
         n += m.sum(axis=0)
@@ -103,7 +111,7 @@ class PCAResult:
         """Component scores (N, k) of images (N, H, W, C), chunk by chunk (bounded memory)."""
         out = np.empty((len(images), self.n_components_), dtype=np.float32)
         for part in chunks(len(images), same_pixels_as_64px(CHUNK, self.image_shape)):
-            flat = np.asarray(images[part]).reshape(part.stop - part.start, -1)
+            flat = read_rows(images, part).reshape(part.stop - part.start, -1)
             out[part] = (flat.astype(np.float32) - self.mean_) @ self.components_.T
         return out
 
@@ -142,9 +150,10 @@ def fit_pca(images: np.ndarray, variance: float = 0.95, max_images: int = 2000,
     components from the images' Gram matrix, computed a slice of pixels at a time.
     """
     rng = np.random.default_rng(seed)
-    if len(images) > max_images:
-        images = images[rng.choice(len(images), max_images, replace=False)]
-    flat = np.asarray(images).reshape(len(images), -1)
+    pick = rng.choice(len(images), max_images, replace=False) if len(images) > max_images \
+        else slice(None)
+    images = read_rows(images, pick)
+    flat = images.reshape(len(images), -1)
     if flat.size * 4 > svd_max_mb * 2**20:
         mean, ratio, components = _gram_pca(flat, variance)
         return PCAResult(mean, components, ratio, len(components), variance, images.shape[1:])
@@ -204,7 +213,7 @@ class BandPCA:
         if images.shape[-1] != len(self.mean_):
             raise ValueError(f"images have {images.shape[-1]} bands; the band PCA was fitted "
                              f"on {len(self.mean_)}.")
-        z = (images.astype(np.float32) - self.mean_) @ self.components_.T
+        z = (np.asarray(images, dtype=np.float32) - self.mean_) @ self.components_.T
         z = (z - self.lo_) / np.maximum(self.hi_ - self.lo_, 1e-6)
         return np.round(np.clip(z, 0, 1) * 255).astype(np.uint8)
 
@@ -232,7 +241,7 @@ def fit_band_pca(images: np.ndarray, n_components: int, max_pixels: int = 200_00
     if not 1 <= n_components <= bands:
         raise ValueError(f"pca.band_components must be between 1 and the band count "
                          f"({bands}). Got {n_components} instead.")
-    pixels = images.reshape(-1, bands).astype(np.float32)
+    pixels = np.asarray(images, dtype=np.float32).reshape(-1, bands)
     rng = np.random.default_rng(seed)
     if len(pixels) > max_pixels:
         pixels = pixels[rng.choice(len(pixels), max_pixels, replace=False)]

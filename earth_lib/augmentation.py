@@ -16,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from earth_lib.data import read_rows
+
 if TYPE_CHECKING:
     from earth_lib.analysis import PCAResult
 
@@ -46,7 +48,7 @@ def augmentation_layers(hp: dict, seed: int = 0) -> keras.Sequential:
 
 def _read_rows(images: np.ndarray, index: tf.Tensor) -> tf.Tensor:
     """The rows ``index`` of an array (in memory or on disk), read inside the pipeline."""
-    rows = tf.numpy_function(lambda i: np.asarray(images[i]), [index], tf.as_dtype(images.dtype))
+    rows = tf.numpy_function(lambda i: read_rows(images, i), [index], tf.as_dtype(images.dtype))
     return tf.ensure_shape(rows, (None, *images.shape[1:]))
 
 

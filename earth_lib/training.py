@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from earth_lib.augmentation import augmentation_layers, make_dataset
-from earth_lib.data import CHUNK, Split, chunks, same_pixels_as_64px
+from earth_lib.data import CHUNK, Split, chunks, read_rows, same_pixels_as_64px
 from earth_lib.model import DEFAULT_PRESET, build_from_preset
 from earth_lib.params import SCHEMA
 
@@ -310,7 +310,7 @@ def predict_proba(model: keras.Model, images: np.ndarray, tta: bool = False,
     batch_size = batch_size or same_pixels_as_64px(128, images.shape[1:])
     out = []
     for part in chunks(len(images), same_pixels_as_64px(CHUNK, images.shape[1:])):
-        x = np.asarray(images[part], dtype=np.float32)
+        x = read_rows(images, part, np.float32)
         views = dihedral_views(x) if tta else [x]
         out.append(np.mean([model.predict(v, batch_size=batch_size, verbose=0)
                             for v in views], axis=0))

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from earth_lib.data import (
+    SPLITS,
     DatasetNotFoundError,
     Split,
     cross_split_duplicates,
@@ -147,6 +148,31 @@ def test_split_arrays_sizes_and_subsample():
     assert subsample(s["train"], 5, seed=0).x.tolist() == sub.x.tolist()
     assert subsample(s["train"], None, seed=0) is s["train"]
     assert isinstance(sub, Split)
+
+
+def test_in_memory_splits_share_the_images_and_read_like_arrays():
+    import pickle
+
+    from earth_lib.data import Rows
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (30, 4, 4, 3), dtype=np.uint8), np.arange(30) % 3
+    split = rng.permutation(np.array(["train"] * 18 + ["val"] * 6 + ["test"] * 6))
+    s = split_arrays(x, y, split)
+    for name in SPLITS:
+        v, want = s[name].x, x[split == name]
+        assert isinstance(v, Rows) and v.base is x  # a view: the images are not copied
+        assert v.shape == want.shape and v.dtype == np.uint8 and v.ndim == 4 and len(v) == len(want)
+        np.testing.assert_array_equal(np.asarray(v), want)
+        np.testing.assert_array_equal(v[2:5], want[2:5])
+        np.testing.assert_array_equal(v[[4, 0]], want[[4, 0]])
+        np.testing.assert_array_equal(v[-1], want[-1])
+        np.testing.assert_array_equal(v[1:3, :, 0, 2], want[1:3, :, 0, 2])
+        np.testing.assert_array_equal(v[len(v) - 1, 0], want[-1, 0])
+        np.testing.assert_array_equal(v[np.arange(len(v)) % 2 == 0], want[::2])
+        assert np.asarray(v, dtype=np.float32).dtype == np.float32
+        # sent to a worker process as the plain array
+        np.testing.assert_array_equal(pickle.loads(pickle.dumps(v)), want)
 
 
 # --- Selections: a committed list of files, or a seeded per-class cap -------------------
