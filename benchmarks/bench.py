@@ -14,7 +14,8 @@ the same machine, so it holds wherever it runs (a GPU included):
 3. the search: seconds per GPyOpt suggestion at 20, 60 and 150 evaluated points;
 4. peak resident memory of a whole process running the search and the final training on
    generated data, each size in its own subprocess (``peak_rss_mb_<n>_<size>px``), also
-   with ``train.micro_batch`` (``_micro<N>``: gradients averaged over passes of N images).
+   with ``train.micro_batch`` (``_micro<N>``: gradients averaged over passes of N images)
+   and from disk (``_on_disk``: ``data.in_memory: false``).
 
 Sizes are options (``--help``); the defaults finish within about 20 minutes on 2 cores.
 """
@@ -215,17 +216,18 @@ print(json.dumps({"peak_rss_mb": int(hwm) / 1024}))
 """
 
 
-def bench_memory(tmp: Path, sizes: list[tuple[int, int, int]], preset: str,
+def bench_memory(tmp: Path, sizes: list[tuple[int, int, int, str | None]], preset: str,
                  modes: list[str]) -> dict:
     """Peak RSS of a process running a PCA search trial and a final training epoch.
 
     ``memory``: the images held in memory (uint8); ``disk``: read from an on-disk array,
     as with ``data.in_memory: false`` (key suffix ``_on_disk``). A size's third number,
-    when not 0, is ``train.micro_batch`` (key suffix ``_micro<N>``).
+    when not 0, is ``train.micro_batch`` (key suffix ``_micro<N>``); its fourth, when
+    given, its only mode (else each of ``modes``).
     """
     out = {}
-    for n, size, micro in sizes:
-        for mode in modes:
+    for n, size, micro, only in sizes:
+        for mode in [only] if only else modes:
             t = time.perf_counter()
             res = subprocess.run([sys.executable, "-c", MEMORY_JOB, str(n), str(size), preset,
                                   str(tmp / f"history_{n}_{size}_{micro}_{mode}.csv"), mode,
@@ -243,13 +245,19 @@ def bench_memory(tmp: Path, sizes: list[tuple[int, int, int]], preset: str,
     return out
 
 
-def parse_memory_sizes(spec: str) -> list[tuple[int, int, int]]:
-    """``27000x64,2100x224/16`` -> [(27000, 64, 0), (2100, 224, 16)]: images x px[/micro]."""
+def parse_memory_sizes(spec: str) -> list[tuple[int, int, int, str | None]]:
+    """``27000x64,2100x224/8:disk`` -> [(27000, 64, 0, None), (2100, 224, 8, 'disk')].
+
+    Each run: images x px, then optionally /micro_batch and :memory or :disk (its only mode).
+    """
     out = []
     for item in filter(None, spec.split(",")):
+        item, _, mode = item.partition(":")
+        if mode not in ("", "memory", "disk"):
+            raise ValueError(f"memory run {item}:{mode}: the mode is memory or disk")
         size, _, micro = item.partition("/")
         n, px = size.split("x")
-        out.append((int(n), int(px), int(micro or 0)))
+        out.append((int(n), int(px), int(micro or 0), mode or None))
     return out
 
 
@@ -305,10 +313,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-images", type=int, default=512)
     ap.add_argument("--paper-images", type=int, default=8)
     ap.add_argument("--memory-preset", default="small")
-    ap.add_argument("--memory", default="27000x64,2100x224,2100x224/16",
-                    help="images x px[/micro_batch] of the peak-memory runs (comma-separated)")
+    ap.add_argument("--memory", default="27000x64,2100x224,2100x224/8:disk",
+                    help="images x px[/micro_batch][:memory|:disk] of the peak-memory runs "
+                         "(comma-separated)")
     ap.add_argument("--memory-modes", default="memory",
-                    help="where the images are in the peak-memory runs: memory, disk or both")
+                    help="where the images are in the peak-memory runs that name no mode: "
+                         "memory, disk or both")
     ap.add_argument("--workers-trials", type=int, default=8,
                     help="search trials timed with 1 and 2 workers (Ray)")
     ap.add_argument("--workers-images", type=int, default=1000,

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -243,6 +245,36 @@ def test_images_read_from_disk_equal_the_loaded_ones_and_are_reused(tmp_path):
         np.testing.assert_array_equal(on_disk[name].x, in_ram[name].x)
         np.testing.assert_array_equal(on_disk[name].y, in_ram[name].y)
     assert not is_on_disk(subsample(on_disk["train"], 2, seed=0).x)  # a copy, in memory
+
+
+def _resident_mb(path) -> float:
+    """This process's resident memory in the mappings of one file (Linux: /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        first = line.split()[0]
+        if "-" in first and not first.endswith(":"):  # a mapping's header line
+            inside = line.rstrip().endswith(str(path))
+        elif inside and first == "Rss:":
+            total += int(line.split()[1])
+    return total / 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's smaps")
+def test_rows_read_from_disk_do_not_stay_resident(tmp_path):
+    from earth_lib.data import read_rows
+
+    path = tmp_path / "images.npy"
+    out = np.lib.format.open_memmap(path, "w+", np.uint8, (64, 256, 256, 3))  # 12 MB
+    out[:] = np.arange(64, dtype=np.uint8)[:, None, None, None]
+    out.flush()
+    del out
+    images = np.load(path, mmap_mode="r")
+    rows = [read_rows(images, slice(i, i + 8)) for i in range(0, 64, 8)]
+    assert _resident_mb(path) < 1  # read whole, 8 rows at a time: none of it resident
+    assert [int(r[0, 0, 0, 0]) for r in rows] == list(range(0, 64, 8))  # the rows themselves
+    np.testing.assert_array_equal(read_rows(images, [5, 2])[:, 0, 0, 0], [5, 2])
+    _ = np.asarray(images[:32]).sum()  # read directly, the pages stay: the check can fail
+    assert _resident_mb(path) > 5
 
 
 def test_images_on_disk_follow_the_folder_and_fail_cleanly(tmp_path):

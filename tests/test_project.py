@@ -335,3 +335,16 @@ def test_bench_writes_its_figures(root, tmp_path):
     assert "engine skimage" in table and "engine opencv" in table and "| x20 |" in table
     assert set(figures["search_seconds_per_suggestion"]) == {"20", "60", "150"}
     # the Ray part (search_workers_seconds) is left out: tests/test_distributed.py runs Ray
+
+
+def test_bench_memory_runs_parse_with_passes_and_modes(root):
+    """`--memory 27000x64,2100x224/8:disk`: each run's size, passes and (optional) only mode."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench", root / "benchmarks" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.parse_memory_sizes("27000x64,2100x224/8:disk,10x32:memory") == [
+        (27000, 64, 0, None), (2100, 224, 8, "disk"), (10, 32, 0, "memory")]
+    with pytest.raises(ValueError, match="2100x224:ram"):
+        bench.parse_memory_sizes("2100x224:ram")
