@@ -382,6 +382,8 @@ class Rows:
 
     def __getitem__(self, key):
         first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if first is Ellipsis or first is None:  # not a key of the first axis: read them all
+            return np.asarray(self)[key]
         rows = self.index[first]
         if np.ndim(rows) == 0:  # one row: the base's own indexing does the rest
             return self.base[(int(rows), *rest)]

@@ -170,6 +170,7 @@ def test_in_memory_splits_share_the_images_and_read_like_arrays():
         np.testing.assert_array_equal(v[[4, 0]], want[[4, 0]])
         np.testing.assert_array_equal(v[-1], want[-1])
         np.testing.assert_array_equal(v[1:3, :, 0, 2], want[1:3, :, 0, 2])
+        np.testing.assert_array_equal(v[..., 1], want[..., 1])
         np.testing.assert_array_equal(v[len(v) - 1, 0], want[-1, 0])
         np.testing.assert_array_equal(v[np.arange(len(v)) % 2 == 0], want[::2])
         assert np.asarray(v, dtype=np.float32).dtype == np.float32
