@@ -52,8 +52,34 @@ def original_loop(paths: list[Path], out: Path, size: int) -> None:
                   check_contrast=False)
 
 
+def _decoded_shape(path: Path) -> tuple[int, ...]:
+    from earth_lib.io import read_image
+
+    return read_image(path).shape
+
+
+def decode_rate(paths: list[Path], workers: int) -> float:
+    """Images/s of reading (decoding) the source files alone, in ``workers`` processes.
+
+    The bound on any pipeline that reads these files on these cores: its speed-up over
+    the original loop cannot exceed this rate's.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    t = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        for _ in pool.map(_decoded_shape, paths, chunksize=16):
+            pass
+    return len(paths) / (time.perf_counter() - t)
+
+
 def bench_preprocessing(tmp: Path, n: int, src: int, out: int, workers: int) -> dict:
-    """earth_lib's preprocessing, either engine, against the original loop, same images."""
+    """earth_lib's preprocessing, either engine, against the original loop, same images.
+
+    Also the rate of decoding the source files alone (``decode_images_per_s``) and the
+    speed-up it allows at most (``speedup_ceiling``): PNG decoding is a fixed cost.
+    """
     from earth_lib.params import validate
     from earth_lib.preprocessing import preprocess_folder
     from earth_lib.synthetic import generate_synthetic_dataset
@@ -76,6 +102,11 @@ def bench_preprocessing(tmp: Path, n: int, src: int, out: int, workers: int) -> 
               f"{ours:.1f} images/s: x{ours / orig:.2f}")
         result[f"{engine}_images_per_s"] = round(ours, 2)
         result[f"{engine}_speedup"] = round(ours / orig, 3)
+    decode = decode_rate(paths, workers)
+    result["decode_images_per_s"] = round(decode, 2)
+    result["speedup_ceiling"] = round(decode / orig, 3)
+    print(f"reading the {src}-px PNGs alone ({workers} workers): {decode:.1f} images/s, so no "
+          f"pipeline that decodes them here can pass x{decode / orig:.2f} the original loop")
     result["preprocess_speedup"] = result["opencv_speedup"]
     return result
 
@@ -122,7 +153,7 @@ def forward_flops(preset: str, size: int) -> int:
     return int(res.stdout.strip().splitlines()[-1])
 
 
-def bench_training(runs: list[tuple[str, int, int]], gemm: float) -> dict:
+def bench_training(runs: list[tuple[str, int, int]], gemm: float, batch: int = 32) -> dict:
     """Training images/s per preset and size, and the FLOP/s reached against the GEMM's.
 
     Steady state: the time of 3 epochs less that of 1, so that building the model and
@@ -134,7 +165,7 @@ def bench_training(runs: list[tuple[str, int, int]], gemm: float) -> dict:
     from earth_lib.training import train_model
 
     hp = {"rotation": 90, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1,
-          "horizontal_flip": 1, "vertical_flip": 1, "learning_rate": 1e-3, "batch_size": 32,
+          "horizontal_flip": 1, "vertical_flip": 1, "learning_rate": 1e-3, "batch_size": batch,
           "kernel_size": 3}
     rng = np.random.default_rng(0)
     out = {}
@@ -151,10 +182,10 @@ def bench_training(runs: list[tuple[str, int, int]], gemm: float) -> dict:
             keras.backend.clear_session()
         rate = 2 * n / max(seconds[3] - seconds[1], 1e-9)
         fraction = rate * flops / (gemm * 1e9)
-        print(f"training {preset} at {size} px: {rate:.1f} images/s, {flops / 1e9:.3f} GFLOP "
-              f"per training image, {rate * flops / 1e9:.1f} GFLOP/s = {100 * fraction:.1f} % "
-              "of the matrix product")
-        out[f"{preset}_{size}px"] = {"images_per_s": round(rate, 2),
+        print(f"training {preset} at {size} px, batch {batch}: {rate:.1f} images/s, "
+              f"{flops / 1e9:.3f} GFLOP per training image, {rate * flops / 1e9:.1f} GFLOP/s = "
+              f"{100 * fraction:.1f} % of the matrix product")
+        out[f"{preset}_{size}px"] = {"images_per_s": round(rate, 2), "batch_size": batch,
                                      "gflop_per_training_image": round(flops / 1e9, 4),
                                      "train_flop_fraction": round(fraction, 4)}
     return out
@@ -317,6 +348,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--train-images", type=int, default=512)
     ap.add_argument("--paper-images", type=int, default=8)
+    ap.add_argument("--train-batch", type=int, default=32, help="batch size of the training runs")
     ap.add_argument("--memory-preset", default="small")
     ap.add_argument("--memory", default="27000x64,2100x224,2100x224/8:disk",
                     help="images x px[/micro_batch][:memory|:disk] of the peak-memory runs "
@@ -334,35 +366,50 @@ def main(argv: list[str] | None = None) -> None:
     skip = set(filter(None, args.skip.split(",")))
     started = time.perf_counter()
     result: dict = {"machine": {"cpus": os.cpu_count()}}
+    sections = result["section_seconds"] = {}  # where the bench's own time goes
+
+    def timed(name: str, t: float) -> None:
+        sections[name] = round(time.perf_counter() - t)
+
     with tempfile.TemporaryDirectory() as tmp:
         if "memory" not in skip:  # Linux (reads /proc); each size in its own process
+            t = time.perf_counter()
             result.update(bench_memory(Path(tmp), parse_memory_sizes(args.memory),
                                        args.memory_preset,
                                        args.memory_modes.split(",")))
+            timed("memory", t)
         if "preprocess" not in skip:
+            t = time.perf_counter()
             result["preprocessing"] = bench_preprocessing(
                 Path(tmp), args.pre_images, args.pre_source_px, args.pre_output_px,
                 args.workers)
             result["preprocess_speedup"] = result["preprocessing"]["preprocess_speedup"]
+            timed("preprocess", t)
         import tensorflow as tf  # after preprocessing, whose workers fork without it
 
         result["machine"]["gpus"] = [
             tf.config.experimental.get_device_details(g).get("device_name", g.name)
             for g in tf.config.list_physical_devices("GPU")]
         if "train" not in skip:
+            t = time.perf_counter()
             result["gemm_gflops"] = round(gemm_gflops(), 2)
             print(f"float32 matrix product (2048^2): {result['gemm_gflops']:.1f} GFLOP/s")
             n = args.train_images
             result["training"] = bench_training(
                 [("small", 64, n), ("cpu64", 64, n), ("medium", 64, n),
-                 ("paper", 224, args.paper_images)], result["gemm_gflops"])
+                 ("paper", 224, args.paper_images)], result["gemm_gflops"], args.train_batch)
             result["train_flop_fraction"] = {k: v["train_flop_fraction"]
                                              for k, v in result["training"].items()}
+            timed("train", t)
         if "search" not in skip:
+            t = time.perf_counter()
             result["search_seconds_per_suggestion"] = bench_search((20, 60, 150))
+            timed("search", t)
         if "workers" not in skip:
+            t = time.perf_counter()
             result["search_workers_seconds"] = bench_workers(
                 Path(tmp), args.workers_trials, args.workers_images, [1, 2])
+            timed("workers", t)
     result["seconds"] = round(time.perf_counter() - started)
     result["peak_rss_mb_this_process"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

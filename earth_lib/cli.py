@@ -197,10 +197,16 @@ def bench_markdown(bench_json: str | Path) -> str:
                         f"{f', engine {engine}' if engine else ''}) | {rate:.1f} images/s = "
                         f"x{rate / pp['original_images_per_s']:.2f} the original loop "
                         f"({pp['original_images_per_s']:.1f} images/s) | x20 |")
+        if "decode_images_per_s" in pp:  # the bound PNG decoding sets on these cores
+            rows.append(f"| reading the {pp['source_px']}-px PNGs alone ({pp['workers']} "
+                        f"workers): the most any pipeline reading them could reach | "
+                        f"{pp['decode_images_per_s']:.1f} images/s = x{pp['speedup_ceiling']:.2f}"
+                        " the original loop | - |")
     if "gemm_gflops" in b:
         rows.append(f"| float32 matrix product, TensorFlow | {b['gemm_gflops']:.1f} GFLOP/s | - |")
         for name, t in b["training"].items():
-            rows.append(f"| training `{name}`: {t['images_per_s']:.1f} images/s, "
+            batch = f" (batch {t['batch_size']})" if "batch_size" in t else ""
+            rows.append(f"| training `{name}`{batch}: {t['images_per_s']:.1f} images/s, "
                         f"{t['gflop_per_training_image']:g} GFLOP per image | "
                         f"{100 * t['train_flop_fraction']:.1f} % of the matrix product | 50 % |")
     for n, sec in b.get("search_seconds_per_suggestion", {}).items():

@@ -155,9 +155,12 @@ def test_the_bench_block_shows_each_figure_beside_its_target(tmp_path):
         "machine": {"cpus": 2, "gpus": []}, "seconds": 600,
         "preprocessing": {"images": 2000, "source_px": 256, "output_px": 224, "workers": 2,
                           "original_images_per_s": 10.0, "earth_lib_images_per_s": 30.0,
-                          "preprocess_speedup": 3.0},
+                          "preprocess_speedup": 3.0, "decode_images_per_s": 150.0,
+                          "speedup_ceiling": 15.0},
         "gemm_gflops": 80.0, "training": {"small_64px": {
-            "images_per_s": 400.0, "gflop_per_training_image": 0.3, "train_flop_fraction": 0.15}},
+            "images_per_s": 400.0, "gflop_per_training_image": 0.3, "train_flop_fraction": 0.15},
+            "cpu64_64px": {"images_per_s": 250.0, "batch_size": 64,
+                           "gflop_per_training_image": 0.4, "train_flop_fraction": 0.5}},
         "search_seconds_per_suggestion": {"20": 1.5}, "peak_rss_mb_27000_64px": 3100,
         "peak_rss_mb_27000_64px_on_disk": 1500,
         "search_workers_seconds": {"1": {"seconds": 100.0, "ray_start_seconds": 0.0},
@@ -168,6 +171,9 @@ def test_the_bench_block_shows_each_figure_beside_its_target(tmp_path):
     text = readme.read_text()
     assert "= x3.00 the original loop (10.0 images/s) | x20 |" in text
     assert "| 15.0 % of the matrix product | 50 % |" in text
+    assert "| training `cpu64_64px` (batch 64): 250.0 images/s" in text  # batch when recorded
+    assert "PNGs alone (2 workers): the most any pipeline reading them could reach | 150.0 " \
+        "images/s = x15.00 the original loop |" in text
     assert "27,000 images of 64px, images in memory | 3,100 MB | 2,048 MB |" in text
     assert "27,000 images of 64px, images read from disk (`data.in_memory: false`) | 1,500 MB" \
         in text

@@ -331,8 +331,12 @@ def test_bench_writes_its_figures(root, tmp_path):
     figures = json.loads(out.read_text())
     assert figures["preprocessing"]["images"] == 12 and figures["preprocess_speedup"] > 0
     assert figures["preprocessing"]["skimage_speedup"] > 0  # both engines measured
+    pp = figures["preprocessing"]  # decoding alone bounds any pipeline that decodes
+    assert pp["speedup_ceiling"] == pytest.approx(
+        pp["decode_images_per_s"] / pp["original_images_per_s"], rel=0.01)
     table = bench_markdown(out)  # README's table: a row per engine beside its target
     assert "engine skimage" in table and "engine opencv" in table and "| x20 |" in table
+    assert "PNGs alone" in table
     assert set(figures["search_seconds_per_suggestion"]) == {"20", "60", "150"}
     # the Ray part (search_workers_seconds) is left out: tests/test_distributed.py runs Ray
 
