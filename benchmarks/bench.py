@@ -23,6 +23,7 @@ Sizes are options (``--help``); the defaults finish within about 20 minutes on 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -368,48 +369,46 @@ def main(argv: list[str] | None = None) -> None:
     result: dict = {"machine": {"cpus": os.cpu_count()}}
     sections = result["section_seconds"] = {}  # where the bench's own time goes
 
-    def timed(name: str, t: float) -> None:
+    @contextlib.contextmanager
+    def timed(name: str):
+        t = time.perf_counter()
+        yield
         sections[name] = round(time.perf_counter() - t)
 
     with tempfile.TemporaryDirectory() as tmp:
         if "memory" not in skip:  # Linux (reads /proc); each size in its own process
-            t = time.perf_counter()
-            result.update(bench_memory(Path(tmp), parse_memory_sizes(args.memory),
-                                       args.memory_preset,
-                                       args.memory_modes.split(",")))
-            timed("memory", t)
+            with timed("memory"):
+                result.update(bench_memory(Path(tmp), parse_memory_sizes(args.memory),
+                                           args.memory_preset,
+                                           args.memory_modes.split(",")))
         if "preprocess" not in skip:
-            t = time.perf_counter()
-            result["preprocessing"] = bench_preprocessing(
-                Path(tmp), args.pre_images, args.pre_source_px, args.pre_output_px,
-                args.workers)
-            result["preprocess_speedup"] = result["preprocessing"]["preprocess_speedup"]
-            timed("preprocess", t)
+            with timed("preprocess"):
+                result["preprocessing"] = bench_preprocessing(
+                    Path(tmp), args.pre_images, args.pre_source_px, args.pre_output_px,
+                    args.workers)
+                result["preprocess_speedup"] = result["preprocessing"]["preprocess_speedup"]
         import tensorflow as tf  # after preprocessing, whose workers fork without it
 
         result["machine"]["gpus"] = [
             tf.config.experimental.get_device_details(g).get("device_name", g.name)
             for g in tf.config.list_physical_devices("GPU")]
         if "train" not in skip:
-            t = time.perf_counter()
-            result["gemm_gflops"] = round(gemm_gflops(), 2)
-            print(f"float32 matrix product (2048^2): {result['gemm_gflops']:.1f} GFLOP/s")
-            n = args.train_images
-            result["training"] = bench_training(
-                [("small", 64, n), ("cpu64", 64, n), ("medium", 64, n),
-                 ("paper", 224, args.paper_images)], result["gemm_gflops"], args.train_batch)
-            result["train_flop_fraction"] = {k: v["train_flop_fraction"]
-                                             for k, v in result["training"].items()}
-            timed("train", t)
+            with timed("train"):
+                result["gemm_gflops"] = round(gemm_gflops(), 2)
+                print(f"float32 matrix product (2048^2): {result['gemm_gflops']:.1f} GFLOP/s")
+                n = args.train_images
+                result["training"] = bench_training(
+                    [("small", 64, n), ("cpu64", 64, n), ("medium", 64, n),
+                     ("paper", 224, args.paper_images)], result["gemm_gflops"], args.train_batch)
+                result["train_flop_fraction"] = {k: v["train_flop_fraction"]
+                                                 for k, v in result["training"].items()}
         if "search" not in skip:
-            t = time.perf_counter()
-            result["search_seconds_per_suggestion"] = bench_search((20, 60, 150))
-            timed("search", t)
+            with timed("search"):
+                result["search_seconds_per_suggestion"] = bench_search((20, 60, 150))
         if "workers" not in skip:
-            t = time.perf_counter()
-            result["search_workers_seconds"] = bench_workers(
-                Path(tmp), args.workers_trials, args.workers_images, [1, 2])
-            timed("workers", t)
+            with timed("workers"):
+                result["search_workers_seconds"] = bench_workers(
+                    Path(tmp), args.workers_trials, args.workers_images, [1, 2])
     result["seconds"] = round(time.perf_counter() - started)
     result["peak_rss_mb_this_process"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
