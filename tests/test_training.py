@@ -39,6 +39,15 @@ def test_searched_epochs_override():
     assert len(hist["loss"]) == 1
 
 
+def test_an_epoch_is_one_pass_over_the_training_set_partial_batch_included():
+    # one repeated iterator serves the whole run: 50 images in batches of 8 are 7 steps an
+    # epoch (the last of 2 images), never more (a second pass) nor fewer
+    model, hist = train_model(HP, _toy(50), _toy(seed=1), 2, (8, 8, 3), preset="tiny",
+                              epochs=3, patience=3, verbose=False)
+    assert len(hist["loss"]) == 3
+    assert int(model.optimizer.iterations) == 3 * 7
+
+
 def test_micro_batches_update_once_per_batch_and_still_learn():
     # batch 24 in passes of at most 10 images: 3 passes of 8, one update per 3 passes
     hp = dict(HP, batch_size=24)
