@@ -201,7 +201,8 @@ class Trial:
 
     ``budget`` multiplies the trial's training length (1: an ordinary trial); ``repeat``
     numbers re-evaluations of one point with another training seed; ``status`` is ``ok``,
-    ``failed`` (it raised, or gave no finite loss; ``error`` says why) or ``time_limit``.
+    ``failed`` (it raised, or gave no finite loss; ``error`` says why), ``time_limit``, or
+    ``reused`` (the point was scored before at this budget and repeat: that result, copied).
     """
 
     step: int
@@ -220,6 +221,17 @@ class Trial:
 def _key(hp: dict[str, float | int]) -> tuple:
     """A hashable identity of a point (values rounded, so encode/decode noise is ignored)."""
     return tuple(sorted((k, round(float(v), 10)) for k, v in hp.items()))
+
+
+def scored_before(trials: list[Trial], hp: dict[str, float | int], budget: float = 1.0,
+                  repeat: int = 0) -> Trial | None:
+    """The first ``ok`` trial of this point at this budget and repeat, if any.
+
+    A seeded objective gives it again digit for digit (on a CPU), so it need not be re-run.
+    """
+    key = _key(hp)
+    return next((t for t in trials if t.status == "ok" and t.budget == budget
+                 and t.repeat == repeat and _key(t.hp) == key), None)
 
 
 @dataclass
@@ -251,8 +263,8 @@ class SearchResult:
 
     @property
     def trial_budget(self) -> float:
-        """Trials spent, in units of one ordinary trial (a budget-3 trial counts 3)."""
-        return float(sum(t.budget for t in self.trials))
+        """Trials trained, in units of one ordinary trial (a budget-3 trial counts 3)."""
+        return float(sum(t.budget for t in self.trials if t.status != "reused"))
 
     def table(self) -> list[dict[str, Any]]:
         """One row per trial (step, trial, source, hyperparameters, results), in run order."""
@@ -449,7 +461,9 @@ def run_search(
     A trial that raises (on a worker: also a worker that dies) is recorded as failed, with
     its error, and scored with a penalty; the search goes on. Trials already in
     ``history_path`` are reused, not re-run: the search resumes, if its ``fingerprint``
-    matches.
+    matches. A point already scored at the same budget and repeat (the best point so far,
+    added to a later step) is not trained again: ``objective`` is taken to depend on
+    ``(hp, budget, repeat)`` alone, as a seeded training does; it is recorded as ``reused``.
     """
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {', '.join(DESIGNS)}. Got {design!r}.")
@@ -494,13 +508,19 @@ def run_search(
         submitted = {}
         if executor is not None:
             for j in todo:
-                submitted[j[:3]] = (time.perf_counter(),
-                                    executor.submit(timed_call, objective, j[3], j[4], j[5]))
+                if scored_before(history.trials, *j[3:]) is None:
+                    submitted[j[:3]] = (time.perf_counter(),
+                                        executor.submit(timed_call, objective, *j[3:]))
         for j in todo:
+            earlier = scored_before(history.trials, *j[3:])
+            if earlier is not None and j[:3] not in submitted:
+                record(j, {"val_loss": earlier.val_loss, "val_accuracy": earlier.val_accuracy},
+                       0.0, "reused", "")
+                continue
             t0, future = submitted.get(j[:3], (time.perf_counter(), None))
             try:
                 result, seconds = (future.result() if future is not None
-                                   else timed_call(objective, j[3], j[4], j[5]))
+                                   else timed_call(objective, *j[3:]))
                 status, error = str(result.get("status", "ok")), ""
             except Exception as err:  # a failed trial is a result, not the end of the search
                 result, status = {"val_loss": float("nan")}, "failed"
@@ -652,14 +672,17 @@ def search_or_baseline(
 ) -> Selection:
     """Choose the final training's values: the search's best, or ``baseline`` when it is off.
 
-    With ``evaluate_baseline`` the literature values are scored by the same objective, so
-    the search's best has a yardstick. ``search_kwargs`` go to :func:`run_search`.
+    With ``evaluate_baseline`` the literature values are scored by the same objective (or
+    taken from the search's trial of them, when it had one), so the search's best has a
+    yardstick. ``search_kwargs`` go to :func:`run_search`.
     """
     result = (run_search(objective, space, history_path, seed=seed, log=log, **search_kwargs)
               if enabled else None)
     scored = None
     if evaluate_baseline:
-        r = objective(dict(baseline))
+        earlier = scored_before(result.trials, baseline) if result else None
+        r = (objective(dict(baseline)) if earlier is None
+             else {"val_loss": earlier.val_loss, "val_accuracy": earlier.val_accuracy})
         scored = {"val_loss": float(r["val_loss"]),
                   "val_accuracy": float(r.get("val_accuracy", float("nan")))}
         log(f"literature baseline: val_loss={scored['val_loss']:.4f} "

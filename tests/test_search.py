@@ -210,6 +210,34 @@ def test_start_points_and_random_design(tmp_path):
     assert all(SMALL.contains(p) for p in pts) and pts == SMALL.random_points(50, seed=1)
 
 
+def test_a_point_scored_before_is_not_trained_again(tmp_path):
+    # the best point so far joins each later step's design, and the literature values are
+    # scored again after the search: with a seeded objective both would repeat a trial
+    # digit for digit, so its result is copied (status "reused", 0 s), not re-run
+    from earth_lib.search import search_or_baseline
+
+    calls = []
+
+    def objective(hp):
+        calls.append(dict(hp))
+        return bowl(hp)
+
+    lit = {"x": 7.0, "lr": 1e-2, "k": 5}  # the bowl's bottom: the best point of every step
+    sel = search_or_baseline(objective, SMALL, tmp_path / "h.csv", lit, steps=3,
+                             initial_points=2, iterations_per_step=1, start_points=[lit],
+                             seed=0, log=lambda m: None)
+    trials = sel.search.trials
+    reused = [t for t in trials if t.status == "reused"]
+    assert [(t.step, t.hp, t.seconds) for t in reused] == [(2, lit, 0.0), (3, lit, 0.0)]
+    assert all(t.val_loss == trials[2].val_loss == 0.0 for t in reused)
+    assert len(trials) == 3 * 4 and len(calls) == len(trials) - 2  # baseline not re-run too
+    assert sum(c == lit for c in calls) == 1 and sel.baseline_loss == 0.0
+    assert sel.search.trial_budget == len(trials) - 2
+    again = run_search(objective, SMALL, tmp_path / "h.csv", steps=3, initial_points=2,
+                       iterations_per_step=1, start_points=[lit], seed=0, log=lambda m: None)
+    assert [t.status for t in again.trials] == [t.status for t in trials]  # read back as such
+
+
 def test_binary_dimension_is_fixed_once_clear():
     space = SearchSpace.from_dict({"x": {"type": "continuous", "bounds": [0, 1]},
                                    "flip": {"type": "discrete", "values": [0, 1]}})

@@ -48,6 +48,20 @@ def test_an_epoch_is_one_pass_over_the_training_set_partial_batch_included():
     assert int(model.optimizer.iterations) == 3 * 7
 
 
+def test_each_validation_pass_is_the_whole_validation_set_once(monkeypatch):
+    # 21 images in validation batches of 8 are 3 steps (the last of 5): each epoch's figures
+    # are the model's on exactly these images, partial batch included, not a shifted window
+    monkeypatch.setattr("earth_lib.training.same_pixels_as_64px", lambda n, shape: 8)
+    val = _toy(21, seed=1)
+    model, hist = train_model(HP, _toy(), val, 2, (8, 8, 3), preset="tiny", epochs=3,
+                              early_stopping=False, verbose=False)
+    x = val.x.astype("float32")
+    y = np.eye(2, dtype="float32")[val.y]
+    scores = model.evaluate(x, y, batch_size=21, verbose=0, return_dict=True)
+    assert hist["val_ce"][-1] == pytest.approx(scores["ce"], rel=1e-4)
+    assert hist["val_accuracy"][-1] == pytest.approx(scores["accuracy"])
+
+
 def test_micro_batches_update_once_per_batch_and_still_learn():
     # batch 24 in passes of at most 10 images: 3 passes of 8, one update per 3 passes
     hp = dict(HP, batch_size=24)
