@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--memory-modes", default="memory",
                     help="where the images are in the peak-memory runs that name no mode: "
                          "memory, disk or both")
-    ap.add_argument("--workers-trials", type=int, default=8,
+    ap.add_argument("--workers-trials", type=int, default=4,
                     help="search trials timed with 1 and 2 workers (Ray)")
     ap.add_argument("--workers-images", type=int, default=1000,
                     help="training images of each timed trial (32 px, 2 epochs)")
