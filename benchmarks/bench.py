@@ -9,15 +9,16 @@ the same machine, so it holds wherever it runs (a GPU included):
    the opencv engine; ``skimage_speedup``: the original's functions, in workers);
 2. training: images/s of each preset, the FLOPs of one training image (forward + backward,
    counted by TensorFlow's profiler on the forward graph, times 3), and the FLOP/s reached
-   as a fraction of a dense float32 matrix product timed here (``train_flop_fraction``,
-   ``gemm_gflops``);
+   as a fraction of a dense float32 matrix product timed here (``train_flop_fraction``:
+   whole epochs, validation passes included; ``train_flop_fraction_steps``: the training
+   steps alone; ``gemm_gflops``);
 3. the search: seconds per GPyOpt suggestion at 20, 60 and 150 evaluated points;
 4. peak resident memory of a whole process running the search and the final training on
    generated data, each size in its own subprocess (``peak_rss_mb_<n>_<size>px``), also
    with ``train.micro_batch`` (``_micro<N>``: gradients averaged over passes of N images)
    and from disk (``_on_disk``: ``data.in_memory: false``).
 
-Sizes are options (``--help``); the defaults finish within about 20 minutes on 2 cores.
+Sizes are options (``--help``); the defaults took 15 to 23 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -154,11 +155,42 @@ def forward_flops(preset: str, size: int) -> int:
     return int(res.stdout.strip().splitlines()[-1])
 
 
-def bench_training(runs: list[tuple[str, int, int]], gemm: float, batch: int = 32) -> dict:
+def epoch_timer():
+    """A Keras callback timing each epoch, whole and without its validation pass.
+
+    Made on call, so that importing this module does not import Keras (preprocessing's
+    workers fork without TensorFlow).
+    """
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epoch_seconds, self.train_seconds = [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start, self.train_end = time.perf_counter(), None
+
+        def on_test_begin(self, logs=None):  # fit's validation pass starts
+            if self.train_end is None:
+                self.train_end = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            end = time.perf_counter()
+            self.epoch_seconds.append(end - self.start)
+            self.train_seconds.append((self.train_end or end) - self.start)
+
+    return EpochTimer()
+
+
+def bench_training(runs: list[tuple[str, int, int]], gemm: float, batch: int = 32,
+                   epochs: int = 3) -> dict:
     """Training images/s per preset and size, and the FLOP/s reached against the GEMM's.
 
-    Steady state: the time of 3 epochs less that of 1, so that building the model and
-    tracing its graph (seconds, the whole of a short run) are not counted.
+    Steady state: one run of ``epochs`` epochs, its first (building and tracing the
+    graph) left out. ``train_flop_fraction`` counts whole epochs, each with its
+    validation pass on 32 images; ``train_flop_fraction_steps`` the training steps alone
+    (validation's FLOPs are not in the count, so its time should not be either).
     """
     import keras
 
@@ -174,21 +206,24 @@ def bench_training(runs: list[tuple[str, int, int]], gemm: float, batch: int = 3
         x = rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8)
         y = np.arange(n) % 10
         flops = 3 * forward_flops(preset, size)
-        seconds = {}
-        for epochs in (1, 3):  # the difference: 2 epochs without building and tracing
-            t = time.perf_counter()
-            train_model(hp, Split(x, y), Split(x[:32], y[:32]), 10, (size, size, 3),
-                        preset=preset, epochs=epochs, verbose=False)
-            seconds[epochs] = time.perf_counter() - t
-            keras.backend.clear_session()
-        rate = 2 * n / max(seconds[3] - seconds[1], 1e-9)
-        fraction = rate * flops / (gemm * 1e9)
-        print(f"training {preset} at {size} px, batch {batch}: {rate:.1f} images/s, "
-              f"{flops / 1e9:.3f} GFLOP per training image, {rate * flops / 1e9:.1f} GFLOP/s = "
-              f"{100 * fraction:.1f} % of the matrix product")
-        out[f"{preset}_{size}px"] = {"images_per_s": round(rate, 2), "batch_size": batch,
+        timer = epoch_timer()
+        train_model(hp, Split(x, y), Split(x[:32], y[:32]), 10, (size, size, 3), preset=preset,
+                    epochs=epochs, early_stopping=False, verbose=False, callbacks=[timer])
+        keras.backend.clear_session()
+        images = n * (epochs - 1)
+        rate = images / sum(timer.epoch_seconds[1:])
+        steps_rate = images / sum(timer.train_seconds[1:])
+        fraction, steps_fraction = (r * flops / (gemm * 1e9) for r in (rate, steps_rate))
+        print(f"training {preset} at {size} px, batch {min(batch, n)}: {rate:.1f} images/s "
+              f"({steps_rate:.1f} in the training steps alone), {flops / 1e9:.3f} GFLOP per "
+              f"training image, {rate * flops / 1e9:.1f} GFLOP/s = {100 * fraction:.1f} % of "
+              f"the matrix product ({100 * steps_fraction:.1f} % in the steps alone)")
+        out[f"{preset}_{size}px"] = {"images_per_s": round(rate, 2),
+                                     "steps_images_per_s": round(steps_rate, 2),
+                                     "batch_size": min(batch, n),
                                      "gflop_per_training_image": round(flops / 1e9, 4),
-                                     "train_flop_fraction": round(fraction, 4)}
+                                     "train_flop_fraction": round(fraction, 4),
+                                     "train_flop_fraction_steps": round(steps_fraction, 4)}
     return out
 
 
@@ -220,6 +255,7 @@ from earth_lib.training import make_objective, train_model
 n, size, preset, history, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], \\
     sys.argv[5]
 micro = int(sys.argv[6]) or None  # images per forward/backward pass (0: the whole batch)
+search_images = int(sys.argv[7])  # the search trial's training images (PCA scores)
 rng = np.random.default_rng(0)
 shape = (n, size, size, 3)
 if mode == "disk":  # written chunk by chunk, then read from disk as load_images(in_memory=False)
@@ -233,13 +269,13 @@ else:
     x = rng.integers(0, 255, shape, dtype=np.uint8)
 y = np.arange(n) % 10
 p = validate({"search": {"steps": 1, "initial_points": 1, "iterations_per_step": 0, "epochs": 1,
-                         "max_train_images": 2000}, "pca": {"max_images": 1000}})
+                         "max_train_images": search_images}, "pca": {"max_images": 1000}})
 k = int(0.7 * n), int(0.85 * n)
 S = split_arrays(x, y, np.array(["train"] * k[0] + ["val"] * (k[1] - k[0]) + ["test"] * (n - k[1])))
 pca = analysis.fit_pca(S["train"].x, variance=p["pca"]["variance"],
                        max_images=p["pca"]["max_images"])
-s_train, s_val, decoder = analysis.search_inputs(S["train"], S["val"], pca, max_images=2000,
-                                                 use_pca=True, seed=0)
+s_train, s_val, decoder = analysis.search_inputs(S["train"], S["val"], pca,
+                                                 max_images=search_images, use_pca=True, seed=0)
 objective = make_objective(s_train, s_val, 10, (size, size, 3), seed=0, decoder=decoder,
                            epochs=1, preset=preset, micro_batch=micro)
 space = SearchSpace.from_dict(p["search"]["space"])
@@ -254,8 +290,11 @@ print(json.dumps({"peak_rss_mb": int(hwm) / 1024}))
 
 
 def bench_memory(tmp: Path, sizes: list[tuple[int, int, int, str | None]], preset: str,
-                 modes: list[str]) -> dict:
+                 modes: list[str], search_images: int = 2000) -> dict:
     """Peak RSS of a process running a PCA search trial and a final training epoch.
+
+    The trial trains on at most ``search_images`` images (as ``search.max_train_images``);
+    they are held as PCA scores, so their number barely moves the peak, only the time.
 
     ``memory``: the images held in memory (uint8); ``disk``: read from an on-disk array,
     as with ``data.in_memory: false`` (key suffix ``_on_disk``). A size's third number,
@@ -268,7 +307,8 @@ def bench_memory(tmp: Path, sizes: list[tuple[int, int, int, str | None]], prese
             t = time.perf_counter()
             res = subprocess.run([sys.executable, "-c", MEMORY_JOB, str(n), str(size), preset,
                                   str(tmp / f"history_{n}_{size}_{micro}_{mode}.csv"), mode,
-                                  str(micro)], capture_output=True, text=True)
+                                  str(micro), str(search_images)], capture_output=True,
+                                 text=True)
             if res.returncode != 0:
                 raise RuntimeError(f"memory job {n} x {size} px ({mode}) failed:\n"
                                    f"{res.stderr[-3000:]}")
@@ -354,6 +394,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--memory", default="27000x64,2100x224,2100x224/8:disk",
                     help="images x px[/micro_batch][:memory|:disk] of the peak-memory runs "
                          "(comma-separated)")
+    ap.add_argument("--memory-search-images", type=int, default=500,
+                    help="training images of the search trial in the peak-memory runs")
     ap.add_argument("--memory-modes", default="memory",
                     help="where the images are in the peak-memory runs that name no mode: "
                          "memory, disk or both")
@@ -379,8 +421,8 @@ def main(argv: list[str] | None = None) -> None:
         if "memory" not in skip:  # Linux (reads /proc); each size in its own process
             with timed("memory"):
                 result.update(bench_memory(Path(tmp), parse_memory_sizes(args.memory),
-                                           args.memory_preset,
-                                           args.memory_modes.split(",")))
+                                           args.memory_preset, args.memory_modes.split(","),
+                                           args.memory_search_images))
         if "preprocess" not in skip:
             with timed("preprocess"):
                 result["preprocessing"] = bench_preprocessing(

@@ -170,6 +170,7 @@ def train_model(
     tensorboard_dir: str | Path | None = None,
     distribute: str | tf.distribute.Strategy = "off",
     micro_batch: int | None = None,
+    callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build and train one ResNet with these hyperparameters.
 
@@ -186,6 +187,7 @@ def train_model(
     given), ``off`` on one device, or a ``tf.distribute.Strategy`` to use.
     ``micro_batch``: a larger batch is split into passes of at most that many images whose
     gradients are averaged before each update (memory grows with the pass, not the batch).
+    ``callbacks``: more Keras callbacks, run after the built-in ones (e.g. a timer).
     """
     keras.utils.set_random_seed(int(seed))
     use_mixed_precision_on_gpu()
@@ -210,19 +212,19 @@ def train_model(
     # batches of 256 images took 0.8 GB more than 32)
     val_ds = make_dataset(val.x, val.y, num_classes, same_pixels_as_64px(256, input_shape),
                           decoder=decoder)
-    callbacks: list[keras.callbacks.Callback] = []
+    built_in: list[keras.callbacks.Callback] = []
     if early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
+        built_in.append(keras.callbacks.EarlyStopping(
             monitor="val_ce", mode="min", patience=patience, restore_best_weights=True))
     limit = TimeLimit(time_limit) if time_limit else None
-    callbacks += ([limit] if limit else []) + ([EpochLog("  ")] if verbose else [])
+    built_in += ([limit] if limit else []) + ([EpochLog("  ")] if verbose else [])
     if csv_log:
         Path(csv_log).parent.mkdir(parents=True, exist_ok=True)
-        callbacks.append(keras.callbacks.CSVLogger(str(csv_log)))
+        built_in.append(keras.callbacks.CSVLogger(str(csv_log)))
     if tensorboard_dir:
-        callbacks.append(keras.callbacks.TensorBoard(str(tensorboard_dir), write_graph=False))
+        built_in.append(keras.callbacks.TensorBoard(str(tensorboard_dir), write_graph=False))
     hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps,
-                     verbose=0, shuffle=False, callbacks=callbacks)
+                     verbose=0, shuffle=False, callbacks=built_in + list(callbacks or []))
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     history["time_limit_hit"] = [float(bool(limit and limit.hit))]
     history["global_batch_size"] = [float(batch * passes)]

@@ -10,8 +10,6 @@ import tomllib
 import pytest
 import yaml
 
-from earth_lib.cli import bench_markdown
-
 NOTEBOOKS = ["01_preprocessing.ipynb", "02_earth_classifier.ipynb",
              "03_does_the_search_pay.ipynb"]
 
@@ -317,38 +315,3 @@ def test_build_and_warning_settings(root):
     for f in cfg["tool"]["pytest"]["ini_options"]["filterwarnings"]:
         action, message, category, module = (f.split(":") + [""] * 4)[:4]
         assert action != "ignore" or (message and module), f"too broad: {f}"
-
-
-def test_bench_writes_its_figures(root, tmp_path):
-    """The benchmark runs and writes bench.json (figures only: nothing about speed asserted)."""
-    out = tmp_path / "bench.json"
-    res = subprocess.run([sys.executable, "benchmarks/bench.py", "--out", str(out),
-                          "--skip", "train,memory,workers", "--pre-images", "12",
-                          "--pre-source-px", "32", "--pre-output-px", "24", "--workers", "1"],
-                         cwd=root,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    figures = json.loads(out.read_text())
-    assert figures["preprocessing"]["images"] == 12 and figures["preprocess_speedup"] > 0
-    assert figures["preprocessing"]["skimage_speedup"] > 0  # both engines measured
-    pp = figures["preprocessing"]  # decoding alone bounds any pipeline that decodes
-    assert pp["speedup_ceiling"] == pytest.approx(
-        pp["decode_images_per_s"] / pp["original_images_per_s"], rel=0.01)
-    table = bench_markdown(out)  # README's table: a row per engine beside its target
-    assert "engine skimage" in table and "engine opencv" in table and "| x20 |" in table
-    assert "PNGs alone" in table
-    assert set(figures["search_seconds_per_suggestion"]) == {"20", "60", "150"}
-    # the Ray part (search_workers_seconds) is left out: tests/test_distributed.py runs Ray
-
-
-def test_bench_memory_runs_parse_with_passes_and_modes(root):
-    """`--memory 27000x64,2100x224/8:disk`: each run's size, passes and (optional) only mode."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench", root / "benchmarks" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    assert bench.parse_memory_sizes("27000x64,2100x224/8:disk,10x32:memory") == [
-        (27000, 64, 0, None), (2100, 224, 8, "disk"), (10, 32, 0, "memory")]
-    with pytest.raises(ValueError, match="2100x224:ram"):
-        bench.parse_memory_sizes("2100x224:ram")
