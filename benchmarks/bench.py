@@ -18,7 +18,7 @@ the same machine, so it holds wherever it runs (a GPU included):
    with ``train.micro_batch`` (``_micro<N>``: gradients averaged over passes of N images)
    and from disk (``_on_disk``: ``data.in_memory: false``).
 
-Sizes are options (``--help``); the defaults took 15 to 23 minutes on 2 cores.
+Sizes are options (``--help``); the defaults took 15 and 19 minutes on 2 cores.
 """
 
 from __future__ import annotations
