@@ -21,12 +21,14 @@ EXTRAS ?= cpu,notebooks,dev
 LOCK ?= requirements/$(if $(findstring gpu,$(EXTRAS)),gpu,cpu).lock
 DATASET ?= eurosat
 BENCH_ARGS ?=
+# TEST_WORKERS: pytest-xdist processes for make test (0: one process, in order); tests that
+# share a folder or a notebook chain run on one worker (xdist_group, tests/conftest.py)
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 LIB := $(wildcard earth_lib/*.py)
 NB1 := notebooks/01_preprocessing.ipynb
 NB2 := notebooks/02_earth_classifier.ipynb
 NB3 := notebooks/03_does_the_search_pay.ipynb
-# notebooks 1 and 2 with other parameters injected, as tests/nbval_variants.py writes them
-NB_VARIANTS := $(sort $(wildcard tests/notebooks/*.ipynb))
 RUN_NB := $(PY) -m earth_lib.cli run-notebook --params $(PARAMS) --run-dir $(OUT) --set '$(strip $(SET))'
 
 .DEFAULT_GOAL := help
@@ -102,9 +104,8 @@ readme: env
 
 ## test: unit tests, notebook checks (nbval) and a smoke run of the whole pipeline
 test: env
-	$(PY) -m pytest -q
-	EARTH_RESNET_PROGRESS=lines $(PY) -m pytest -q --nbval-lax -p no:randomly \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg $(NB1) $(NB2) $(NB3) $(NB_VARIANTS)
+	EARTH_RESNET_PROGRESS=lines $(PY) -m pytest -q $(XDIST) --nbval-lax -p no:randomly \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg tests $(NB1) $(NB2) $(NB3)
 
 ## nbval-variants: re-execute the notebooks' multi-label variants for nbval (after editing a notebook)
 nbval-variants: env
@@ -112,7 +113,7 @@ nbval-variants: env
 
 ## test-fast: unit tests only (no notebooks, no pipeline run)
 test-fast: env
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"
 
 ## lint: ruff over the package and tests
 lint: env

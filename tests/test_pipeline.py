@@ -7,6 +7,10 @@ import subprocess
 import pytest
 
 pytestmark = pytest.mark.slow
+#: one worker under pytest-xdist for the runs that make and read the same folders under the
+#: repository's data/, with nbval's notebooks (tests/conftest.py, NOTEBOOK_GROUPS)
+smoke_data = pytest.mark.xdist_group("smoke-data")
+mosaic_data = pytest.mark.xdist_group("mosaic-data")
 
 
 def make_target(root, target: str, params: str, outputs, overrides: str = ""
@@ -28,6 +32,7 @@ def smoke_run(root, tmp_path_factory):
     return outputs / "smoke", make_target(root, "all", "params/smoke.yaml", outputs)
 
 
+@smoke_data
 def test_run_folder_holds_every_product(smoke_run):
     run, _ = smoke_run
     for name in ("01_preprocessing.ipynb", "02_earth_classifier.ipynb", "01_preprocessing.html",
@@ -40,6 +45,7 @@ def test_run_folder_holds_every_product(smoke_run):
     assert not list(run.glob("*.running.ipynb")) and not list(run.glob("*.failed.ipynb"))
 
 
+@smoke_data
 def test_headless_progress_is_plain_lines_not_a_frozen_widget(smoke_run):
     run, res = smoke_run
     outputs = [o for name in ("01_preprocessing.ipynb", "02_earth_classifier.ipynb")
@@ -51,6 +57,7 @@ def test_headless_progress_is_plain_lines_not_a_frozen_widget(smoke_run):
     assert "loading smoke_16: 96/96 (100%)" in text
 
 
+@smoke_data
 def test_metrics_and_history_are_complete(smoke_run):
     run, _ = smoke_run
     m = json.loads((run / "metrics.json").read_text())
@@ -63,6 +70,7 @@ def test_metrics_and_history_are_complete(smoke_run):
     assert len(rows) == 10 and rows[0].startswith("step,trial,source,rotation")
 
 
+@smoke_data
 def test_run_record_says_what_produced_it(smoke_run):
     run, _ = smoke_run
     rec = json.loads((run / "run.json").read_text())
@@ -73,6 +81,7 @@ def test_run_record_says_what_produced_it(smoke_run):
     assert all("finished" in s for s in rec["stages"].values())
 
 
+@smoke_data
 def test_rerun_is_up_to_date(smoke_run, root):
     run, _ = smoke_run
     res = subprocess.run(["make", "-q", "all", "PARAMS=params/smoke.yaml",
@@ -116,6 +125,7 @@ def test_multiband_16bit_folder_through_both_notebooks(root, tmp_path):
     assert evaluate_folder(run, raw, progress=False)["n"] == 30
 
 
+@smoke_data
 def test_compare_smoke_runs_its_arms_and_resumes(root, tmp_path):
     """`make compare` on the smoke file: each arm chosen, trained, tested and saved.
 
@@ -155,6 +165,7 @@ def test_compare_smoke_runs_its_arms_and_resumes(root, tmp_path):
     assert (res.stdout + res.stderr).count("done before") == len(arms)
 
 
+@mosaic_data
 def test_multilabel_smoke_runs_both_notebooks_then_evaluate_and_predict(root, tmp_path):
     """`make all` on the multi-label smoke file: mosaics, sigmoid head, tuned thresholds, the
     one-vs-rest baseline; then `make evaluate` with the test mosaics' labels and `make predict`."""

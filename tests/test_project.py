@@ -281,6 +281,7 @@ def test_make_names_an_overridden_run_like_the_package(root):
     assert f"--run-dir {expected} --set 'train.epochs=2 seed=3'" in over
 
 
+@pytest.mark.xdist_group("smoke-data")  # makes data/raw/smoke, as test_pipeline.py does
 def test_make_with_set_runs_the_overridden_parameters(root, tmp_path):
     if not shutil.which("make"):
         pytest.skip("make not installed")
