@@ -156,10 +156,12 @@ def run_arm(arm: str, seed: int, splits: dict[str, Split], search_splits: tuple,
             **plan["search"])
         hp, best, history = dict(result.best.hp), result.best.val_loss, result.table()
     search_seconds = time.perf_counter() - t0
+    final = params_mod.train_settings(p, final=True)
+    log(f"final training, {int(hp.get('epochs', final['epochs']))} epochs at most (a line "
+        f"per epoch; also in {folder.training_log})")
     t0 = time.perf_counter()
     model, curves = train_model(hp, splits["train"], splits["val"], num_classes, shape,
-                                seed=seed, verbose=False, csv_log=folder.training_log,
-                                **params_mod.train_settings(p, final=True))
+                                seed=seed, csv_log=folder.training_log, **final)
     proba = predict_proba(model, splits["test"].x, tta=p["train"]["tta"])
     folder.save_model(model, class_names, preprocess, hp, tta=p["train"]["tta"],
                       band_pca=band_pca)

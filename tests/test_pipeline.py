@@ -159,6 +159,12 @@ def test_compare_smoke_runs_its_arms_and_resumes(root, tmp_path):
     assert any(",finalist," in r for r in rows)
     m = evaluate_folder(arm, root / "data" / "raw" / "smoke", progress=False)
     assert m["n"] == 96
+    # each arm's final training shows its progress, a line per epoch
+    nb = json.loads((run / "03_does_the_search_pay.ipynb").read_text())
+    shown = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    for a in arms:
+        assert f"{a}/1: final training, 2 epochs at most" in shown, a
+    assert shown.count("  epoch 2 of 2: loss=") == len(arms)
     # rerun the notebook: every (arm, seed) is read back, nothing trained again
     (run / "03_does_the_search_pay.ipynb").unlink()
     res = make_target(root, "compare", "params/compare_smoke.yaml", tmp_path, overrides)
