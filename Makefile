@@ -12,6 +12,8 @@ OUT := $(OUTPUTS)/$(RUN_NAME)
 # RUN (a run folder) and DATA (an image folder) are given by the user for evaluate/predict.
 RUN ?=
 DATA ?=
+# OTHER: the second run for make pair
+OTHER ?=
 # LABELS: the labels CSV of DATA, for evaluating a multi-label run
 LABELS ?=
 VENV ?= .venv
@@ -33,7 +35,7 @@ RUN_NB := $(PY) -m earth_lib.cli run-notebook --params $(PARAMS) --run-dir $(OUT
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help env lock readme all preprocess classify compare data evaluate predict export test nbval-variants test-fast lint bench lab clean
+.PHONY: help env lock readme all preprocess classify compare data evaluate predict pair export test nbval-variants test-fast lint bench lab clean
 
 ## help: list every target with its description
 help:
@@ -92,6 +94,11 @@ evaluate: env
 predict: env
 	@test -n "$(RUN)" -a -n "$(DATA)" || (echo "usage: make predict RUN=outputs/<run> DATA=<folder>"; exit 2)
 	$(PY) -m earth_lib.cli predict $(RUN) $(DATA)
+
+## pair: two runs on RUN's test images, image by image (RUN=outputs/<run> OTHER=<run or arm>)
+pair: env
+	@test -n "$(RUN)" -a -n "$(OTHER)" || (echo "usage: make pair RUN=outputs/<run> OTHER=<run or outputs/<compare run>/arms/<arm>/seed<k>>"; exit 2)
+	$(PY) -m earth_lib.cli pair $(RUN) $(OTHER)
 
 ## export: write RUN/export/: a TensorFlow SavedModel and preprocessing.json (RUN=outputs/<run>)
 export: env

@@ -333,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("compare-results",
                        help="print the comparison table of a `make compare` run (so far)")
     p.add_argument("run")
+    p = sub.add_parser("pair", help="two trained runs on run A's test images, image by image "
+                                    "(McNemar, bootstrap interval)")
+    p.add_argument("run_a", help="a make all run: its split.csv gives the test images")
+    p.add_argument("run_b", help="another run or a comparison arm (arms/<arm>/seed<k>)")
     p = sub.add_parser("store-checked-outputs",
                        help="keep only nbval-checked outputs, taken from an executed notebook")
     p.add_argument("executed")
@@ -372,6 +376,21 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "readme":
             for line in regenerate_readme(args.readme, args.outputs):
                 print(line)
+        elif args.command == "pair":
+            from earth_lib.compare import pair_runs
+
+            r = pair_runs(args.run_a, args.run_b)
+            print(f"{r['images']} test images: A {100 * r['accuracy_a']:.2f} %, B "
+                  f"{100 * r['accuracy_b']:.2f} %; A - B {r['diff_points']:+.2f} points, 95 % "
+                  f"interval [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]; only A right "
+                  f"{r['only_a_right']}, only B right {r['only_b_right']}, McNemar p "
+                  f"{r['mcnemar_p']:.2g}")
+            for key in "ab":
+                if r[f"matches_record_{key}"] is False:
+                    print(f"warning: run {key.upper()}'s answers differ from its recorded test "
+                          f"accuracy {r[f'recorded_accuracy_{key}']}: not the images it was "
+                          "tested on?")
+            print(f"written to {r['written_to']}")
         elif args.command == "compare-results":
             from earth_lib.compare import load_results, summary_table, table_markdown, verdict
 

@@ -104,3 +104,63 @@ def test_a_run_folder_from_before_the_schema_is_still_read(run, tmp_path):
     (tmp_path / "run" / "model_card.json").write_text(json.dumps(card))
     m = evaluate_folder(tmp_path / "run", run / "new", progress=False)
     assert m["n"] == 18
+
+
+def _pair_runs_folder(run, tmp_path):
+    """Run A (the trained model) with a split.csv whose test rows are every processed image."""
+    a = tmp_path / "outputs" / "a"
+    shutil.copytree(run / "run", a)
+    files = sorted((run / "proc").rglob("*.png"))
+    (a / "split.csv").write_text("path,class,split\n" + "".join(
+        f"{f},{f.parent.name},{'test' if i % 4 else 'train'}\n" for i, f in enumerate(files)))
+    return a
+
+
+def test_pair_runs_counts_the_images_each_model_alone_got_right(run, tmp_path):
+    from earth_lib.compare import pair_runs
+    from earth_lib.model import build_from_preset
+
+    a = _pair_runs_folder(run, tmp_path)
+    same = pair_runs(a, a, progress=False)  # a model against itself: nothing to tell apart
+    assert same["images"] == 45 and same["diff_points"] == 0 and same["mcnemar_p"] == 1.0
+    assert same["only_a_right"] == same["only_b_right"] == 0
+    assert same["matches_record_a"] is None  # no metrics.json to check against
+    # B: an untrained network (its own weights) with the same card, and a wrong record
+    b = tmp_path / "outputs" / "cmp" / "arms" / "random" / "seed1"
+    card = json.loads((a / "model_card.json").read_text())
+    Run(b).save_model(build_from_preset((16, 16, 3), 3, "tiny", 3, 0.0), card["class_names"],
+                      read_settings(run / "proc"), card["hyperparameters"])
+    (b / "result.json").write_text(json.dumps({"test": {"accuracy": 0.5},
+                                               "test_correct": [1] * 45}))
+    r = pair_runs(a, b, progress=False)
+    n, diff = r["images"], r["accuracy_a"] - r["accuracy_b"]
+    assert r["only_a_right"] - r["only_b_right"] == round(diff * n)
+    assert r["diff_points"] == pytest.approx(100 * diff)
+    assert r["ci_low"] <= r["diff_points"] <= r["ci_high"] and 0 <= r["mcnemar_p"] <= 1
+    assert r["matches_record_b"] is False  # the answers are not those recorded
+    saved = json.loads((a / "paired" / "cmp_arms_random_seed1.json").read_text())
+    assert saved["only_a_right"] == r["only_a_right"]
+    # A's own record, from its measured accuracy: checked and matched
+    (a / "metrics.json").write_text(json.dumps({"test": {"accuracy": r["accuracy_a"]}}))
+    assert pair_runs(a, b, progress=False)["matches_record_a"] is True
+
+
+def test_pair_runs_refuses_runs_that_did_not_see_the_same_images(run, tmp_path):
+    from earth_lib.compare import pair_runs
+    from earth_lib.errors import ParameterError
+
+    a = _pair_runs_folder(run, tmp_path)
+    other = tmp_path / "outputs" / "other"
+    shutil.copytree(a, other)
+    rows = (a / "split.csv").read_text().splitlines()
+    (other / "split.csv").write_text("\n".join(rows[:-1]) + "\n")  # one test image fewer
+    with pytest.raises(ValueError, match="lists other test images"):
+        pair_runs(a, other, progress=False)
+    card = json.loads((a / "model_card.json").read_text())
+    card["preprocess"]["clahe_tiles"] = 8
+    (other / "split.csv").unlink()
+    (other / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ParameterError, match="preprocessed differently .clahe_tiles: 2 vs 8"):
+        pair_runs(a, other, progress=False)
+    with pytest.raises(FileNotFoundError, match="split.csv not found"):
+        pair_runs(run / "run", a, progress=False)  # run A must say which images are test

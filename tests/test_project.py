@@ -230,6 +230,9 @@ def test_make_evaluate_without_run_says_how(root, tmp_path):
     res = subprocess.run(["make", "-s", "export", "VENV=.venv"], cwd=root, capture_output=True,
                          text=True)
     assert res.returncode == 2 and "usage: make export RUN=" in res.stdout
+    res = subprocess.run(["make", "-s", "pair", "RUN=outputs/x", "VENV=.venv"], cwd=root,
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "usage: make pair RUN=outputs/<run> OTHER=" in res.stdout
 
 
 def test_run_notebook_checks_the_data_folder_before_a_kernel_starts(tmp_path, root):
