@@ -290,7 +290,7 @@ print(json.dumps({"peak_rss_mb": int(hwm) / 1024}))
 
 
 def bench_memory(tmp: Path, sizes: list[tuple[int, int, int, str | None]], preset: str,
-                 modes: list[str], search_images: int = 2000) -> dict:
+                 modes: list[str], search_images: int = 500) -> dict:
     """Peak RSS of a process running a PCA search trial and a final training epoch.
 
     The trial trains on at most ``search_images`` images (as ``search.max_train_images``);
