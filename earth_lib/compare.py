@@ -364,7 +364,12 @@ def pair_runs(run_a, run_b, resamples: int = 2000, seed: int = 0,
     images = []
     for path, _ in progress_bar(rows, desc="reading the test images", disable=not progress,
                                 mininterval=2):
-        img = read_image(path)  # a missing or unreadable file is an error naming it
+        if not Path(path).is_file():
+            raise FileNotFoundError(
+                f"{path} (a test image of {runs[0].split_csv}) not found; its paths are the "
+                "processed files, relative to the project folder of that run: run make pair "
+                "there, with its preprocess.processed_dir present.")
+        img = read_image(path)  # an unreadable file is an error naming it
         if img.shape != (size, size, bands):
             raise ValueError(f"{path}: shape {img.shape}, the models take "
                              f"{(size, size, bands)} (the processed folder changed?).")

@@ -162,5 +162,9 @@ def test_pair_runs_refuses_runs_that_did_not_see_the_same_images(run, tmp_path):
     (other / "model_card.json").write_text(json.dumps(card))
     with pytest.raises(ParameterError, match="preprocessed differently .clahe_tiles: 2 vs 8"):
         pair_runs(a, other, progress=False)
+    (other / "model_card.json").write_text((a / "model_card.json").read_text())
+    (other / "split.csv").write_text(rows[0] + "\nproc/gone.png,water,test\n")
+    with pytest.raises(FileNotFoundError, match="proc/gone.png .a test image of .*not found"):
+        pair_runs(other, run / "run", progress=False)  # B without a split of its own
     with pytest.raises(FileNotFoundError, match="split.csv not found"):
         pair_runs(run / "run", a, progress=False)  # run A must say which images are test
