@@ -319,7 +319,7 @@ def _recorded_correct(run: Run) -> tuple[float | None, list[int] | None]:
     return None, None
 
 
-def pair_runs(run_a, run_b, resamples: int = 2000, seed: int = 0,
+def pair_runs(run_a: str | Path, run_b: str | Path, resamples: int = 2000, seed: int = 0,
               progress: bool = True) -> dict[str, Any]:
     """Two trained runs on the same test images, image by image; written beside run A.
 
