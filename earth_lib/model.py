@@ -3,6 +3,9 @@
 Each residual block is two (BatchNorm -> ReLU -> Conv) units added to a shortcut; the
 shortcut is the identity, or a 1x1 convolution (named ``*_proj``) exactly where the
 number of filters or the spatial size changes. Each new stage halves the spatial size.
+Batch normalisation is Keras' own, computed by TensorFlow's fused kernel
+(:class:`earth_lib.layers.FusedBatchNormalization`: the same statistics, twice as fast in
+bfloat16 on a CPU).
 
 Keras is imported inside the builders, so that the parameter table can read the preset
 names from here without starting TensorFlow.
@@ -38,7 +41,9 @@ def _block(x, filters: int, kernel_size: int, stride: int, name: str):
     """One pre-activation residual block; projection shortcut only where the shape changes."""
     from keras import layers
 
-    pre = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn1")(x)
+    from earth_lib.layers import FusedBatchNormalization
+
+    pre = FusedBatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn1")(x)
     pre = layers.Activation("relu", name=f"{name}_relu1")(pre)
     if stride != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False,
@@ -47,7 +52,7 @@ def _block(x, filters: int, kernel_size: int, stride: int, name: str):
         shortcut = x
     y = layers.Conv2D(filters, kernel_size, strides=stride, padding="same", use_bias=False,
                       name=f"{name}_conv1")(pre)
-    y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn2")(y)
+    y = FusedBatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn2")(y)
     y = layers.Activation("relu", name=f"{name}_relu2")(y)
     y = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False,
                       name=f"{name}_conv2")(y)
@@ -84,6 +89,8 @@ def build_resnet(
     import keras
     from keras import layers
 
+    from earth_lib.layers import FusedBatchNormalization
+
     kernel_size = int(kernel_size)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = layers.Rescaling(1 / 255.0, name="rescale")(inputs)
@@ -92,7 +99,7 @@ def build_resnet(
         for b in range(depth):
             stride = 2 if (s > 0 and b == 0) else 1
             x = _block(x, width, kernel_size, stride, name=f"stage{s + 1}_block{b + 1}")
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="final_bn")(x)
+    x = FusedBatchNormalization(momentum=BN_MOMENTUM, name="final_bn")(x)
     x = layers.Activation("relu", name="final_relu")(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout > 0:

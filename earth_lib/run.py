@@ -202,7 +202,7 @@ def compute_record() -> dict[str, Any] | None:
             for g in tf.config.list_physical_devices("GPU")]
     threads = tf.config.threading
     return {"device": gpus[0] if gpus else f"CPU: {cpu_model()}", "gpus": gpus,
-            "mixed_precision": keras.mixed_precision.global_policy().name == "mixed_float16",
+            "mixed_precision": keras.mixed_precision.global_policy().name.startswith("mixed"),
             "precision_policy": keras.mixed_precision.global_policy().name,
             "intra_op_threads": threads.get_intra_op_parallelism_threads() or "auto",
             "inter_op_threads": threads.get_inter_op_parallelism_threads() or "auto",
@@ -374,6 +374,8 @@ class Run:
     def load_model(self) -> tuple[keras.Model, ModelCard]:
         """The trained network and its card."""
         import keras
+
+        import earth_lib.layers  # noqa: F401  (registers the network's custom layer)
 
         return keras.models.load_model(self.model_path), self.load_card()
 

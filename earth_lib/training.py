@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 #: the original recipe is Adam at a constant rate; the default AdamW with warm-up + cosine.
 OPTIMIZERS = SCHEMA["train"]["optimizer"].choices
 SCHEDULES = SCHEMA["train"]["schedule"].choices
+#: What the network computes in (``train.precision``; first = default).
+PRECISIONS = SCHEMA["train"]["precision"].choices
 
 
 def compile_model(model: keras.Model, learning_rate: float, steps_per_epoch: int, epochs: int,
@@ -74,14 +77,41 @@ def compile_model(model: keras.Model, learning_rate: float, steps_per_epoch: int
     return model
 
 
-def use_mixed_precision_on_gpu() -> bool:
-    """Compute in float16 where a GPU is present (the classifier layer stays float32)."""
-    import tensorflow as tf
+def cpu_has_native_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the CPU multiplies bfloat16 natively (x86 avx512_bf16 or amx_bf16, Arm bf16).
 
+    Read from the kernel's CPU flags; False where they cannot be read (not Linux).
+    """
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")) and ":" in line:
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def set_precision(precision: str = PRECISIONS[0]) -> str:
+    """Set Keras' global dtype policy for ``precision`` and return the policy's name.
+
+    ``auto``: ``mixed_float16`` where a GPU is present, ``float32`` on a CPU. The mixed
+    policies keep the weights, the loss and the classifier in float32. ``mixed_bfloat16``
+    on a CPU without native bfloat16 is emulated, slower than float32: a warning says so.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {PRECISIONS}. "
+                         f"Got {precision!r} instead.")
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
-    if on_gpu and keras.mixed_precision.global_policy().name != "mixed_float16":
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    return on_gpu
+    policy = ("mixed_float16" if on_gpu else "float32") if precision == "auto" else precision
+    if policy == "mixed_bfloat16" and not on_gpu and not cpu_has_native_bfloat16():
+        warnings.warn("train.precision: mixed_bfloat16 on a CPU without native bfloat16 "
+                      "(no avx512_bf16/amx_bf16 flag): emulated, likely slower than float32; "
+                      "set train.precision: float32 or auto", stacklevel=2)
+    if keras.mixed_precision.global_policy().name != policy:
+        keras.mixed_precision.set_global_policy(policy)
+    return policy
 
 
 def distribution_strategy(mode: str = "auto",
@@ -171,6 +201,7 @@ def train_model(
     distribute: str | tf.distribute.Strategy = "off",
     micro_batch: int | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    precision: str = PRECISIONS[0],
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build and train one ResNet with these hyperparameters.
 
@@ -188,9 +219,10 @@ def train_model(
     ``micro_batch``: a larger batch is split into passes of at most that many images whose
     gradients are averaged before each update (memory grows with the pass, not the batch).
     ``callbacks``: more Keras callbacks, run after the built-in ones (e.g. a timer).
+    ``precision``: the dtype policy (:func:`set_precision`), set before the model is built.
     """
     keras.utils.set_random_seed(int(seed))
-    use_mixed_precision_on_gpu()
+    set_precision(precision)
     epochs = int(hp.get("epochs", epochs))
     strategy = distribute if not isinstance(distribute, str) else distribution_strategy(distribute)
     batch = int(hp["batch_size"]) * (strategy.num_replicas_in_sync if strategy else 1)

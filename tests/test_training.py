@@ -243,3 +243,49 @@ def test_training_from_disk_gives_the_same_results(tmp_path):
     np.testing.assert_allclose(h_disk["loss"], h_ram["loss"], rtol=1e-5)
     np.testing.assert_allclose(h_disk["val_ce"], h_ram["val_ce"], rtol=1e-5)
     np.testing.assert_allclose(p_disk, p_ram, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_training_learns_and_the_next_run_is_float32_again(root):
+    import keras
+
+    from earth_lib.params import load_params, train_settings
+
+    model, hist = train_model(HP, _toy(), _toy(seed=1), 2, (8, 8, 3), preset="tiny", epochs=4,
+                              patience=4, verbose=False, precision="mixed_bfloat16")
+    assert model.get_layer("stem").compute_dtype == "bfloat16"
+    assert model.get_layer("classes").compute_dtype == "float32"  # the softmax stays float32
+    assert max(hist["val_accuracy"]) > 0.9
+    # the parameter reaches every training of a run, and auto sets float32 back on a CPU
+    settings = train_settings(load_params(root / "params" / "smoke.yaml", "train.precision=auto"),
+                              final=True)
+    assert settings["precision"] == "auto"
+    model, _ = train_model(HP, _toy(), _toy(seed=1), 2, (8, 8, 3), preset="tiny", epochs=1,
+                           patience=1, verbose=False, **{k: settings[k] for k in ("precision",)})
+    assert model.get_layer("stem").compute_dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path):
+    from earth_lib.training import cpu_has_native_bfloat16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert cpu_has_native_bfloat16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert not cpu_has_native_bfloat16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n")  # Arm
+    assert cpu_has_native_bfloat16(cpuinfo)
+    assert not cpu_has_native_bfloat16(tmp_path / "absent")
+
+
+def test_emulated_bfloat16_warns_and_unknown_precision_is_refused(monkeypatch):
+    import earth_lib.training as training
+
+    monkeypatch.setattr(training, "cpu_has_native_bfloat16", lambda: False)
+    try:
+        with pytest.warns(UserWarning, match="without native bfloat16"):
+            assert training.set_precision("mixed_bfloat16") == "mixed_bfloat16"
+    finally:
+        training.set_precision("float32")
+    with pytest.raises(ValueError, match="train.precision must be one of"):
+        training.set_precision("bfloat16")
