@@ -11,7 +11,9 @@ the same machine, so it holds wherever it runs (a GPU included):
    counted by TensorFlow's profiler on the forward graph, times 3), and the FLOP/s reached
    as a fraction of a dense float32 matrix product timed here (``train_flop_fraction``:
    whole epochs, validation passes included; ``train_flop_fraction_steps``: the training
-   steps alone; ``gemm_gflops``);
+   steps alone; ``gemm_gflops``); ``cpu64`` and ``medium`` once more in
+   ``mixed_bfloat16`` where the CPU has native bfloat16 (or on a GPU), against both products
+   (``gemm_gflops_bfloat16``);
 3. the search: seconds per GPyOpt suggestion at 20, 60 and 150 evaluated points;
 4. peak resident memory of a whole process running the search and the final training on
    generated data, each size in its own subprocess (``peak_rss_mb_<n>_<size>px``), also
@@ -113,11 +115,11 @@ def bench_preprocessing(tmp: Path, n: int, src: int, out: int, workers: int) -> 
     return result
 
 
-def gemm_gflops(n: int = 2048, repeats: int = 10) -> float:
-    """Dense float32 matrix product throughput, as TensorFlow reaches it on this machine."""
+def gemm_gflops(n: int = 2048, repeats: int = 10, dtype: str = "float32") -> float:
+    """Dense matrix product throughput in ``dtype``, as TensorFlow reaches it on this machine."""
     import tensorflow as tf
 
-    a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
+    a, b = (tf.cast(tf.random.normal([n, n]), dtype) for _ in range(2))
     tf.matmul(a, b).numpy()
     t = time.perf_counter()
     for _ in range(repeats):
@@ -183,14 +185,16 @@ def epoch_timer():
     return EpochTimer()
 
 
-def bench_training(runs: list[tuple[str, int, int]], gemm: float, batch: int = 32,
-                   epochs: int = 3) -> dict:
-    """Training images/s per preset and size, and the FLOP/s reached against the GEMM's.
+def bench_training(runs: list[tuple[str, int, int, str]], gemm: float, batch: int = 32,
+                   epochs: int = 3, gemm_bf16: float | None = None) -> dict:
+    """Training images/s per preset, size and precision, and the FLOP/s against the GEMM's.
 
     Steady state: one run of ``epochs`` epochs, its first (building and tracing the
     graph) left out. ``train_flop_fraction`` counts whole epochs, each with its
     validation pass on 32 images; ``train_flop_fraction_steps`` the training steps alone
-    (validation's FLOPs are not in the count, so its time should not be either).
+    (validation's FLOPs are not in the count, so its time should not be either). Rows in
+    ``mixed_bfloat16`` (key suffix ``_bf16``) are measured against the float32 product as
+    the others, and against the bfloat16 one (``train_flop_fraction_of_bf16_gemm``).
     """
     import keras
 
@@ -202,28 +206,35 @@ def bench_training(runs: list[tuple[str, int, int]], gemm: float, batch: int = 3
           "kernel_size": 3}
     rng = np.random.default_rng(0)
     out = {}
-    for preset, size, n in runs:
+    for preset, size, n, precision in runs:
         x = rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8)
         y = np.arange(n) % 10
         flops = 3 * forward_flops(preset, size)
         timer = epoch_timer()
         train_model(hp, Split(x, y), Split(x[:32], y[:32]), 10, (size, size, 3), preset=preset,
-                    epochs=epochs, early_stopping=False, verbose=False, callbacks=[timer])
+                    epochs=epochs, early_stopping=False, verbose=False, callbacks=[timer],
+                    precision=precision)
         keras.backend.clear_session()
+        bf16 = precision == "mixed_bfloat16"
         images = n * (epochs - 1)
         rate = images / sum(timer.epoch_seconds[1:])
         steps_rate = images / sum(timer.train_seconds[1:])
         fraction, steps_fraction = (r * flops / (gemm * 1e9) for r in (rate, steps_rate))
-        print(f"training {preset} at {size} px, batch {min(batch, n)}: {rate:.1f} images/s "
+        print(f"training {preset} at {size} px in {precision}, batch {min(batch, n)}: "
+              f"{rate:.1f} images/s "
               f"({steps_rate:.1f} in the training steps alone), {flops / 1e9:.3f} GFLOP per "
               f"training image, {rate * flops / 1e9:.1f} GFLOP/s = {100 * fraction:.1f} % of "
               f"the matrix product ({100 * steps_fraction:.1f} % in the steps alone)")
-        out[f"{preset}_{size}px"] = {"images_per_s": round(rate, 2),
-                                     "steps_images_per_s": round(steps_rate, 2),
-                                     "batch_size": min(batch, n),
-                                     "gflop_per_training_image": round(flops / 1e9, 4),
-                                     "train_flop_fraction": round(fraction, 4),
-                                     "train_flop_fraction_steps": round(steps_fraction, 4)}
+        row = out[f"{preset}_{size}px" + ("_bf16" if bf16 else "")] = {
+            "images_per_s": round(rate, 2), "steps_images_per_s": round(steps_rate, 2),
+            "batch_size": min(batch, n), "precision": precision,
+            "gflop_per_training_image": round(flops / 1e9, 4),
+            "train_flop_fraction": round(fraction, 4),
+            "train_flop_fraction_steps": round(steps_fraction, 4)}
+        if bf16 and gemm_bf16:
+            row["train_flop_fraction_of_bf16_gemm"] = round(rate * flops / (gemm_bf16 * 1e9), 4)
+            print(f"  = {100 * row['train_flop_fraction_of_bf16_gemm']:.1f} % of the bfloat16 "
+                  "matrix product")
     return out
 
 
@@ -431,6 +442,8 @@ def main(argv: list[str] | None = None) -> None:
                 result["preprocess_speedup"] = result["preprocessing"]["preprocess_speedup"]
         import tensorflow as tf  # after preprocessing, whose workers fork without it
 
+        from earth_lib.training import cpu_has_native_bfloat16
+
         result["machine"]["gpus"] = [
             tf.config.experimental.get_device_details(g).get("device_name", g.name)
             for g in tf.config.list_physical_devices("GPU")]
@@ -439,9 +452,19 @@ def main(argv: list[str] | None = None) -> None:
                 result["gemm_gflops"] = round(gemm_gflops(), 2)
                 print(f"float32 matrix product (2048^2): {result['gemm_gflops']:.1f} GFLOP/s")
                 n = args.train_images
-                result["training"] = bench_training(
-                    [("small", 64, n), ("cpu64", 64, n), ("medium", 64, n),
-                     ("paper", 224, args.paper_images)], result["gemm_gflops"], args.train_batch)
+                runs = [("small", 64, n, "float32"), ("cpu64", 64, n, "float32"),
+                        ("medium", 64, n, "float32"), ("paper", 224, args.paper_images, "float32")]
+                gemm_bf16 = None
+                if result["machine"]["gpus"] or cpu_has_native_bfloat16():
+                    gemm_bf16 = result["gemm_gflops_bfloat16"] = round(
+                        gemm_gflops(dtype="bfloat16"), 2)
+                    print(f"bfloat16 matrix product (2048^2): {gemm_bf16:.1f} GFLOP/s")
+                    runs += [("cpu64", 64, n, "mixed_bfloat16"),
+                             ("medium", 64, n, "mixed_bfloat16")]
+                else:
+                    print("no bfloat16 rows: this CPU has no native bfloat16")
+                result["training"] = bench_training(runs, result["gemm_gflops"], args.train_batch,
+                                                    gemm_bf16=gemm_bf16)
                 result["train_flop_fraction"] = {k: v["train_flop_fraction"]
                                                  for k, v in result["training"].items()}
         if "search" not in skip:

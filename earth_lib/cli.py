@@ -204,10 +204,16 @@ def bench_markdown(bench_json: str | Path) -> str:
                         " the original loop | - |")
     if "gemm_gflops" in b:
         rows.append(f"| float32 matrix product, TensorFlow | {b['gemm_gflops']:.1f} GFLOP/s | - |")
+        if "gemm_gflops_bfloat16" in b:
+            rows.append(f"| bfloat16 matrix product, TensorFlow | "
+                        f"{b['gemm_gflops_bfloat16']:.1f} GFLOP/s | - |")
         for name, t in b["training"].items():
             batch = f" (batch {t['batch_size']})" if "batch_size" in t else ""
             steps = (f" ({100 * t['train_flop_fraction_steps']:.1f} % in the training steps "
                      "alone)" if "train_flop_fraction_steps" in t else "")
+            if "train_flop_fraction_of_bf16_gemm" in t:
+                steps += (f"; {100 * t['train_flop_fraction_of_bf16_gemm']:.1f} % of the "
+                          "bfloat16 product")
             rows.append(f"| training `{name}`{batch}: {t['images_per_s']:.1f} images/s, "
                         f"{t['gflop_per_training_image']:g} GFLOP per image | "
                         f"{100 * t['train_flop_fraction']:.1f} % of the matrix product{steps} "

@@ -74,3 +74,22 @@ def test_bench_epoch_timer_leaves_the_validation_pass_out_of_the_training_steps(
     assert len(timer.epoch_seconds) == len(timer.train_seconds) == 3
     for whole, steps in zip(timer.epoch_seconds, timer.train_seconds, strict=True):
         assert 0 < steps and whole - steps >= 0.3
+
+
+def test_bench_training_rows_in_bfloat16_beside_float32(bench, tmp_path):
+    """A bfloat16 row has its own key and is measured against both matrix products."""
+    rows = bench.bench_training([("tiny", 16, 32, "float32"), ("tiny", 16, 32, "mixed_bfloat16")],
+                                gemm=0.01, batch=8, epochs=2, gemm_bf16=0.04)
+    assert set(rows) == {"tiny_16px", "tiny_16px_bf16"}
+    low = rows["tiny_16px_bf16"]
+    assert low["precision"] == "mixed_bfloat16" and rows["tiny_16px"]["precision"] == "float32"
+    assert "train_flop_fraction_of_bf16_gemm" not in rows["tiny_16px"]
+    assert low["train_flop_fraction_of_bf16_gemm"] == pytest.approx(
+        low["train_flop_fraction"] / 4, rel=0.01)  # the same FLOP/s, a 4x faster product
+    # (products this slow keep the fractions, rounded to 4 decimals, far from 0)
+    out = tmp_path / "bench.json"
+    out.write_text(json.dumps({"gemm_gflops": 100.0, "gemm_gflops_bfloat16": 400.0,
+                               "training": rows}))
+    table = bench_markdown(out)
+    assert "| bfloat16 matrix product, TensorFlow | 400.0 GFLOP/s | - |" in table
+    assert table.count("% of the bfloat16 product") == 1 and "`tiny_16px_bf16`" in table
