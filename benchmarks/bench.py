@@ -229,8 +229,8 @@ def bench_training(runs: list[tuple[str, int, int, str]], gemm: float, batch: in
         steps_rate = images / sum(timer.train_seconds[1:])
         fraction, steps_fraction = (r * flops / (gemm * 1e9) for r in (rate, steps_rate))
         print(f"training {preset} at {size} px in {precision}, batch {min(batch, n)}: "
-              f"{rate:.1f} images/s "
-              f"({steps_rate:.1f} in the training steps alone), {flops / 1e9:.3f} GFLOP per "
+              f"{rate:.1f} images/s ({steps_rate:.1f} in the training steps alone), "
+              f"{flops / 1e9:.3f} GFLOP per "
               f"training image, {rate * flops / 1e9:.1f} GFLOP/s = {100 * fraction:.1f} % of "
               f"the matrix product ({100 * steps_fraction:.1f} % in the steps alone)")
         row = out[f"{preset}_{size}px" + ("_bf16" if bf16 else "")] = {

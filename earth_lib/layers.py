@@ -37,11 +37,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             # the kernel returns the unbiased variance; Keras averages the biased one
             n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
             variance = variance * ((n - 1.0) / tf.maximum(n, 1.0))
-            m = self.momentum
-            self.moving_mean.assign(self.moving_mean * m + tf.cast(mean, self.moving_mean.dtype)
-                                    * (1.0 - m))
-            self.moving_variance.assign(self.moving_variance * m
-                                        + tf.cast(variance, self.moving_variance.dtype) * (1 - m))
+            for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                moving.assign(moving * self.momentum
+                              + tf.cast(batch, moving.dtype) * (1.0 - self.momentum))
         else:
             y, *_ = tf.raw_ops.FusedBatchNormV3(
                 x=x, scale=gamma, offset=beta, mean=tf.cast(self.moving_mean, tf.float32),

@@ -37,13 +37,18 @@ PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
 DEFAULT_PRESET = "small"
 
 
+def _batch_norm(name: str):
+    """The network's batch normalisation layer (Keras' statistics, TensorFlow's fused kernel)."""
+    from earth_lib.layers import FusedBatchNormalization
+
+    return FusedBatchNormalization(momentum=BN_MOMENTUM, name=name)
+
+
 def _block(x, filters: int, kernel_size: int, stride: int, name: str):
     """One pre-activation residual block; projection shortcut only where the shape changes."""
     from keras import layers
 
-    from earth_lib.layers import FusedBatchNormalization
-
-    pre = FusedBatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn1")(x)
+    pre = _batch_norm(f"{name}_bn1")(x)
     pre = layers.Activation("relu", name=f"{name}_relu1")(pre)
     if stride != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False,
@@ -52,7 +57,7 @@ def _block(x, filters: int, kernel_size: int, stride: int, name: str):
         shortcut = x
     y = layers.Conv2D(filters, kernel_size, strides=stride, padding="same", use_bias=False,
                       name=f"{name}_conv1")(pre)
-    y = FusedBatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn2")(y)
+    y = _batch_norm(f"{name}_bn2")(y)
     y = layers.Activation("relu", name=f"{name}_relu2")(y)
     y = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False,
                       name=f"{name}_conv2")(y)
@@ -89,8 +94,6 @@ def build_resnet(
     import keras
     from keras import layers
 
-    from earth_lib.layers import FusedBatchNormalization
-
     kernel_size = int(kernel_size)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = layers.Rescaling(1 / 255.0, name="rescale")(inputs)
@@ -99,7 +102,7 @@ def build_resnet(
         for b in range(depth):
             stride = 2 if (s > 0 and b == 0) else 1
             x = _block(x, width, kernel_size, stride, name=f"stage{s + 1}_block{b + 1}")
-    x = FusedBatchNormalization(momentum=BN_MOMENTUM, name="final_bn")(x)
+    x = _batch_norm("final_bn")(x)
     x = layers.Activation("relu", name="final_relu")(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout > 0:
