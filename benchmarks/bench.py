@@ -41,6 +41,10 @@ import numpy as np
 
 from earth_lib.io import atomic_write_json
 
+#: The augmentation of the training rows: every transform on.
+BENCH_AUGMENTATION = {"rotation": 90, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1,
+                      "horizontal_flip": 1, "vertical_flip": 1}
+
 
 def original_loop(paths: list[Path], out: Path, size: int) -> None:
     """The original notebook's preprocessing: one image at a time, every step separate."""
@@ -193,6 +197,41 @@ def epoch_timer():
     return EpochTimer()
 
 
+def bench_augmentation(batch: int = 32, size: int = 64, batches: int = 100) -> dict:
+    """Milliseconds per augmented batch in ``tf.data``, earth_lib's way and Keras' layers'.
+
+    earth_lib resamples once per image; Keras' four layers (flip, rotation, zoom, shift)
+    each pass over the batch in turn. The values are the training rows'.
+    """
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    from earth_lib.augmentation import augmentation_layers
+
+    keras_layers = keras.Sequential([
+        layers.RandomFlip("horizontal_and_vertical", seed=0),
+        layers.RandomRotation(BENCH_AUGMENTATION["rotation"] / 360, fill_mode="reflect", seed=1),
+        layers.RandomZoom(BENCH_AUGMENTATION["zoom"], fill_mode="reflect", seed=2),
+        layers.RandomTranslation(BENCH_AUGMENTATION["height_shift"],
+                                 BENCH_AUGMENTATION["width_shift"], fill_mode="reflect", seed=3)])
+    x = np.random.default_rng(0).integers(0, 255, (batch, size, size, 3)).astype(np.float32)
+    out = {"batch_size": batch, "image_px": size}
+    for key, aug in (("affine_ms_per_batch", augmentation_layers(BENCH_AUGMENTATION)),
+                     ("keras_layers_ms_per_batch", keras_layers)):
+        ds = tf.data.Dataset.from_tensors(x).repeat().map(lambda b, a=aug: a(b, training=True))
+        it = iter(ds.prefetch(2))
+        for _ in range(5):  # trace and warm up
+            next(it)
+        t = time.perf_counter()
+        for _ in range(batches):
+            next(it)
+        out[key] = round((time.perf_counter() - t) / batches * 1e3, 2)
+    print(f"augmenting a batch of {batch} at {size} px: {out['affine_ms_per_batch']:.1f} ms "
+          f"(Keras' four layers in turn: {out['keras_layers_ms_per_batch']:.1f} ms)")
+    return out
+
+
 def bench_training(runs: list[tuple[str, int, int, str]], gemm: float, batch: int = 32,
                    epochs: int = 3, gemm_bf16: float | None = None) -> dict:
     """Training images/s per preset, size and precision, and the FLOP/s against the GEMM's.
@@ -209,9 +248,7 @@ def bench_training(runs: list[tuple[str, int, int, str]], gemm: float, batch: in
     from earth_lib.data import Split
     from earth_lib.training import train_model
 
-    hp = {"rotation": 90, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1,
-          "horizontal_flip": 1, "vertical_flip": 1, "learning_rate": 1e-3, "batch_size": batch,
-          "kernel_size": 3}
+    hp = {**BENCH_AUGMENTATION, "learning_rate": 1e-3, "batch_size": batch, "kernel_size": 3}
     rng = np.random.default_rng(0)
     out = {}
     for preset, size, n, precision in runs:
@@ -471,6 +508,7 @@ def main(argv: list[str] | None = None) -> None:
                              ("medium", 64, n, "mixed_bfloat16")]
                 else:
                     print("no bfloat16 rows: this CPU has no native bfloat16")
+                result["augmentation"] = bench_augmentation(args.train_batch)
                 result["training"] = bench_training(runs, result["gemm_gflops"], args.train_batch,
                                                     gemm_bf16=gemm_bf16)
                 result["train_flop_fraction"] = {k: v["train_flop_fraction"]

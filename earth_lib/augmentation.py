@@ -1,10 +1,18 @@
-"""Data augmentation with Keras 3 preprocessing layers inside a ``tf.data`` pipeline.
+"""Data augmentation: one random affine resampling per image, inside a ``tf.data`` pipeline.
 
-The method's augmentation hyperparameters map onto layers as follows: rotation (degrees)
--> ``RandomRotation(deg / 360)``, i.e. a random angle in [-deg, +deg]; zoom ``z`` ->
-``RandomZoom((-|z|, |z|))`` (the sign carries no meaning, |z| is capped at 0.9); width
-and height shift ``s`` -> ``RandomTranslation`` by up to |s| of the side; flips 0/1 ->
-``RandomFlip``. Empty space is filled by reflection, which suits nadir Earth scenes.
+The method's augmentation hyperparameters have the meaning of Keras' preprocessing layers:
+rotation (degrees) -> a random angle in [-deg, +deg] (``RandomRotation(deg / 360)``); zoom
+``z`` -> a scale in [1 - |z|, 1 + |z|] (``RandomZoom((-|z|, |z|))``; the sign carries no
+meaning, |z| is capped at 0.9); width and height shift ``s`` -> a shift of up to |s| of
+the side (``RandomTranslation``); flips 0/1 -> each axis mirrored with probability 1/2,
+independently, as the original's ``ImageDataGenerator`` did (Keras 3's
+``RandomFlip("horizontal_and_vertical")`` draws one coin for both axes: identity or a
+half turn, never a mirror). Empty space is filled by reflection, which suits nadir
+Earth scenes.
+
+:class:`RandomAffine` composes the four into one matrix per image and resamples once:
+one bilinear interpolation instead of three in a row (less blur), one pass over the batch
+instead of four (bench: 13.8 -> see ``augmentation_ms`` ms per batch of 32 at 64 px).
 """
 
 from __future__ import annotations
@@ -25,24 +33,82 @@ AUGMENT_KEYS = ("rotation", "zoom", "width_shift", "height_shift", "horizontal_f
                 "vertical_flip")
 
 
+def affine_transforms(angle: tf.Tensor, zoom: tf.Tensor, shift_x: tf.Tensor,
+                      shift_y: tf.Tensor, mirror_x: tf.Tensor, mirror_y: tf.Tensor,
+                      height: int, width: int) -> tf.Tensor:
+    """Per-image (N, 8) projective transforms (output pixel -> input pixel), as Keras uses.
+
+    The composition of Keras' layers applied in turn: flip, rotation by ``angle``
+    degrees, zoom (scale ``zoom``), shift by (``shift_x``, ``shift_y``) pixels, all about
+    the image centre; ``mirror_*`` are 1 (flip) or 0 per image. All arguments are (N,).
+    """
+    ops = keras.ops
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    theta = angle * (np.pi / 180.0)
+    ex, ey = 1.0 - 2.0 * mirror_x, 1.0 - 2.0 * mirror_y
+    cos, sin = ops.cos(theta) * zoom, ops.sin(theta) * zoom
+    a0, a1, b0, b1 = ex * cos, -ex * sin, ey * sin, ey * cos
+    # input = c + L (output - shift - c), L = mirror x rotation x zoom
+    a2 = cx - a0 * (cx + shift_x) - a1 * (cy + shift_y)
+    b2 = cy - b0 * (cx + shift_x) - b1 * (cy + shift_y)
+    zeros = ops.zeros_like(a0)
+    return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+
+class RandomAffine(layers.Layer):
+    """Random flips, rotation, zoom and shift (the method's six values) in one resampling."""
+
+    def __init__(self, rotation: float = 0.0, zoom: float = 0.0, width_shift: float = 0.0,
+                 height_shift: float = 0.0, horizontal_flip: bool = False,
+                 vertical_flip: bool = False, seed: int | None = None, **kwargs):
+        # float32 whatever the precision policy: pixels, not activations
+        super().__init__(**{"dtype": "float32", **kwargs})
+        self.rotation, self.zoom = min(abs(float(rotation)), 360.0), min(abs(float(zoom)), 0.9)
+        self.width_shift, self.height_shift = abs(float(width_shift)), abs(float(height_shift))
+        self.horizontal_flip, self.vertical_flip = bool(horizontal_flip), bool(vertical_flip)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training: bool = True):
+        """Each image of the (N, H, W, C) batch moved by its own draw; unchanged at inference."""
+        if not training:
+            return images
+        n, height, width = keras.ops.shape(images)[0], images.shape[1], images.shape[2]
+
+        def uniform(bound: float) -> tf.Tensor:
+            return keras.random.uniform((n,), -bound, bound, seed=self.seed_generator)
+
+        def coin(enabled: bool) -> tf.Tensor:
+            draw = keras.random.uniform((n,), seed=self.seed_generator)
+            return keras.ops.cast(draw < 0.5, "float32") * float(enabled)
+
+        transforms = affine_transforms(
+            uniform(self.rotation), 1.0 + uniform(self.zoom), uniform(self.width_shift) * width,
+            uniform(self.height_shift) * height, coin(self.horizontal_flip),
+            coin(self.vertical_flip), height, width)
+        return keras.ops.image.affine_transform(images, transforms, interpolation="bilinear",
+                                                fill_mode="reflect")
+
+    def compute_output_shape(self, input_shape):
+        """The input's shape: the images keep their size."""
+        return input_shape
+
+    def get_config(self) -> dict:
+        """The six values and the seed, so that the layer can be rebuilt."""
+        return {**super().get_config(), "rotation": self.rotation, "zoom": self.zoom,
+                "width_shift": self.width_shift, "height_shift": self.height_shift,
+                "horizontal_flip": self.horizontal_flip, "vertical_flip": self.vertical_flip,
+                "seed": self.seed}
+
+
 def augmentation_layers(hp: dict, seed: int = 0) -> keras.Sequential:
-    """A Sequential of random layers for these augmentation values (identity when all are 0)."""
-    stack = []
-    h, v = bool(round(hp.get("horizontal_flip", 0))), bool(round(hp.get("vertical_flip", 0)))
-    if h or v:
-        mode = "horizontal_and_vertical" if (h and v) else ("horizontal" if h else "vertical")
-        stack.append(layers.RandomFlip(mode, seed=seed))
-    rot = float(hp.get("rotation", 0.0))
-    if rot > 0:
-        stack.append(layers.RandomRotation(min(rot, 360.0) / 360.0, fill_mode="reflect",
-                                           seed=seed + 1))
-    zoom = min(abs(float(hp.get("zoom", 0.0))), 0.9)
-    if zoom > 0:
-        stack.append(layers.RandomZoom((-zoom, zoom), fill_mode="reflect", seed=seed + 2))
-    hs, ws = abs(float(hp.get("height_shift", 0.0))), abs(float(hp.get("width_shift", 0.0)))
-    if hs > 0 or ws > 0:
-        stack.append(layers.RandomTranslation((-hs, hs), (-ws, ws), fill_mode="reflect",
-                                              seed=seed + 3))
+    """A Sequential holding one :class:`RandomAffine` for these values (empty when all are 0)."""
+    values = {"rotation": float(hp.get("rotation", 0.0)), "zoom": float(hp.get("zoom", 0.0)),
+              "width_shift": float(hp.get("width_shift", 0.0)),
+              "height_shift": float(hp.get("height_shift", 0.0)),
+              "horizontal_flip": bool(round(hp.get("horizontal_flip", 0))),
+              "vertical_flip": bool(round(hp.get("vertical_flip", 0)))}
+    stack = [RandomAffine(**values, seed=seed)] if any(values.values()) else []
     return keras.Sequential(stack, name="augmentation")
 
 

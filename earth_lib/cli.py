@@ -218,6 +218,12 @@ def bench_markdown(bench_json: str | Path) -> str:
                         f"{t['gflop_per_training_image']:g} GFLOP per image | "
                         f"{100 * t['train_flop_fraction']:.1f} % of the matrix product{steps} "
                         "| 50 % |")
+    if "augmentation" in b:
+        a = b["augmentation"]
+        rows.append(f"| augmenting a batch of {a['batch_size']} at {a['image_px']} px in "
+                    "`tf.data` (rotation, zoom, shifts, flips): one affine resampling | "
+                    f"{a['affine_ms_per_batch']:.1f} ms (Keras' four layers in turn: "
+                    f"{a['keras_layers_ms_per_batch']:.1f} ms) | - |")
     for n, sec in b.get("search_seconds_per_suggestion", {}).items():
         rows.append(f"| one GPyOpt suggestion after {n} trials | {sec:.2f} s | - |")
     for workers, w in b.get("search_workers_seconds", {}).items():

@@ -1,7 +1,14 @@
+import keras
 import numpy as np
+from keras import layers
 
 from earth_lib.analysis import PCAResult
-from earth_lib.augmentation import augmentation_layers, make_dataset
+from earth_lib.augmentation import (
+    RandomAffine,
+    affine_transforms,
+    augmentation_layers,
+    make_dataset,
+)
 
 
 def test_all_zero_values_mean_no_augmentation():
@@ -10,13 +17,70 @@ def test_all_zero_values_mean_no_augmentation():
     assert aug.layers == []
 
 
-def test_each_value_maps_to_a_layer():
+def test_values_make_one_affine_layer():
     aug = augmentation_layers({"rotation": 90, "zoom": -0.3, "width_shift": 0.1,
-                               "height_shift": 0, "horizontal_flip": 1, "vertical_flip": 1})
-    names = [type(layer).__name__ for layer in aug.layers]
-    assert names == ["RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation"]
-    assert aug.layers[0].mode == "horizontal_and_vertical"
-    assert aug.layers[2].height_factor == (-0.3, 0.3)  # the sign carries no meaning
+                               "height_shift": 0, "horizontal_flip": 1, "vertical_flip": 0})
+    (layer,) = aug.layers
+    assert isinstance(layer, RandomAffine)
+    assert (layer.rotation, layer.zoom, layer.width_shift) == (90, 0.3, 0.1)  # sign: no meaning
+    assert (layer.horizontal_flip, layer.vertical_flip) == (True, False)
+
+
+def _smooth_images(n: int, size: int) -> np.ndarray:
+    """Images whose bilinear resampling barely depends on the grid (geometry tests)."""
+    i, j = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    base = np.stack([100 + 60 * np.sin(i / 9.0) * np.cos(j / 13.0), 2.0 * i + j,
+                     128 + 50 * np.cos((i + 2 * j) / 11.0)], -1)
+    return np.repeat(base[None], n, 0).astype(np.float32)
+
+
+def test_affine_transform_is_keras_layers_in_turn():
+    """Flip, rotation, zoom and shift as Keras' own layers apply them, composed into one."""
+    n, size = 6, 64
+    x = _smooth_images(n, size)
+    flip_x, flip_y = layers.RandomFlip("horizontal"), layers.RandomFlip("vertical")
+    rot = layers.RandomRotation(20 / 360, fill_mode="reflect", seed=1)
+    zoom = layers.RandomZoom((-0.1, 0.1), fill_mode="reflect", seed=2)
+    shift = layers.RandomTranslation((-0.05, 0.05), (-0.05, 0.05), fill_mode="reflect", seed=3)
+    mirror_x = np.array([0, 1, 0, 1, 1, 0], bool)
+    mirror_y = np.array([0, 0, 1, 1, 0, 1], bool)
+    keras_out = flip_x.transform_images(x, {"flips": mirror_x[:, None, None, None]})
+    keras_out = flip_y.transform_images(keras_out, {"flips": mirror_y[:, None, None, None]})
+    steps = []
+    for layer in (rot, zoom, shift):
+        t = layer.get_random_transformation(x, training=True)
+        keras_out = layer.transform_images(keras_out, t, training=True)
+        steps.append(t)
+    angle, zooms, moves = (steps[0]["angle"], steps[1]["height_zoom"][:, 0],
+                           steps[2]["translations"])
+    assert float(np.ptp(angle)) > 5 and float(np.ptp(zooms)) > 0.02  # the draws vary
+    transforms = affine_transforms(angle, zooms, moves[:, 0], moves[:, 1],
+                                   mirror_x.astype("float32"), mirror_y.astype("float32"),
+                                   size, size)
+    ours = keras.ops.image.affine_transform(x, transforms, fill_mode="reflect")
+    inner = slice(20, 44)  # away from the borders, where only the fill would differ
+    diff = np.abs(np.asarray(ours) - np.asarray(keras_out))[:, inner, inner]
+    assert diff.mean() < 0.5 and diff.max() < 3  # three bilinear passes against one
+    assert np.abs(np.asarray(ours) - x)[:, inner, inner].mean() > 10  # and it did move
+
+
+def test_flips_mirror_each_axis_independently():
+    x = np.repeat(np.arange(35, dtype=np.float32).reshape(1, 5, 7, 1), 64, 0)  # no symmetry
+    out = np.asarray(RandomAffine(horizontal_flip=True, vertical_flip=True, seed=0)(x))
+    variants = [x[0], x[0, :, ::-1], x[0, ::-1], x[0, ::-1, ::-1]]
+    seen = [next(k for k, v in enumerate(variants) if np.allclose(o, v, atol=1e-3))
+            for o in out]
+    assert sorted(set(seen)) == [0, 1, 2, 3]  # Keras' RandomFlip gives only 0 and 3
+
+
+def test_same_seed_same_draws_and_identity_at_inference():
+    x = _smooth_images(4, 16)
+    hp = {"rotation": 45, "zoom": 0.2, "width_shift": 0.2, "height_shift": 0.2}
+    first, again = (np.asarray(augmentation_layers(hp, seed=5)(x, training=True))
+                    for _ in range(2))
+    other = np.asarray(augmentation_layers(hp, seed=6)(x, training=True))
+    assert np.array_equal(first, again) and not np.allclose(first, other)
+    assert np.array_equal(np.asarray(augmentation_layers(hp)(x, training=False)), x)
 
 
 def test_dataset_batches_float_images_and_one_hot_labels():

@@ -93,3 +93,13 @@ def test_bench_training_rows_in_bfloat16_beside_float32(bench, tmp_path):
     table = bench_markdown(out)
     assert "| bfloat16 matrix product, TensorFlow | 400.0 GFLOP/s | - |" in table
     assert table.count("% of the bfloat16 product") == 1 and "`tiny_16px_bf16`" in table
+
+
+def test_bench_augmentation_times_both_ways_and_makes_a_row(bench, tmp_path):
+    """The augmentation row: earth_lib's resampling and Keras' layers, each timed in tf.data."""
+    row = bench.bench_augmentation(batch=4, size=16, batches=3)
+    assert row["batch_size"] == 4 and row["image_px"] == 16
+    assert row["affine_ms_per_batch"] > 0 and row["keras_layers_ms_per_batch"] > 0
+    out = tmp_path / "bench.json"
+    out.write_text(json.dumps({"augmentation": row}))
+    assert "| augmenting a batch of 4 at 16 px in `tf.data`" in bench_markdown(out)
