@@ -13,7 +13,8 @@ the same machine, so it holds wherever it runs (a GPU included):
    whole epochs, validation passes included; ``train_flop_fraction_steps``: the training
    steps alone; ``gemm_gflops``); ``cpu64`` and ``medium`` once more in
    ``mixed_bfloat16`` where the CPU has native bfloat16 (or on a GPU), against both products
-   (``gemm_gflops_bfloat16``);
+   (``gemm_gflops_bfloat16``); and the milliseconds an augmented batch takes in ``tf.data``,
+   earth_lib's one resampling against Keras' four layers in turn (``augmentation``);
 3. the search: seconds per GPyOpt suggestion at 20, 60 and 150 evaluated points;
 4. peak resident memory of a whole process running the search and the final training on
    generated data, each size in its own subprocess (``peak_rss_mb_<n>_<size>px``), also
