@@ -65,7 +65,9 @@ class RandomAffine(layers.Layer):
         super().__init__(**{"dtype": "float32", **kwargs})
         self.rotation, self.zoom = min(abs(float(rotation)), 360.0), min(abs(float(zoom)), 0.9)
         self.width_shift, self.height_shift = abs(float(width_shift)), abs(float(height_shift))
-        self.horizontal_flip, self.vertical_flip = bool(horizontal_flip), bool(vertical_flip)
+        # flips are 0/1 values of the search: rounded, as the search's points may be floats
+        self.horizontal_flip = bool(round(float(horizontal_flip)))
+        self.vertical_flip = bool(round(float(vertical_flip)))
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -95,20 +97,14 @@ class RandomAffine(layers.Layer):
 
     def get_config(self) -> dict:
         """The six values and the seed, so that the layer can be rebuilt."""
-        return {**super().get_config(), "rotation": self.rotation, "zoom": self.zoom,
-                "width_shift": self.width_shift, "height_shift": self.height_shift,
-                "horizontal_flip": self.horizontal_flip, "vertical_flip": self.vertical_flip,
+        return {**super().get_config(), **{k: getattr(self, k) for k in AUGMENT_KEYS},
                 "seed": self.seed}
 
 
 def augmentation_layers(hp: dict, seed: int = 0) -> keras.Sequential:
     """A Sequential holding one :class:`RandomAffine` for these values (empty when all are 0)."""
-    values = {"rotation": float(hp.get("rotation", 0.0)), "zoom": float(hp.get("zoom", 0.0)),
-              "width_shift": float(hp.get("width_shift", 0.0)),
-              "height_shift": float(hp.get("height_shift", 0.0)),
-              "horizontal_flip": bool(round(hp.get("horizontal_flip", 0))),
-              "vertical_flip": bool(round(hp.get("vertical_flip", 0)))}
-    stack = [RandomAffine(**values, seed=seed)] if any(values.values()) else []
+    layer = RandomAffine(**{k: hp.get(k, 0) for k in AUGMENT_KEYS}, seed=seed)
+    stack = [layer] if any(getattr(layer, k) for k in AUGMENT_KEYS) else []
     return keras.Sequential(stack, name="augmentation")
 
 
