@@ -8,7 +8,8 @@ the same test split. The arms:
 * ``literature``: the literature values (METHOD.md), no search (one trial, for its loss);
 * ``random``: uniform random search;
 * ``gp_one_step``: GPyOpt without tightening;
-* ``method``: GPyOpt in the method's tightening steps;
+* ``method``: GPyOpt in the method's tightening steps, as notebook 2 runs it (with the
+  literature point in step 1's design where ``search.start_from_baseline``: one trial more);
 * ``improved``: shorter trials, the literature point in the first design and the best point
   in every later one, and the best few points re-trained longer before the choice
   (``compare.improved_*`` and ``search.finalist_*``).
@@ -89,10 +90,12 @@ def arm_plan(arm: str, p: dict[str, Any]) -> dict[str, Any]:
         first = min(trials, s["steps"] * s["initial_points"])
         return {"epochs": epochs, "search": {**common, "steps": 1, "initial_points": first,
                                              "iterations_per_step": trials - first}}
-    if arm == "method":
+    if arm == "method":  # as `make all` searches: with the literature point if configured
         return {"epochs": epochs, "search": {
             **common, "steps": s["steps"], "initial_points": s["initial_points"],
-            "iterations_per_step": s["iterations_per_step"]}}
+            "iterations_per_step": s["iterations_per_step"],
+            "start_points": [params_mod.baseline_hyperparameters(p)]
+            if s["start_from_baseline"] else None}}
     if arm == "improved":
         short = c["improved_epochs"] or epochs
         final = s["finalists"] * s["finalist_repeats"] * s["finalist_budget"] * short

@@ -17,7 +17,7 @@ from earth_lib.compare import (
     verdict,
 )
 from earth_lib.errors import ParameterError
-from earth_lib.params import load_params, validate
+from earth_lib.params import baseline_hyperparameters, load_params, validate
 
 
 @pytest.mark.parametrize("name", ["compare_smoke", "compare_eurosat_cpu", "default"])
@@ -38,6 +38,10 @@ def test_the_arms_search_as_named():
     assert arm_plan("gp_one_step", p)["search"]["steps"] == 1
     method = arm_plan("method", p)["search"]
     assert (method["steps"], method["initial_points"]) == (3, 5)
+    assert method["start_points"] is None
+    configured = validate({"search": {"start_from_baseline": True}})
+    assert arm_plan("method", configured)["search"]["start_points"] == \
+        [baseline_hyperparameters(configured)]
     improved = arm_plan("improved", p)
     assert improved["epochs"] == 1 and improved["search"]["finalists"] == 2
     assert improved["search"]["start_points"][0]["rotation"] == 45.0
