@@ -94,8 +94,7 @@ def arm_plan(arm: str, p: dict[str, Any]) -> dict[str, Any]:
         return {"epochs": epochs, "search": {
             **common, "steps": s["steps"], "initial_points": s["initial_points"],
             "iterations_per_step": s["iterations_per_step"],
-            "start_points": [params_mod.baseline_hyperparameters(p)]
-            if s["start_from_baseline"] else None}}
+            "start_points": params_mod.search_settings(p)["start_points"]}}
     if arm == "improved":
         short = c["improved_epochs"] or epochs
         final = s["finalists"] * s["finalist_repeats"] * s["finalist_budget"] * short
