@@ -2,13 +2,20 @@
 # Variables (override on the command line, e.g. `make all PARAMS=params/paper.yaml`):
 PARAMS ?= params/default.yaml
 # SET: overrides on top of PARAMS, e.g. SET="train.epochs=5 search.steps=1"; such a run goes
-# to outputs/<params name>.set-<hash of SET>/ (earth_lib.run.overrides_tag), never the plain one.
+# to outputs/<params name>.set-<hash of SET>/, never the plain one (earth_lib.paths.run_name).
 SET ?=
 OUTPUTS ?= outputs
 PYTHON ?= python3
-SET_TAG := $(if $(strip $(SET)),.set-$(shell $(PYTHON) -c 'import hashlib, sys; print(hashlib.sha1(sys.argv[1].encode()).hexdigest()[:8])' '$(strip $(SET))'))
-RUN_NAME := $(basename $(notdir $(PARAMS)))$(SET_TAG)
+# Every value a user gives reaches the shell single-quoted ($(call q,...)), and file names
+# in rules have their spaces escaped ($(call esc,...)): paths with spaces, quotes or accents
+# work, and no value is ever run as a command.
+space := $(subst ,, )
+q = '$(subst ','\'',$(1))'
+esc = $(subst $(space),\ ,$(1))
+RUN_NAME := $(shell $(PYTHON) -m earth_lib.paths name $(call q,$(PARAMS)) $(call q,$(strip $(SET))))
 OUT := $(OUTPUTS)/$(RUN_NAME)
+OUT_ESC := $(call esc,$(OUT))
+PARAMS_ESC := $(call esc,$(PARAMS))
 # RUN (a run folder) and DATA (an image folder) are given by the user for evaluate/predict.
 RUN ?=
 DATA ?=
@@ -16,6 +23,8 @@ DATA ?=
 OTHER ?=
 # LABELS: the labels CSV of DATA, for evaluating a multi-label run
 LABELS ?=
+# DATA_ROOT: where generated and processed data live (make clean looks in raw/ and processed/)
+DATA_ROOT ?= data
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= cpu,notebooks,dev
@@ -31,7 +40,19 @@ LIB := $(wildcard earth_lib/*.py)
 NB1 := notebooks/01_preprocessing.ipynb
 NB2 := notebooks/02_earth_classifier.ipynb
 NB3 := notebooks/03_does_the_search_pay.ipynb
-RUN_NB := $(PY) -m earth_lib.cli run-notebook --params $(PARAMS) --run-dir $(OUT) --set '$(strip $(SET))'
+RUN_NB := $(PY) -m earth_lib.cli run-notebook --params $(call q,$(PARAMS)) --run-dir $(call q,$(OUT)) --set $(call q,$(strip $(SET)))
+
+# The targets that need a run or a folder say how to call them before anything is built.
+USAGE_evaluate := RUN=outputs/<run> DATA=<folder> [LABELS=<csv>]
+USAGE_predict := RUN=outputs/<run> DATA=<folder>
+USAGE_pair := RUN=outputs/<run> OTHER=<run or outputs/<compare run>/arms/<arm>/seed<k>>
+USAGE_export := RUN=outputs/<run>
+NEEDS_evaluate := RUN DATA
+NEEDS_predict := RUN DATA
+NEEDS_pair := RUN OTHER
+NEEDS_export := RUN
+$(foreach t,$(filter evaluate predict pair export,$(MAKECMDGOALS)),$(foreach v,$(NEEDS_$(t)),\
+  $(if $(strip $($(v))),,$(error usage: make $(t) $(USAGE_$(t))))))
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
@@ -39,7 +60,7 @@ RUN_NB := $(PY) -m earth_lib.cli run-notebook --params $(PARAMS) --run-dir $(OUT
 
 ## help: list every target with its description
 help:
-	@echo "earth-resnet targets (PARAMS=$(PARAMS) -> $(OUT)/):"
+	@echo earth-resnet targets "(PARAMS="$(call q,$(PARAMS))" -> "$(call q,$(OUT))"/):"
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: /\t/' | expand -t 18
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
@@ -59,55 +80,51 @@ lock: env
 	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet \
 		--extra gpu --extra notebooks --extra distributed --extra dev -o requirements/gpu.lock
 
-$(OUT)/01_preprocessing.ipynb: $(NB1) $(PARAMS) $(LIB) | $(VENV)/.installed
+$(OUT_ESC)/01_preprocessing.ipynb: $(NB1) $(PARAMS_ESC) $(LIB) | $(VENV)/.installed
 	$(RUN_NB) $(NB1)
 
-$(OUT)/02_earth_classifier.ipynb: $(NB2) $(OUT)/01_preprocessing.ipynb $(PARAMS) $(LIB) | $(VENV)/.installed
+$(OUT_ESC)/02_earth_classifier.ipynb: $(NB2) $(OUT_ESC)/01_preprocessing.ipynb $(PARAMS_ESC) $(LIB) | $(VENV)/.installed
 	$(RUN_NB) $(NB2)
 
-$(OUT)/03_does_the_search_pay.ipynb: $(NB3) $(OUT)/01_preprocessing.ipynb $(PARAMS) $(LIB) | $(VENV)/.installed
+$(OUT_ESC)/03_does_the_search_pay.ipynb: $(NB3) $(OUT_ESC)/01_preprocessing.ipynb $(PARAMS_ESC) $(LIB) | $(VENV)/.installed
 	$(RUN_NB) $(NB3)
 
 ## all: create the environment, then run both notebooks with PARAMS (and SET) into outputs/<run>/
-all: env $(OUT)/02_earth_classifier.ipynb
-	@echo "Results in $(OUT)/ (metrics.json, figures/, executed notebooks)"
+all: env $(OUT_ESC)/02_earth_classifier.ipynb
+	@echo Results in $(call q,$(OUT))/ "(metrics.json, figures/, executed notebooks)"
 
 ## preprocess: run notebook 1 (enhancement) with PARAMS
-preprocess: env $(OUT)/01_preprocessing.ipynb
+preprocess: env $(OUT_ESC)/01_preprocessing.ipynb
 
 ## classify: run notebook 2 (EDA, PCA, search, training, test) with PARAMS
-classify: env $(OUT)/02_earth_classifier.ipynb
+classify: env $(OUT_ESC)/02_earth_classifier.ipynb
 
 ## compare: does the search pay? every arm at one budget, fully trained, over seeds (notebook 3)
-compare: env $(OUT)/03_does_the_search_pay.ipynb
+compare: env $(OUT_ESC)/03_does_the_search_pay.ipynb
 
 ## data: download, verify and extract a public data set (DATASET=eurosat|eurosat_ms|ucmerced)
 data: env
-	$(PY) -m earth_lib.cli data $(DATASET)
+	$(PY) -m earth_lib.cli data $(call q,$(DATASET))
 
 ## evaluate: evaluate a run on a labelled folder (RUN=outputs/<run> DATA=<class folders>; multi-label: LABELS=<csv>)
 evaluate: env
-	@test -n "$(RUN)" -a -n "$(DATA)" || (echo "usage: make evaluate RUN=outputs/<run> DATA=<folder> [LABELS=<csv>]"; exit 2)
-	$(PY) -m earth_lib.cli evaluate $(RUN) $(DATA) $(if $(LABELS),--labels '$(LABELS)')
+	$(PY) -m earth_lib.cli evaluate $(call q,$(RUN)) $(call q,$(DATA)) $(if $(LABELS),--labels $(call q,$(LABELS)))
 
 ## predict: predict every image of a folder (RUN=outputs/<run> DATA=<folder>) -> predictions.csv
 predict: env
-	@test -n "$(RUN)" -a -n "$(DATA)" || (echo "usage: make predict RUN=outputs/<run> DATA=<folder>"; exit 2)
-	$(PY) -m earth_lib.cli predict $(RUN) $(DATA)
+	$(PY) -m earth_lib.cli predict $(call q,$(RUN)) $(call q,$(DATA))
 
 ## pair: two runs on RUN's test images, image by image (RUN=outputs/<run> OTHER=<run or arm>)
 pair: env
-	@test -n "$(RUN)" -a -n "$(OTHER)" || (echo "usage: make pair RUN=outputs/<run> OTHER=<run or outputs/<compare run>/arms/<arm>/seed<k>>"; exit 2)
-	$(PY) -m earth_lib.cli pair $(RUN) $(OTHER)
+	$(PY) -m earth_lib.cli pair $(call q,$(RUN)) $(call q,$(OTHER))
 
 ## export: write RUN/export/: a TensorFlow SavedModel and preprocessing.json (RUN=outputs/<run>)
 export: env
-	@test -n "$(RUN)" || (echo "usage: make export RUN=outputs/<run>"; exit 2)
-	$(PY) -m earth_lib.cli export $(RUN)
+	$(PY) -m earth_lib.cli export $(call q,$(RUN))
 
 ## readme: regenerate README.md's result blocks (tables, verdicts, figures) from outputs/
 readme: env
-	$(PY) -m earth_lib.cli readme --outputs $(OUTPUTS)
+	$(PY) -m earth_lib.cli readme --outputs $(call q,$(OUTPUTS))
 
 ## test: unit tests, notebook checks (nbval) and a smoke run of the whole pipeline
 test: env
@@ -128,12 +145,12 @@ lint: env
 
 ## bench: speed and memory figures -> outputs/bench/bench.json (BENCH_ARGS="--help" for sizes)
 bench: env
-	$(PY) benchmarks/bench.py --out $(OUTPUTS)/bench/bench.json $(BENCH_ARGS)
+	$(PY) benchmarks/bench.py --out $(call q,$(OUTPUTS)/bench/bench.json) $(BENCH_ARGS)
 
 ## lab: open Jupyter Lab on the notebooks
 lab: env
 	$(VENV)/bin/jupyter lab notebooks/
 
-## clean: remove outputs/ and generated data (keeps .venv and downloaded archives)
+## clean: remove the run folders and generated data earth-resnet made (keeps .venv, archives, the rest)
 clean:
-	rm -rf $(OUTPUTS)/*/ data/raw/synthetic data/raw/smoke data/processed
+	$(PYTHON) -m earth_lib.paths clean $(call q,$(OUTPUTS)) $(call q,$(DATA_ROOT))

@@ -13,7 +13,7 @@ from earth_lib import progress
 from earth_lib.datasets import local_copy
 from earth_lib.errors import DatasetNotFoundError, EarthResnetError
 from earth_lib.params import load_params
-from earth_lib.run import load_run, project_root, run_dir_for
+from earth_lib.run import Run, load_run, mark_failed, project_root, run_dir_for, run_lock
 
 
 def run_notebook(notebook: str | Path, params_file: str | Path,
@@ -42,22 +42,39 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
     os.environ.setdefault(progress.ENV, "lines")  # the kernel inherits it: no frozen widgets
     root = project_root()
     run_dir = Path(run_dir or run_dir_for(params_file, overrides=overrides))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    Run(run_dir).mark()
     name = Path(notebook).stem
     running, done = run_dir / f"{name}.running.ipynb", run_dir / f"{name}.ipynb"
-    try:
-        pm.execute_notebook(str(notebook), str(running), kernel_name="python3", cwd=str(root),
-                            parameters={"params_file": str(params_file), "run_dir": str(run_dir),
-                                        "overrides": overrides},
-                            progress_bar=live, log_output=True)
-    except BaseException:
-        if running.exists():
-            running.replace(run_dir / f"{name}.failed.ipynb")
-        raise
-    running.replace(done)
-    html, _ = HTMLExporter().from_notebook_node(nbformat.read(done, as_version=4))
-    atomic_write_text(run_dir / f"{name}.html", html)
+    with run_lock(run_dir):
+        try:
+            pm.execute_notebook(str(notebook), str(running), kernel_name="python3",
+                                cwd=str(root), parameters={"params_file": str(params_file),
+                                                           "run_dir": str(run_dir),
+                                                           "overrides": overrides},
+                                progress_bar=live, log_output=True)
+        except BaseException as err:
+            mark_failed(run_dir, name, f"{type(err).__name__}: {err}")
+            if running.exists():
+                running.replace(run_dir / f"{name}.failed.ipynb")
+            raise
+        running.replace(done)
+        html, _ = HTMLExporter().from_notebook_node(nbformat.read(done, as_version=4))
+        atomic_write_text(run_dir / f"{name}.html", html)
     return done
+
+
+def check_inputs(run: str | Path, data: str | Path) -> None:
+    """Fail fast, before TensorFlow loads: ``data`` must hold images and ``run`` a model."""
+    from earth_lib.io import IMAGE_EXTENSIONS
+
+    folder = Path(data)
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"Image folder not found: {folder}.")
+    if not any(f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
+               for f in folder.rglob("*") if f.is_file()):
+        raise DatasetNotFoundError(f"{folder}: no image files in it (or its sub-folders); "
+                                   "nothing to predict or evaluate.")
+    load_run(run)
 
 
 def store_checked_outputs(executed: str | Path, source: str | Path) -> int:
@@ -111,7 +128,8 @@ def results_markdown(outputs: str | Path = "outputs", runs: list[str] | None = N
             "| values from | search best val loss | literature val loss | trials | wall time |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     folders = ([Path(outputs) / r for r in runs] if runs
-               else sorted(p.parent for p in Path(outputs).glob("*/metrics.json")))
+               else sorted(p.parent for p in Path(outputs).glob("*/metrics.json")
+                           if Run(p.parent).state() == "finished"))
 
     def num(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"
@@ -277,6 +295,12 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
         if missing:
             report.append(f"{kind} {' '.join(runs)}: kept ({', '.join(missing)} not in {outputs})")
             return match[0]
+        unfinished = [r for r in runs if kind != "bench" and kind != "compare"
+                      and Run(Path(outputs) / r).state() != "finished"]
+        if unfinished:  # never new parameters beside old numbers
+            report.append(f"{kind} {' '.join(runs)}: kept ({', '.join(unfinished)} not finished:"
+                          " running, failed or killed)")
+            return match[0]
         if kind == "results":
             body = results_markdown(outputs, runs) + "\n\n" + "\n".join(
                 results_sentence(outputs, r) for r in runs)
@@ -368,12 +392,14 @@ def main(argv: list[str] | None = None) -> int:
             path = fetch_dataset(args.dataset, root, args.archive_dir, not args.no_download)
             print(f"{args.dataset}: class folders in {path}")
         elif args.command == "evaluate":
+            check_inputs(args.run, args.data)
             from earth_lib.evaluation import evaluate_folder, headline
 
             m = evaluate_folder(args.run, args.data, labels_csv=args.labels)
             print(f"{headline(m)}, macro F1 {m['macro_f1']:.4f}; {len(m['skipped'])} file(s) "
                   "skipped")
         elif args.command == "predict":
+            check_inputs(args.run, args.data)
             from earth_lib.evaluation import predict_folder
 
             print(f"predictions written to {predict_folder(args.run, args.data)}")

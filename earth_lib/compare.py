@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ from earth_lib.evaluation import evaluate_predictions
 from earth_lib.io import atomic_write_json
 from earth_lib.run import Run, read_json
 from earth_lib.search import SearchSpace, run_search
+from earth_lib.search import fingerprint as digest
 
 #: The arms, in the order tables show them (declared in the parameter table: compare.arms).
 ARMS = tuple(params_mod.SCHEMA["compare"]["arms"].default)
@@ -62,6 +64,21 @@ class ArmResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     #: 1 where the test image (in test-split order) was classified right: for paired tests
     test_correct: list[int] = field(default_factory=list)
+    #: digests of everything that shaped this result (:func:`arm_fingerprint`): a result
+    #: whose digests differ from the current settings' is rerun, never reused
+    fingerprint: dict[str, str] = field(default_factory=dict)
+
+
+def arm_fingerprint(arm: str, seed: int, p: dict[str, Any], class_names: list[str],
+                    search_fingerprint: dict[str, str]) -> dict[str, str]:
+    """Digests of what gives one arm's result its meaning.
+
+    The data and search settings (``search_fingerprint``), the arm's plan, the seed, the
+    final training and the test.
+    """
+    return digest({"search": search_fingerprint, "arm": arm, "seed": seed,
+                   "plan": arm_plan(arm, p), "final": params_mod.train_settings(p, final=True),
+                   "tta": p["train"]["tta"], "classes": class_names})
 
 
 def budget_trial_epochs(p: dict[str, Any]) -> float:
@@ -175,7 +192,8 @@ def run_arm(arm: str, seed: int, splits: dict[str, Split], search_splits: tuple,
     out = ArmResult(arm, seed, hp, best, len(history), budget * plan["epochs"],
                     round(search_seconds, 1), round(time.perf_counter() - t0, 1),
                     len(curves["loss"]), evaluate_predictions(y, proba, class_names), history,
-                    (proba.argmax(axis=1) == y).astype(int).tolist())
+                    (proba.argmax(axis=1) == y).astype(int).tolist(),
+                    arm_fingerprint(arm, seed, p, class_names, fingerprint))
     atomic_write_json(folder.path / "result.json", asdict(out))
     return out
 
@@ -200,15 +218,23 @@ def run_comparison(splits: dict[str, Split], search_splits: tuple, class_names: 
     for i, (arm, seed) in enumerate(pairs):
         folder = Run(run.path / "arms" / arm / f"seed{seed}")
         done = folder.path / "result.json"
+        expected = arm_fingerprint(arm, seed, p, class_names, fingerprint)
         if done.is_file():
-            results.append(ArmResult(**read_json(done)))
-            log(f"[{i + 1}/{len(pairs)}] {arm}, seed {seed}: done before "
-                f"(test accuracy {results[-1].test['accuracy']:.3f})")
-            continue
+            before = ArmResult(**read_json(done))
+            changed = sorted(k for k in expected if before.fingerprint.get(k) != expected[k])
+            if not changed:
+                results.append(before)
+                log(f"[{i + 1}/{len(pairs)}] {arm}, seed {seed}: done before "
+                    f"(test accuracy {before.test['accuracy']:.3f})")
+                continue
+            log(f"[{i + 1}/{len(pairs)}] {arm}, seed {seed}: rerun, its {', '.join(changed)} "
+                "changed since it ran")
+            shutil.rmtree(folder.path)  # the arm's own folder: made and owned by this run
         folder.path.mkdir(parents=True, exist_ok=True)
         r = run_arm(arm, seed, splits, search_splits, class_names, p, space, folder,
                     preprocess, fingerprint, band_pca, executor,
                     log=lambda m, a=arm, s=seed: log(f"  {a}/{s}: {m}"))
+
         keras.backend.clear_session()
         results.append(r)
         elapsed = time.perf_counter() - started

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from earth_lib.errors import ArchiveError, ChecksumMismatchError, DatasetNotFoundError
+from earth_lib.paths import MARKER, mark
 from earth_lib.progress import progress_bar
 from earth_lib.synthetic import generate_synthetic_dataset
 
@@ -64,7 +67,18 @@ def download(url: str, dest: str | Path, timeout: float = 30.0) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     start = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        total = (err.headers.get("Content-Range") or "").rpartition("/")[2]
+        if err.code == 416 and total.isdigit() and int(total) == start:
+            part.replace(dest)  # the partial file was already whole
+            return dest
+        if err.code == 416:  # the partial file is not a prefix of this one: start again
+            part.unlink()
+            return download(url, dest, timeout)
+        raise
+    with resp:
         if start and resp.getcode() != 206:  # server (or file://) ignored the range: restart
             start = 0
         length = resp.headers.get("Content-Length")
@@ -78,21 +92,36 @@ def download(url: str, dest: str | Path, timeout: float = 30.0) -> Path:
     return dest
 
 
-def extract(archive: str | Path, target: str | Path) -> Path:
-    """Extract a zip into ``target`` through a temporary folder, so a crash leaves no half set."""
-    archive, target = Path(archive), Path(target)
-    tmp = target.with_name(target.name + ".extracting")
-    shutil.rmtree(tmp, ignore_errors=True)
+def extract(archive: str | Path, root: str | Path, base_dir: str) -> Path:
+    """Extract a zip's ``base_dir`` tree into ``root``, through a temporary folder beside it.
+
+    Only the archive's top folder (the first part of ``base_dir``) is put in place, by one
+    rename; anything else in ``root`` (other data sets) stays. A folder of that name that
+    earth-resnet did not extract is never replaced: the error says so.
+    """
+    archive, root = Path(archive), Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    top = Path(base_dir).parts[0]
+    target, stamp = root / top, root / f".{top}{MARKER}"
+    if target.exists() and not stamp.is_file():
+        raise ArchiveError(f"{target} exists and was not extracted by earth-resnet; move it "
+                           f"away (or set data.raw_dir elsewhere) to extract {archive.name}.")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{top}.extracting.", dir=root))
     try:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(tmp)
+        if not (tmp / base_dir).is_dir():
+            raise ArchiveError(f"{archive} did not contain the expected folder {base_dir}.")
+        stamp.unlink(missing_ok=True)
+        if target.exists():
+            shutil.rmtree(target)  # an earlier extraction of ours
+        (tmp / top).replace(target)
+        stamp.write_text(f"{archive.name}\n", encoding="utf-8")
     except zipfile.BadZipFile as err:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise ArchiveError(f"{archive}: not a valid zip archive ({err}). Delete it and download "
                            "again.") from err
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.replace(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -112,8 +141,7 @@ def fetch_dataset(name: str, root: str | Path, archive_dir: str | Path,
         remote = REMOTE[name]
     root, archive_dir = Path(root), Path(archive_dir)
     classes = root / remote.base_dir
-    done = root / ".complete"
-    if done.is_file() and classes.is_dir():
+    if (root / f".{Path(remote.base_dir).parts[0]}{MARKER}").is_file() and classes.is_dir():
         return classes
     archive = archive_dir / remote.filename
     if not archive.is_file():
@@ -137,10 +165,7 @@ def fetch_dataset(name: str, root: str | Path, archive_dir: str | Path,
             f"{archive}: checksum mismatch (md5 {got}, expected {remote.md5}); the file is "
             "corrupt or incomplete. Delete it and download again."
         )
-    extract(archive, root)
-    if not classes.is_dir():
-        raise ArchiveError(f"{archive} did not contain the expected folder {remote.base_dir}.")
-    done.write_text(remote.md5 + "\n")
+    extract(archive, root, remote.base_dir)
     return classes
 
 
@@ -165,6 +190,7 @@ def prepare_raw(params: dict[str, Any], progress: bool = True) -> Path:
         generate_synthetic_dataset(d["raw_dir"], d["synthetic_images_per_class"],
                                    d["synthetic_image_size"], d["synthetic_classes"],
                                    params["seed"], progress=progress)
+        mark(d["raw_dir"], "synthetic")
         return Path(d["raw_dir"])
     if d["dataset"] == "folder":
         if not Path(d["raw_dir"]).is_dir():
@@ -200,7 +226,9 @@ def prepare_mosaics(params: dict[str, Any], progress: bool = True) -> Path:
         generate_synthetic_dataset(source, d["synthetic_images_per_class"],
                                    d["synthetic_image_size"], d["synthetic_classes"],
                                    params["seed"], progress=progress)
+        mark(source, "synthetic")
     out = Path(d["raw_dir"])
+    mark(out, "mosaic")
     fractions = {s: sp[s] for s in SPLITS}
     counts = {s: int(round(f * d["mosaic_count"])) for s, f in fractions.items()}
     counts["train"] = d["mosaic_count"] - counts["val"] - counts["test"]

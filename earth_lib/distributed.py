@@ -1,10 +1,10 @@
 """Search trials on Ray: an executor that runs ``search.run_search``'s trials at once.
 
 ``trial_executor`` returns None (trials in this process, Ray never imported) unless
-``search.workers`` > 1 or a cluster address is given (``search.ray_address`` or the
-``RAY_ADDRESS`` variable). Each trial is one Ray task reserving one GPU when the cluster
-has GPUs, otherwise an equal share of the CPUs; TensorFlow's threads in the task follow
-that share. Ray is an optional extra: ``pip install -e '.[distributed]'``.
+``search.workers`` > 1 or ``search.ray_address`` names a cluster; a ``RAY_ADDRESS`` left
+in the environment is ignored. Each trial is one Ray task reserving one GPU when the
+cluster has GPUs, otherwise an equal share of the CPUs; TensorFlow's threads in the task
+follow that share. Ray is an optional extra: ``pip install -e '.[distributed]'``.
 """
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ class RayExecutor(Executor):
             raise ParameterError(
                 "search.workers > 1 or search.ray_address needs Ray: pip install -e "
                 "'.[distributed]' (or pip install 'ray>=2.9').") from err
-        self.ray = ray
+        self.ray, self.address = ray, address
         if not ray.is_initialized():
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
-                ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                         log_to_driver=False)
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
+                         include_dashboard=False, log_to_driver=False)
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
         self.workers = workers
@@ -66,10 +66,12 @@ class RayExecutor(Executor):
         self.threads = int(self.options["num_cpus"])
         self._task = ray.remote(max_retries=0, **self.options)(_run_task)
         self._refs: dict[int, Any] = {}
+        self._running: dict[int, Any] = {}
 
     def describe(self) -> str:
         """One line for the log: where the trials run and what each reserves."""
-        return (f"search trials on Ray ({self.workers} at once), each reserving "
+        return (f"search trials on Ray at {self.address or 'a local cluster'} "
+                f"({self.workers} at once), each reserving "
                 f"{', '.join(f'{v} {k[4:].upper()}' for k, v in self.options.items())}")
 
     def _stored(self, value: Any) -> Any:
@@ -84,20 +86,33 @@ class RayExecutor(Executor):
         if kwargs:
             raise TypeError("RayExecutor.submit takes positional arguments only.")
         ref = self._task.remote(self.threads, fn, *[self._stored(a) for a in args])
-        return ref.future()
+        future = ref.future()
+        self._running[id(future)] = ref
+        return future
+
+    def cancel(self, future: Future) -> None:
+        """Stop the task behind ``future`` (a hung trial): its worker process is killed."""
+        ref = self._running.pop(id(future), None)
+        if ref is not None:
+            self.ray.cancel(ref, force=True)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Forget the stored arguments (Ray itself stops with this process)."""
         self._refs.clear()
+        self._running.clear()
 
 
 def trial_executor(workers: int = 1, address: str | None = None) -> RayExecutor | None:
     """Where the search's trials run: None (in this process) or a :class:`RayExecutor`.
 
-    ``address`` (or ``RAY_ADDRESS``): a running cluster; without it and with ``workers``
-    > 1, a local Ray on this machine's cores.
+    ``address``: a running cluster; without it and with ``workers`` > 1, a local Ray on
+    this machine's cores (never the cluster a ``RAY_ADDRESS`` variable names).
     """
-    address = address or os.environ.get("RAY_ADDRESS") or None
     if workers <= 1 and not address:
         return None
     return RayExecutor(workers, address)
+
+
+def describe(executor: Executor | None) -> str:
+    """Where the search's trials ran, for ``run.json``."""
+    return "in this process" if executor is None else executor.describe()

@@ -10,6 +10,9 @@ from __future__ import annotations
 #: What ``data.on_bad_file`` may say: list an unreadable file and go on, or stop on it.
 BAD_FILE_POLICIES = ("skip", "error")
 DEFAULT_BAD_FILE_POLICY = "skip"
+#: The most pixels (height x width) an image may have, in every format: Pillow's own
+#: decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``), as ``data.max_image_pixels``.
+DEFAULT_MAX_PIXELS = 89_478_485
 
 
 class EarthResnetError(Exception):
@@ -42,6 +45,10 @@ class RunNotFoundError(EarthResnetError, FileNotFoundError):
 
 class RunFormatError(EarthResnetError, ValueError):
     """A run file was written in a format this version cannot read (too new or damaged)."""
+
+
+class RunInUseError(EarthResnetError, RuntimeError):
+    """Another process is writing the run folder (it holds the folder's lock)."""
 
 
 class SearchHistoryError(EarthResnetError, ValueError):

@@ -6,6 +6,7 @@ run's model card), in memory: the user's folder is never written to.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,12 @@ from sklearn.metrics import (
 
 from earth_lib.analysis import BandPCA
 from earth_lib.data import index_folder
-from earth_lib.errors import DEFAULT_BAD_FILE_POLICY, BadImageError, skip_or_raise
+from earth_lib.errors import (
+    DEFAULT_BAD_FILE_POLICY,
+    BadImageError,
+    DatasetNotFoundError,
+    skip_or_raise,
+)
 from earth_lib.io import IMAGE_EXTENSIONS, atomic_write_csv, atomic_write_json, read_image
 from earth_lib.preprocessing import enhance
 from earth_lib.progress import progress_bar
@@ -161,6 +167,15 @@ def _name(folder: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", folder.resolve().name) or "data"
 
 
+def output_name(folder: str | Path) -> str:
+    """``<folder name>-<8 hex of its full path>``: a folder's evaluation or predictions.
+
+    Two data folders with one name (``/a/test``, ``/b/test``) never collide.
+    """
+    path = Path(folder).resolve()
+    return f"{_name(path)}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+
+
 def _labelled_images(data_dir: str | Path, names: list[str], labels_csv: str | Path | None,
                      multilabel: bool) -> tuple[list[Path], np.ndarray, list[tuple[str, str]]]:
     """The images to evaluate, their labels in the model's order, and files skipped.
@@ -219,7 +234,7 @@ def evaluate_folder(run_dir: str | Path, data_dir: str | Path, name: str | None 
     thresholds = None if card.thresholds is None else np.asarray(card.thresholds)
     metrics = evaluate_predictions(y, proba, names, thresholds)
     metrics.update({"data": str(data_dir), "skipped": skipped + unreadable})
-    out = run.output_dir("evaluation", name or _name(Path(data_dir)))
+    out = run.output_dir("evaluation", name or output_name(data_dir))
     atomic_write_json(out / "metrics.json", metrics)
     plotting.save_figure(plotting.plot_test_summary(metrics, names, _name(Path(data_dir))),
                          out / "figures" / f"{plotting.test_summary_name(metrics)}.png")
@@ -242,16 +257,19 @@ def predict_folder(run_dir: str | Path, data_dir: str | Path, name: str | None =
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"Folder not found: {data_dir}")
+    paths = sorted(p for p in data_dir.rglob("*") if p.is_file()
+                   and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    if not paths:
+        raise DatasetNotFoundError(f"{data_dir}: no image files in it (or its sub-folders); "
+                                   "nothing to predict.")
     run = load_run(run_dir)
     model, card = run.load_model()
     names = card.class_names
-    paths = sorted(p for p in data_dir.rglob("*") if p.is_file()
-                   and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
     images, kept, skipped = prepare_images(paths, card, run.load_band_pca(card),
                                            progress=progress)
     proba = (predict_proba(model, images, tta=card.tta) if len(images)
              else np.zeros((0, len(names))))
-    out = run.output_dir("predictions", name or _name(data_dir))
+    out = run.output_dir("predictions", name or output_name(data_dir))
     if card.thresholds is None:
         header, chosen = ["path", "predicted_class"], [names[int(p.argmax())] for p in proba]
     else:

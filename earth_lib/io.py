@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,11 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from earth_lib.errors import BadImageError
+from earth_lib.errors import DEFAULT_MAX_PIXELS, BadImageError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 TIFF_EXTENSIONS = {".tif", ".tiff"}
+_TEMP = re.compile(r"\.pid(\d+)\.[^/]*\.tmp$")
 
 
 def _file_mode() -> int:
@@ -33,7 +35,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     The file gets the mode a normal file would (umask), so colleagues can read results.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -42,6 +45,30 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def sweep_temporary_files(folder: str | Path) -> int:
+    """Remove the temporary files of :func:`atomic_write_bytes` left by dead processes.
+
+    Another live run's files stay. Returns how many were removed.
+    """
+    removed = 0
+    for stale in Path(folder).rglob(".*.tmp"):
+        match = _TEMP.search(stale.name)
+        if match and not _alive(int(match[1])):
+            stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -98,36 +125,55 @@ def atomic_write_image(path: str | Path, image: np.ndarray) -> None:
     atomic_write_bytes(path, data)
 
 
-def _to_hwc(arr: np.ndarray, path: Path) -> np.ndarray:
+def _to_hwc(arr: np.ndarray, path: Path, tiff: bool) -> np.ndarray:
     arr = np.asarray(arr)
     arr = np.squeeze(arr) if arr.ndim > 3 else arr
     if arr.ndim == 2:
         return arr[..., None]
     if arr.ndim == 3:
-        # Band-first rasters (e.g. GeoTIFF written band-sequential): move bands last.
-        if arr.shape[0] < min(arr.shape[1], arr.shape[2]) and arr.shape[-1] > arr.shape[0]:
+        # Band-first rasters (GeoTIFF written band-sequential): move bands last. Only TIFF
+        # stores bands first; a one-row RGB PNG (1, W, 3) stays as it is.
+        if tiff and arr.shape[0] < min(arr.shape[1], arr.shape[2]) \
+                and arr.shape[-1] > arr.shape[0]:
             arr = np.moveaxis(arr, 0, -1)
         return arr
     raise BadImageError(f"{path}: unsupported image layout with shape {arr.shape}")
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def _check_pixels(path: Path, shape: tuple[int, ...], max_pixels: int) -> None:
+    """Refuse, before decoding, an image larger than ``max_pixels`` (height x width)."""
+    dims = sorted(int(v) for v in shape)[-2:]  # the two largest: height and width
+    pixels = int(np.prod(dims)) if dims else 0
+    if pixels > max_pixels:
+        raise BadImageError(f"{path}: {pixels:,} pixels ({' x '.join(map(str, shape))}) is over "
+                            f"the limit of {max_pixels:,} pixels (data.max_image_pixels); "
+                            "raise the limit if the image is genuine.")
+
+
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Read an image as (H, W, bands), keeping its dtype (uint8, uint16, float...).
 
     JPEG/PNG/BMP go through Pillow (alpha dropped, palettes expanded); TIFF/GeoTIFF
-    through tifffile, so that any number of bands and 16-bit data are kept.
+    through tifffile, so that any number of bands and 16-bit data are kept. An image of
+    more than ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`) is refused before it is
+    decoded, whatever its format.
 
     Raises:
-        BadImageError: the file is empty, truncated, corrupt or not an image.
+        BadImageError: the file is empty, truncated, corrupt, too large or not an image.
     """
     path = Path(path)
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    tiff = path.suffix.lower() in TIFF_EXTENSIONS
     try:
         if path.stat().st_size == 0:
             raise BadImageError(f"{path}: empty file (0 bytes)")
-        if path.suffix.lower() in TIFF_EXTENSIONS:
-            arr = tifffile.imread(path)
+        if tiff:
+            with tifffile.TiffFile(path) as tf:
+                _check_pixels(path, tf.series[0].shape, limit)
+                arr = tf.asarray()
         else:
             with Image.open(path) as im:
+                _check_pixels(path, (im.height, im.width), limit)
                 im.load()
                 if im.mode in ("P", "PA", "CMYK", "YCbCr", "HSV", "LAB"):
                     im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info
@@ -143,7 +189,7 @@ def read_image(path: str | Path) -> np.ndarray:
         raise BadImageError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
     if np.asarray(arr).size == 0:
         raise BadImageError(f"{path}: cannot read image (no pixel data; corrupt or truncated)")
-    arr = _to_hwc(arr, path)
+    arr = _to_hwc(arr, path, tiff)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
     return arr

@@ -3,8 +3,9 @@
 Labels come from a CSV, in either of two layouts: ``path,labels`` (labels separated by
 ``;``, ``|`` or spaces; other columns, such as ``split``, are ignored), or one 0/1 column
 per label after the image column, as in UC Merced's multi-label file (tab-separated,
-images named by stem: ``airplane00``). Images
-are matched by relative path or, failing that, by file stem. :func:`iterative_split`
+images named by stem: ``airplane00``). Images are matched by their path
+relative to the image folder; a bare name without a folder matches the one image of that
+file name or stem (two such images: an error naming both). :func:`iterative_split`
 keeps every label represented in every split; :func:`build_mosaics` makes real
 multi-label scenes from a single-label class-folder set, with tiles of one split never
 used in another.
@@ -53,67 +54,123 @@ class MultiLabels:
         return y.T @ y
 
 
+def _one_hot(value: str, where: str) -> int:
+    """A one-hot cell: exactly 0 or 1 (``1.0`` too); anything else is an error naming it."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if number not in (0.0, 1.0):
+        raise ParameterError(f"{where}: expected one 0/1 value per label; got "
+                             f"{value.strip()!r}.")
+    return int(number)
+
+
+def _match(key: str, by_path: dict[str, list[Path]], by_name: dict[str, list[Path]],
+           root: Path, where: str) -> Path:
+    """The image a CSV row names, or an error naming the row.
+
+    Its path relative to ``root`` (the suffix may be left out), or, for a bare name
+    without a folder (UC Merced's ``airplane00``), the one image of that file name or stem.
+    """
+    if len(by_path.get(key, [])) == 1:
+        return by_path[key][0]
+    if "/" in key or "\\" in key:
+        if by_path.get(key):
+            shown = ", ".join(f.relative_to(root).as_posix() for f in by_path[key])
+            raise ParameterError(f"{where}: image {key!r} is ambiguous: it names {shown}.")
+        raise ParameterError(f"{where}: image {key!r} not found under {root} (paths are "
+                             "relative to that folder).")
+    found = by_name.get(key, []) or by_name.get(Path(key).stem, [])
+    if len(found) != 1:
+        shown = ", ".join(f.relative_to(root).as_posix() for f in found[:5])
+        raise ParameterError(
+            f"{where}: image {key!r} " + (f"is ambiguous: it names {shown}; give the path "
+                                          "relative to the folder." if found else
+                                          f"not found under {root}."))
+    return found[0]
+
+
 def read_labels_csv(csv_path: str | Path, image_root: str | Path) -> MultiLabels:
     """Labels of the images under ``image_root`` from a CSV (either layout, see module doc).
 
-    Raises a ``ParameterError`` naming the rows or files for: an image listed but not
-    found, an image found but not listed, an image listed without any label.
+    Raises a ``ParameterError`` naming the file, the line and the rows for: an empty file or
+    a header without label columns, an image not found or named ambiguously, an image
+    listed twice, a one-hot value other than 0/1, an image listed without any label, an
+    image found but not listed.
     """
     csv_path, root = Path(csv_path), Path(image_root)
     if not csv_path.is_file():
         raise ParameterError(f"labels CSV {csv_path} not found.")
     text = csv_path.read_text(encoding="utf-8-sig")
-    dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",\t;")
-    rows = [r for r in csv.reader(text.splitlines(), dialect) if any(c.strip() for c in r)]
-    header, body = [c.strip() for c in rows[0]], rows[1:]
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        raise ParameterError(f"{csv_path}: the file is empty; expected a header (path,labels "
+                             "or path,<label>,<label>...) and one row per image.")
+    try:
+        dialect = csv.Sniffer().sniff(lines[0], delimiters=",\t;")
+    except csv.Error:
+        dialect = csv.excel
+    rows = [(n, r) for n, r in enumerate(csv.reader(lines, dialect), 1)
+            if any(c.strip() for c in r)]
+    header, body = [c.strip() for c in rows[0][1]], rows[1:]
     if header[0].lower() not in IMAGE_COLUMNS:
-        raise ParameterError(f"{csv_path}: the first column must name the image "
+        raise ParameterError(f"{csv_path}:{rows[0][0]}: the first column must name the image "
                              f"({', '.join(IMAGE_COLUMNS)}); got {header[0]!r}.")
+    if len(header) < 2:
+        raise ParameterError(f"{csv_path}:{rows[0][0]}: the header has no label column; "
+                             "expected path,labels or one 0/1 column per label.")
     lower = [h.lower() for h in header]
     # a "labels" column: path,labels[,other columns such as split]; else one 0/1 column per label
     col = next((lower.index(n) for n in ("labels", "label") if n in lower[1:]), None)
     one_hot = col is None
-    listed: dict[str, list[str]] = {}
-    for n, row in enumerate(body, 2):
+    files = _image_files(root)
+    by_path: dict[str, list[Path]] = {}
+    by_name: dict[str, list[Path]] = {}
+    for f in files:
+        rel = f.relative_to(root)
+        by_path[rel.as_posix()] = [f]
+        for name in {f.name, f.stem}:
+            by_name.setdefault(name, []).append(f)
+    for f in files:  # a path without its suffix, where no file has that exact name
+        bare = f.relative_to(root).with_suffix("").as_posix()
+        if bare not in by_path or by_path[bare][0].with_suffix("") == f.with_suffix(""):
+            by_path.setdefault(bare, [])
+            if f not in by_path[bare]:
+                by_path[bare].append(f)
+    listed: dict[Path, list[str]] = {}
+    line_of: dict[Path, int] = {}
+    for n, row in body:
+        where = f"{csv_path}:{n}"
         key = row[0].strip()
         if one_hot:
-            try:
-                listed[key] = [h for h, v in zip(header[1:], row[1:], strict=True)
-                               if int(float(v))]
-            except ValueError as err:
-                raise ParameterError(f"{csv_path}:{n}: expected one 0/1 value per label "
-                                     f"({len(header) - 1}); got {row[1:]!r}.") from err
+            if len(row) != len(header):
+                raise ParameterError(f"{where}: expected one 0/1 value per label "
+                                     f"({len(header) - 1}); got {row[1:]!r}.")
+            labels = [h for h, v in zip(header[1:], row[1:], strict=True)
+                      if _one_hot(v, where)]
         else:
-            listed[key] = [t for t in LABEL_SEPARATORS.split(row[col] if len(row) > col else "")
-                           if t]
-    files = _image_files(root)
-    by_path = {f.relative_to(root).as_posix(): f for f in files}
-    by_stem: dict[str, list[Path]] = {}
-    for f in files:
-        by_stem.setdefault(f.stem, []).append(f)
-    found: dict[str, str] = {}
-    for key in listed:
-        stems = by_stem.get(Path(key).stem, [])  # a stem shared by two files matches neither
-        match = by_path.get(key) or (stems[0] if len(stems) == 1 else None)
-        if match is not None:
-            found[key] = str(match)
-    missing = [k for k in listed if k not in found]
-    if missing:
-        raise ParameterError(f"{csv_path}: {len(missing)} listed image(s) not found under "
-                             f"{root} (or named ambiguously), e.g. {missing[:3]}.")
-    unlabelled = [k for k, v in listed.items() if not v]
+            labels = [t for t in LABEL_SEPARATORS.split(row[col] if len(row) > col else "")
+                      if t]
+        image = _match(key, by_path, by_name, root, where)
+        if image in listed:
+            raise ParameterError(f"{where}: image {image.relative_to(root).as_posix()} is "
+                                 f"listed twice (also on line {line_of[image]}).")
+        listed[image], line_of[image] = labels, n
+    unlabelled = [f"line {line_of[k]} ({k.relative_to(root).as_posix()})"
+                  for k, v in listed.items() if not v]
     if unlabelled:
         raise ParameterError(f"{csv_path}: {len(unlabelled)} image(s) without any label, e.g. "
                              f"{unlabelled[:3]}.")
-    unlisted = sorted(set(map(str, files)) - set(found.values()))
+    unlisted = sorted(set(files) - set(listed))
     if unlisted:
         raise ParameterError(f"{root}: {len(unlisted)} image(s) have no row in {csv_path}, "
-                             f"e.g. {unlisted[:3]}.")
+                             f"e.g. {[str(u) for u in unlisted[:3]]}.")
     names = header[1:] if one_hot else sorted({t for v in listed.values() for t in v})
     y = np.zeros((len(listed), len(names)), dtype=np.uint8)
     for i, labels in enumerate(listed.values()):
         y[i, [names.index(t) for t in labels]] = 1
-    return MultiLabels([found[k] for k in listed], y, list(names))
+    return MultiLabels([str(k) for k in listed], y, list(names))
 
 
 def attach_labels(images: ImageSet, labels_csv: str | Path | None, task: str,

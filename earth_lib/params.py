@@ -17,7 +17,12 @@ from typing import Any
 
 import yaml
 
-from earth_lib.errors import BAD_FILE_POLICIES, DEFAULT_BAD_FILE_POLICY, ParameterError
+from earth_lib.errors import (
+    BAD_FILE_POLICIES,
+    DEFAULT_BAD_FILE_POLICY,
+    DEFAULT_MAX_PIXELS,
+    ParameterError,
+)
 from earth_lib.model import DEFAULT_PRESET, PRESETS
 from earth_lib.search import ACQUISITIONS, DESIGNS
 
@@ -108,6 +113,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "on_bad_file": _p(DEFAULT_BAD_FILE_POLICY, str,
                           "unreadable image: skip (and list) or error",
                           choices=BAD_FILE_POLICIES),
+        "max_image_pixels": _p(DEFAULT_MAX_PIXELS, int, "an image of more pixels (height x "
+                               "width) is refused before decoding, whatever its format "
+                               "(Pillow's decompression-bomb limit)", low=1),
     },
     "preprocess": {
         "processed_dir": _p("data/processed/synthetic", str, "where enhanced images go"),
@@ -180,8 +188,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                                 "(recorded as time_limit)", nullable=True, low=1.0),
         "workers": _p(1, int, "trials run at once, as Ray tasks (pip install -e '.[distributed]'"
                       "); 1: in this process, without Ray", low=1, high=1024),
-        "ray_address": _p(None, str, "a running Ray cluster to run the trials on (or set "
-                          "RAY_ADDRESS); none: a local Ray when workers > 1", nullable=True),
+        "ray_address": _p(None, str, "a running Ray cluster to run the trials on "
+                          "(RAY_ADDRESS is ignored); none: a local Ray when workers > 1",
+                          nullable=True),
         "max_train_images": _p(None, int, "subsample the training split for trials",
                                nullable=True, low=2),
         "space": _p(None, dict, "hyperparameter space: name -> {type, bounds | values}",
@@ -404,7 +413,22 @@ def validate(raw: dict | None, source: str = "<params>") -> dict[str, Any]:
     out["search"]["space"] = validate_space(DEFAULT_SPACE if space is None else space, source)
     _check_compare(out["compare"], source)
     _check_task(out, source)
+    _check_folders(out, source)
     return out
+
+
+def _check_folders(out: dict[str, Any], source: str) -> None:
+    """The processed folder is written (and, with overwrite, replaced): never the raw images'."""
+    processed = Path(out["preprocess"]["processed_dir"]).expanduser().resolve()
+    for key in ("raw_dir", "local_copy"):
+        if not out["data"][key]:
+            continue
+        raw = Path(out["data"][key]).expanduser().resolve()
+        if processed == raw or raw in processed.parents or processed in raw.parents:
+            raise ParameterError(
+                f"{source}: 'preprocess.processed_dir' ({processed}) must be apart from "
+                f"'data.{key}' ({raw}): equal, inside or containing it, preprocessing would "
+                "write over or mix with the raw images. Use e.g. data/processed/<name>.")
 
 
 def _check_task(out: dict[str, Any], source: str) -> None:
@@ -568,7 +592,11 @@ def search_settings(params: dict[str, Any]) -> dict[str, Any]:
             "start_points": [baseline_hyperparameters(params)] if s["start_from_baseline"]
             else None,
             "finalists": s["finalists"], "finalist_budget": s["finalist_budget"],
-            "finalist_repeats": s["finalist_repeats"], "workers": s["workers"]}
+            "finalist_repeats": s["finalist_repeats"], "workers": s["workers"],
+            # a trial stops itself at the first batch past max_trial_seconds; one with no
+            # result well after that is hung, and is cancelled (trials on Ray)
+            "trial_timeout": None if s["max_trial_seconds"] is None
+            else 1.5 * s["max_trial_seconds"] + 120}
 
 
 def executor_settings(params: dict[str, Any]) -> dict[str, Any]:
@@ -576,16 +604,25 @@ def executor_settings(params: dict[str, Any]) -> dict[str, Any]:
     return {"workers": params["search"]["workers"], "address": params["search"]["ray_address"]}
 
 
-def search_fingerprint(params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters that give a search trial its meaning; a history is refused if they change.
+def search_fingerprint(params: dict[str, Any], **data: Any) -> dict[str, Any]:
+    """What gives a search trial its meaning and decides which trial comes next.
 
-    Trial settings, data share, PCA and preprocessing. The space is added by the search
-    itself; the caller adds digests of the data and the split.
+    A history whose fingerprint differs is refused (``search.fingerprint`` digests these).
+
+    Trial settings, data share, PCA, preprocessing, the task, the search plan (design,
+    points, iterations, shrink, acquisition, start points, finalists) and the literature
+    values; ``data`` adds the arrays the trials read (``images=``, ``labels=``, ``split=``).
+    The space is added by the search itself.
     """
+    plan = {k: v for k, v in search_settings(params).items()
+            if k not in ("enabled", "evaluate_baseline", "workers")}
     return {"trial": train_settings(params, final=False),
             "data_share": search_data_settings(params),
             "pca": params["pca"], "preprocess": {k: v for k, v in params["preprocess"].items()
-                                                  if k not in ("overwrite", "workers")}}
+                                                  if k not in ("overwrite", "workers")},
+            "task": params["task"], "plan": plan,
+            "literature": baseline_hyperparameters(params),
+            **{k: v for k, v in data.items() if v is not None}}
 
 
 def search_data_settings(params: dict[str, Any]) -> dict[str, Any]:

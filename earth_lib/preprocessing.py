@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import sys
+import tempfile
+import time
 import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -32,8 +37,15 @@ from skimage import color, exposure, transform
 
 from earth_lib.data import index_folder, select_files
 from earth_lib.errors import DEFAULT_BAD_FILE_POLICY, BadImageError, skip_or_raise
-from earth_lib.io import atomic_write_image, atomic_write_json, image_suffix, read_image
+from earth_lib.io import (
+    atomic_write_image,
+    atomic_write_json,
+    image_suffix,
+    read_image,
+    sweep_temporary_files,
+)
 from earth_lib.params import section_defaults
+from earth_lib.paths import mark
 from earth_lib.progress import progress_bar
 
 SETTINGS_FILE = "preprocessing.json"
@@ -169,10 +181,12 @@ class PreprocessResult:
                 "already_done": sum(self.already_done.values()), "skipped": len(self.skipped)}
 
 
-def _process_one(job: tuple[str, str, dict]) -> tuple[str, str | None]:
-    src, dst, settings = job
+def _process_one(job: tuple[str, str, dict, int, str]) -> tuple[str, str | None]:
+    src, dst, settings, max_pixels, inflight = job
+    if inflight:  # which file this worker holds, should it die on it
+        Path(inflight, str(os.getpid())).write_text(src, encoding="utf-8")
     try:
-        out = enhance(read_image(src), **settings)
+        out = enhance(read_image(src, max_pixels), **settings)
         atomic_write_image(Path(dst).with_suffix(image_suffix(out.shape[-1])), out)
         return src, None
     except BadImageError as err:
@@ -181,12 +195,13 @@ def _process_one(job: tuple[str, str, dict]) -> tuple[str, str | None]:
         return src, f"{src}: cannot process ({type(err).__name__}: {err})"
 
 
-def dataset_bands(files: list[tuple[Path, str]], sample: int = 25) -> int:
+def dataset_bands(files: list[tuple[Path, str]], max_pixels: int | None = None,
+                  sample: int = 25) -> int:
     """The band count of a data set: the most common among its first readable images."""
     counts: Counter = Counter()
     for src, _ in files:
         try:
-            counts[read_image(src).shape[-1]] += 1
+            counts[read_image(src, max_pixels).shape[-1]] += 1
         except BadImageError:
             continue
         if sum(counts.values()) >= sample:
@@ -199,7 +214,22 @@ def read_settings(processed_dir: str | Path) -> dict[str, Any]:
     path = Path(processed_dir) / SETTINGS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run preprocessing (notebook 1) first.")
-    return json.loads(path.read_text())
+    settings = json.loads(path.read_text())
+    settings.pop("state", None)
+    return settings
+
+
+def _dead_workers_files(inflight: Path) -> list[str]:
+    """The files that workers no longer alive were processing (their notes in ``inflight``)."""
+    files = []
+    for note in inflight.iterdir():
+        try:
+            os.kill(int(note.name), 0)
+        except ProcessLookupError:
+            files.append(note.read_text(encoding="utf-8"))
+        except (ValueError, PermissionError):
+            continue
+    return sorted(files)
 
 
 def output_path(src: Path, raw_root: Path, out_root: Path, bands: int) -> Path:
@@ -212,7 +242,8 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
                       overwrite: bool = False, workers: int = 1,
                       on_bad_file: str = DEFAULT_BAD_FILE_POLICY,
                       progress: bool = True,
-                      selection: dict[str, Any] | None = None) -> PreprocessResult:
+                      selection: dict[str, Any] | None = None,
+                      max_pixels: int | None = None) -> PreprocessResult:
     """Enhance every image of ``raw_dir/<class>/`` into ``processed_dir/<class>/``.
 
     ``selection`` (``data.select_files`` arguments) restricts the images; the folder
@@ -220,26 +251,34 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
 
     Already-processed files are skipped unless ``overwrite``; each output is written
     atomically, so an interrupted run leaves no half-written image and a rerun completes
-    it. Unreadable files are recorded (``skip``) or raise :class:`BadImageError` (``error``).
-    The settings are stored in ``processed_dir/preprocessing.json``; reusing the folder
-    with other settings is an error unless ``overwrite``.
+    it. Unreadable files (also: over ``max_pixels``, or killing their worker) are recorded
+    (``skip``) or raise :class:`BadImageError` (``error``). The settings are stored in
+    ``processed_dir/preprocessing.json`` with the state of the pass; reusing the folder with
+    other settings is an error unless ``overwrite``, and an interrupted overwrite is
+    finished by the next run, never taken as done.
     """
     raw_dir, processed_dir = Path(raw_dir), Path(processed_dir)
     settings = {k: settings[k] for k in ENHANCE_KEYS}
     stamp = processed_dir / SETTINGS_FILE
-    if stamp.is_file() and not overwrite:
+    state: dict[str, Any] = {}
+    if stamp.is_file():
+        recorded = json.loads(stamp.read_text())
+        state = recorded.pop("state", {})
         # a key the folder's record lacks (made before it existed) had its default then
-        old = {**DEFAULTS, **{k: v for k, v in json.loads(stamp.read_text()).items()
-                              if k != "bands"}}
-        if old != settings:
+        old = {**DEFAULTS, **{k: v for k, v in recorded.items() if k != "bands"}}
+        if old != settings and not overwrite:
             diff = [k for k in settings if old.get(k) != settings[k]]
             raise ValueError(
                 f"{processed_dir} was made with other settings ({', '.join(diff)}: "
                 f"{[old.get(k) for k in diff]} vs {[settings[k] for k in diff]}). Set "
                 "preprocess.overwrite: true or use another preprocess.processed_dir."
             )
-    for stale in processed_dir.rglob(".*.tmp"):  # left by a run killed mid-write
-        stale.unlink(missing_ok=True)
+    # An overwriting pass records when it began: until it completes, a file older than
+    # that is from the earlier settings and is redone, on this run or the next.
+    since = time.time() if overwrite else (
+        None if state.get("complete", True) else state.get("overwrite_started"))
+    mark(processed_dir, "processed")
+    sweep_temporary_files(processed_dir)  # left by runs killed mid-write; a live run's stay
     index = index_folder(raw_dir, min_classes=1)
     every = len(index.files)
     index = select_files(index, **(selection or {}))
@@ -258,7 +297,7 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
             f"{record['images']}); its extra images would be loaded too. Delete that folder "
             "or set another preprocess.processed_dir.")
     atomic_write_json(picked, record)
-    settings["bands"] = 1 if settings["grayscale"] else dataset_bands(index.files)
+    settings["bands"] = 1 if settings["grayscale"] else dataset_bands(index.files, max_pixels)
     result = PreprocessResult(classes=index.classes, skipped=list(index.skipped))
     jobs = []
     taken: set[Path] = set()
@@ -269,31 +308,79 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
         if dst in taken or alt in taken:  # a.jpg and a.png in one class: keep both
             dst = dst.with_name(src.name + dst.suffix)
         taken.add(dst)
-        if not overwrite and (dst.exists() or alt.exists()):
+        done = [p for p in (dst, alt) if p.exists()]
+        if not overwrite and done and (since is None or done[0].stat().st_mtime >= since):
             result.already_done[label] += 1
         else:
             jobs.append((str(src), str(dst), label))
-    atomic_write_json(stamp, settings)
+    atomic_write_json(stamp, {**settings, "state": {"complete": False,
+                                                    "overwrite_started": since}})
     labels = {src: label for src, _, label in jobs}
-    work = [(src, dst, settings) for src, dst, _ in jobs]
-    bar = progress_bar(total=len(work), desc="preprocessing", disable=not progress, mininterval=2)
+    bar = progress_bar(total=len(jobs), desc="preprocessing", disable=not progress,
+                       mininterval=2)
     try:
-        if workers > 1 and len(work) > 1:
-            # fork is safe and needs no __main__ guard, unless TensorFlow's threads exist
-            method = "spawn" if "tensorflow" in sys.modules else "fork"
-            with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
-                outcomes = pool.map(_process_one, work, chunksize=16)
-                _collect(outcomes, labels, result, on_bad_file, bar)
+        if workers > 1 and len(jobs) > 1:
+            _process_in_workers(jobs, settings, max_pixels, workers, processed_dir, labels,
+                                result, on_bad_file, bar)
         else:
+            work = [(src, dst, settings, max_pixels, "") for src, dst, _ in jobs]
             _collect(map(_process_one, work), labels, result, on_bad_file, bar)
     finally:
         bar.close()
+    atomic_write_json(stamp, {**settings, "state": {"complete": True}})
     return result
 
 
-def _collect(outcomes, labels, result: PreprocessResult, on_bad_file: str, bar) -> None:
+def _process_in_workers(jobs: list[tuple[str, str, str]], settings: dict[str, Any],
+                        max_pixels: int | None, workers: int, processed_dir: Path,
+                        labels: dict[str, str], result: PreprocessResult, on_bad_file: str,
+                        bar) -> None:
+    """The jobs in ``workers`` processes; a worker that dies costs its image alone.
+
+    That image is recorded with the reason (out of memory?), the others go on in a new pool.
+    """
+    inflight = Path(tempfile.mkdtemp(prefix=".inflight.", dir=processed_dir))
+    # fork is safe and needs no __main__ guard, unless TensorFlow's threads exist
+    context = get_context("spawn" if "tensorflow" in sys.modules else "fork")
+    pending = [(src, dst, settings, max_pixels, str(inflight)) for src, dst, _ in jobs]
+    try:
+        while pending:
+            count = [0]
+            try:
+                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                    _collect(pool.map(_process_one, pending, chunksize=16), labels, result,
+                             on_bad_file, bar, count)
+                return
+            except BrokenProcessPool:
+                # the pool stops every worker when one dies: each file held then is tried
+                # alone, and the one that kills its worker again is the culprit
+                suspects = _dead_workers_files(inflight)
+                if not suspects:
+                    raise
+                for note in inflight.iterdir():
+                    note.unlink()
+                for job in (j for j in pending if j[0] in suspects):
+                    try:
+                        with ProcessPoolExecutor(1, mp_context=context) as pool:
+                            _collect(pool.map(_process_one, [job]), labels, result,
+                                     on_bad_file, bar)
+                    except BrokenProcessPool:
+                        error = BadImageError(f"{job[0]}: the worker process reading it died "
+                                              "(out of memory? lower data.max_image_pixels)")
+                        skip_or_raise(on_bad_file, error, job[0], result.skipped)
+                        result.failed[labels[job[0]]] += 1
+                        bar.update()
+                pending = [j for j in pending[count[0]:] if j[0] not in suspects]
+    finally:
+        shutil.rmtree(inflight, ignore_errors=True)
+
+
+def _collect(outcomes, labels, result: PreprocessResult, on_bad_file: str, bar,
+             count: list[int] | None = None) -> None:
     for src, error in outcomes:
         bar.update()
+        if count is not None:
+            count[0] += 1
         if error is None:
             result.written[labels[src]] += 1
             continue

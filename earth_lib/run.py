@@ -16,6 +16,7 @@ a record from a newer version is refused with a message saying what to do.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -23,16 +24,19 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from earth_lib.errors import ParameterError, RunFormatError, RunNotFoundError
+from earth_lib.errors import ParameterError, RunFormatError, RunInUseError, RunNotFoundError
 from earth_lib.io import atomic_write_csv, atomic_write_json
 from earth_lib.params import load_params
+from earth_lib.paths import mark, run_name
 
 if TYPE_CHECKING:
     import keras
@@ -80,6 +84,9 @@ class ModelCard:
     band_pca: str | None = None
     #: multi-label models: each label's decision threshold (tuned on validation); else None
     thresholds: list[float] | None = None
+    #: SHA-256 of the model.keras this card describes: a model and a card from two
+    #: trainings (a save killed between the two files) are refused, never mixed
+    model_sha256: str | None = None
     schema: int = CARD_SCHEMA
 
 
@@ -128,19 +135,58 @@ def enter_project_root() -> Path:
     return root
 
 
-def overrides_tag(overrides: str) -> str:
-    """``.set-<8 hex>`` naming a run with overrides (empty without); the Makefile's SET_TAG.
-
-    The hash is SHA-1 of the overrides with whitespace collapsed, as make's ``$(strip)`` does.
-    """
-    text = " ".join(overrides.split())
-    return f".set-{hashlib.sha1(text.encode()).hexdigest()[:8]}" if text else ""
-
-
 def run_dir_for(params_file: str | Path, outputs: str | Path = "outputs",
                 overrides: str = "") -> Path:
-    """``outputs/<params file stem>``: one folder per parameter set (and set of overrides)."""
-    return Path(outputs) / (Path(params_file).stem + overrides_tag(overrides))
+    """``outputs/<run name>``: one folder per parameter file and set of overrides."""
+    return Path(outputs) / run_name(params_file, overrides)
+
+
+@contextmanager
+def run_lock(folder: str | Path) -> Iterator[Path]:
+    """Hold ``folder/.lock`` while a run writes the folder; a second writer is refused.
+
+    The lock is the operating system's (``flock``): it goes with the process that holds it,
+    so a killed run never leaves the folder locked.
+
+    Raises:
+        RunInUseError: another process holds the folder; the message names its PID.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".lock"
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115  (held for the whole block)
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            raise RunInUseError(f"{folder} is being written by another run (process {holder}); "
+                                "wait for it to finish, or stop it.") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield folder
+    finally:
+        fh.close()
+
+
+def mark_failed(run_dir: str | Path, notebook: str, error: str) -> None:
+    """Record in ``run.json`` that a notebook of the run failed, so nothing reports the run."""
+    run = Run(run_dir)
+    record = run.read_record() if run.record_path.is_file() else {}
+    record["failed"] = {"notebook": notebook, "error": error[:500], "at": _now()}
+    atomic_write_json(run.record_path, record)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -239,6 +285,23 @@ class Run:
         self.split_csv = p / "split.csv"  # every image's path, class and split
         self.training_log = p / "training_log.csv"  # the final training, one row per epoch
 
+    def mark(self) -> Path:
+        """Make the folder and mark it as a run of earth-resnet (what ``make clean`` removes)."""
+        return mark(self.path, "run")
+
+    def state(self) -> str:
+        """``finished`` (every stage ended), ``failed`` (a notebook failed) or ``running``.
+
+        A run killed midway stays ``running``: only a finished run is reported.
+        """
+        if not self.record_path.is_file():
+            return "running"
+        record = self.read_record()
+        if record.get("failed"):
+            return "failed"
+        stages = record.get("stages", {}).values()
+        return "finished" if stages and all("finished" in s for s in stages) else "running"
+
     def figure(self, name: str) -> Path:
         """Where the figure ``name`` (without extension) is saved."""
         return self.figures / f"{name}.png"
@@ -279,6 +342,7 @@ class Run:
         params = load_params(params_file, overrides)
         run = cls(Path(run_dir) if run_dir else run_dir_for(params_file, overrides=overrides),
                   params, str(params_file), overrides)
+        run.mark()
         run.figures.mkdir(parents=True, exist_ok=True)
         run._record_stage(stage, finished=False)
         return run
@@ -291,6 +355,8 @@ class Run:
                       extra: dict[str, Any] | None = None) -> Path:
         """Add or update one stage in ``run.json``; atomic, keeps the other stages."""
         record = self.read_record() if self.record_path.is_file() else {}
+        if not finished:
+            record.pop("failed", None)
         record.update({"params_file": self.params_file, "overrides": self.overrides,
                        "params": self.params,
                        "packages": package_versions(), "installed": installed_packages(),
@@ -352,18 +418,26 @@ class Run:
         """Save ``model.keras``, the band PCA if any, and ``model_card.json``, each atomically.
 
         The card lets evaluate/predict apply exactly the preprocessing the model was trained
-        with; it is written last, so a card always stands beside a complete model.
+        with, and holds the model file's digest: a save killed between the two files leaves
+        a pair that :meth:`load_model` refuses.
         """
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.path / "model.partial.keras"
-        model.save(tmp)
-        tmp.replace(self.model_path)
+        fd, name = tempfile.mkstemp(prefix=".model.", suffix=".keras", dir=self.path)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            model.save(tmp)
+            digest = file_sha256(tmp)
+            tmp.replace(self.model_path)
+        finally:
+            tmp.unlink(missing_ok=True)
         if band_pca is not None:
             band_pca.save(self.path / "band_pca.npz")
         card = ModelCard(list(class_names), list(model.input_shape[1:]), dict(preprocess),
                          dict(hyperparameters), bool(tta),
                          "band_pca.npz" if band_pca is not None else None,
-                         None if thresholds is None else [float(t) for t in thresholds])
+                         None if thresholds is None else [float(t) for t in thresholds],
+                         digest)
         atomic_write_json(self.card_path, asdict(card))
         return card
 
@@ -372,12 +446,22 @@ class Run:
         return _from_record(ModelCard, read_json(self.card_path), self.card_path, CARD_SCHEMA)
 
     def load_model(self) -> tuple[keras.Model, ModelCard]:
-        """The trained network and its card."""
+        """The trained network and its card, checked to belong together.
+
+        Keras' ``safe_mode`` stays on: a model file that would run code on loading (a
+        ``Lambda`` layer) is refused. A run folder from elsewhere is code all the same: load
+        only runs you trust.
+        """
+        card = self.load_card()
+        if card.model_sha256 is not None and file_sha256(self.model_path) != card.model_sha256:
+            raise RunFormatError(
+                f"{self.model_path} is not the model {self.card_path.name} (model_card) "
+                "describes: a save was interrupted between the two. Rerun the training.")
         import keras
 
         import earth_lib.layers  # noqa: F401  (registers the network's custom layer)
 
-        return keras.models.load_model(self.model_path), self.load_card()
+        return keras.models.load_model(self.model_path, safe_mode=True), card
 
     def load_band_pca(self, card: ModelCard) -> BandPCA | None:
         """The spectral band PCA the model was trained behind, if any."""

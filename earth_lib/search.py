@@ -311,11 +311,37 @@ class SearchHistory:
         self.columns = ["step", "trial", "source", *names, *RESULT_COLUMNS]
         self.names = names
         self.trials: list[Trial] = []
+        # trials started and not yet recorded: a trial that kills the process (out of
+        # memory) is started again once on resume, then recorded as failed and skipped
+        self.started_path = self.path.with_name(self.path.stem + ".started.json")
+        self.fingerprint = fingerprint or {}
+        self.started: dict[str, int] = {}
         if self.path.is_file():
             self._check(fingerprint or {})
             self._read()
         elif fingerprint:
             atomic_write_text(self.stamp, json.dumps(fingerprint, indent=2) + "\n")
+        if self.started_path.is_file():
+            saved = json.loads(self.started_path.read_text(encoding="utf-8"))
+            if saved.get("fingerprint") == self.fingerprint:
+                self.started = {k: int(v) for k, v in saved.get("started", {}).items()}
+
+    @staticmethod
+    def _job_key(job: tuple) -> str:
+        return f"{job[0]}/{job[2]}/{job[1]}"
+
+    def starts(self, job: tuple) -> int:
+        """How often the job ``(step, index, source, ...)`` was started without being recorded."""
+        return self.started.get(self._job_key(job), 0)
+
+    def begin(self, job: tuple) -> None:
+        """Note that a job starts, before it runs (atomic), so a kill mid-trial is known."""
+        self.started[self._job_key(job)] = self.starts(job) + 1
+        self._save_started()
+
+    def _save_started(self) -> None:
+        atomic_write_text(self.started_path, json.dumps(
+            {"fingerprint": self.fingerprint, "started": self.started}, indent=2) + "\n")
 
     def _check(self, fingerprint: dict[str, str]) -> None:
         if not fingerprint:
@@ -356,6 +382,8 @@ class SearchHistory:
     def append(self, trial: Trial) -> None:
         """Record a finished trial (the whole file is rewritten atomically)."""
         self.trials.append(trial)
+        if self.started.pop(f"{trial.step}/{trial.source}/{trial.trial}", None) is not None:
+            self._save_started()
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(self.columns)
@@ -371,6 +399,16 @@ class SearchHistory:
             if (t.step, t.source, t.trial) == (step, source, index):
                 return t
         return None
+
+
+#: The error of a trial that was started twice and never finished: the process died in it.
+KILLED_TWICE = ("started twice and never finished: the process was killed in it (out of "
+                "memory?); skipped")
+
+
+def history_fingerprint(space: SearchSpace, fingerprint: dict[str, str] | None) -> dict[str, str]:
+    """The digests a history is stamped with: the space, and what the caller gives."""
+    return {"space": json.dumps(space.to_dict(), sort_keys=True), **(fingerprint or {})}
 
 
 def _cell(v: float | int) -> str:
@@ -391,7 +429,7 @@ def suggest_next(space: SearchSpace, xs: list[dict], ys: list[float], seed: int,
     gpyopt = _import_gpyopt()
     X = np.array([space.encode(x) for x in xs], dtype=float)
     Y = np.array(ys, dtype=float).reshape(-1, 1)
-    np.random.seed(seed)  # GPyOpt draws from the global generator
+    np.random.seed(seed % 2**32)  # GPyOpt draws from the global generator (32-bit seeds)
     bo = gpyopt.methods.BayesianOptimization(
         f=None, domain=space.gpyopt_domain(), X=X, Y=Y, model_type="GP",
         acquisition_type=acquisition, normalize_Y=True, exact_feval=False,
@@ -440,6 +478,7 @@ def run_search(
     finalist_repeats: int = 1,
     workers: int = 1,
     executor: Executor | None = None,
+    trial_timeout: float | None = None,
     fingerprint: dict[str, str] | None = None,
     log: Callable[[str], None] = print,
 ) -> SearchResult:
@@ -459,7 +498,10 @@ def run_search(
     (as the trials were planned), each as soon as it and those before it are done.
 
     A trial that raises (on a worker: also a worker that dies) is recorded as failed, with
-    its error, and scored with a penalty; the search goes on. Trials already in
+    its error, and scored with a penalty; the search goes on. On an executor, a trial with
+    no result ``trial_timeout`` seconds after it could start (hung) is recorded as
+    ``time_limit`` and cancelled. A trial started twice without being recorded (it killed
+    the process, e.g. out of memory) is recorded as failed and not started again. Trials already in
     ``history_path`` are reused, not re-run: the search resumes, if its ``fingerprint``
     matches. A point already scored at the same budget and repeat (the best point so far,
     added to a later step) is not trained again: ``objective`` is taken to depend on
@@ -469,9 +511,7 @@ def run_search(
         raise ValueError(f"design must be one of {', '.join(DESIGNS)}. Got {design!r}.")
     if workers < 1:
         raise ValueError(f"workers must be at least 1. Got {workers}.")
-    history = SearchHistory(history_path, space.names,
-                            {"space": json.dumps(space.to_dict(), sort_keys=True),
-                             **(fingerprint or {})})
+    history = SearchHistory(history_path, space.names, history_fingerprint(space, fingerprint))
     if history.trials:
         log(f"Resuming: {len(history.trials)} trial(s) already in {history_path}.")
     spaces, reasons = [], []
@@ -508,8 +548,9 @@ def run_search(
         submitted = {}
         if executor is not None:
             for j in todo:
-                if scored_before(history.trials, *j[3:]) is None:
-                    submitted[j[:3]] = (time.perf_counter(),
+                if scored_before(history.trials, *j[3:]) is None and history.starts(j) < 2:
+                    history.begin(j)
+                    submitted[j[:3]] = (time.perf_counter(), len(submitted),
                                         executor.submit(timed_call, objective, *j[3:]))
         for j in todo:
             earlier = scored_before(history.trials, *j[3:])
@@ -517,19 +558,34 @@ def run_search(
                 record(j, {"val_loss": earlier.val_loss, "val_accuracy": earlier.val_accuracy},
                        0.0, "reused", "")
                 continue
-            t0, future = submitted.get(j[:3], (time.perf_counter(), None))
+            if j[:3] not in submitted and history.starts(j) >= 2:
+                record(j, {"val_loss": float("nan")}, 0.0, "failed", KILLED_TWICE)
+                continue
+            t0, rank, future = submitted.get(j[:3], (time.perf_counter(), 0, None))
             try:
-                result, seconds = (future.result() if future is not None
-                                   else timed_call(objective, *j[3:]))
+                if future is None:
+                    history.begin(j)
+                    result, seconds = timed_call(objective, *j[3:])
+                else:
+                    result, seconds = future.result(timeout=None if trial_timeout is None else max(
+                        0.0, t0 + trial_timeout * (rank // workers + 1) - time.perf_counter()))
                 status, error = str(result.get("status", "ok")), ""
+            except TimeoutError:
+                getattr(executor, "cancel", lambda f: f.cancel())(future)
+                result, status = {"val_loss": float("nan")}, "time_limit"
+                seconds = time.perf_counter() - t0
+                error = f"no result within {trial_timeout:g} s of its start: hung, cancelled"
             except Exception as err:  # a failed trial is a result, not the end of the search
                 result, status = {"val_loss": float("nan")}, "failed"
                 seconds = time.perf_counter() - t0
                 error = f"{type(err).__name__}: {err}".replace("\n", " ")[:500]
             record(j, result, seconds, status, error)
 
+    def searched() -> list[Trial]:  # the search's own trials (not the literature one)
+        return [t for t in history.trials if t.source != "literature"]
+
     def best_so_far() -> Trial | None:
-        return min((t for t in history.trials if math.isfinite(t.val_loss) and t.budget == 1.0),
+        return min((t for t in searched() if math.isfinite(t.val_loss) and t.budget == 1.0),
                    key=lambda t: t.val_loss, default=None)
 
     for step in range(1, steps + 1):
@@ -551,7 +607,7 @@ def run_search(
                 if done is not None:
                     hp = done.hp
                 else:
-                    inside = [t for t in history.trials
+                    inside = [t for t in searched()
                               if current.contains(t.hp) and t.budget == 1.0]
                     finite = [t.val_loss for t in inside if math.isfinite(t.val_loss)]
                     worst = max(finite) + 1.0 if finite else 10.0
@@ -577,11 +633,10 @@ def run_search(
                              f"see the error column of {history_path}.")
         log(f"step {step} done ({reason}); best so far val_loss={best.val_loss:.4f}")
         if step < steps:
-            current = current.tighten(best.hp, shrink,
-                                      _settled(current, history.trials, best.hp))
+            current = current.tighten(best.hp, shrink, _settled(current, searched(), best.hp))
     if finalists:
         ranked, seen = [], set()
-        for t in sorted((t for t in history.trials if math.isfinite(t.val_loss)
+        for t in sorted((t for t in searched() if math.isfinite(t.val_loss)
                          and t.budget == 1.0), key=lambda t: t.val_loss):
             if _key(t.hp) not in seen:
                 seen.add(_key(t.hp))
@@ -589,7 +644,7 @@ def run_search(
         evaluate_all([(steps + 1, rank * finalist_repeats + r, "finalist", hp, finalist_budget, r)
                       for rank, hp in enumerate(ranked[:finalists])
                       for r in range(finalist_repeats)])
-    return SearchResult(list(history.trials), spaces, reasons)
+    return SearchResult(searched(), spaces, reasons)
 
 
 #: How the final training's values were chosen: searched, the literature values because
@@ -639,7 +694,8 @@ class Selection:
             best = self.search.best
             rows["search best"] = {"val_loss": best.val_loss, "val_accuracy": best.val_accuracy}
         if self.baseline:
-            rows["literature baseline"] = dict(self.baseline)
+            rows["literature baseline"] = {k: self.baseline[k]
+                                           for k in ("val_loss", "val_accuracy")}
         return rows
 
     def record(self) -> dict[str, dict[str, Any]]:
@@ -656,6 +712,38 @@ class Selection:
             "literature_baseline": {"hyperparameters": self.baseline_hyperparameters,
                                     **(self.baseline or {})},
         }
+
+
+def literature_trial(objective: Callable[..., dict[str, float]], space: SearchSpace,
+                     history_path: str | Path, baseline: dict[str, float | int],
+                     fingerprint: dict[str, str] | None = None) -> Trial:
+    """Score the literature values once, as a trial of the history (step 0, ``literature``).
+
+    Recorded like any trial: a rerun reads it back, and an error (or a kill, twice) is a
+    failed trial, not the end of the run.
+    """
+    history = SearchHistory(history_path, space.names, history_fingerprint(space, fingerprint))
+    done = history.find(0, "literature", 0)
+    if done is not None:
+        return done
+    job = (0, 0, "literature", {n: baseline[n] for n in space.names if n in baseline}, 1.0, 0)
+    t0, status, error = time.perf_counter(), "failed", KILLED_TWICE
+    result: dict[str, Any] = {"val_loss": float("nan")}
+    if history.starts(job) < 2:
+        history.begin(job)
+        try:
+            result, _ = timed_call(objective, dict(baseline))
+            status, error = str(result.get("status", "ok")), ""
+        except Exception as err:  # recorded, so that no rerun repeats it
+            error = f"{type(err).__name__}: {err}".replace("\n", " ")[:500]
+    loss = float(result["val_loss"])
+    if not math.isfinite(loss) and status == "ok":
+        status, error = "failed", "no finite validation loss"
+    trial = Trial(0, 0, "literature", job[3], loss,
+                  float(result.get("val_accuracy", float("nan"))),
+                  round(time.perf_counter() - t0, 2), 1.0, 0, status, error)
+    history.append(trial)
+    return trial
 
 
 def search_or_baseline(
@@ -681,12 +769,13 @@ def search_or_baseline(
     scored = None
     if evaluate_baseline:
         earlier = scored_before(result.trials, baseline) if result else None
-        r = (objective(dict(baseline)) if earlier is None
-             else {"val_loss": earlier.val_loss, "val_accuracy": earlier.val_accuracy})
-        scored = {"val_loss": float(r["val_loss"]),
-                  "val_accuracy": float(r.get("val_accuracy", float("nan")))}
+        trial = earlier or literature_trial(objective, space, history_path, baseline,
+                                            search_kwargs.get("fingerprint"))
+        scored = {"val_loss": trial.val_loss, "val_accuracy": trial.val_accuracy,
+                  "status": "ok" if earlier else trial.status}
         log(f"literature baseline: val_loss={scored['val_loss']:.4f} "
-            f"val_acc={scored['val_accuracy']:.3f}")
+            f"val_acc={scored['val_accuracy']:.3f} {scored['status']}"
+            f"{f' [{trial.error}]' if trial.error else ''}")
     if result is None:
         return Selection(dict(baseline), "baseline", dict(baseline), scored)
     return Selection(dict(result.best.hp), "search", dict(baseline), scored, result)

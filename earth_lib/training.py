@@ -130,7 +130,10 @@ def distribution_strategy(mode: str = "auto",
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Stop training at the end of the first epoch that ends past ``seconds``."""
+    """Stop training at the end of the first batch that ends past ``seconds``.
+
+    Checked at every batch, so one long epoch cannot run far past the limit.
+    """
 
     def __init__(self, seconds: float):
         super().__init__()
@@ -140,7 +143,7 @@ class TimeLimit(keras.callbacks.Callback):
         """Start the clock."""
         self.start = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_train_batch_end(self, batch, logs=None):
         """Stop when the time is up."""
         if time.perf_counter() - self.start > self.seconds:
             self.model.stop_training, self.hit = True, True
@@ -209,7 +212,7 @@ def train_model(
     optionally, epochs (which then overrides ``epochs``). With ``early_stopping`` the
     best-validation-loss weights are restored and training stops after ``patience``
     epochs without progress; without it, all epochs run and the last weights are kept.
-    With ``time_limit`` (seconds) training stops at the first epoch end past it, and the
+    With ``time_limit`` (seconds) training stops at the first batch end past it, and the
     history holds ``time_limit_hit``. With a PCA ``decoder``, the splits hold PCA scores
     and the images are rebuilt batch by batch. ``csv_log`` gets one row per epoch as it
     ends (kept if the run is interrupted); ``tensorboard_dir`` gets TensorBoard curves.
@@ -221,7 +224,7 @@ def train_model(
     ``callbacks``: more Keras callbacks, run after the built-in ones (e.g. a timer).
     ``precision``: the dtype policy (:func:`set_precision`), set before the model is built.
     """
-    keras.utils.set_random_seed(int(seed))
+    keras.utils.set_random_seed(int(seed) % 2**32)  # every valid seed (numpy takes 32 bits)
     set_precision(precision)
     epochs = int(hp.get("epochs", epochs))
     strategy = distribute if not isinstance(distribute, str) else distribution_strategy(distribute)

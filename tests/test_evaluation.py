@@ -39,7 +39,9 @@ def run(tmp_path_factory):
 def test_evaluate_writes_metrics_and_figures(run):
     m = evaluate_folder(run / "run", run / "new", progress=False)
     assert m["n"] == 18 and 0 <= m["accuracy"] <= 1
-    out = run / "run" / "evaluation" / "new"
+    from earth_lib.evaluation import output_name
+
+    out = run / "run" / "evaluation" / output_name(run / "new")
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["accuracy"] == m["accuracy"] and len(saved["confusion_matrix"]) == 3
     assert (out / "figures" / "confusion_matrix.png").is_file()
@@ -82,8 +84,11 @@ def test_predict_writes_probabilities_and_lists_unreadable(run, tmp_path):
 
 
 def test_missing_run_is_a_clear_error(tmp_path):
+    from tests.conftest import write_png
+
+    write_png(tmp_path / "imgs" / "a.png", np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(RunNotFoundError, match="finished run folder"):
-        predict_folder(tmp_path, tmp_path)
+        predict_folder(tmp_path, tmp_path / "imgs")
     with pytest.raises(RunNotFoundError, match="Run folder not found"):
         evaluate_folder(tmp_path / "nope", tmp_path)
 

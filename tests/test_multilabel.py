@@ -44,7 +44,7 @@ def test_labels_in_the_uc_merced_one_hot_layout_matched_by_stem(tmp_path):
 
 
 @pytest.mark.parametrize("rows, message", [
-    ("path,labels\na.png,x\nb.png,y\nghost.png,x\n", r"1 listed image\(s\) not found.*ghost"),
+    ("path,labels\na.png,x\nb.png,y\nghost.png,x\n", r":4: image 'ghost.png' not found"),
     ("path,labels\na.png,x\nb.png,\n", r"without any label.*b.png"),
     ("path,labels\na.png,x\n", r"have no row in .*b.png"),
     ("image,x,y\na.png,1,maybe\nb.png,0,1\n", r":2: expected one 0/1 value per label"),

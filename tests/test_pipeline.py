@@ -84,9 +84,11 @@ def test_run_record_says_what_produced_it(smoke_run):
 @smoke_data
 def test_rerun_is_up_to_date(smoke_run, root):
     run, _ = smoke_run
-    res = subprocess.run(["make", "-q", "all", "PARAMS=params/smoke.yaml",
+    # `make -n all` would run no notebook (`make -q all` exits 1 only because `all` and
+    # `env` are phony); the executed notebooks themselves are current
+    res = subprocess.run(["make", "-n", "all", "PARAMS=params/smoke.yaml",
                           f"OUTPUTS={run.parent}"], cwd=root, capture_output=True, text=True)
-    # `make -q` exits 1 because `all` and `env` are phony; the notebooks themselves are current
+    assert res.returncode == 0 and "run-notebook" not in res.stdout, res.stdout
     nb = subprocess.run(["make", "-q", str(run / "02_earth_classifier.ipynb"),
                          "PARAMS=params/smoke.yaml", f"OUTPUTS={run.parent}"], cwd=root)
     assert nb.returncode == 0, res.stdout
@@ -216,12 +218,16 @@ def test_multilabel_smoke_runs_both_notebooks_then_evaluate_and_predict(root, tm
     ev = subprocess.run(make + [f"LABELS={test_csv}"], cwd=root, capture_output=True,
                         text=True, timeout=300)
     assert ev.returncode == 0, ev.stdout[-2000:] + ev.stderr[-2000:]
-    saved = json.loads((run / "evaluation" / "test" / "metrics.json").read_text())
+    from earth_lib.evaluation import output_name
+
+    saved = json.loads((run / "evaluation" / output_name(raw / "test") / "metrics.json")
+                       .read_text())
     assert saved["n"] == len(rows) and "micro_f1" in saved
     pr = subprocess.run(["make", "-s", "predict", f"RUN={run}", f"DATA={raw / 'test'}"],
                         cwd=root, capture_output=True, text=True, timeout=300)
     assert pr.returncode == 0, pr.stdout[-2000:] + pr.stderr[-2000:]
-    lines = (run / "predictions" / "test" / "predictions.csv").read_text().splitlines()
+    lines = (run / "predictions" / output_name(raw / "test") / "predictions.csv").read_text() \
+        .splitlines()
     assert lines[0] == "path,predicted_labels," + ",".join(f"p_{n}" for n in names)
     assert len(lines) == 1 + len(rows)
     for line in lines[1:]:

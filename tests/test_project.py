@@ -64,7 +64,7 @@ def test_notebooks_reach_run_files_through_run(notebook):
     """Paths of the run folder come from earth_lib.run, never spelled in a cell."""
     code = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
     for name in ("metrics.json", "run.json", "model.keras", "search_history.csv", ".png",
-                 "runinfo", "run_dir /"):
+                 "model_card.json", "split.csv", "run_dir /"):
         assert name not in code, name
     assert "Run.begin(" in code and "run.finish(" in code
 

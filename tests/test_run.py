@@ -93,15 +93,24 @@ def test_overrides_go_to_their_own_folder_and_into_the_record(tmp_path, root):
 
 
 def test_a_stage_that_ran_tensorflow_records_device_precision_and_threads(tmp_path, root):
+    import keras
     import tensorflow as tf  # noqa: F401  (a training stage has it loaded)
 
-    run = Run.begin("classifier", root / "params" / "smoke.yaml", tmp_path / "r")
-    run.finish("classifier")
-    rec = run.read_record()
-    compute = rec["stages"]["classifier"]["compute"]
+    recorded = {}
+    for policy in ("mixed_bfloat16", "float32"):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            run = Run.begin("classifier", root / "params" / "smoke.yaml", tmp_path / "r")
+            run.finish("classifier")
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        rec = run.read_record()
+        compute = rec["stages"]["classifier"]["compute"]
+        recorded[policy] = (compute["mixed_precision"], compute["precision_policy"])
+    assert recorded == {"mixed_bfloat16": (True, "mixed_bfloat16"),
+                        "float32": (False, "float32")}
     assert compute["device"].startswith("CPU: ") or compute["gpus"]
-    assert compute["mixed_precision"] in (True, False) and "intra_op_threads" in compute
-    assert rec["machine"]["cpu"]
+    assert "intra_op_threads" in compute and rec["machine"]["cpu"]
 
 
 def test_run_paths():
