@@ -295,7 +295,7 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
         if missing:
             report.append(f"{kind} {' '.join(runs)}: kept ({', '.join(missing)} not in {outputs})")
             return match[0]
-        unfinished = [r for r in runs if kind != "bench" and kind != "compare"
+        unfinished = [r for r in runs if kind in ("results", "multilabel")
                       and Run(Path(outputs) / r).state() != "finished"]
         if unfinished:  # never new parameters beside old numbers
             report.append(f"{kind} {' '.join(runs)}: kept ({', '.join(unfinished)} not finished:"

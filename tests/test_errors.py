@@ -13,7 +13,7 @@ def test_every_error_subclasses_a_builtin_and_the_package_base():
     assert len(classes) >= 8
     for c in classes:
         assert issubclass(c, errors.EarthResnetError), c
-        assert any(issubclass(c, b) for b in (ValueError, FileNotFoundError)), c
+        assert any(issubclass(c, b) for b in (ValueError, FileNotFoundError, RuntimeError)), c
 
 
 def test_checksum_mismatch_is_not_dataset_not_found():

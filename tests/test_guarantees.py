@@ -605,3 +605,13 @@ def test_a_comparison_arm_whose_settings_changed_is_rerun(tmp_path, monkeypatch)
                                {"images": "abc"}, log=lines.append)
     assert calls == [2, 3]
     assert any("rerun, its final changed" in line for line in lines), lines
+
+
+def test_each_guarantee_in_the_readme_names_tests_that_exist():
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## What is guaranteed", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`(test_\w+)`", section)
+    assert len(named) >= 20
+    assert not [n for n in named if n not in globals()]

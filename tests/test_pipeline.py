@@ -67,7 +67,8 @@ def test_metrics_and_history_are_complete(smoke_run):
     assert m["search"]["trials"] == 9  # 3 steps x (2 initial + 1 iteration)
     assert "val_loss" in m["literature_baseline"]
     rows = (run / "search_history.csv").read_text().strip().splitlines()
-    assert len(rows) == 10 and rows[0].startswith("step,trial,source,rotation")
+    assert len(rows) == 11 and rows[0].startswith("step,trial,source,rotation")
+    assert rows[-1].startswith("0,0,literature,")  # the literature values: a recorded trial
 
 
 @smoke_data

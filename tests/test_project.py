@@ -226,13 +226,14 @@ def test_make_evaluate_without_run_says_how(root, tmp_path):
         pytest.skip("make not installed")
     res = subprocess.run(["make", "-s", "evaluate", f"DATA={tmp_path}", "VENV=.venv"], cwd=root,
                          capture_output=True, text=True)
-    assert res.returncode != 0 and "usage: make evaluate RUN=" in res.stdout
+    assert res.returncode != 0 and "usage: make evaluate RUN=" in res.stdout + res.stderr
     res = subprocess.run(["make", "-s", "export", "VENV=.venv"], cwd=root, capture_output=True,
                          text=True)
-    assert res.returncode == 2 and "usage: make export RUN=" in res.stdout
+    assert res.returncode == 2 and "usage: make export RUN=" in res.stdout + res.stderr
     res = subprocess.run(["make", "-s", "pair", "RUN=outputs/x", "VENV=.venv"], cwd=root,
                          capture_output=True, text=True)
-    assert res.returncode == 2 and "usage: make pair RUN=outputs/<run> OTHER=" in res.stdout
+    out = res.stdout + res.stderr
+    assert res.returncode == 2 and "usage: make pair RUN=outputs/<run> OTHER=" in out
 
 
 def test_run_notebook_checks_the_data_folder_before_a_kernel_starts(tmp_path, root):
@@ -280,8 +281,8 @@ def test_make_names_an_overridden_run_like_the_package(root):
     over = subprocess.run(cmd + ["SET=train.epochs=2   seed=3"], cwd=root, capture_output=True,
                           text=True).stdout
     expected = run_dir_for("params/smoke.yaml", "outs", "train.epochs=2 seed=3")
-    assert "--run-dir outs/smoke --set ''" in plain
-    assert f"--run-dir {expected} --set 'train.epochs=2 seed=3'" in over
+    assert "--run-dir 'outs/smoke' --set ''" in plain
+    assert f"--run-dir '{expected}' --set 'train.epochs=2 seed=3'" in over
 
 
 @pytest.mark.xdist_group("smoke-data")  # makes data/raw/smoke, as test_pipeline.py does
