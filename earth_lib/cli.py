@@ -395,18 +395,23 @@ def main(argv: list[str] | None = None) -> int:
             check_inputs(args.run, args.data)
             from earth_lib.evaluation import evaluate_folder, headline
 
-            m = evaluate_folder(args.run, args.data, labels_csv=args.labels)
+            with run_lock(args.run):
+                m = evaluate_folder(args.run, args.data, labels_csv=args.labels)
             print(f"{headline(m)}, macro F1 {m['macro_f1']:.4f}; {len(m['skipped'])} file(s) "
                   "skipped")
         elif args.command == "predict":
             check_inputs(args.run, args.data)
             from earth_lib.evaluation import predict_folder
 
-            print(f"predictions written to {predict_folder(args.run, args.data)}")
+            with run_lock(args.run):
+                print(f"predictions written to {predict_folder(args.run, args.data)}")
         elif args.command == "export":
             from earth_lib.run import export_for_serving
 
-            print(f"SavedModel and preprocessing.json written to {export_for_serving(args.run)}")
+            load_run(args.run)
+            with run_lock(args.run):
+                print("SavedModel and preprocessing.json written to "
+                      f"{export_for_serving(args.run)}")
         elif args.command == "params-doc":
             print(params_markdown())
         elif args.command == "results":

@@ -97,7 +97,8 @@ def arm_plan(arm: str, p: dict[str, Any]) -> dict[str, Any]:
     budget, epochs = budget_trial_epochs(p), s["epochs"]
     trials = int(budget // epochs)
     common = {"shrink": s["shrink"], "min_step": s["min_step"], "acquisition": s["acquisition"],
-              "workers": s["workers"]}
+              "workers": s["workers"],
+              "trial_timeout": params_mod.search_settings(p)["trial_timeout"]}
     if arm == "literature":
         return {"epochs": epochs, "search": None}
     if arm == "random":

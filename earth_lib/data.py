@@ -10,6 +10,7 @@ import json
 import mmap
 import os
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -297,7 +298,10 @@ def _atomic_npy(path: Path, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
 
     Written as a hidden temporary file beside ``path`` (removed if filling fails).
     """
-    tmp = path.with_name(f".{path.name}.tmp")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp",
+                                dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)  # unique: two runs filling one cache never write one file
     try:
         out = np.lib.format.open_memmap(tmp, "w+", np.uint8, shape)
         yield out

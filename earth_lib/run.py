@@ -484,31 +484,37 @@ def export_for_serving(run_path: str | Path) -> Path:
 
     run = load_run(run_path)
     model, card = run.load_model()
-    out, tmp = run.path / "export", run.path / "export.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.export(str(tmp / "saved_model"), format="tf_saved_model", verbose=False)
-    p = card.preprocess
-    steps = [f"read the image ({p.get('bands', '?')} band(s); 16-bit data scaled by "
-             f"{p.get('scale_16bit', 'percentile')})",
-             *(["convert to grayscale"] if p.get("grayscale") else []),
-             f"resize to {p.get('image_size')} x {p.get('image_size')} (anti-aliased)",
-             *([f"CLAHE ({p.get('clahe_mode')}, clip {p.get('clahe_clip_limit')}, "
-                f"{p.get('clahe_tiles')} tiles)"] if p.get("clahe") else []),
-             "8-bit (0-255)",
-             *(["project the bands on band_pca.npz (subtract mean, multiply by components.T)"]
-               if card.band_pca else []),
-             "cast to float32, shape (batch, height, width, channels): the model rescales"]
-    if card.band_pca:
-        shutil.copy2(run.path / card.band_pca, tmp / card.band_pca)
-    atomic_write_json(tmp / "preprocessing.json", {
-        "signature": "serve", "input_shape": card.input_shape, "input_dtype": "float32",
-        "input_range": [0, 255], "output": "softmax probabilities, in class_names order",
-        "class_names": card.class_names, "steps": steps, "preprocess": p,
-        "test_time_augmentation": "average over the 8 flips/rotations" if card.tta else None,
-        "band_pca": card.band_pca, "hyperparameters": card.hyperparameters,
-        "source_run": str(run.path)})
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.replace(out)
+    out = run.path / "export"
+    tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=run.path))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # export/ readable as a folder made by mkdir would be
+    try:
+        model.export(str(tmp / "saved_model"), format="tf_saved_model", verbose=False)
+        p = card.preprocess
+        steps = [f"read the image ({p.get('bands', '?')} band(s); 16-bit data scaled by "
+                 f"{p.get('scale_16bit', 'percentile')})",
+                 *(["convert to grayscale"] if p.get("grayscale") else []),
+                 f"resize to {p.get('image_size')} x {p.get('image_size')} (anti-aliased)",
+                 *([f"CLAHE ({p.get('clahe_mode')}, clip {p.get('clahe_clip_limit')}, "
+                    f"{p.get('clahe_tiles')} tiles)"] if p.get("clahe") else []),
+                 "8-bit (0-255)",
+                 *(["project the bands on band_pca.npz (subtract mean, multiply by components.T)"]
+                   if card.band_pca else []),
+                 "cast to float32, shape (batch, height, width, channels): the model rescales"]
+        if card.band_pca:
+            shutil.copy2(run.path / card.band_pca, tmp / card.band_pca)
+        atomic_write_json(tmp / "preprocessing.json", {
+            "signature": "serve", "input_shape": card.input_shape, "input_dtype": "float32",
+            "input_range": [0, 255], "output": "softmax probabilities, in class_names order",
+            "class_names": card.class_names, "steps": steps, "preprocess": p,
+            "test_time_augmentation": "average over the 8 flips/rotations" if card.tta else None,
+            "band_pca": card.band_pca, "hyperparameters": card.hyperparameters,
+            "source_run": str(run.path)})
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

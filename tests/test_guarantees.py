@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -26,9 +25,10 @@ from tests.conftest import write_png
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess:
+def make(*args: str, cwd: Path = ROOT, timeout_ok: bool = False) -> subprocess.CompletedProcess:
+    """``make ARGS`` in the project; a notebook run (``timeout_ok``) may take minutes."""
     return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=120)
+                          text=True, timeout=600 if timeout_ok else 120)
 
 
 # --- Can delete or run what it should not ------------------------------------------------
@@ -615,3 +615,26 @@ def test_each_guarantee_in_the_readme_names_tests_that_exist():
     named = re.findall(r"`(test_\w+)`", section)
     assert len(named) >= 20
     assert not [n for n in named if n not in globals()]
+
+
+def test_make_runs_a_notebook_where_paths_have_spaces_quotes_and_accents(tmp_path):
+    """Notebook 1 for real, every path awkward: the run lands where make and Python say."""
+    home = tmp_path / "my data ü"
+    params = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
+    params["data"].update(raw_dir=str(home / "raw set"), synthetic_images_per_class=4)
+    params["preprocess"]["processed_dir"] = str(home / "proc'd")
+    folder = tmp_path / "exp ü"
+    folder.mkdir()
+    path = folder / "it's smoke.yaml"
+    path.write_text(yaml.safe_dump(params))
+    outputs = tmp_path / "out puts"
+    res = make("preprocess", f"PARAMS={path}", f"OUTPUTS={outputs}", timeout_ok=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    from earth_lib.run import Run, run_dir_for
+
+    run = Run(run_dir_for(path, outputs))
+    assert (run.path / "01_preprocessing.ipynb").is_file()
+    assert run.state() == "finished" and (home / "proc'd" / "preprocessing.json").is_file()
+    again = make("-q", "preprocess", f"PARAMS={path}", f"OUTPUTS={outputs}")
+    assert "01_preprocessing" not in make("-n", "preprocess", f"PARAMS={path}",
+                                          f"OUTPUTS={outputs}").stdout, again.stdout
