@@ -62,7 +62,7 @@ def original_loop(paths: list[Path], out: Path, size: int) -> None:
 
 
 def _decoded_shape(path: Path) -> tuple[int, ...]:
-    from earth_lib.io import read_image
+    from earth_lib.images import read_image
 
     return read_image(path).shape
 

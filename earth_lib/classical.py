@@ -14,7 +14,7 @@ from sklearn.multiclass import OneVsRestClassifier
 
 from earth_lib import data
 from earth_lib.data import Split
-from earth_lib.evaluation import evaluate_predictions, tune_thresholds
+from earth_lib.metrics import evaluate_predictions, tune_thresholds
 
 
 def image_features(images: np.ndarray, bins: int = 16) -> np.ndarray:

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from earth_lib import progress
-from earth_lib.datasets import local_copy
 from earth_lib.errors import DatasetNotFoundError, EarthResnetError
 from earth_lib.params import load_params
 from earth_lib.run import Run, load_run, mark_failed, project_root, run_dir_for, run_lock
@@ -29,6 +28,7 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
     import papermill as pm
     from nbconvert import HTMLExporter
 
+    from earth_lib.datasets import local_copy
     from earth_lib.io import atomic_write_text
 
     overrides = " ".join(overrides.split())
@@ -65,7 +65,7 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
 
 def check_inputs(run: str | Path, data: str | Path) -> None:
     """Fail fast, before TensorFlow loads: ``data`` must hold images and ``run`` a model."""
-    from earth_lib.io import IMAGE_EXTENSIONS
+    from earth_lib.images import IMAGE_EXTENSIONS
 
     folder = Path(data)
     if not folder.is_dir():
@@ -393,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.dataset}: class folders in {path}")
         elif args.command == "evaluate":
             check_inputs(args.run, args.data)
-            from earth_lib.evaluation import evaluate_folder, headline
+            from earth_lib.evaluation import evaluate_folder
+            from earth_lib.metrics import headline
 
             with run_lock(args.run):
                 m = evaluate_folder(args.run, args.data, labels_csv=args.labels)

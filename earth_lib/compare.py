@@ -37,8 +37,8 @@ import pandas as pd
 from earth_lib import params as params_mod
 from earth_lib.data import Split
 from earth_lib.errors import ParameterError
-from earth_lib.evaluation import evaluate_predictions
 from earth_lib.io import atomic_write_json
+from earth_lib.metrics import evaluate_predictions
 from earth_lib.run import Run, read_json
 from earth_lib.search import SearchSpace, run_search
 from earth_lib.search import fingerprint as digest
@@ -358,7 +358,7 @@ def pair_runs(run_a: str | Path, run_b: str | Path, resamples: int = 2000, seed:
     accuracy its run recorded, so a different split or image set shows. Writes
     ``<run A>/paired/<run B>.json``: :func:`paired_stats` plus both accuracies.
     """
-    from earth_lib.io import read_image
+    from earth_lib.images import read_image
     from earth_lib.progress import progress_bar
     from earth_lib.run import load_run
     from earth_lib.training import predict_proba

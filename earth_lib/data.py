@@ -25,7 +25,8 @@ from earth_lib.errors import (
     DatasetNotFoundError,
     skip_or_raise,
 )
-from earth_lib.io import IMAGE_EXTENSIONS, atomic_write_csv, atomic_write_json, read_image
+from earth_lib.images import IMAGE_EXTENSIONS, read_image
+from earth_lib.io import atomic_write_csv, atomic_write_json
 from earth_lib.progress import progress_bar
 
 SPLITS = ("train", "val", "test")
@@ -537,6 +538,48 @@ def cross_split_duplicates(paths: list[str], split: np.ndarray,
             if len(g) > 1 and len({split[i] for i in g}) > 1]
 
 
+def iterative_split(y: np.ndarray, fractions: dict[str, float], seed: int = 42) -> np.ndarray:
+    """Assign each image to a split so that every label keeps its share in every split.
+
+    Iterative stratification (Sechidis et al., ECML 2011): the rarest label's images are
+    placed first, each where that label is most wanted, a split still without the label
+    first. Returns split names (N,).
+    """
+    y = np.asarray(y, dtype=bool)
+    names = [s for s in SPLITS if fractions.get(s, 0) > 0]
+    share = np.array([fractions[s] for s in names], dtype=float)
+    share /= share.sum()
+    rng = np.random.default_rng(seed)
+    want_n = share * len(y)
+    want_label = share[:, None] * y.sum(axis=0)[None, :].astype(float)
+    out = np.full(len(y), "", dtype=object)
+    left = np.ones(len(y), dtype=bool)
+    have = np.zeros((len(names), y.shape[1]), dtype=np.int64)
+    while left.any():
+        counts = y[left].sum(axis=0)
+        if not counts.any():  # images without labels: where most images are still wanted
+            for i in rng.permutation(np.flatnonzero(left)):
+                s = int(np.argmax(want_n + rng.random(len(names)) * 1e-9))
+                out[i], want_n[s] = names[s], want_n[s] - 1
+            break
+        label = int(np.argmin(np.where(counts > 0, counts, np.iinfo(np.int64).max)))
+        for i in rng.permutation(np.flatnonzero(left & y[:, label])):
+            # a split still without this label comes first: every label in every split
+            # whenever it has as many images as there are splits
+            open_ = have[:, label] == 0
+            wanted = np.where(open_, want_label[:, label], -np.inf) if open_.any() \
+                else want_label[:, label]
+            best = np.flatnonzero(wanted == wanted.max())
+            if len(best) > 1:
+                best = best[want_n[best] == want_n[best].max()]
+            s = int(rng.choice(best))
+            out[i], left[i] = names[s], False
+            want_n[s] -= 1
+            want_label[s, y[i]] -= 1
+            have[s, y[i]] += 1
+    return out.astype(str)
+
+
 def make_split(images: ImageSet, fractions: dict, seed: int) -> np.ndarray:
     """The split of a run: from ``split_file`` when given, else stratified and seeded.
 
@@ -546,8 +589,6 @@ def make_split(images: ImageSet, fractions: dict, seed: int) -> np.ndarray:
     if fractions.get("split_file"):
         split = read_split_file(fractions["split_file"], images.paths)
     elif images.labels.ndim == 2:
-        from earth_lib.multilabel import iterative_split
-
         split = iterative_split(images.labels, fractions, seed)
     else:
         return stratified_split(images.labels, fractions["train"], fractions["val"],

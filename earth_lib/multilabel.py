@@ -5,7 +5,7 @@ Labels come from a CSV, in either of two layouts: ``path,labels`` (labels separa
 per label after the image column, as in UC Merced's multi-label file (tab-separated,
 images named by stem: ``airplane00``). Images are matched by their path
 relative to the image folder; a bare name without a folder matches the one image of that
-file name or stem (two such images: an error naming both). :func:`iterative_split`
+file name or stem (two such images: an error naming both). :func:`earth_lib.data.iterative_split`
 keeps every label represented in every split; :func:`build_mosaics` makes real
 multi-label scenes from a single-label class-folder set, with tiles of one split never
 used in another.
@@ -22,13 +22,8 @@ import numpy as np
 
 from earth_lib.data import SPLITS, ImageSet, index_folder
 from earth_lib.errors import ParameterError
-from earth_lib.io import (
-    IMAGE_EXTENSIONS,
-    atomic_write_csv,
-    atomic_write_image,
-    image_suffix,
-    read_image,
-)
+from earth_lib.images import IMAGE_EXTENSIONS, atomic_write_image, image_suffix, read_image
+from earth_lib.io import atomic_write_csv
 from earth_lib.progress import progress_bar
 
 #: Column names taken as the image column of a labels CSV (case-insensitive).
@@ -200,48 +195,6 @@ def _image_files(root: Path) -> list[Path]:
         raise ParameterError(f"image folder {root} not found.")
     return sorted(f for f in root.rglob("*") if f.is_file() and not f.name.startswith(".")
                   and f.suffix.lower() in IMAGE_EXTENSIONS and ".arrays" not in f.parts)
-
-
-def iterative_split(y: np.ndarray, fractions: dict[str, float], seed: int = 42) -> np.ndarray:
-    """Assign each image to a split so that every label keeps its share in every split.
-
-    Iterative stratification (Sechidis et al., ECML 2011): the rarest label's images are
-    placed first, each where that label is most wanted, a split still without the label
-    first. Returns split names (N,).
-    """
-    y = np.asarray(y, dtype=bool)
-    names = [s for s in SPLITS if fractions.get(s, 0) > 0]
-    share = np.array([fractions[s] for s in names], dtype=float)
-    share /= share.sum()
-    rng = np.random.default_rng(seed)
-    want_n = share * len(y)
-    want_label = share[:, None] * y.sum(axis=0)[None, :].astype(float)
-    out = np.full(len(y), "", dtype=object)
-    left = np.ones(len(y), dtype=bool)
-    have = np.zeros((len(names), y.shape[1]), dtype=np.int64)
-    while left.any():
-        counts = y[left].sum(axis=0)
-        if not counts.any():  # images without labels: where most images are still wanted
-            for i in rng.permutation(np.flatnonzero(left)):
-                s = int(np.argmax(want_n + rng.random(len(names)) * 1e-9))
-                out[i], want_n[s] = names[s], want_n[s] - 1
-            break
-        label = int(np.argmin(np.where(counts > 0, counts, np.iinfo(np.int64).max)))
-        for i in rng.permutation(np.flatnonzero(left & y[:, label])):
-            # a split still without this label comes first: every label in every split
-            # whenever it has as many images as there are splits
-            open_ = have[:, label] == 0
-            wanted = np.where(open_, want_label[:, label], -np.inf) if open_.any() \
-                else want_label[:, label]
-            best = np.flatnonzero(wanted == wanted.max())
-            if len(best) > 1:
-                best = best[want_n[best] == want_n[best].max()]
-            s = int(rng.choice(best))
-            out[i], left[i] = names[s], False
-            want_n[s] -= 1
-            want_label[s, y[i]] -= 1
-            have[s, y[i]] += 1
-    return out.astype(str)
 
 
 def missing_labels(y: np.ndarray, split: np.ndarray, names: list[str]) -> dict[str, list[str]]:

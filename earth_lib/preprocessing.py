@@ -37,13 +37,8 @@ from skimage import color, exposure, transform
 
 from earth_lib.data import index_folder, select_files
 from earth_lib.errors import DEFAULT_BAD_FILE_POLICY, BadImageError, skip_or_raise
-from earth_lib.io import (
-    atomic_write_image,
-    atomic_write_json,
-    image_suffix,
-    read_image,
-    sweep_temporary_files,
-)
+from earth_lib.images import atomic_write_image, image_suffix, read_image
+from earth_lib.io import atomic_write_json, sweep_temporary_files
 from earth_lib.params import section_defaults
 from earth_lib.paths import mark
 from earth_lib.progress import progress_bar

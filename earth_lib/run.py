@@ -10,8 +10,8 @@ Every module and notebook that reads or writes a run goes through :class:`Run`:
 * ``figures/``, ``split.csv``, ``skipped_files.csv``, ``search_history.csv``,
   ``evaluation/<name>/``, ``predictions/<name>/``.
 
-Records written before the ``schema`` field existed (schema 1) are read and upgraded;
-a record from a newer version is refused with a message saying what to do.
+A record of another schema (older or newer version) is refused with a message saying
+what to do.
 """
 
 from __future__ import annotations
@@ -53,15 +53,17 @@ CARD_SCHEMA = 2
 
 # --- Typed records ----------------------------------------------------------------------
 
-def _from_record(cls, data: dict[str, Any], path: Path, current: int, upgrade=None):
-    """Build a record dataclass from JSON, upgrading schema 1 and refusing newer schemas."""
+def _from_record(cls, data: dict[str, Any], path: Path, current: int):
+    """Build a record dataclass from JSON; another schema than this version's is refused."""
     schema = data.get("schema", 1)
     if not isinstance(schema, int) or schema > current:
         raise RunFormatError(
             f"{path} has schema {schema!r}; this earth-resnet reads up to {current}. Update "
             "earth-resnet (git pull; make env), or rerun the run with this version.")
-    if schema < current and upgrade is not None:
-        data = upgrade(dict(data))
+    if schema < current:
+        raise RunFormatError(
+            f"{path} has schema {schema}, from an older earth-resnet; this one reads schema "
+            f"{current}. Rerun the run with this version (make all PARAMS=...).")
     names = {f.name for f in fields(cls)}
     missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING]
     unknown = sorted(set(data) - names)
@@ -94,7 +96,7 @@ class ModelCard:
 class Metrics:
     """Everything a classifier run measured; ``metrics.json`` is this record as JSON.
 
-    ``test`` and ``classical_baseline`` are ``evaluation.evaluate_predictions`` results;
+    ``test`` and ``classical_baseline`` are ``metrics.evaluate_predictions`` results;
     ``search`` and ``literature_baseline`` come from ``search.Selection.record``.
     """
 
@@ -108,13 +110,6 @@ class Metrics:
     literature_baseline: dict[str, Any]
     final_training: dict[str, Any]
     schema: int = METRICS_SCHEMA
-
-
-def _upgrade_metrics_v1(data: dict[str, Any]) -> dict[str, Any]:
-    """Schema 1 had no ``search.chosen_by``: a run with trials used the search's best."""
-    data["search"] = {**data["search"],
-                      "chosen_by": "search" if data["search"].get("trials") else "baseline"}
-    return data
 
 
 # --- Where a run lives and what produced it --------------------------------------------
@@ -404,12 +399,12 @@ class Run:
         return self.metrics_path
 
     def load_metrics(self) -> Metrics:
-        """Read ``metrics.json`` (schema 1 upgraded; a newer schema refused, saying why)."""
+        """Read ``metrics.json`` (another schema refused, saying why)."""
         if not self.metrics_path.is_file():
             raise RunNotFoundError(f"{self.metrics_path} not found: the classifier notebook "
                                    f"has not finished in {self.path} (make all PARAMS=...).")
         return _from_record(Metrics, read_json(self.metrics_path), self.metrics_path,
-                            METRICS_SCHEMA, _upgrade_metrics_v1)
+                            METRICS_SCHEMA)
 
     def save_model(self, model: keras.Model, class_names: list[str],
                    preprocess: dict[str, Any], hyperparameters: dict[str, Any],
@@ -442,7 +437,7 @@ class Run:
         return card
 
     def load_card(self) -> ModelCard:
-        """Read ``model_card.json`` (schema 1 read as it is; a newer schema refused)."""
+        """Read ``model_card.json`` (another schema refused, saying why)."""
         return _from_record(ModelCard, read_json(self.card_path), self.card_path, CARD_SCHEMA)
 
     def load_model(self) -> tuple[keras.Model, ModelCard]:

@@ -302,8 +302,6 @@ class SearchHistory:
     refused, naming the part that changed, rather than mixing trials of two searches.
     """
 
-    LEGACY = ("val_loss", "val_accuracy", "seconds")
-
     def __init__(self, path: str | Path, names: list[str],
                  fingerprint: dict[str, str] | None = None):
         self.path = Path(path)
@@ -362,8 +360,7 @@ class SearchHistory:
     def _read(self) -> None:
         with open(self.path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            legacy = ["step", "trial", "source", *self.names, *self.LEGACY]
-            if reader.fieldnames not in (self.columns, legacy):
+            if reader.fieldnames != self.columns:
                 raise SearchHistoryError(
                     f"{self.path} was written for another search space (columns "
                     f"{reader.fieldnames}, expected {self.columns}); delete it to start again."
@@ -374,10 +371,8 @@ class SearchHistory:
                 loss = float(row["val_loss"])
                 self.trials.append(Trial(
                     int(row["step"]), int(row["trial"]), row["source"], hp, loss,
-                    float(row["val_accuracy"]), float(row["seconds"]),
-                    float(row.get("budget") or 1.0), int(row.get("repeat") or 0),
-                    row.get("status") or ("ok" if math.isfinite(loss) else "failed"),
-                    row.get("error") or ""))
+                    float(row["val_accuracy"]), float(row["seconds"]), float(row["budget"]),
+                    int(row["repeat"]), row["status"], row["error"]))
 
     def append(self, trial: Trial) -> None:
         """Record a finished trial (the whole file is rewritten atomically)."""
@@ -570,11 +565,14 @@ def run_search(
                     result, seconds = future.result(timeout=None if trial_timeout is None else max(
                         0.0, t0 + trial_timeout * (rank // workers + 1) - time.perf_counter()))
                 status, error = str(result.get("status", "ok")), ""
-            except TimeoutError:
-                getattr(executor, "cancel", lambda f: f.cancel())(future)
-                result, status = {"val_loss": float("nan")}, "time_limit"
-                seconds = time.perf_counter() - t0
-                error = f"no result within {trial_timeout:g} s of its start: hung, cancelled"
+            except TimeoutError as err:
+                result, seconds = {"val_loss": float("nan")}, time.perf_counter() - t0
+                if future is None:  # the objective's own: a failed trial like any error
+                    status, error = "failed", f"TimeoutError: {err}"[:500]
+                else:
+                    getattr(executor, "cancel", lambda f: f.cancel())(future)
+                    status = "time_limit"
+                    error = f"no result within {trial_timeout:g} s of its start: hung, cancelled"
             except Exception as err:  # a failed trial is a result, not the end of the search
                 result, status = {"val_loss": float("nan")}, "failed"
                 seconds = time.perf_counter() - t0
@@ -645,11 +643,6 @@ def run_search(
                       for rank, hp in enumerate(ranked[:finalists])
                       for r in range(finalist_repeats)])
     return SearchResult(searched(), spaces, reasons)
-
-
-#: How the final training's values were chosen: searched, the literature values because
-#: the search was off, or given outright (an arm of the comparison).
-CHOSEN_BY = ("search", "baseline", "given")
 
 
 @dataclass

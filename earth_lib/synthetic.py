@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from earth_lib.io import atomic_write_image, atomic_write_text
+from earth_lib.images import atomic_write_image
+from earth_lib.io import atomic_write_text
 from earth_lib.progress import progress_bar
 
 CLASSES = ("water", "forest", "cropland", "urban", "bare_soil", "cloud")

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from earth_lib.augmentation import augmentation_layers, make_dataset
 from earth_lib.data import CHUNK, Split, chunks, read_rows, same_pixels_as_64px
+from earth_lib.metrics import tune_thresholds
 from earth_lib.model import DEFAULT_PRESET, build_from_preset
 from earth_lib.params import SCHEMA
 
@@ -335,8 +336,6 @@ def validation_thresholds(model: keras.Model, val: Split, tta: bool = False
     """
     if np.ndim(val.y) != 2:
         return None
-    from earth_lib.evaluation import tune_thresholds
-
     return tune_thresholds(val.y, predict_proba(model, val.x, tta=tta))
 
 

@@ -101,14 +101,14 @@ def test_a_card_from_a_newer_version_is_refused(run, tmp_path):
         predict_folder(tmp_path / "run", run / "new", progress=False)
 
 
-def test_a_run_folder_from_before_the_schema_is_still_read(run, tmp_path):
-    """Schema-1 cards (no ``schema`` key, as written before run.py) keep working."""
+def test_a_card_from_an_older_version_is_refused(run, tmp_path):
+    """Schema-1 cards (no ``schema`` key) say to rerun, rather than feed the model wrongly."""
     shutil.copytree(run / "run", tmp_path / "run")
     card = json.loads((tmp_path / "run" / "model_card.json").read_text())
     del card["schema"]
     (tmp_path / "run" / "model_card.json").write_text(json.dumps(card))
-    m = evaluate_folder(tmp_path / "run", run / "new", progress=False)
-    assert m["n"] == 18
+    with pytest.raises(ValueError, match="older earth-resnet"):
+        evaluate_folder(tmp_path / "run", run / "new", progress=False)
 
 
 def _pair_runs_folder(run, tmp_path):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from earth_lib import images as eimg
 from earth_lib import io as eio
 from earth_lib.errors import BadImageError, ParameterError, RunFormatError
 from tests.conftest import write_png
@@ -295,7 +296,7 @@ def test_an_interrupted_overwrite_is_finished_on_rerun(tmp_path, synthetic_raw, 
         pp.preprocess_folder(synthetic_raw, out, b, overwrite=True, progress=False)
     monkeypatch.setattr(pp, "_process_one", real)
     pp.preprocess_folder(synthetic_raw, out, b, progress=False)
-    shapes = {eio.read_image(p).shape[0] for p in out.rglob("*.png")}
+    shapes = {eimg.read_image(p).shape[0] for p in out.rglob("*.png")}
     assert shapes == {12}
 
 
@@ -445,14 +446,14 @@ def test_one_pixel_limit_for_every_format(tmp_path):
     png = write_png(tmp_path / "big.png", np.zeros((600, 600), np.uint8))
     for path in (big, png):
         with pytest.raises(BadImageError, match=r"pixel.*limit|limit.*pixel"):
-            eio.read_image(path, max_pixels=100_000)
-        assert eio.read_image(path, max_pixels=1_000_000).shape[:2] == (600, 600)
-    assert eio.DEFAULT_MAX_PIXELS > 10_000_000
+            eimg.read_image(path, max_pixels=100_000)
+        assert eimg.read_image(path, max_pixels=1_000_000).shape[:2] == (600, 600)
+    assert eimg.DEFAULT_MAX_PIXELS > 10_000_000
 
 
 def test_a_one_row_png_keeps_its_layout(tmp_path):
     png = write_png(tmp_path / "row.png", np.zeros((1, 32, 3), np.uint8))
-    assert eio.read_image(png).shape == (1, 32, 3)
+    assert eimg.read_image(png).shape == (1, 32, 3)
 
 
 DEAD_WORKER = """

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from earth_lib.io import BadImageError, atomic_write_image, atomic_write_json, read_image
+from earth_lib.errors import BadImageError
+from earth_lib.images import atomic_write_image, read_image
+from earth_lib.io import atomic_write_json
 from tests.conftest import write_png
 
 

@@ -5,14 +5,10 @@ import csv
 import numpy as np
 import pytest
 
+from earth_lib.data import iterative_split
 from earth_lib.errors import ParameterError
-from earth_lib.evaluation import evaluate_multilabel, tune_thresholds
-from earth_lib.multilabel import (
-    build_mosaics,
-    iterative_split,
-    missing_labels,
-    read_labels_csv,
-)
+from earth_lib.metrics import evaluate_multilabel, tune_thresholds
+from earth_lib.multilabel import build_mosaics, missing_labels, read_labels_csv
 from tests.conftest import write_png
 
 
@@ -92,7 +88,7 @@ def test_mosaics_are_deterministic_tile_disjoint_and_labelled(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["split"] for r in rows].count("test") == 4
     tiles = {}  # every tile value seen per split: no tile shared between splits
-    from earth_lib.io import read_image
+    from earth_lib.images import read_image
 
     for r, labels in zip(rows, ml.y, strict=True):
         img = read_image(tmp_path / "m" / r["path"])
@@ -268,7 +264,7 @@ def test_multilabel_training_sigmoid_head_bce_objective_and_thresholds():
 def test_classical_baseline_one_vs_rest_and_the_tables():
     from earth_lib.classical import baseline_metrics
     from earth_lib.data import Split
-    from earth_lib.evaluation import comparison_table, evaluate_predictions, headline
+    from earth_lib.metrics import comparison_table, evaluate_predictions, headline
 
     rng = np.random.default_rng(1)
     y = (rng.random((60, 2)) < 0.5).astype(np.uint8)

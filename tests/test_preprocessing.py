@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from earth_lib.io import BadImageError, read_image
+from earth_lib.errors import BadImageError
+from earth_lib.images import read_image
 from earth_lib.params import validate
 from earth_lib.preprocessing import (
     SETTINGS_FILE,

@@ -28,15 +28,13 @@ def test_metrics_round_trip_with_schema(tmp_path):
     assert run.load_metrics() == _metrics()
 
 
-def test_metrics_from_before_the_schema_are_upgraded(tmp_path):
-    """A metrics.json written by the notebook cell of earlier versions (no schema field)."""
+def test_metrics_from_an_older_schema_are_refused(tmp_path):
+    """A metrics.json written by earlier versions (no schema field) says to rerun."""
     old = asdict(_metrics())
     del old["schema"]
-    del old["search"]["chosen_by"]
-    old["search"]["trials"] = 0
     (tmp_path / "metrics.json").write_text(json.dumps(old))
-    m = Run(tmp_path).load_metrics()
-    assert m.schema == METRICS_SCHEMA and m.search["chosen_by"] == "baseline"
+    with pytest.raises(RunFormatError, match="older earth-resnet.*Rerun"):
+        Run(tmp_path).load_metrics()
 
 
 @pytest.mark.parametrize("content, match", [

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from earth_lib.errors import SearchHistoryError
 from earth_lib.params import DEFAULT_SPACE, validate_space
 from earth_lib.search import SearchHistory, SearchSpace, run_search
 
@@ -138,7 +139,6 @@ def test_a_trial_that_raises_is_recorded_as_failed_and_the_search_goes_on(tmp_pa
 
 
 def test_a_changed_fingerprint_is_refused_naming_the_part(tmp_path):
-    from earth_lib.errors import SearchHistoryError
     from earth_lib.search import fingerprint
 
     fp = fingerprint({"trial": {"epochs": 8}, "data": np.zeros(4)})
@@ -168,12 +168,12 @@ def test_a_history_without_fingerprint_is_refused_when_one_is_asked(tmp_path):
                    iterations_per_step=0, fingerprint={"trial": "x"}, log=lambda m: None)
 
 
-def test_legacy_history_columns_are_read(tmp_path):
+def test_a_history_of_other_columns_is_refused(tmp_path):
     path = tmp_path / "h.csv"
     path.write_text("step,trial,source,x,lr,k,val_loss,val_accuracy,seconds\n"
-                    "1,0,initial,2.5,0.001,3,0.7,0.5,1.0\n1,1,initial,3.0,0.01,5,nan,nan,1.0\n")
-    trials = SearchHistory(path, SMALL.names).trials
-    assert [t.status for t in trials] == ["ok", "failed"] and trials[0].budget == 1.0
+                    "1,0,initial,2.5,0.001,3,0.7,0.5,1.0\n")
+    with pytest.raises(SearchHistoryError, match="delete it to start again"):
+        SearchHistory(path, SMALL.names)
 
 
 def test_finalists_decide_on_longer_repeated_trials(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from earth_lib.data import Split
-from earth_lib.evaluation import evaluate_predictions
+from earth_lib.metrics import evaluate_predictions
 from earth_lib.run import Run
 from earth_lib.training import dihedral_views, make_objective, predict_proba, train_model
 
