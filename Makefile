@@ -118,7 +118,7 @@ predict: env
 pair: env
 	$(PY) -m earth_lib.cli pair $(call q,$(RUN)) $(call q,$(OTHER))
 
-## export: write RUN/export/: a TensorFlow SavedModel and preprocessing.json (RUN=outputs/<run>)
+## export: write RUN/export/: a TensorFlow SavedModel and serving.json (RUN=outputs/<run>)
 export: env
 	$(PY) -m earth_lib.cli export $(call q,$(RUN))
 

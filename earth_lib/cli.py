@@ -12,7 +12,15 @@ from pathlib import Path
 from earth_lib import progress
 from earth_lib.errors import DatasetNotFoundError, EarthResnetError
 from earth_lib.params import load_params
-from earth_lib.run import Run, load_run, mark_failed, project_root, run_dir_for, run_lock
+from earth_lib.run import (
+    METRICS_FILE,
+    Run,
+    load_run,
+    mark_failed,
+    project_root,
+    run_dir_for,
+    run_lock,
+)
 
 
 def run_notebook(notebook: str | Path, params_file: str | Path,
@@ -128,7 +136,7 @@ def results_markdown(outputs: str | Path = "outputs", runs: list[str] | None = N
             "| values from | search best val loss | literature val loss | trials | wall time |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     folders = ([Path(outputs) / r for r in runs] if runs
-               else sorted(p.parent for p in Path(outputs).glob("*/metrics.json")
+               else sorted(p.parent for p in Path(outputs).glob(f"*/{METRICS_FILE}")
                            if Run(p.parent).state() == "finished"))
 
     def num(v: float | None) -> str:
@@ -411,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
 
             load_run(args.run)
             with run_lock(args.run):
-                print("SavedModel and preprocessing.json written to "
+                print("SavedModel and serving.json written to "
                       f"{export_for_serving(args.run)}")
         elif args.command == "params-doc":
             print(params_markdown())

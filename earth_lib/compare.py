@@ -39,7 +39,7 @@ from earth_lib.data import Split
 from earth_lib.errors import ParameterError
 from earth_lib.io import atomic_write_json
 from earth_lib.metrics import evaluate_predictions
-from earth_lib.run import Run, read_json
+from earth_lib.run import RESULT_FILE, Run, read_json
 from earth_lib.search import SearchSpace, run_search
 from earth_lib.search import fingerprint as digest
 
@@ -195,7 +195,7 @@ def run_arm(arm: str, seed: int, splits: dict[str, Split], search_splits: tuple,
                     len(curves["loss"]), evaluate_predictions(y, proba, class_names), history,
                     (proba.argmax(axis=1) == y).astype(int).tolist(),
                     arm_fingerprint(arm, seed, p, class_names, fingerprint))
-    atomic_write_json(folder.path / "result.json", asdict(out))
+    atomic_write_json(folder.result_path, asdict(out))
     return out
 
 
@@ -218,7 +218,7 @@ def run_comparison(splits: dict[str, Split], search_splits: tuple, class_names: 
     results, started = [], time.perf_counter()
     for i, (arm, seed) in enumerate(pairs):
         folder = Run(run.path / "arms" / arm / f"seed{seed}")
-        done = folder.path / "result.json"
+        done = folder.result_path
         expected = arm_fingerprint(arm, seed, p, class_names, fingerprint)
         if done.is_file():
             before = ArmResult(**read_json(done))
@@ -341,7 +341,7 @@ def _test_rows(split_csv: Path) -> list[tuple[str, str]]:
 
 def _recorded_correct(run: Run) -> tuple[float | None, list[int] | None]:
     """The test accuracy a run recorded, and its per-image answers where it kept them."""
-    for path in (run.path / "result.json", run.metrics_path):  # a compare arm, a make all run
+    for path in (run.result_path, run.metrics_path):  # a compare arm, a make all run
         if path.is_file():
             rec = read_json(path)
             return rec.get("test", {}).get("accuracy"), rec.get("test_correct")
@@ -476,7 +476,7 @@ def evidence(results: list[ArmResult]) -> str:
 def save_comparison(run: Run, results: list[ArmResult], table: pd.DataFrame,
                     p: dict[str, Any]) -> None:
     """``comparison.json``: the budget, the table, the verdict and every arm's result."""
-    atomic_write_json(run.path / "comparison.json", {
+    atomic_write_json(run.comparison_path, {
         "budget_trial_epochs": budget_trial_epochs(p),
         "table": table.reset_index().to_dict(orient="records"), "verdict": verdict(table),
         "paired": paired_differences(results).to_dict(orient="records"),
@@ -486,7 +486,7 @@ def save_comparison(run: Run, results: list[ArmResult], table: pd.DataFrame,
 
 def load_results(run_dir) -> list[ArmResult]:
     """Every finished (arm, seed) of a comparison folder, finished or still running."""
-    found = sorted(Run(run_dir).path.glob("arms/*/seed*/result.json"))
+    found = sorted(Run(run_dir).path.glob(f"arms/*/seed*/{RESULT_FILE}"))
     results = [ArmResult(**read_json(f)) for f in found]
     return sorted(results, key=lambda r: (ARMS.index(r.arm), r.seed))
 

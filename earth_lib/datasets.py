@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from earth_lib.errors import ArchiveError, ChecksumMismatchError, DatasetNotFoundError
-from earth_lib.paths import MARKER, mark
+from earth_lib.paths import MARKER, MOSAIC_LABELS, mark
 from earth_lib.progress import progress_bar
 from earth_lib.synthetic import generate_synthetic_dataset
 
@@ -236,7 +236,7 @@ def prepare_mosaics(params: dict[str, Any], progress: bool = True) -> Path:
                 "labels_per_mosaic": list(d["mosaic_labels"]), "counts": counts,
                 "seed": params["seed"], "builder": "earth_lib.multilabel.build_mosaics v1"}
     stamp = out / "mosaics.json"
-    if stamp.is_file() and (out / "labels.csv").is_file() \
+    if stamp.is_file() and (out / MOSAIC_LABELS).is_file() \
             and json.loads(stamp.read_text()) == settings:
         return out
     for stale in SPLITS:  # generated here: replaced whole, never mixed

@@ -26,7 +26,13 @@ from earth_lib.io import atomic_write_csv, atomic_write_json
 from earth_lib.metrics import evaluate_predictions
 from earth_lib.preprocessing import enhance
 from earth_lib.progress import progress_bar
-from earth_lib.run import ModelCard, load_run
+from earth_lib.run import (
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    UNREADABLE_FILE,
+    ModelCard,
+    load_run,
+)
 
 
 def prepare_images(paths: list[Path], card: ModelCard, band_pca: BandPCA | None = None,
@@ -125,7 +131,7 @@ def evaluate_folder(run_dir: str | Path, data_dir: str | Path, name: str | None 
     metrics = evaluate_predictions(y, proba, names, thresholds)
     metrics.update({"data": str(data_dir), "skipped": skipped + unreadable})
     out = run.output_dir("evaluation", name or output_name(data_dir))
-    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / METRICS_FILE, metrics)
     plotting.save_figure(plotting.plot_test_summary(metrics, names, _name(Path(data_dir))),
                          out / "figures" / f"{plotting.test_summary_name(metrics)}.png")
     plotting.save_figure(plotting.plot_mistakes(images, y, proba, names, thresholds=thresholds),
@@ -166,8 +172,8 @@ def predict_folder(run_dir: str | Path, data_dir: str | Path, name: str | None =
         header = ["path", "predicted_labels"]
         chosen = [";".join(n for n, v, t in zip(names, p, card.thresholds, strict=True) if v >= t)
                   for p in proba]
-    atomic_write_csv(out / "predictions.csv", [*header, *[f"p_{c}" for c in names]],
+    atomic_write_csv(out / PREDICTIONS_FILE, [*header, *[f"p_{c}" for c in names]],
                      ([str(paths[i]), c, *[f"{v:.6f}" for v in p]]
                       for i, c, p in zip(kept, chosen, proba, strict=True)))
-    run.write_skipped(skipped, out / "unreadable.csv")
-    return out / "predictions.csv"
+    run.write_skipped(skipped, out / UNREADABLE_FILE)
+    return out / PREDICTIONS_FILE

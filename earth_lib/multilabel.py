@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from earth_lib.data import SPLITS, ImageSet, index_folder
+from earth_lib.data import CACHE_DIR, SPLITS, ImageSet, index_folder
 from earth_lib.errors import ParameterError
 from earth_lib.images import IMAGE_EXTENSIONS, atomic_write_image, image_suffix, read_image
 from earth_lib.io import atomic_write_csv
+from earth_lib.paths import MOSAIC_LABELS
 from earth_lib.progress import progress_bar
 
 #: Column names taken as the image column of a labels CSV (case-insensitive).
@@ -194,7 +195,7 @@ def _image_files(root: Path) -> list[Path]:
     if not root.is_dir():
         raise ParameterError(f"image folder {root} not found.")
     return sorted(f for f in root.rglob("*") if f.is_file() and not f.name.startswith(".")
-                  and f.suffix.lower() in IMAGE_EXTENSIONS and ".arrays" not in f.parts)
+                  and f.suffix.lower() in IMAGE_EXTENSIONS and CACHE_DIR not in f.parts)
 
 
 def missing_labels(y: np.ndarray, split: np.ndarray, names: list[str]) -> dict[str, list[str]]:
@@ -275,7 +276,7 @@ def build_mosaics(
             y.append([int(c in chosen) for c in classes])
             bar.update()
     bar.close()
-    atomic_write_csv(out_dir / "labels.csv", ["path", "labels", "split"],
+    atomic_write_csv(out_dir / MOSAIC_LABELS, ["path", "labels", "split"],
                      [[r["path"], r["labels"], r["split"]] for r in rows])
     return MultiLabels([str(out_dir / r["path"]) for r in rows],
                        np.array(y, dtype=np.uint8).reshape(-1, len(classes)), classes)

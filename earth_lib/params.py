@@ -24,6 +24,7 @@ from earth_lib.errors import (
     ParameterError,
 )
 from earth_lib.model import DEFAULT_PRESET, PRESETS
+from earth_lib.paths import MOSAIC_LABELS
 from earth_lib.search import ACQUISITIONS, DESIGNS
 
 #: Hyperparameters the search may explore (the nine of the method, plus epochs).
@@ -442,7 +443,7 @@ def _check_task(out: dict[str, Any], source: str) -> None:
                 or not 1 <= lo_hi[0] <= lo_hi[1] <= d["mosaic_grid"] ** 2):
             raise _fail(source, "data.mosaic_labels", "[low, high] with 1 <= low <= high <= "
                         f"tiles per mosaic ({d['mosaic_grid'] ** 2})", lo_hi)
-        csv = f"{d['raw_dir'].rstrip('/')}/labels.csv"
+        csv = f"{d['raw_dir'].rstrip('/')}/{MOSAIC_LABELS}"
         d["labels_csv"] = d["labels_csv"] or csv
         out["split"]["split_file"] = out["split"]["split_file"] or csv  # tile-disjoint splits
     if task == "multilabel" and not d["labels_csv"]:

@@ -15,6 +15,8 @@ from pathlib import Path
 #: The file that marks a folder as made by earth-resnet (a run, generated or processed data);
 #: ``make clean`` removes only folders that carry it.
 MARKER = ".earth-resnet"
+#: The labels CSV written beside generated mosaics (and read by default for them).
+MOSAIC_LABELS = "labels.csv"
 #: The folder of the project's own parameter files: their runs are named by the stem alone.
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
 

@@ -49,6 +49,14 @@ PACKAGES = ("earth-resnet", "numpy", "scipy", "scikit-learn", "scikit-image", "t
             "tifffile")
 METRICS_SCHEMA = 2
 CARD_SCHEMA = 2
+#: The files of a run folder, each named once (``Run`` gives their paths).
+METRICS_FILE = "metrics.json"
+RESULT_FILE = "result.json"  # a comparison arm's result (arms/<arm>/seed<k>/)
+PREDICTIONS_FILE = "predictions.csv"
+UNREADABLE_FILE = "unreadable.csv"
+SKIPPED_FILE = "skipped_files.csv"
+BAND_PCA_FILE = "band_pca.npz"
+SERVING_FILE = "serving.json"  # export/: how to prepare images for the SavedModel
 
 
 # --- Typed records ----------------------------------------------------------------------
@@ -273,12 +281,14 @@ class Run:
         p = self.path  # where each file of the run lives:
         self.figures = p / "figures"
         self.record_path = p / "run.json"
-        self.metrics_path = p / "metrics.json"
+        self.metrics_path = p / METRICS_FILE
         self.model_path = p / "model.keras"
         self.card_path = p / "model_card.json"
         self.search_history = p / "search_history.csv"  # one row per trial; resumed from
         self.split_csv = p / "split.csv"  # every image's path, class and split
         self.training_log = p / "training_log.csv"  # the final training, one row per epoch
+        self.result_path = p / RESULT_FILE  # a comparison arm's result
+        self.comparison_path = p / "comparison.json"  # a comparison's table and verdict
 
     def mark(self) -> Path:
         """Make the folder and mark it as a run of earth-resnet (what ``make clean`` removes)."""
@@ -387,7 +397,7 @@ class Run:
 
     # Files of the run ----------------------------------------------------------------------
     def write_skipped(self, skipped: list[tuple[str, str]],
-                      name: str | Path = "skipped_files.csv") -> Path:
+                      name: str | Path = SKIPPED_FILE) -> Path:
         """The files that were not used, and why (CSV, atomic); ``name`` inside the run."""
         path = self.path / name
         atomic_write_csv(path, ["path", "reason"], skipped)
@@ -427,10 +437,10 @@ class Run:
         finally:
             tmp.unlink(missing_ok=True)
         if band_pca is not None:
-            band_pca.save(self.path / "band_pca.npz")
+            band_pca.save(self.path / BAND_PCA_FILE)
         card = ModelCard(list(class_names), list(model.input_shape[1:]), dict(preprocess),
                          dict(hyperparameters), bool(tta),
-                         "band_pca.npz" if band_pca is not None else None,
+                         BAND_PCA_FILE if band_pca is not None else None,
                          None if thresholds is None else [float(t) for t in thresholds],
                          digest)
         atomic_write_json(self.card_path, asdict(card))
@@ -471,7 +481,7 @@ def export_for_serving(run_path: str | Path) -> Path:
     For TF Serving, ``tf.saved_model.load`` or TFLite converters.
 
     ``export/saved_model`` has the Keras 3 ``serve`` endpoint (float32 images in, class
-    probabilities out); ``export/preprocessing.json`` says how the images must be prepared
+    probabilities out); ``export/serving.json`` says how the images must be prepared
     (the run's enhancement settings, band PCA, class order). Written to a temporary folder
     and renamed, so an interrupted export never leaves a half folder as ``export/``.
     """
@@ -499,7 +509,7 @@ def export_for_serving(run_path: str | Path) -> Path:
                  "cast to float32, shape (batch, height, width, channels): the model rescales"]
         if card.band_pca:
             shutil.copy2(run.path / card.band_pca, tmp / card.band_pca)
-        atomic_write_json(tmp / "preprocessing.json", {
+        atomic_write_json(tmp / SERVING_FILE, {
             "signature": "serve", "input_shape": card.input_shape, "input_dtype": "float32",
             "input_range": [0, 255], "output": "softmax probabilities, in class_names order",
             "class_names": card.class_names, "steps": steps, "preprocess": p,
