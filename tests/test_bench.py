@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from earth_lib.cli import bench_markdown
+from earth_lib.report import bench_markdown
 
 
 def test_bench_writes_its_figures(root, tmp_path):

@@ -183,7 +183,7 @@ def _run_with_stages(path: Path, stages: dict, metrics: bool = True) -> Path:
 
 
 def test_a_run_that_did_not_finish_is_never_reported(tmp_path):
-    from earth_lib.cli import regenerate_readme, results_markdown
+    from earth_lib.report import regenerate_readme, results_markdown
     from earth_lib.run import Run
 
     run = _run_with_stages(tmp_path / "half", {

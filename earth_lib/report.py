@@ -1,0 +1,237 @@
+"""Tables and README blocks generated from run folders, and the parameter table.
+
+Results, comparisons and the bench's figures; read-only over ``outputs/``, writing the
+README's generated blocks only.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from earth_lib.run import METRICS_FILE, Run, load_run
+
+
+def params_markdown() -> str:
+    """Every parameter as a Markdown table (key, default, meaning), from the declared schema."""
+    from earth_lib.params import SCHEMA, Param
+
+    rows = ["| parameter | default | meaning |", "|---|---|---|"]
+    for section, spec in SCHEMA.items():
+        items = [(section, spec)] if isinstance(spec, Param) else \
+            [(f"{section}.{k}", p) for k, p in spec.items()]
+        for key, p in items:
+            default = "(see below)" if key == "search.space" else f"`{p.default}`"
+            choices = f" ({' / '.join(map(str, p.choices))})" if p.choices else ""
+            rows.append(f"| `{key}` | {default} | {p.help}{choices} |")
+    return "\n".join(rows)
+
+
+def results_markdown(outputs: str | Path = "outputs", runs: list[str] | None = None) -> str:
+    """A Markdown table of the finished runs under ``outputs/`` (all, or those named)."""
+    rows = ["| run | data | test images | ResNet test acc. | macro F1 | classical baseline acc. "
+            "| values from | search best val loss | literature val loss | trials | wall time |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    folders = ([Path(outputs) / r for r in runs] if runs
+               else sorted(p.parent for p in Path(outputs).glob(f"*/{METRICS_FILE}")
+                           if Run(p.parent).state() == "finished"))
+
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    for folder in folders:
+        run = load_run(folder, need_model=False)
+        m, rec, wall = run.load_metrics(), run.read_record(), run.wall_minutes()
+        if "accuracy" not in m.test:  # multi-label runs have their own table
+            continue
+        rows.append(
+            f"| {folder.name} | {rec['params']['data']['dataset']} | {m.test['n']} "
+            f"| {m.test['accuracy']:.3f} | {m.test['macro_f1']:.3f} "
+            f"| {num((m.classical_baseline or {}).get('accuracy'))} | {m.search['chosen_by']} "
+            f"| {num(m.search.get('best_val_loss'))} "
+            f"| {num(m.literature_baseline.get('val_loss'))} | {m.search['trials']} "
+            f"| {'?' if wall is None else f'{wall:.1f} min'} |")
+    return "\n".join(rows)
+
+
+def multilabel_markdown(outputs: str | Path, runs: list[str]) -> str:
+    """A Markdown table of multi-label runs: micro F1, mAP and macro F1, ResNet and baseline."""
+    rows = ["| run | test images | labels | ResNet micro F1 | ResNet mAP | ResNet macro F1 "
+            "| one-vs-rest RF micro F1 | RF mAP | values from | wall time |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in runs:
+        run = load_run(Path(outputs) / name, need_model=False)
+        m, wall = run.load_metrics(), run.wall_minutes()
+        base = m.classical_baseline or {}
+        rf = [f"{base[k]:.3f}" if k in base else "-" for k in ("micro_f1",
+                                                              "mean_average_precision")]
+        rows.append(f"| {name} | {m.test['n']} | {len(m.class_names)} | {m.test['micro_f1']:.3f} "
+                    f"| {m.test['mean_average_precision']:.3f} | {m.test['macro_f1']:.3f} "
+                    f"| {rf[0]} | {rf[1]} | {m.search['chosen_by']} "
+                    f"| {'?' if wall is None else f'{wall:.1f} min'} |")
+    return "\n".join(rows)
+
+
+def results_sentence(outputs: str | Path, run_name: str) -> str:
+    """The sentence a results table needs: the difference and what one test image is worth."""
+    m = load_run(Path(outputs) / run_name, need_model=False).load_metrics()
+    n, acc = m.test["n"], m.test["accuracy"]
+    base = (m.classical_baseline or {}).get("accuracy")
+    vs = "" if base is None else (f" against {100 * base:.1f} % for the classical baseline "
+                                  f"({100 * (acc - base):+.1f} points)")
+    return (f"`{run_name}`: the ResNet reached {100 * acc:.1f} % on {n} test images{vs}; one "
+            f"test image is {100 / n:.2f} points, so differences of a few images are noise.")
+
+
+def variants_markdown(outputs: str | Path, runs: list[str]) -> str:
+    """One comparison table over several `make compare` folders (e.g. one lever each).
+
+    Each row is an arm of one folder, labelled by that run's overrides (``SET``).
+    """
+    from earth_lib.compare import load_results, summary_table, table_markdown
+
+    rows: list[str] = []
+    for name in runs:
+        run = load_run(Path(outputs) / name, need_model=False)
+        results = load_results(run.path)
+        if not results:
+            continue
+        label = " ".join(w for w in (run.read_record().get("overrides") or "").split()
+                         if not w.startswith("compare.arms=")) or "as in the file"
+        table = table_markdown(summary_table(results)).splitlines()
+        rows += table[:2] if not rows else []
+        rows += [line.replace("| ", f"| {label}: ", 1) for line in table[2:]]
+    return "\n".join(rows)
+
+
+def bench_markdown(bench_json: str | Path) -> str:
+    """The figures of ``make bench`` as a table, each beside its target (issue 11)."""
+    from earth_lib.run import read_json
+
+    b = read_json(Path(bench_json))
+    rows = ["| figure | measured | target |", "|---|---|---|"]
+    if "preprocessing" in b:
+        pp = b["preprocessing"]
+        engines = [e for e in ("skimage", "opencv") if f"{e}_images_per_s" in pp] or [None]
+        for engine in engines:  # None: a bench.json from before the engines
+            rate = pp[f"{engine}_images_per_s" if engine else "earth_lib_images_per_s"]
+            rows.append(f"| preprocessing, {pp['images']} images {pp['source_px']} -> "
+                        f"{pp['output_px']} px, gray + CLAHE ({pp['workers']} workers"
+                        f"{f', engine {engine}' if engine else ''}) | {rate:.1f} images/s = "
+                        f"x{rate / pp['original_images_per_s']:.2f} the original loop "
+                        f"({pp['original_images_per_s']:.1f} images/s) | x20 |")
+        if "decode_images_per_s" in pp:  # the bound PNG decoding sets on these cores
+            rows.append(f"| reading the {pp['source_px']}-px PNGs alone ({pp['workers']} "
+                        f"workers): the most any pipeline reading them could reach | "
+                        f"{pp['decode_images_per_s']:.1f} images/s = x{pp['speedup_ceiling']:.2f}"
+                        " the original loop | - |")
+    if "gemm_gflops" in b:
+        rows.append(f"| float32 matrix product, TensorFlow | {b['gemm_gflops']:.1f} GFLOP/s | - |")
+        if "gemm_gflops_bfloat16" in b:
+            rows.append(f"| bfloat16 matrix product, TensorFlow | "
+                        f"{b['gemm_gflops_bfloat16']:.1f} GFLOP/s | - |")
+        for name, t in b["training"].items():
+            batch = f" (batch {t['batch_size']})" if "batch_size" in t else ""
+            steps = (f" ({100 * t['train_flop_fraction_steps']:.1f} % in the training steps "
+                     "alone)" if "train_flop_fraction_steps" in t else "")
+            if "train_flop_fraction_of_bf16_gemm" in t:
+                steps += (f"; {100 * t['train_flop_fraction_of_bf16_gemm']:.1f} % of the "
+                          "bfloat16 product")
+            rows.append(f"| training `{name}`{batch}: {t['images_per_s']:.1f} images/s, "
+                        f"{t['gflop_per_training_image']:g} GFLOP per image | "
+                        f"{100 * t['train_flop_fraction']:.1f} % of the matrix product{steps} "
+                        "| 50 % |")
+    if "augmentation" in b:
+        a = b["augmentation"]
+        rows.append(f"| augmenting a batch of {a['batch_size']} at {a['image_px']} px in "
+                    "`tf.data` (rotation, zoom, shifts, flips): one affine resampling | "
+                    f"{a['affine_ms_per_batch']:.1f} ms (Keras' four layers in turn: "
+                    f"{a['keras_layers_ms_per_batch']:.1f} ms) | - |")
+    for n, sec in b.get("search_seconds_per_suggestion", {}).items():
+        rows.append(f"| one GPyOpt suggestion after {n} trials | {sec:.2f} s | - |")
+    for workers, w in b.get("search_workers_seconds", {}).items():
+        where = "in process" if workers == "1" else f"as Ray tasks ({workers} at once)"
+        rows.append(f"| the same search trials {where} | {w['seconds']:.0f} s (starting Ray "
+                    f"{w['ray_start_seconds']:.0f} s) | - |")
+    for key, mb in b.items():
+        if key.startswith("peak_rss_mb_") and key != "peak_rss_mb_this_process":
+            n, px, *rest = key.removeprefix("peak_rss_mb_").split("_", 2)
+            where = ("read from disk (`data.in_memory: false`)" if "on_disk" in key
+                     else "in memory")
+            micro = re.search(r"micro(\d+)", rest[0]) if rest else None
+            passes = f", passes of {micro[1]} images (`train.micro_batch`)" if micro else ""
+            rows.append(f"| peak memory, search + final training, {int(n):,} images of {px}, "
+                        f"images {where}{passes} | {mb:,} MB | 2,048 MB |")
+    machine = b.get("machine", {})
+    where = ", ".join(machine.get("gpus") or []) or f"{machine.get('cpus', '?')} CPU cores"
+    return "\n".join(rows) + f"\n\nMeasured on {where} in {b.get('seconds', '?')} s."
+
+
+GENERATED = re.compile(r"(<!-- generated: (?P<kind>\w+) (?P<args>[^>]*?) -->\n)(?P<body>.*?)"
+                       r"(<!-- /generated -->)", re.S)
+
+
+def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "outputs"
+                      ) -> list[str]:
+    """Rewrite README's generated blocks from the run folders; returns what was done.
+
+    A block is ``<!-- generated: KIND RUN... -->`` ... ``<!-- /generated -->``; KIND is
+    ``results`` (the runs' table and sentences), ``multilabel`` (multi-label runs' table),
+    ``compare`` (a comparison's table, verdict
+    and evidence), ``variants`` (several comparisons, one row per arm and folder) or
+    ``bench`` (``make bench``'s figures beside their targets). A block
+    whose runs are not under ``outputs`` is left as it is (a fresh clone keeps the README).
+    """
+    from earth_lib.compare import (
+        evidence,
+        load_results,
+        paired_differences,
+        paired_markdown,
+        summary_table,
+        table_markdown,
+        verdict,
+    )
+
+    path, report = Path(readme), []
+
+    def render(match: re.Match) -> str:
+        kind, runs = match["kind"], match["args"].split()
+        missing = [r for r in runs if not (Path(outputs) / r).is_dir()]
+        if missing:
+            report.append(f"{kind} {' '.join(runs)}: kept ({', '.join(missing)} not in {outputs})")
+            return match[0]
+        unfinished = [r for r in runs if kind in ("results", "multilabel")
+                      and Run(Path(outputs) / r).state() != "finished"]
+        if unfinished:  # never new parameters beside old numbers
+            report.append(f"{kind} {' '.join(runs)}: kept ({', '.join(unfinished)} not finished:"
+                          " running, failed or killed)")
+            return match[0]
+        if kind == "results":
+            body = results_markdown(outputs, runs) + "\n\n" + "\n".join(
+                results_sentence(outputs, r) for r in runs)
+        elif kind == "compare":
+            results = load_results(Path(outputs) / runs[0])
+            table = summary_table(results)
+            paired = paired_differences(results)
+            body = "\n\n".join(filter(None, [
+                table_markdown(table), verdict(table), evidence(results),
+                "Paired on the same test images and seeds:\n\n" + paired_markdown(paired)
+                if len(paired) else ""]))
+        elif kind == "multilabel":
+            body = multilabel_markdown(outputs, runs)
+        elif kind == "variants":
+            body = variants_markdown(outputs, runs)
+        elif kind == "bench":
+            body = bench_markdown(Path(outputs) / runs[0] / "bench.json")
+        else:
+            raise ValueError(f"{path}: unknown generated block kind {kind!r}")
+        report.append(f"{kind} {' '.join(runs)}: regenerated")
+        return f"{match[1]}{body}\n{match[5]}"
+
+    text = path.read_text(encoding="utf-8")
+    new = GENERATED.sub(render, text)
+    if new != text:
+        from earth_lib.io import atomic_write_text
+
+        atomic_write_text(path, new)
+    return report
