@@ -1,0 +1,281 @@
+"""The search loop: design points and GP suggestions in tightening steps, resumable."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from earth_lib.search.gp import suggest_next
+from earth_lib.search.history import (
+    KILLED_TWICE,
+    SearchHistory,
+    Trial,
+    history_fingerprint,
+    point_key,
+    scored_before,
+)
+from earth_lib.search.space import DESIGNS, SearchSpace
+
+
+@dataclass
+class SearchResult:
+    """All trials, the space used at each step, and the chosen point."""
+
+    trials: list[Trial]
+    spaces: list[SearchSpace]
+    stop_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> Trial:
+        """The chosen point: lowest mean finite validation loss at the largest budget tried.
+
+        Without promoted trials every trial has budget 1 and this is the best trial; with
+        them, the finalists' longer (and repeated) trials decide, not their short ones.
+        """
+        ok = [t for t in self.trials if math.isfinite(t.val_loss)]
+        if not ok:
+            raise ValueError("No trial finished with a finite validation loss.")
+        top = max(t.budget for t in ok)
+        groups: dict[tuple, list[Trial]] = {}
+        for t in ok:
+            if t.budget == top:
+                groups.setdefault(point_key(t.hp), []).append(t)
+        runs = min(groups.values(), key=lambda g: float(np.mean([t.val_loss for t in g])))
+        return replace(runs[0], val_loss=float(np.mean([t.val_loss for t in runs])),
+                       val_accuracy=float(np.mean([t.val_accuracy for t in runs])))
+
+    @property
+    def trial_budget(self) -> float:
+        """Trials trained, in units of one ordinary trial (a budget-3 trial counts 3)."""
+        return float(sum(t.budget for t in self.trials if t.status != "reused"))
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per trial (step, trial, source, hyperparameters, results), in run order."""
+        return [{"step": t.step, "trial": t.trial, "source": t.source, **t.hp,
+                 "budget": t.budget, "repeat": t.repeat, "val_loss": t.val_loss,
+                 "val_accuracy": t.val_accuracy, "seconds": t.seconds, "status": t.status,
+                 "error": t.error} for t in self.trials]
+
+    def step_bounds(self) -> list[dict[str, Any]]:
+        """Each step's space, in the params-file form (what the step was allowed to try)."""
+        return [{"step": i + 1, **s.to_dict()} for i, s in enumerate(self.spaces)]
+
+
+def _settled(space: SearchSpace, trials: list[Trial], best: dict, top: int = 3) -> set[str]:
+    """Two-valued discrete dimensions on which the ``top`` best trials agree with the best."""
+    ranked = sorted((t for t in trials if math.isfinite(t.val_loss) and space.contains(t.hp)),
+                    key=lambda t: t.val_loss)[:top]
+    if len(ranked) < top:
+        return set()
+    return {d.name for d in space.dims if d.type == "discrete" and len(d.values) == 2
+            and all(abs(float(t.hp[d.name]) - float(best[d.name])) < 1e-9 for t in ranked)}
+
+
+def timed_call(objective: Callable[..., dict[str, float]], hp: dict, budget: float = 1.0,
+               repeat: int = 0) -> tuple[dict[str, float], float]:
+    """``objective(hp)`` (with ``budget``/``repeat`` when not the defaults) and its seconds.
+
+    Module-level, so that an executor in other processes (Ray) can run it.
+    """
+    t0 = time.perf_counter()
+    result = (objective(hp) if budget == 1.0 and repeat == 0
+              else objective(hp, budget=budget, repeat=repeat))
+    return result, time.perf_counter() - t0
+
+
+def run_search(
+    objective: Callable[..., dict[str, float]],
+    space: SearchSpace,
+    history_path: str | Path,
+    *,
+    steps: int = 3,
+    initial_points: int = 5,
+    iterations_per_step: int = 5,
+    shrink: float = 0.5,
+    min_step: float = 1e-8,
+    seed: int = 42,
+    design: str = "lhs",
+    acquisition: str = "EI",
+    start_points: list[dict] | None = None,
+    finalists: int = 0,
+    finalist_budget: float = 1.0,
+    finalist_repeats: int = 1,
+    workers: int = 1,
+    executor: Executor | None = None,
+    trial_timeout: float | None = None,
+    fingerprint: dict[str, str] | None = None,
+    log: Callable[[str], None] = print,
+) -> SearchResult:
+    """Minimise ``objective(hp)["val_loss"]`` over ``space`` in ``steps`` tightening steps.
+
+    Each step: ``initial_points`` design points (``lhs``: Latin hypercube; ``random``:
+    uniform), plus ``start_points`` (step 1) or the best point so far (later steps) when
+    ``start_points`` is given; then ``iterations_per_step`` GP suggestions. After the
+    steps, the ``finalists`` best distinct points are trained again ``finalist_repeats``
+    times at ``finalist_budget`` times the trial length (``objective(hp, budget=b,
+    repeat=r)``), and the choice is made on those longer trials.
+
+    With an ``executor`` (``concurrent.futures.Executor``-like, e.g. Ray's in
+    ``earth_lib.distributed``), a step's design points and its finalists run at once, and
+    GP suggestions come in rounds of ``workers`` (constant liar: each pending point counts
+    as the mean loss so far until it is scored). Results are recorded in a fixed order
+    (as the trials were planned), each as soon as it and those before it are done.
+
+    A trial that raises (on a worker: also a worker that dies) is recorded as failed, with
+    its error, and scored with a penalty; the search goes on. On an executor, a trial with
+    no result ``trial_timeout`` seconds after it could start (hung) is recorded as
+    ``time_limit`` and cancelled. A trial started twice without being recorded (it killed
+    the process, e.g. out of memory) is recorded as failed and not started again. Trials already in
+    ``history_path`` are reused, not re-run: the search resumes, if its ``fingerprint``
+    matches. A point already scored at the same budget and repeat (the best point so far,
+    added to a later step) is not trained again: ``objective`` is taken to depend on
+    ``(hp, budget, repeat)`` alone, as a seeded training does; it is recorded as ``reused``.
+    """
+    if design not in DESIGNS:
+        raise ValueError(f"design must be one of {', '.join(DESIGNS)}. Got {design!r}.")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1. Got {workers}.")
+    history = SearchHistory(history_path, space.names, history_fingerprint(space, fingerprint))
+    if history.trials:
+        log(f"Resuming: {len(history.trials)} trial(s) already in {history_path}.")
+    spaces, reasons = [], []
+    current = space
+    planned = steps * (initial_points + iterations_per_step) + finalists * finalist_repeats \
+        + (len(start_points) + steps - 1 if start_points is not None else 0)
+    started, resumed = time.perf_counter(), len(history.trials)
+
+    def record(job: tuple, result: dict, seconds: float, status: str, error: str) -> None:
+        step, index, source, hp, budget, repeat = job
+        loss = float(result["val_loss"])
+        if not math.isfinite(loss) and status == "ok":
+            status, error = "failed", "no finite validation loss"
+        trial = Trial(step, index, source, hp, loss,
+                      float(result.get("val_accuracy", float("nan"))), round(seconds, 2),
+                      float(budget), repeat, status, error)
+        history.append(trial)
+        elapsed = time.perf_counter() - started
+        left = elapsed / (len(history.trials) - resumed) * max(0, planned - len(history.trials))
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in hp.items())
+        log(f"trial {len(history.trials)} of ~{planned} (step {step} {source} {index + 1}"
+            f"{f', budget x{budget:g}' if budget != 1 else ''}): val_loss={loss:.4f} "
+            f"val_acc={trial.val_accuracy:.3f} {status}{f' [{error}]' if error else ''}; "
+            f"{trial.seconds:.0f}s, {elapsed / 60:.1f} min so far, ~{left / 60:.1f} min left"
+            f" | {shown}")
+
+    def evaluate_all(jobs: list[tuple]) -> None:
+        """Run the jobs ``(step, index, source, hp, budget, repeat)`` not yet in the history.
+
+        On the executor all at once, else one by one; recorded in job order.
+        """
+        todo = [j for j in jobs if history.find(j[0], j[2], j[1]) is None]
+        submitted = {}
+        if executor is not None:
+            for j in todo:
+                if scored_before(history.trials, *j[3:]) is None and history.starts(j) < 2:
+                    history.begin(j)
+                    submitted[j[:3]] = (time.perf_counter(), len(submitted),
+                                        executor.submit(timed_call, objective, *j[3:]))
+        for j in todo:
+            earlier = scored_before(history.trials, *j[3:])
+            if earlier is not None and j[:3] not in submitted:
+                record(j, {"val_loss": earlier.val_loss, "val_accuracy": earlier.val_accuracy},
+                       0.0, "reused", "")
+                continue
+            if j[:3] not in submitted and history.starts(j) >= 2:
+                record(j, {"val_loss": float("nan")}, 0.0, "failed", KILLED_TWICE)
+                continue
+            t0, rank, future = submitted.get(j[:3], (time.perf_counter(), 0, None))
+            try:
+                if future is None:
+                    history.begin(j)
+                    result, seconds = timed_call(objective, *j[3:])
+                else:
+                    result, seconds = future.result(timeout=None if trial_timeout is None else max(
+                        0.0, t0 + trial_timeout * (rank // workers + 1) - time.perf_counter()))
+                status, error = str(result.get("status", "ok")), ""
+            except TimeoutError as err:
+                result, seconds = {"val_loss": float("nan")}, time.perf_counter() - t0
+                if future is None:  # the objective's own: a failed trial like any error
+                    status, error = "failed", f"TimeoutError: {err}"[:500]
+                else:
+                    getattr(executor, "cancel", lambda f: f.cancel())(future)
+                    status = "time_limit"
+                    error = f"no result within {trial_timeout:g} s of its start: hung, cancelled"
+            except Exception as err:  # a failed trial is a result, not the end of the search
+                result, status = {"val_loss": float("nan")}, "failed"
+                seconds = time.perf_counter() - t0
+                error = f"{type(err).__name__}: {err}".replace("\n", " ")[:500]
+            record(j, result, seconds, status, error)
+
+    def searched() -> list[Trial]:  # the search's own trials (not the literature one)
+        return [t for t in history.trials if t.source != "literature"]
+
+    def best_so_far() -> Trial | None:
+        return min((t for t in searched() if math.isfinite(t.val_loss) and t.budget == 1.0),
+                   key=lambda t: t.val_loss, default=None)
+
+    for step in range(1, steps + 1):
+        spaces.append(current)
+        design_points = (current.latin_hypercube(initial_points, seed=seed + step)
+                         if design == "lhs" else current.random_points(initial_points,
+                                                                       seed=seed + step))
+        if start_points is not None:
+            best = best_so_far()
+            extra = start_points if step == 1 else ([best.hp] if best else [])
+            design_points += [p for p in extra if current.contains(p)]
+        evaluate_all([(step, i, "initial", hp, 1.0, 0) for i, hp in enumerate(design_points)])
+        previous, it, stopped = None, 0, False
+        reason = f"{iterations_per_step} iterations"
+        while it < iterations_per_step and not stopped:
+            batch, pending = [], []
+            for j in range(it, min(it + workers, iterations_per_step)):
+                done = history.find(step, "bo", j)
+                if done is not None:
+                    hp = done.hp
+                else:
+                    inside = [t for t in searched()
+                              if current.contains(t.hp) and t.budget == 1.0]
+                    finite = [t.val_loss for t in inside if math.isfinite(t.val_loss)]
+                    worst = max(finite) + 1.0 if finite else 10.0
+                    ys = [t.val_loss if math.isfinite(t.val_loss) else worst for t in inside]
+                    lie = float(np.mean(finite)) if finite else worst
+                    hp = suggest_next(current, [t.hp for t in inside] + pending,
+                                      ys + [lie] * len(pending),
+                                      seed=seed * 1000 + step * 100 + j, acquisition=acquisition)
+                    x = current.encode(hp)
+                    if previous is not None and np.linalg.norm(x - previous) < min_step:
+                        reason = f"consecutive points closer than {min_step:g} after {j} iterations"
+                        stopped = True
+                        break
+                previous = current.encode(hp)
+                pending.append(hp)
+                batch.append((step, j, "bo", hp, 1.0, 0))
+            evaluate_all(batch)
+            it += len(batch)
+        reasons.append(reason)
+        best = best_so_far()
+        if best is None:
+            raise ValueError("Every trial of the search failed (non-finite validation loss); "
+                             f"see the error column of {history_path}.")
+        log(f"step {step} done ({reason}); best so far val_loss={best.val_loss:.4f}")
+        if step < steps:
+            current = current.tighten(best.hp, shrink, _settled(current, searched(), best.hp))
+    if finalists:
+        ranked, seen = [], set()
+        for t in sorted((t for t in searched() if math.isfinite(t.val_loss)
+                         and t.budget == 1.0), key=lambda t: t.val_loss):
+            if point_key(t.hp) not in seen:
+                seen.add(point_key(t.hp))
+                ranked.append(t.hp)
+        evaluate_all([(steps + 1, rank * finalist_repeats + r, "finalist", hp, finalist_budget, r)
+                      for rank, hp in enumerate(ranked[:finalists])
+                      for r in range(finalist_repeats)])
+    return SearchResult(searched(), spaces, reasons)

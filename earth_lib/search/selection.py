@@ -1,0 +1,149 @@
+"""What the final training gets: the search's best or the literature values, and why."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from earth_lib.search.history import (
+    KILLED_TWICE,
+    SearchHistory,
+    Trial,
+    history_fingerprint,
+    scored_before,
+)
+from earth_lib.search.loop import SearchResult, run_search, timed_call
+from earth_lib.search.space import SearchSpace
+
+
+@dataclass
+class Selection:
+    """The values the final training gets, how they were chosen, and the evidence for them."""
+
+    hyperparameters: dict[str, float | int]
+    chosen_by: str
+    baseline_hyperparameters: dict[str, float | int]
+    baseline: dict[str, float] | None = None
+    search: SearchResult | None = None
+
+    @property
+    def baseline_loss(self) -> float | None:
+        """The literature values' validation loss (None when they were not scored)."""
+        return self.baseline["val_loss"] if self.baseline else None
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The search's trials as rows (empty when the search was off)."""
+        return self.search.table() if self.search else []
+
+    def bounds_table(self) -> list[dict[str, Any]]:
+        """Each step's bounds as readable rows: ``low - high`` or the values left to try.
+
+        With the search off, one row saying so (the notebook indexes the rows by step).
+        """
+        def show(spec: dict) -> str:
+            if spec["type"] == "discrete":
+                return ", ".join(f"{v:g}" for v in spec["values"])
+            return " - ".join(f"{v:.4g}" for v in spec["bounds"])
+
+        if not self.search:
+            return [{"step": "none (search off)"}]
+        return [{"step": row["step"], **{k: show(v) for k, v in row.items() if k != "step"}}
+                for row in self.search.step_bounds()]
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Best search trial and literature values side by side: validation loss and accuracy."""
+        rows = {}
+        if self.search:
+            best = self.search.best
+            rows["search best"] = {"val_loss": best.val_loss, "val_accuracy": best.val_accuracy}
+        if self.baseline:
+            rows["literature baseline"] = {k: self.baseline[k]
+                                           for k in ("val_loss", "val_accuracy")}
+        return rows
+
+    def record(self) -> dict[str, dict[str, Any]]:
+        """The ``search`` and ``literature_baseline`` entries of a run's metrics."""
+        return {
+            "search": {"best_hyperparameters": self.hyperparameters, "chosen_by": self.chosen_by,
+                       "trials": len(self.search.trials) if self.search else 0,
+                       "failed_trials": sum(t.status == "failed" for t in self.search.trials)
+                       if self.search else 0,
+                       "trial_budget": self.search.trial_budget if self.search else 0.0,
+                       "best_val_loss": self.search.best.val_loss if self.search else None,
+                       "stop_reasons": self.search.stop_reasons if self.search else [],
+                       "step_bounds": self.search.step_bounds() if self.search else []},
+            "literature_baseline": {"hyperparameters": self.baseline_hyperparameters,
+                                    **(self.baseline or {})},
+        }
+
+
+def literature_trial(objective: Callable[..., dict[str, float]], space: SearchSpace,
+                     history_path: str | Path, baseline: dict[str, float | int],
+                     fingerprint: dict[str, str] | None = None) -> Trial:
+    """Score the literature values once, as a trial of the history (step 0, ``literature``).
+
+    Recorded like any trial: a rerun reads it back, and an error (or a kill, twice) is a
+    failed trial, not the end of the run.
+    """
+    history = SearchHistory(history_path, space.names, history_fingerprint(space, fingerprint))
+    done = history.find(0, "literature", 0)
+    if done is not None:
+        return done
+    job = (0, 0, "literature", {n: baseline[n] for n in space.names if n in baseline}, 1.0, 0)
+    t0, status, error = time.perf_counter(), "failed", KILLED_TWICE
+    result: dict[str, Any] = {"val_loss": float("nan")}
+    if history.starts(job) < 2:
+        history.begin(job)
+        try:
+            result, _ = timed_call(objective, dict(baseline))
+            status, error = str(result.get("status", "ok")), ""
+        except Exception as err:  # recorded, so that no rerun repeats it
+            error = f"{type(err).__name__}: {err}".replace("\n", " ")[:500]
+    loss = float(result["val_loss"])
+    if not math.isfinite(loss) and status == "ok":
+        status, error = "failed", "no finite validation loss"
+    trial = Trial(0, 0, "literature", job[3], loss,
+                  float(result.get("val_accuracy", float("nan"))),
+                  round(time.perf_counter() - t0, 2), 1.0, 0, status, error)
+    history.append(trial)
+    return trial
+
+
+def search_or_baseline(
+    objective: Callable[[dict], dict[str, float]],
+    space: SearchSpace,
+    history_path: str | Path,
+    baseline: dict[str, float | int],
+    *,
+    enabled: bool = True,
+    evaluate_baseline: bool = True,
+    seed: int = 42,
+    log: Callable[[str], None] = print,
+    **search_kwargs,
+) -> Selection:
+    """Choose the final training's values: the search's best, or ``baseline`` when it is off.
+
+    With ``evaluate_baseline`` the literature values are scored by the same objective (or
+    taken from the search's trial of them, when it had one), so the search's best has a
+    yardstick. ``search_kwargs`` go to :func:`run_search`.
+    """
+    result = (run_search(objective, space, history_path, seed=seed, log=log, **search_kwargs)
+              if enabled else None)
+    scored = None
+    if evaluate_baseline:
+        earlier = scored_before(result.trials, baseline) if result else None
+        trial = earlier or literature_trial(objective, space, history_path, baseline,
+                                            search_kwargs.get("fingerprint"))
+        scored = {"val_loss": trial.val_loss, "val_accuracy": trial.val_accuracy,
+                  "status": "ok" if earlier else trial.status}
+        log(f"literature baseline: val_loss={scored['val_loss']:.4f} "
+            f"val_acc={scored['val_accuracy']:.3f} {scored['status']}"
+            f"{f' [{trial.error}]' if trial.error else ''}")
+    if result is None:
+        return Selection(dict(baseline), "baseline", dict(baseline), scored)
+    return Selection(dict(result.best.hp), "search", dict(baseline), scored, result)
