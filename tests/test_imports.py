@@ -79,3 +79,14 @@ def test_checking_a_parameter_file_loads_neither_tensorflow_nor_opencv():
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_package_of_earth_lib_is_installed():
+    """pyproject's package list names every folder of the package (a plain install has them)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "earth_lib").rglob("__init__.py")}
+    assert found == listed
