@@ -90,31 +90,10 @@ def timed_call(objective: Callable[..., dict[str, float]], hp: dict, budget: flo
     return result, time.perf_counter() - t0
 
 
-def run_search(
-    objective: Callable[..., dict[str, float]],
-    space: SearchSpace,
-    history_path: str | Path,
-    *,
-    steps: int = 3,
-    initial_points: int = 5,
-    iterations_per_step: int = 5,
-    shrink: float = 0.5,
-    min_step: float = 1e-8,
-    seed: int = 42,
-    design: str = "lhs",
-    acquisition: str = "EI",
-    start_points: list[dict] | None = None,
-    finalists: int = 0,
-    finalist_budget: float = 1.0,
-    finalist_repeats: int = 1,
-    workers: int = 1,
-    executor: Executor | None = None,
-    trial_timeout: float | None = None,
-    fingerprint: dict[str, str] | None = None,
-    log: Callable[[str], None] = print,
-) -> SearchResult:
-    """Minimise ``objective(hp)["val_loss"]`` over ``space`` in ``steps`` tightening steps.
+class SearchLoop:
+    """One search: its plan, its history on disk, where its trials run; :meth:`run` runs it.
 
+    Minimises ``objective(hp)["val_loss"]`` over ``space`` in ``steps`` tightening steps.
     Each step: ``initial_points`` design points (``lhs``: Latin hypercube; ``random``:
     uniform), plus ``start_points`` (step 1) or the best point so far (later steps) when
     ``start_points`` is given; then ``iterations_per_step`` GP suggestions. After the
@@ -132,26 +111,199 @@ def run_search(
     its error, and scored with a penalty; the search goes on. On an executor, a trial with
     no result ``trial_timeout`` seconds after it could start (hung) is recorded as
     ``time_limit`` and cancelled. A trial started twice without being recorded (it killed
-    the process, e.g. out of memory) is recorded as failed and not started again. Trials already in
-    ``history_path`` are reused, not re-run: the search resumes, if its ``fingerprint``
-    matches. A point already scored at the same budget and repeat (the best point so far,
-    added to a later step) is not trained again: ``objective`` is taken to depend on
-    ``(hp, budget, repeat)`` alone, as a seeded training does; it is recorded as ``reused``.
+    the process, e.g. out of memory) is recorded as failed and not started again. Trials
+    already in ``history_path`` are reused, not re-run: the search resumes, if its
+    ``fingerprint`` matches. A point already scored at the same budget and repeat (the best
+    point so far, added to a later step) is not trained again: ``objective`` is taken to
+    depend on ``(hp, budget, repeat)`` alone, as a seeded training does; it is recorded as
+    ``reused``.
     """
-    if design not in DESIGNS:
-        raise ValueError(f"design must be one of {', '.join(DESIGNS)}. Got {design!r}.")
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1. Got {workers}.")
-    history = SearchHistory(history_path, space.names, history_fingerprint(space, fingerprint))
-    if history.trials:
-        log(f"Resuming: {len(history.trials)} trial(s) already in {history_path}.")
-    spaces, reasons = [], []
-    current = space
-    planned = steps * (initial_points + iterations_per_step) + finalists * finalist_repeats \
-        + (len(start_points) + steps - 1 if start_points is not None else 0)
-    started, resumed = time.perf_counter(), len(history.trials)
 
-    def record(job: tuple, result: dict, seconds: float, status: str, error: str) -> None:
+    def __init__(
+        self,
+        objective: Callable[..., dict[str, float]],
+        space: SearchSpace,
+        history_path: str | Path,
+        *,
+        steps: int = 3,
+        initial_points: int = 5,
+        iterations_per_step: int = 5,
+        shrink: float = 0.5,
+        min_step: float = 1e-8,
+        seed: int = 42,
+        design: str = "lhs",
+        acquisition: str = "EI",
+        start_points: list[dict] | None = None,
+        finalists: int = 0,
+        finalist_budget: float = 1.0,
+        finalist_repeats: int = 1,
+        workers: int = 1,
+        executor: Executor | None = None,
+        trial_timeout: float | None = None,
+        fingerprint: dict[str, str] | None = None,
+        log: Callable[[str], None] = print,
+    ):
+        if design not in DESIGNS:
+            raise ValueError(f"design must be one of {', '.join(DESIGNS)}. Got {design!r}.")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1. Got {workers}.")
+        self.objective, self.space, self.history_path = objective, space, history_path
+        self.steps, self.initial_points = steps, initial_points
+        self.iterations_per_step, self.shrink, self.min_step = iterations_per_step, shrink, min_step
+        self.seed, self.design, self.acquisition = seed, design, acquisition
+        self.start_points = start_points
+        self.finalists, self.finalist_budget = finalists, finalist_budget
+        self.finalist_repeats = finalist_repeats
+        self.workers, self.executor, self.trial_timeout = workers, executor, trial_timeout
+        self.log = log
+        self.history = SearchHistory(history_path, space.names,
+                                     history_fingerprint(space, fingerprint))
+        self.planned = steps * (initial_points + iterations_per_step) \
+            + finalists * finalist_repeats \
+            + (len(start_points) + steps - 1 if start_points is not None else 0)
+        self.started, self.resumed = time.perf_counter(), len(self.history.trials)
+
+    def run(self) -> SearchResult:
+        """Every step, then the finalists; the trials, each step's space and why it stopped."""
+        if self.history.trials:
+            self.log(f"Resuming: {len(self.history.trials)} trial(s) already in "
+                     f"{self.history_path}.")
+        spaces, reasons, current = [], [], self.space
+        for step in range(1, self.steps + 1):
+            spaces.append(current)
+            self._design(step, current)
+            reasons.append(self._suggestions(step, current))
+            best = self._best_so_far()
+            if best is None:
+                raise ValueError("Every trial of the search failed (non-finite validation "
+                                 f"loss); see the error column of {self.history_path}.")
+            self.log(f"step {step} done ({reasons[-1]}); best so far val_loss="
+                     f"{best.val_loss:.4f}")
+            if step < self.steps:
+                current = current.tighten(best.hp, self.shrink,
+                                          _settled(current, self._searched(), best.hp))
+        if self.finalists:
+            self._finalists()
+        return SearchResult(self._searched(), spaces, reasons)
+
+    # Steps ---------------------------------------------------------------------------------
+    def _design(self, step: int, current: SearchSpace) -> None:
+        """A step's design points, with the start points (step 1) or the best so far."""
+        seed = self.seed + step
+        points = (current.latin_hypercube(self.initial_points, seed=seed)
+                  if self.design == "lhs" else current.random_points(self.initial_points, seed))
+        if self.start_points is not None:
+            best = self._best_so_far()
+            extra = self.start_points if step == 1 else ([best.hp] if best else [])
+            points += [p for p in extra if current.contains(p)]
+        self._evaluate_all([(step, i, "initial", hp, 1.0, 0) for i, hp in enumerate(points)])
+
+    def _suggestions(self, step: int, current: SearchSpace) -> str:
+        """A step's GP suggestions, in rounds of ``workers``; returns why the step stopped."""
+        previous, it = None, 0
+        while it < self.iterations_per_step:
+            batch, pending = [], []
+            for j in range(it, min(it + self.workers, self.iterations_per_step)):
+                done = self.history.find(step, "bo", j)
+                hp = done.hp if done is not None else self._suggest(step, j, current, pending)
+                x = current.encode(hp)
+                if done is None and previous is not None \
+                        and np.linalg.norm(x - previous) < self.min_step:
+                    self._evaluate_all(batch)
+                    return (f"consecutive points closer than {self.min_step:g} after {j} "
+                            "iterations")
+                previous = x
+                pending.append(hp)
+                batch.append((step, j, "bo", hp, 1.0, 0))
+            self._evaluate_all(batch)
+            it += len(batch)
+        return f"{self.iterations_per_step} iterations"
+
+    def _suggest(self, step: int, j: int, current: SearchSpace, pending: list[dict]) -> dict:
+        """GPyOpt's next point inside ``current``; each pending point counts as the mean loss."""
+        inside = [t for t in self._searched() if current.contains(t.hp) and t.budget == 1.0]
+        finite = [t.val_loss for t in inside if math.isfinite(t.val_loss)]
+        worst = max(finite) + 1.0 if finite else 10.0
+        ys = [t.val_loss if math.isfinite(t.val_loss) else worst for t in inside]
+        lie = float(np.mean(finite)) if finite else worst
+        return suggest_next(current, [t.hp for t in inside] + pending, ys + [lie] * len(pending),
+                            seed=self.seed * 1000 + step * 100 + j, acquisition=self.acquisition)
+
+    def _finalists(self) -> None:
+        """The best distinct points, trained again longer (and repeated)."""
+        ranked, seen = [], set()
+        for t in sorted((t for t in self._searched() if math.isfinite(t.val_loss)
+                         and t.budget == 1.0), key=lambda t: t.val_loss):
+            if point_key(t.hp) not in seen:
+                seen.add(point_key(t.hp))
+                ranked.append(t.hp)
+        r_n = self.finalist_repeats
+        self._evaluate_all([(self.steps + 1, rank * r_n + r, "finalist", hp,
+                             self.finalist_budget, r)
+                            for rank, hp in enumerate(ranked[:self.finalists])
+                            for r in range(r_n)])
+
+    # Trials --------------------------------------------------------------------------------
+    def _searched(self) -> list[Trial]:
+        """The search's own trials (not the literature one)."""
+        return [t for t in self.history.trials if t.source != "literature"]
+
+    def _best_so_far(self) -> Trial | None:
+        return min((t for t in self._searched() if math.isfinite(t.val_loss)
+                    and t.budget == 1.0), key=lambda t: t.val_loss, default=None)
+
+    def _evaluate_all(self, jobs: list[tuple]) -> None:
+        """Run the jobs ``(step, index, source, hp, budget, repeat)`` not yet in the history.
+
+        On the executor all at once, else one by one; recorded in job order.
+        """
+        history = self.history
+        todo = [j for j in jobs if history.find(j[0], j[2], j[1]) is None]
+        submitted = {}
+        if self.executor is not None:
+            for j in todo:
+                if scored_before(history.trials, *j[3:]) is None and history.starts(j) < 2:
+                    history.begin(j)
+                    submitted[j[:3]] = (time.perf_counter(), len(submitted),
+                                        self.executor.submit(timed_call, self.objective, *j[3:]))
+        for j in todo:
+            earlier = scored_before(history.trials, *j[3:])
+            if earlier is not None and j[:3] not in submitted:
+                self._record(j, {"val_loss": earlier.val_loss,
+                                 "val_accuracy": earlier.val_accuracy}, 0.0, "reused", "")
+            elif j[:3] not in submitted and history.starts(j) >= 2:
+                self._record(j, {"val_loss": float("nan")}, 0.0, "failed", KILLED_TWICE)
+            else:
+                self._record(j, *self._outcome(j, *submitted.get(j[:3], (None, 0, None))))
+
+    def _outcome(self, job: tuple, t0: float | None, rank: int,
+                 future) -> tuple[dict, float, str, str]:
+        """Run (or wait for) one job: its result, seconds, status and error."""
+        t0 = time.perf_counter() if t0 is None else t0
+        try:
+            if future is None:
+                self.history.begin(job)
+                result, seconds = timed_call(self.objective, *job[3:])
+            else:
+                timeout = None if self.trial_timeout is None else max(
+                    0.0, t0 + self.trial_timeout * (rank // self.workers + 1)
+                    - time.perf_counter())
+                result, seconds = future.result(timeout=timeout)
+            return result, seconds, str(result.get("status", "ok")), ""
+        except TimeoutError as err:
+            nan = {"val_loss": float("nan")}
+            if future is None:  # the objective's own: a failed trial like any error
+                return nan, time.perf_counter() - t0, "failed", f"TimeoutError: {err}"[:500]
+            getattr(self.executor, "cancel", lambda f: f.cancel())(future)
+            return (nan, time.perf_counter() - t0, "time_limit",
+                    f"no result within {self.trial_timeout:g} s of its start: hung, cancelled")
+        except Exception as err:  # a failed trial is a result, not the end of the search
+            return ({"val_loss": float("nan")}, time.perf_counter() - t0, "failed",
+                    f"{type(err).__name__}: {err}".replace("\n", " ")[:500])
+
+    def _record(self, job: tuple, result: dict, seconds: float, status: str,
+                error: str) -> None:
+        """Append one trial to the history and say so, with the time so far and left."""
         step, index, source, hp, budget, repeat = job
         loss = float(result["val_loss"])
         if not math.isfinite(loss) and status == "ok":
@@ -159,123 +311,20 @@ def run_search(
         trial = Trial(step, index, source, hp, loss,
                       float(result.get("val_accuracy", float("nan"))), round(seconds, 2),
                       float(budget), repeat, status, error)
-        history.append(trial)
-        elapsed = time.perf_counter() - started
-        left = elapsed / (len(history.trials) - resumed) * max(0, planned - len(history.trials))
+        self.history.append(trial)
+        done = len(self.history.trials)
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / max(1, done - self.resumed) * max(0, self.planned - done)
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in hp.items())
-        log(f"trial {len(history.trials)} of ~{planned} (step {step} {source} {index + 1}"
-            f"{f', budget x{budget:g}' if budget != 1 else ''}): val_loss={loss:.4f} "
-            f"val_acc={trial.val_accuracy:.3f} {status}{f' [{error}]' if error else ''}; "
-            f"{trial.seconds:.0f}s, {elapsed / 60:.1f} min so far, ~{left / 60:.1f} min left"
-            f" | {shown}")
+        self.log(f"trial {done} of ~{self.planned} (step {step} {source} {index + 1}"
+                 f"{f', budget x{budget:g}' if budget != 1 else ''}): val_loss={loss:.4f} "
+                 f"val_acc={trial.val_accuracy:.3f} {status}{f' [{error}]' if error else ''}; "
+                 f"{trial.seconds:.0f}s, {elapsed / 60:.1f} min so far, ~{left / 60:.1f} min "
+                 f"left | {shown}")
 
-    def evaluate_all(jobs: list[tuple]) -> None:
-        """Run the jobs ``(step, index, source, hp, budget, repeat)`` not yet in the history.
 
-        On the executor all at once, else one by one; recorded in job order.
-        """
-        todo = [j for j in jobs if history.find(j[0], j[2], j[1]) is None]
-        submitted = {}
-        if executor is not None:
-            for j in todo:
-                if scored_before(history.trials, *j[3:]) is None and history.starts(j) < 2:
-                    history.begin(j)
-                    submitted[j[:3]] = (time.perf_counter(), len(submitted),
-                                        executor.submit(timed_call, objective, *j[3:]))
-        for j in todo:
-            earlier = scored_before(history.trials, *j[3:])
-            if earlier is not None and j[:3] not in submitted:
-                record(j, {"val_loss": earlier.val_loss, "val_accuracy": earlier.val_accuracy},
-                       0.0, "reused", "")
-                continue
-            if j[:3] not in submitted and history.starts(j) >= 2:
-                record(j, {"val_loss": float("nan")}, 0.0, "failed", KILLED_TWICE)
-                continue
-            t0, rank, future = submitted.get(j[:3], (time.perf_counter(), 0, None))
-            try:
-                if future is None:
-                    history.begin(j)
-                    result, seconds = timed_call(objective, *j[3:])
-                else:
-                    result, seconds = future.result(timeout=None if trial_timeout is None else max(
-                        0.0, t0 + trial_timeout * (rank // workers + 1) - time.perf_counter()))
-                status, error = str(result.get("status", "ok")), ""
-            except TimeoutError as err:
-                result, seconds = {"val_loss": float("nan")}, time.perf_counter() - t0
-                if future is None:  # the objective's own: a failed trial like any error
-                    status, error = "failed", f"TimeoutError: {err}"[:500]
-                else:
-                    getattr(executor, "cancel", lambda f: f.cancel())(future)
-                    status = "time_limit"
-                    error = f"no result within {trial_timeout:g} s of its start: hung, cancelled"
-            except Exception as err:  # a failed trial is a result, not the end of the search
-                result, status = {"val_loss": float("nan")}, "failed"
-                seconds = time.perf_counter() - t0
-                error = f"{type(err).__name__}: {err}".replace("\n", " ")[:500]
-            record(j, result, seconds, status, error)
-
-    def searched() -> list[Trial]:  # the search's own trials (not the literature one)
-        return [t for t in history.trials if t.source != "literature"]
-
-    def best_so_far() -> Trial | None:
-        return min((t for t in searched() if math.isfinite(t.val_loss) and t.budget == 1.0),
-                   key=lambda t: t.val_loss, default=None)
-
-    for step in range(1, steps + 1):
-        spaces.append(current)
-        design_points = (current.latin_hypercube(initial_points, seed=seed + step)
-                         if design == "lhs" else current.random_points(initial_points,
-                                                                       seed=seed + step))
-        if start_points is not None:
-            best = best_so_far()
-            extra = start_points if step == 1 else ([best.hp] if best else [])
-            design_points += [p for p in extra if current.contains(p)]
-        evaluate_all([(step, i, "initial", hp, 1.0, 0) for i, hp in enumerate(design_points)])
-        previous, it, stopped = None, 0, False
-        reason = f"{iterations_per_step} iterations"
-        while it < iterations_per_step and not stopped:
-            batch, pending = [], []
-            for j in range(it, min(it + workers, iterations_per_step)):
-                done = history.find(step, "bo", j)
-                if done is not None:
-                    hp = done.hp
-                else:
-                    inside = [t for t in searched()
-                              if current.contains(t.hp) and t.budget == 1.0]
-                    finite = [t.val_loss for t in inside if math.isfinite(t.val_loss)]
-                    worst = max(finite) + 1.0 if finite else 10.0
-                    ys = [t.val_loss if math.isfinite(t.val_loss) else worst for t in inside]
-                    lie = float(np.mean(finite)) if finite else worst
-                    hp = suggest_next(current, [t.hp for t in inside] + pending,
-                                      ys + [lie] * len(pending),
-                                      seed=seed * 1000 + step * 100 + j, acquisition=acquisition)
-                    x = current.encode(hp)
-                    if previous is not None and np.linalg.norm(x - previous) < min_step:
-                        reason = f"consecutive points closer than {min_step:g} after {j} iterations"
-                        stopped = True
-                        break
-                previous = current.encode(hp)
-                pending.append(hp)
-                batch.append((step, j, "bo", hp, 1.0, 0))
-            evaluate_all(batch)
-            it += len(batch)
-        reasons.append(reason)
-        best = best_so_far()
-        if best is None:
-            raise ValueError("Every trial of the search failed (non-finite validation loss); "
-                             f"see the error column of {history_path}.")
-        log(f"step {step} done ({reason}); best so far val_loss={best.val_loss:.4f}")
-        if step < steps:
-            current = current.tighten(best.hp, shrink, _settled(current, searched(), best.hp))
-    if finalists:
-        ranked, seen = [], set()
-        for t in sorted((t for t in searched() if math.isfinite(t.val_loss)
-                         and t.budget == 1.0), key=lambda t: t.val_loss):
-            if point_key(t.hp) not in seen:
-                seen.add(point_key(t.hp))
-                ranked.append(t.hp)
-        evaluate_all([(steps + 1, rank * finalist_repeats + r, "finalist", hp, finalist_budget, r)
-                      for rank, hp in enumerate(ranked[:finalists])
-                      for r in range(finalist_repeats)])
-    return SearchResult(searched(), spaces, reasons)
+def run_search(objective: Callable[..., dict[str, float]], space: SearchSpace,
+               history_path: str | Path, **settings: Any) -> SearchResult:
+    """Run one search (:class:`SearchLoop`, whose keyword arguments ``settings`` are)."""
+    return SearchLoop(objective, space, history_path, **settings).run()
