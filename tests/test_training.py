@@ -207,7 +207,7 @@ def test_export_serves_the_same_probabilities_without_this_package(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     out = tmp_path / "export"
-    info = json.loads((out / "preprocessing.json").read_text())
+    info = json.loads((out / "serving.json").read_text())
     assert info["class_names"] == ["dark", "bright"] and info["input_shape"] == [8, 8, 3]
     assert any("resize to 8 x 8" in s for s in info["steps"])
     assert any(s.startswith("CLAHE (luminance") for s in info["steps"])
