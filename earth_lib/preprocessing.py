@@ -354,6 +354,7 @@ def _process_in_workers(jobs: list[tuple[str, str, str]], settings: dict[str, An
                     raise
                 for note in inflight.iterdir():
                     note.unlink()
+                pending = pending[count[0]:]  # the jobs without a result yet
                 for job in (j for j in pending if j[0] in suspects):
                     try:
                         with ProcessPoolExecutor(1, mp_context=context) as pool:
@@ -365,7 +366,7 @@ def _process_in_workers(jobs: list[tuple[str, str, str]], settings: dict[str, An
                         skip_or_raise(on_bad_file, error, job[0], result.skipped)
                         result.failed[labels[job[0]]] += 1
                         bar.update()
-                pending = [j for j in pending[count[0]:] if j[0] not in suspects]
+                pending = [j for j in pending if j[0] not in suspects]
     finally:
         shutil.rmtree(inflight, ignore_errors=True)
 
