@@ -122,7 +122,7 @@ pair: env
 export: env
 	$(PY) -m earth_lib.cli export $(call q,$(RUN))
 
-## readme: regenerate README.md's result blocks (tables, verdicts, figures) from outputs/
+## readme: regenerate the result blocks of README.md and docs/ (tables, verdicts) from outputs/
 readme: env
 	$(PY) -m earth_lib.cli readme --outputs $(call q,$(OUTPUTS))
 

@@ -138,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("results", help="print a Markdown table of the finished runs")
     p.add_argument("runs", nargs="*", help="run names (default: every run)")
     p.add_argument("--outputs", default="outputs")
-    p = sub.add_parser("readme", help="regenerate README.md's result blocks from outputs/")
-    p.add_argument("--readme", default="README.md")
+    p = sub.add_parser("readme", help="regenerate the generated blocks of README.md and "
+                                      "docs/*.md from outputs/")
+    p.add_argument("files", nargs="*", help="default: README.md and docs/*.md")
     p.add_argument("--outputs", default="outputs")
     p = sub.add_parser("compare-results",
                        help="print the comparison table of a `make compare` run (so far)")
@@ -193,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "results":
             print(results_markdown(args.outputs, args.runs))
         elif args.command == "readme":
-            for line in regenerate_readme(args.readme, args.outputs):
-                print(line)
+            for path in args.files or ["README.md", *sorted(map(str, Path("docs").glob("*.md")))]:
+                for line in regenerate_readme(path, args.outputs):
+                    print(f"{path}: {line}")
         elif args.command == "pair":
             from earth_lib.compare import pair_runs
 
