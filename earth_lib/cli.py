@@ -65,13 +65,12 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
 
 def check_inputs(run: str | Path, data: str | Path) -> None:
     """Fail fast, before TensorFlow loads: ``data`` must hold images and ``run`` a model."""
-    from earth_lib.images import IMAGE_EXTENSIONS
+    from earth_lib.images import list_images
 
     folder = Path(data)
     if not folder.is_dir():
         raise DatasetNotFoundError(f"Image folder not found: {folder}.")
-    if not any(f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
-               for f in folder.rglob("*") if f.is_file()):
+    if not list_images(folder):
         raise DatasetNotFoundError(f"{folder}: no image files in it (or its sub-folders); "
                                    "nothing to predict or evaluate.")
     load_run(run)

@@ -10,7 +10,6 @@ import json
 import mmap
 import os
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from earth_lib.errors import (
     skip_or_raise,
 )
 from earth_lib.images import IMAGE_EXTENSIONS, read_image
-from earth_lib.io import atomic_write_csv, atomic_write_json
+from earth_lib.io import atomic_write_csv, atomic_write_json, temporary_file
 from earth_lib.progress import progress_bar
 
 SPLITS = ("train", "val", "test")
@@ -299,10 +298,7 @@ def _atomic_npy(path: Path, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
 
     Written as a hidden temporary file beside ``path`` (removed if filling fails).
     """
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp",
-                                dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)  # unique: two runs filling one cache never write one file
+    tmp = temporary_file(path)  # unique: two runs filling one cache never write one file
     try:
         out = np.lib.format.open_memmap(tmp, "w+", np.uint8, shape)
         yield out

@@ -7,7 +7,6 @@ extract; otherwise raise an error that says where to put the archive by hand.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from earth_lib.errors import ArchiveError, ChecksumMismatchError, DatasetNotFoundError
+from earth_lib.io import file_digest
 from earth_lib.paths import MARKER, MOSAIC_LABELS, mark
 from earth_lib.progress import progress_bar
 from earth_lib.synthetic import generate_synthetic_dataset
@@ -49,15 +49,6 @@ REMOTE: dict[str, RemoteDataset] = {
         "7c5ef3454d9b1cccfa7ccde0c01fc8f00a45909a/UCMerced_LandUse.zip", "UCMerced_LandUse.zip",
         "5b7ec56793786b6dc8a908e8854ac0e4", "UCMerced_LandUse/Images", "about 318 MB"),
 }
-
-
-def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
-    """MD5 of a file, read in chunks."""
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download(url: str, dest: str | Path, timeout: float = 30.0) -> Path:
@@ -159,7 +150,7 @@ def fetch_dataset(name: str, root: str | Path, archive_dir: str | Path,
                 f"kept and resumed next time. Offline: download it elsewhere and place it at "
                 f"{archive}."
             ) from err
-    got = md5sum(archive)
+    got = file_digest(archive, "md5")
     if got != remote.md5:
         raise ChecksumMismatchError(
             f"{archive}: checksum mismatch (md5 {got}, expected {remote.md5}); the file is "

@@ -21,7 +21,7 @@ from earth_lib.errors import (
     DatasetNotFoundError,
     skip_or_raise,
 )
-from earth_lib.images import IMAGE_EXTENSIONS, read_image
+from earth_lib.images import list_images, read_image
 from earth_lib.io import atomic_write_csv, atomic_write_json
 from earth_lib.metrics import evaluate_predictions
 from earth_lib.preprocessing import enhance
@@ -153,8 +153,7 @@ def predict_folder(run_dir: str | Path, data_dir: str | Path, name: str | None =
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"Folder not found: {data_dir}")
-    paths = sorted(p for p in data_dir.rglob("*") if p.is_file()
-                   and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    paths = list_images(data_dir)
     if not paths:
         raise DatasetNotFoundError(f"{data_dir}: no image files in it (or its sub-folders); "
                                    "nothing to predict.")

@@ -20,6 +20,12 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 TIFF_EXTENSIONS = {".tif", ".tiff"}
 
 
+def list_images(root: str | Path) -> list[Path]:
+    """Every image file under ``root`` (any depth), by extension, hidden files left out."""
+    return sorted(f for f in Path(root).rglob("*") if f.is_file() and not f.name.startswith(".")
+                  and f.suffix.lower() in IMAGE_EXTENSIONS)
+
+
 def image_suffix(bands: int) -> str:
     """File type used for processed images: PNG for gray/RGB, TIFF for other band counts."""
     return ".png" if bands in (1, 3) else ".tif"

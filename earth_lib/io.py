@@ -5,6 +5,7 @@ Also the sweep of temporary files left by dead processes. Images: :mod:`earth_li
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -18,11 +19,35 @@ import numpy as np
 _TEMP = re.compile(r"\.pid(\d+)\.[^/]*\.tmp$")
 
 
-def _file_mode() -> int:
-    """The mode the user's umask gives a new file (mkstemp alone would make it 0600)."""
+def new_mode(directory: bool = False) -> int:
+    """The mode the user's umask gives a new file or folder.
+
+    ``mkstemp`` and ``mkdtemp`` alone would make them private to the user.
+    """
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return (0o777 if directory else 0o666) & ~mask
+
+
+def temporary_file(path: Path) -> Path:
+    """A new, empty, uniquely named hidden file beside ``path``.
+
+    Tagged with this process's id, so :func:`sweep_temporary_files` leaves it alone while
+    this process lives.
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp",
+                                dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """A file's hex digest (``hashlib`` algorithm name), read in chunks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -31,19 +56,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     The file gets the mode a normal file would (umask), so colleagues can read results.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp",
-                               dir=path.parent)
+    tmp = temporary_file(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, _file_mode())
+        tmp.write_bytes(data)
+        os.chmod(tmp, new_mode())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -61,7 +85,7 @@ def sweep_temporary_files(folder: str | Path) -> int:
     removed = 0
     for stale in Path(folder).rglob(".*.tmp"):
         match = _TEMP.search(stale.name)
-        if match and not _alive(int(match[1])):
+        if match and not pid_alive(int(match[1])):
             stale.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -22,7 +22,7 @@ import numpy as np
 
 from earth_lib.data import CACHE_DIR, SPLITS, ImageSet, index_folder
 from earth_lib.errors import ParameterError
-from earth_lib.images import IMAGE_EXTENSIONS, atomic_write_image, image_suffix, read_image
+from earth_lib.images import atomic_write_image, image_suffix, list_images, read_image
 from earth_lib.io import atomic_write_csv
 from earth_lib.paths import MOSAIC_LABELS
 from earth_lib.progress import progress_bar
@@ -194,8 +194,7 @@ def _image_files(root: Path) -> list[Path]:
     """Every image under ``root`` (class folders or not), hidden files left out."""
     if not root.is_dir():
         raise ParameterError(f"image folder {root} not found.")
-    return sorted(f for f in root.rglob("*") if f.is_file() and not f.name.startswith(".")
-                  and f.suffix.lower() in IMAGE_EXTENSIONS and CACHE_DIR not in f.parts)
+    return [f for f in list_images(root) if CACHE_DIR not in f.parts]
 
 
 def missing_labels(y: np.ndarray, split: np.ndarray, names: list[str]) -> dict[str, list[str]]:

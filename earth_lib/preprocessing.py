@@ -38,7 +38,7 @@ from skimage import color, exposure, transform
 from earth_lib.data import index_folder, select_files
 from earth_lib.errors import DEFAULT_BAD_FILE_POLICY, BadImageError, skip_or_raise
 from earth_lib.images import atomic_write_image, image_suffix, read_image
-from earth_lib.io import atomic_write_json, sweep_temporary_files
+from earth_lib.io import atomic_write_json, pid_alive, sweep_temporary_files
 from earth_lib.params import section_defaults
 from earth_lib.paths import mark
 from earth_lib.progress import progress_bar
@@ -216,15 +216,8 @@ def read_settings(processed_dir: str | Path) -> dict[str, Any]:
 
 def _dead_workers_files(inflight: Path) -> list[str]:
     """The files that workers no longer alive were processing (their notes in ``inflight``)."""
-    files = []
-    for note in inflight.iterdir():
-        try:
-            os.kill(int(note.name), 0)
-        except ProcessLookupError:
-            files.append(note.read_text(encoding="utf-8"))
-        except (ValueError, PermissionError):
-            continue
-    return sorted(files)
+    return sorted(note.read_text(encoding="utf-8") for note in inflight.iterdir()
+                  if note.name.isdigit() and not pid_alive(int(note.name)))
 
 
 def output_path(src: Path, raw_root: Path, out_root: Path, bands: int) -> Path:

@@ -17,7 +17,6 @@ what to do.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import importlib.util
 import json
 import os
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from earth_lib.errors import ParameterError, RunFormatError, RunInUseError, RunNotFoundError
-from earth_lib.io import atomic_write_csv, atomic_write_json
+from earth_lib.io import atomic_write_csv, atomic_write_json, file_digest, new_mode
 from earth_lib.params import load_params
 from earth_lib.paths import mark, run_name
 
@@ -181,15 +180,6 @@ def mark_failed(run_dir: str | Path, notebook: str, error: str) -> None:
     record = run.read_record() if run.record_path.is_file() else {}
     record["failed"] = {"notebook": notebook, "error": error[:500], "at": _now()}
     atomic_write_json(run.record_path, record)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -432,7 +422,7 @@ class Run:
         tmp = Path(name)
         try:
             model.save(tmp)
-            digest = file_sha256(tmp)
+            digest = file_digest(tmp)
             tmp.replace(self.model_path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -458,7 +448,7 @@ class Run:
         only runs you trust.
         """
         card = self.load_card()
-        if card.model_sha256 is not None and file_sha256(self.model_path) != card.model_sha256:
+        if card.model_sha256 is not None and file_digest(self.model_path) != card.model_sha256:
             raise RunFormatError(
                 f"{self.model_path} is not the model {self.card_path.name} (model_card) "
                 "describes: a save was interrupted between the two. Rerun the training.")
@@ -491,9 +481,7 @@ def export_for_serving(run_path: str | Path) -> Path:
     model, card = run.load_model()
     out = run.path / "export"
     tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=run.path))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)  # export/ readable as a folder made by mkdir would be
+    os.chmod(tmp, new_mode(directory=True))  # export/ readable as a folder made by mkdir
     try:
         model.export(str(tmp / "saved_model"), format="tf_saved_model", verbose=False)
         p = card.preprocess

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,7 @@ class SearchHistory:
 
     @staticmethod
     def _job_key(job: tuple) -> str:
+        """``step/source/index`` of a job ``(step, index, source, ...)`` or of a trial."""
         return f"{job[0]}/{job[2]}/{job[1]}"
 
     def starts(self, job: tuple) -> int:
@@ -157,7 +159,8 @@ class SearchHistory:
     def append(self, trial: Trial) -> None:
         """Record a finished trial (the whole file is rewritten atomically)."""
         self.trials.append(trial)
-        if self.started.pop(f"{trial.step}/{trial.source}/{trial.trial}", None) is not None:
+        if self.started.pop(self._job_key((trial.step, trial.trial, trial.source)),
+                            None) is not None:
             self._save_started()
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
@@ -179,6 +182,20 @@ class SearchHistory:
 #: The error of a trial that was started twice and never finished: the process died in it.
 KILLED_TWICE = ("started twice and never finished: the process was killed in it (out of "
                 "memory?); skipped")
+
+
+def trial_from(job: tuple, result: dict[str, Any], seconds: float, status: str,
+               error: str) -> Trial:
+    """The trial a job ``(step, index, source, hp, budget, repeat)`` gave.
+
+    A run that reported ``ok`` without a finite loss is a failure.
+    """
+    step, index, source, hp, budget, repeat = job
+    loss = float(result["val_loss"])
+    if not math.isfinite(loss) and status == "ok":
+        status, error = "failed", "no finite validation loss"
+    return Trial(step, index, source, hp, loss, float(result.get("val_accuracy", float("nan"))),
+                 round(seconds, 2), float(budget), repeat, status, error)
 
 
 def history_fingerprint(space: SearchSpace, fingerprint: dict[str, str] | None) -> dict[str, str]:

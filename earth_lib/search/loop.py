@@ -20,6 +20,7 @@ from earth_lib.search.history import (
     history_fingerprint,
     point_key,
     scored_before,
+    trial_from,
 )
 from earth_lib.search.space import DESIGNS, SearchSpace
 
@@ -279,38 +280,27 @@ class SearchLoop:
     def _outcome(self, job: tuple, t0: float | None, rank: int,
                  future) -> tuple[dict, float, str, str]:
         """Run (or wait for) one job: its result, seconds, status and error."""
-        t0 = time.perf_counter() if t0 is None else t0
+        if future is None:
+            self.history.begin(job)
+            return guarded_call(self.objective, *job[3:])
+        timeout = None if self.trial_timeout is None else max(
+            0.0, t0 + self.trial_timeout * (rank // self.workers + 1) - time.perf_counter())
         try:
-            if future is None:
-                self.history.begin(job)
-                result, seconds = timed_call(self.objective, *job[3:])
-            else:
-                timeout = None if self.trial_timeout is None else max(
-                    0.0, t0 + self.trial_timeout * (rank // self.workers + 1)
-                    - time.perf_counter())
-                result, seconds = future.result(timeout=timeout)
+            result, seconds = future.result(timeout=timeout)
             return result, seconds, str(result.get("status", "ok")), ""
-        except TimeoutError as err:
-            nan = {"val_loss": float("nan")}
-            if future is None:  # the objective's own: a failed trial like any error
-                return nan, time.perf_counter() - t0, "failed", f"TimeoutError: {err}"[:500]
+        except TimeoutError:
             getattr(self.executor, "cancel", lambda f: f.cancel())(future)
-            return (nan, time.perf_counter() - t0, "time_limit",
+            return ({"val_loss": float("nan")}, time.perf_counter() - t0, "time_limit",
                     f"no result within {self.trial_timeout:g} s of its start: hung, cancelled")
-        except Exception as err:  # a failed trial is a result, not the end of the search
+        except Exception as err:  # a failed trial (or a dead worker) is a result
             return ({"val_loss": float("nan")}, time.perf_counter() - t0, "failed",
                     f"{type(err).__name__}: {err}".replace("\n", " ")[:500])
 
     def _record(self, job: tuple, result: dict, seconds: float, status: str,
                 error: str) -> None:
         """Append one trial to the history and say so, with the time so far and left."""
-        step, index, source, hp, budget, repeat = job
-        loss = float(result["val_loss"])
-        if not math.isfinite(loss) and status == "ok":
-            status, error = "failed", "no finite validation loss"
-        trial = Trial(step, index, source, hp, loss,
-                      float(result.get("val_accuracy", float("nan"))), round(seconds, 2),
-                      float(budget), repeat, status, error)
+        trial = trial_from(job, result, seconds, status, error)
+        step, index, source, hp, budget, _ = job
         self.history.append(trial)
         done = len(self.history.trials)
         elapsed = time.perf_counter() - self.started
@@ -318,10 +308,26 @@ class SearchLoop:
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in hp.items())
         self.log(f"trial {done} of ~{self.planned} (step {step} {source} {index + 1}"
-                 f"{f', budget x{budget:g}' if budget != 1 else ''}): val_loss={loss:.4f} "
-                 f"val_acc={trial.val_accuracy:.3f} {status}{f' [{error}]' if error else ''}; "
+                 f"{f', budget x{budget:g}' if budget != 1 else ''}): "
+                 f"val_loss={trial.val_loss:.4f} val_acc={trial.val_accuracy:.3f} "
+                 f"{trial.status}{f' [{trial.error}]' if trial.error else ''}; "
                  f"{trial.seconds:.0f}s, {elapsed / 60:.1f} min so far, ~{left / 60:.1f} min "
                  f"left | {shown}")
+
+
+def guarded_call(objective: Callable[..., dict[str, float]], hp: dict, budget: float = 1.0,
+                 repeat: int = 0) -> tuple[dict, float, str, str]:
+    """``objective`` in this process: its result, seconds, status and error.
+
+    An exception is a failed trial, not the end of the search.
+    """
+    t0 = time.perf_counter()
+    try:
+        result, seconds = timed_call(objective, hp, budget, repeat)
+        return result, seconds, str(result.get("status", "ok")), ""
+    except Exception as err:
+        return ({"val_loss": float("nan")}, time.perf_counter() - t0, "failed",
+                f"{type(err).__name__}: {err}".replace("\n", " ")[:500])
 
 
 def run_search(objective: Callable[..., dict[str, float]], space: SearchSpace,

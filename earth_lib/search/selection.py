@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +13,9 @@ from earth_lib.search.history import (
     Trial,
     history_fingerprint,
     scored_before,
+    trial_from,
 )
-from earth_lib.search.loop import SearchResult, run_search, timed_call
+from earth_lib.search.loop import SearchResult, guarded_call, run_search
 from earth_lib.search.space import SearchSpace
 
 
@@ -95,21 +94,11 @@ def literature_trial(objective: Callable[..., dict[str, float]], space: SearchSp
     if done is not None:
         return done
     job = (0, 0, "literature", {n: baseline[n] for n in space.names if n in baseline}, 1.0, 0)
-    t0, status, error = time.perf_counter(), "failed", KILLED_TWICE
-    result: dict[str, Any] = {"val_loss": float("nan")}
+    outcome = ({"val_loss": float("nan")}, 0.0, "failed", KILLED_TWICE)
     if history.starts(job) < 2:
         history.begin(job)
-        try:
-            result, _ = timed_call(objective, dict(baseline))
-            status, error = str(result.get("status", "ok")), ""
-        except Exception as err:  # recorded, so that no rerun repeats it
-            error = f"{type(err).__name__}: {err}".replace("\n", " ")[:500]
-    loss = float(result["val_loss"])
-    if not math.isfinite(loss) and status == "ok":
-        status, error = "failed", "no finite validation loss"
-    trial = Trial(0, 0, "literature", job[3], loss,
-                  float(result.get("val_accuracy", float("nan"))),
-                  round(time.perf_counter() - t0, 2), 1.0, 0, status, error)
+        outcome = guarded_call(objective, dict(baseline))  # recorded: no rerun repeats it
+    trial = trial_from(job, *outcome)
     history.append(trial)
     return trial
 
