@@ -23,6 +23,8 @@ DATA ?=
 OTHER ?=
 # LABELS: the labels CSV of DATA, for evaluating a multi-label run
 LABELS ?=
+# RECORDS: the learning curve's records (make curve-report)
+RECORDS ?= results/curve
 # DATA_ROOT: where generated and processed data live (make clean looks in raw/ and processed/)
 DATA_ROOT ?= data
 VENV ?= .venv
@@ -36,7 +38,7 @@ BENCH_ARGS ?=
 # share a folder or a notebook chain run on one worker (xdist_group, tests/conftest.py)
 TEST_WORKERS ?= 2
 XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
-LIB := $(wildcard earth_lib/*.py)
+LIB := $(wildcard earth_lib/*.py earth_lib/*/*.py)
 NB1 := notebooks/01_preprocessing.ipynb
 NB2 := notebooks/02_earth_classifier.ipynb
 NB3 := notebooks/03_does_the_search_pay.ipynb
@@ -56,7 +58,7 @@ $(foreach t,$(filter evaluate predict pair export,$(MAKECMDGOALS)),$(foreach v,$
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help env lock readme all preprocess classify compare data evaluate predict pair export test nbval-variants test-fast lint bench lab clean
+.PHONY: help env lock readme all preprocess classify compare curve curve-report data evaluate predict pair export test nbval-variants test-fast lint bench lab clean
 
 ## help: list every target with its description
 help:
@@ -101,6 +103,14 @@ classify: env $(OUT_ESC)/02_earth_classifier.ipynb
 
 ## compare: does the search pay? every arm at one budget, fully trained, over seeds (notebook 3)
 compare: env $(OUT_ESC)/03_does_the_search_pay.ipynb
+
+## curve: the learning curve's missing cells (PARAMS=params/curve.yaml; resumes; records in results/curve)
+curve: env $(OUT_ESC)/01_preprocessing.ipynb
+	$(PY) -m earth_lib.cli curve $(call q,$(PARAMS)) --run-dir $(call q,$(OUT)) --set $(call q,$(strip $(SET)))
+
+## curve-report: docs/curve.md and its figures, from the curve's records alone (RECORDS=results/curve)
+curve-report: env
+	$(PY) -m earth_lib.cli curve-report $(call q,$(RECORDS))
 
 ## data: download, verify and extract a public data set (DATASET=eurosat|eurosat_ms|ucmerced)
 data: env

@@ -106,6 +106,21 @@ def store_checked_outputs(executed: str | Path, source: str | Path) -> int:
     return updated
 
 
+def run_learning_curve(params_file: str, run_dir: str | None, overrides: str,
+                       worker: bool) -> None:
+    """Run the curve's missing cells: this process and ``curve.workers - 1`` more."""
+    from earth_lib.experiments.curve import run_curve, worker_argv
+
+    overrides = " ".join(overrides.split())
+    if worker:
+        run = Run(Path(run_dir), load_params(params_file, overrides), params_file, overrides)
+        run_curve(run.params, run)
+        return
+    run = Run.begin("curve", params_file, run_dir, overrides)
+    done = run_curve(run.params, run, worker_argv(params_file, str(run.path), overrides))
+    run.finish("curve", cells_run_here=done)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m earth_lib.cli <command> ...``."""
     ap = argparse.ArgumentParser(prog="earth-resnet", description=__doc__)
@@ -148,6 +163,15 @@ def main(argv: list[str] | None = None) -> int:
                                     "(McNemar, bootstrap interval)")
     p.add_argument("run_a", help="a make all run: its split.csv gives the test images")
     p.add_argument("run_b", help="another run or a comparison arm (arms/<arm>/seed<k>)")
+    p = sub.add_parser("curve", help="run the learning curve's missing cells (make curve)")
+    p.add_argument("params")
+    p.add_argument("--run-dir")
+    p.add_argument("--set", default="", metavar="KEY=VALUE ...", help="overrides")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p = sub.add_parser("curve-report", help="the learning curve's tables and figures, from "
+                                            "its records alone")
+    p.add_argument("records", nargs="?", default="results/curve")
+    p.add_argument("--docs", default="docs", help="where curve.md and its figures go")
     p = sub.add_parser("store-checked-outputs",
                        help="keep only nbval-checked outputs, taken from an executed notebook")
     p.add_argument("executed")
@@ -219,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise FileNotFoundError(f"{args.run}: no finished arm (arms/*/seed*/result.json)")
             table = summary_table(results)
             print(table_markdown(table) + "\n\n" + verdict(table))
+        elif args.command == "curve":
+            run_learning_curve(args.params, args.run_dir, args.set, args.worker)
+        elif args.command == "curve-report":
+            from earth_lib.experiments.report import write_curve_report
+
+            print(f"written: {', '.join(map(str, write_curve_report(args.records, args.docs)))}")
         elif args.command == "store-checked-outputs":
             n = store_checked_outputs(args.executed, args.notebook)
             print(f"{args.notebook}: stored the outputs of {n} checked cell(s)")

@@ -471,6 +471,21 @@ def stratified_split(
     return split.astype(str)
 
 
+def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded order of the items in which every prefix holds the classes in proportion.
+
+    Each class's items are shuffled and spread evenly over [0, 1) (the k-th of m at
+    ``(k + u) / m``, u uniform); sorting by that position interleaves the classes, so the
+    first n items are a stratified sample of n, and a shorter prefix lies in a longer one.
+    """
+    rng = np.random.default_rng(seed)
+    key = np.empty(len(labels))
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        key[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
+    return np.argsort(key, kind="stable")
+
+
 def label_text(y: np.ndarray, class_names: list[str]) -> str:
     """One image's label(s) as text: the class, or the labels present joined by ``;``."""
     if np.ndim(y) == 0:

@@ -250,6 +250,35 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "improved_acquisition": _p(ACQUISITIONS[0], str, "the improved arm's acquisition",
                                    choices=ACQUISITIONS),
     },
+    "curve": {
+        "sizes": _p([250, 500, 1000, 2000, 5000], list, "training-set sizes of the learning "
+                    "curve (make curve), in images, stratified"),
+        "replicates": _p([5, 5, 5, 5, 3], list, "replicates per size (a new subset, search "
+                         "seed and training seed each; the arms are paired within one)"),
+        "test_images": _p(5000, int, "the curve's fixed stratified test set, used by nothing "
+                          "else", low=10),
+        "val_fraction": _p(0.25, float, "validation images per training image, drawn beside "
+                           "each subset", low=0.05, high=1.0),
+        "arms": _p(["none", "literature", "dihedral", "trivialaugment", "randaugment", "lr_wd",
+                    "random", "method", "noisy_gp"], list,
+                   "arms of the curve (see earth_lib/experiments/curve.py)"),
+        "final_steps": _p([250, 300, 400, 500, 600], list, "optimiser steps of every arm's "
+                          "final training, one per size"),
+        "trials": _p(9, int, "trials of each search arm (the same budget for all)", low=3),
+        "trial_fraction": _p(0.15, float, "a trial's optimiser steps as a share of the final "
+                             "training's", low=0.01, high=1.0),
+        "weight_decay_bounds": _p([1e-4, 0.3], list, "the lr_wd arm's weight-decay range "
+                                  "(log scale)"),
+        "fidelity_sizes": _p([1000, 5000], list, "sizes of the fidelity check: does a trial's "
+                             "score rank fully trained results? ([]: none)"),
+        "fidelity_points": _p(8, int, "configurations of the fidelity check", low=2),
+        "fidelity_seeds": _p(2, int, "seeds per configuration of the fidelity check", low=1),
+        "workers": _p(1, int, "cells trained at once, each in its own process", low=1,
+                      high=64),
+        "results_dir": _p(None, str, "where each finished cell's record goes (null: "
+                          "<run>/records; results/curve for the committed curve)",
+                          nullable=True),
+    },
     "classical": {
         "enabled": _p(True, bool, "colour-histogram + texture random-forest baseline"),
         "trees": _p(300, int, "random-forest trees", low=1),
@@ -413,6 +442,7 @@ def validate(raw: dict | None, source: str = "<params>") -> dict[str, Any]:
     space = out["search"]["space"]
     out["search"]["space"] = validate_space(DEFAULT_SPACE if space is None else space, source)
     _check_compare(out["compare"], source)
+    _check_curve(out["curve"], source)
     _check_task(out, source)
     _check_folders(out, source)
     return out
@@ -466,6 +496,35 @@ def _check_compare(c: dict[str, Any], source: str) -> None:
             raise _unknown(source, f"compare.arms: {arm}", list(known))
     if not arms or len(set(arms)) != len(arms):
         raise _fail(source, "compare.arms", "a non-empty list of distinct arms", arms)
+
+
+def _check_curve(c: dict[str, Any], source: str) -> None:
+    """Sizes, replicates and steps line up; arms are known; the ranges are ranges."""
+    def whole(v: Any, low: int = 1) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    sizes = c["sizes"]
+    if not sizes or not all(whole(v, 2) for v in sizes) or sorted(set(sizes)) != sizes:
+        raise _fail(source, "curve.sizes", "increasing whole numbers >= 2", sizes)
+    for key in ("replicates", "final_steps"):
+        if len(c[key]) != len(sizes) or not all(whole(v) for v in c[key]):
+            raise _fail(source, f"curve.{key}", f"{len(sizes)} whole numbers >= 1 (one per "
+                        "size)", c[key])
+    known = SCHEMA["curve"]["arms"].default
+    for arm in c["arms"]:
+        if arm not in known:
+            raise _unknown(source, f"curve.arms: {arm}", list(known))
+    if not c["arms"] or len(set(c["arms"])) != len(c["arms"]):
+        raise _fail(source, "curve.arms", "a non-empty list of distinct arms", c["arms"])
+    lo_hi = c["weight_decay_bounds"]
+    if len(lo_hi) != 2 or not all(isinstance(v, (int, float)) for v in lo_hi) \
+            or not 0 < lo_hi[0] < lo_hi[1] <= 1:
+        raise _fail(source, "curve.weight_decay_bounds", "[low, high] with 0 < low < high <= 1",
+                    lo_hi)
+    for size in c["fidelity_sizes"]:
+        if size not in sizes:
+            raise _fail(source, "curve.fidelity_sizes", f"sizes among curve.sizes {sizes}",
+                        c["fidelity_sizes"])
 
 
 def parse_overrides(overrides: str | list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:

@@ -171,6 +171,21 @@ GENERATED = re.compile(r"(<!-- generated: (?P<kind>\w+) (?P<args>[^>]*?) -->\n)(
                        r"(<!-- /generated -->)", re.S)
 
 
+def outside_outputs(kind: str, args: list[str]) -> str | None:
+    """A block made without run folders: the parameter table, or the curve from its records.
+
+    ``curve RECORDS``: the verdict per size and the figure (docs/curve.md has the rest);
+    None where the records folder holds no record yet.
+    """
+    if kind == "params":
+        return params_markdown()
+    from earth_lib.experiments.report import curve_verdicts, load_records
+
+    folder = Path(args[0] if args else "results/curve")
+    records = load_records(folder) if folder.is_dir() else []
+    return curve_verdicts(records) if records else None
+
+
 def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "outputs"
                       ) -> list[str]:
     """Rewrite README's generated blocks from the run folders; returns what was done.
@@ -179,7 +194,8 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
     ``results`` (the runs' table and sentences), ``multilabel`` (multi-label runs' table),
     ``compare`` (a comparison's table, verdict
     and evidence), ``variants`` (several comparisons, one row per arm and folder) or
-    ``bench`` (``make bench``'s figures beside their targets). A block
+    ``bench`` (``make bench``'s figures beside their targets), ``params`` (the parameter
+    table) or ``curve`` (the learning curve's verdicts, from its records). A block
     whose runs are not under ``outputs`` is left as it is (a fresh clone keeps the README).
     """
     from earth_lib.compare import (
@@ -196,12 +212,18 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
 
     def render(match: re.Match) -> str:
         kind, runs = match["kind"], match["args"].split()
+        if kind in ("params", "curve"):
+            body = outside_outputs(kind, runs)
+            report.append(f"{kind} {' '.join(runs)}: "
+                          + ("kept (no records)" if body is None else "regenerated"))
+            return match[0] if body is None else f"{match[1]}{body}\n{match[5]}"
         missing = [r for r in runs if not (Path(outputs) / r).is_dir()]
         if missing:
             report.append(f"{kind} {' '.join(runs)}: kept ({', '.join(missing)} not in {outputs})")
             return match[0]
         unfinished = [r for r in runs if kind in ("results", "multilabel")
-                      and Run(Path(outputs) / r).state() != "finished"]
+                      and (Run(Path(outputs) / r).state() != "finished"
+                           or not (Path(outputs) / r / METRICS_FILE).is_file())]
         if unfinished:  # never new parameters beside old numbers
             report.append(f"{kind} {' '.join(runs)}: kept ({', '.join(unfinished)} not finished:"
                           " running, failed or killed)")

@@ -21,11 +21,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from earth_lib.augmentation import augmentation_layers, make_dataset
+from earth_lib.augmentation import make_dataset
 from earth_lib.data import CHUNK, Split, chunks, read_rows, same_pixels_as_64px
 from earth_lib.metrics import tune_thresholds
 from earth_lib.model import DEFAULT_PRESET, build_from_preset
 from earth_lib.params import SCHEMA
+from earth_lib.policies import training_augmentation
 
 if TYPE_CHECKING:
     from earth_lib.analysis import PCAResult
@@ -210,9 +211,11 @@ def train_model(
     """Build and train one ResNet with these hyperparameters.
 
     ``hp`` holds the augmentation values, learning_rate, batch_size, kernel_size and,
-    optionally, epochs (which then overrides ``epochs``). With ``early_stopping`` the
-    best-validation-loss weights are restored and training stops after ``patience``
-    epochs without progress; without it, all epochs run and the last weights are kept.
+    optionally, epochs and weight_decay (which then override ``epochs`` and
+    ``weight_decay``) and a policy-free augmentation ``policy`` (:mod:`earth_lib.policies`).
+    With ``early_stopping`` the best-validation-loss weights are restored and training
+    stops after ``patience`` epochs without progress; without it, all epochs run and the
+    last weights are kept.
     With ``time_limit`` (seconds) training stops at the first batch end past it, and the
     history holds ``time_limit_hit``. With a PCA ``decoder``, the splits hold PCA scores
     and the images are rebuilt batch by batch. ``csv_log`` gets one row per epoch as it
@@ -228,6 +231,7 @@ def train_model(
     keras.utils.set_random_seed(int(seed) % 2**32)  # every valid seed (numpy takes 32 bits)
     set_precision(precision)
     epochs = int(hp.get("epochs", epochs))
+    weight_decay = float(hp.get("weight_decay", weight_decay))
     strategy = distribute if not isinstance(distribute, str) else distribution_strategy(distribute)
     batch = int(hp["batch_size"]) * (strategy.num_replicas_in_sync if strategy else 1)
     passes = math.ceil(batch / micro_batch) if micro_batch else 1
@@ -242,7 +246,7 @@ def train_model(
     # repeated, with the epoch's length given to fit: one iterator for the whole run. A new
     # iterator per epoch stalled at each epoch's start, the CPU idle, for 2 to 20 s (measured:
     # 4,096 images of 64 px, an epoch's ~20 s of work took up to 40 s)
-    train_ds = make_dataset(train.x, train.y, num_classes, batch, augmentation_layers(hp, seed),
+    train_ds = make_dataset(train.x, train.y, num_classes, batch, training_augmentation(hp, seed),
                             shuffle=True, seed=seed, decoder=decoder).repeat()
     # inference batches hold the pixels of 256 images of 64 px at any size (at 224 px,
     # batches of 256 images took 0.8 GB more than 32)

@@ -19,7 +19,7 @@ touches that module alone), ``loop`` (:func:`run_search`) and ``selection``.
 a :class:`Selection` saying which values the final training gets and why.
 """
 
-from earth_lib.search.gp import ACQUISITIONS, suggest_next
+from earth_lib.search.gp import ACQUISITIONS, posterior_means, suggest_next
 from earth_lib.search.history import (
     KILLED_TWICE,
     RESULT_COLUMNS,
@@ -35,5 +35,5 @@ from earth_lib.search.space import DESIGNS, Dimension, SearchSpace
 
 __all__ = ["ACQUISITIONS", "DESIGNS", "KILLED_TWICE", "RESULT_COLUMNS", "Dimension",
            "SearchHistory", "SearchLoop", "SearchResult", "SearchSpace", "Selection", "Trial",
-           "fingerprint", "history_fingerprint", "literature_trial", "run_search",
-           "scored_before", "search_or_baseline", "suggest_next", "timed_call"]
+           "fingerprint", "history_fingerprint", "literature_trial", "posterior_means",
+           "run_search", "scored_before", "search_or_baseline", "suggest_next", "timed_call"]

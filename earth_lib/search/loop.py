@@ -134,6 +134,7 @@ class SearchLoop:
         seed: int = 42,
         design: str = "lhs",
         acquisition: str = "EI",
+        ard: bool = False,
         start_points: list[dict] | None = None,
         finalists: int = 0,
         finalist_budget: float = 1.0,
@@ -151,7 +152,7 @@ class SearchLoop:
         self.objective, self.space, self.history_path = objective, space, history_path
         self.steps, self.initial_points = steps, initial_points
         self.iterations_per_step, self.shrink, self.min_step = iterations_per_step, shrink, min_step
-        self.seed, self.design, self.acquisition = seed, design, acquisition
+        self.seed, self.design, self.acquisition, self.ard = seed, design, acquisition, ard
         self.start_points = start_points
         self.finalists, self.finalist_budget = finalists, finalist_budget
         self.finalist_repeats = finalist_repeats
@@ -228,7 +229,8 @@ class SearchLoop:
         ys = [t.val_loss if math.isfinite(t.val_loss) else worst for t in inside]
         lie = float(np.mean(finite)) if finite else worst
         return suggest_next(current, [t.hp for t in inside] + pending, ys + [lie] * len(pending),
-                            seed=self.seed * 1000 + step * 100 + j, acquisition=self.acquisition)
+                            seed=self.seed * 1000 + step * 100 + j, acquisition=self.acquisition,
+                            ard=self.ard)
 
     def _finalists(self) -> None:
         """The best distinct points, trained again longer (and repeated)."""
@@ -238,9 +240,10 @@ class SearchLoop:
             if point_key(t.hp) not in seen:
                 seen.add(point_key(t.hp))
                 ranked.append(t.hp)
-        r_n = self.finalist_repeats
+        # at the trial length itself, repeat 0 would be the same training again
+        r_n, first = self.finalist_repeats, int(self.finalist_budget == 1.0)
         self._evaluate_all([(self.steps + 1, rank * r_n + r, "finalist", hp,
-                             self.finalist_budget, r)
+                             self.finalist_budget, r + first)
                             for rank, hp in enumerate(ranked[:self.finalists])
                             for r in range(r_n)])
 

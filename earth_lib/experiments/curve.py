@@ -1,0 +1,458 @@
+"""The learning curve (``make curve``): where does the search pay, against training-set size?
+
+From one pool of labelled images (a processed folder), a fixed stratified test set is set
+apart and used by nothing else. Each replicate orders the rest by a seeded stratified
+order (:func:`earth_lib.data.stratified_order`): a size-n training subset is its first n
+images, so a replicate's smaller subsets lie inside its larger ones, and its validation
+images (``curve.val_fraction`` of n) are the last ones, apart from every subset. The
+search's objective is then as noisy as a user with that much data would have it.
+
+A *cell* is one (size, replicate, arm). Every arm's values get the same final training:
+``curve.final_steps`` optimiser steps for the size (cosine schedule, all steps, last
+weights) with the replicate's training seed, then the test set. The arms:
+
+* ``none``: the literature learning rate, batch and kernel, no augmentation;
+* ``literature``: the literature values (the method's baseline);
+* ``dihedral``, ``trivialaugment``, ``randaugment``: policy-free augmentation
+  (:mod:`earth_lib.policies`) instead of the six values;
+* ``lr_wd``: learning rate and weight decay searched (the method's steps), the literature
+  augmentation kept: which half of the nine pays?
+* ``random``: uniform random search over the method's space;
+* ``method``: GPyOpt in the method's tightening steps;
+* ``noisy_gp``: a search built for noise: one step, an ARD Matérn kernel, the best three
+  points re-scored with a fresh seed, the choice by the GP's posterior mean.
+
+Every search arm spends ``curve.trials`` trials of ``curve.trial_fraction`` of the final
+training. The *fidelity check* (cells ``fidelity-*``, run first) trains
+``curve.fidelity_points`` Latin-hypercube points of the method's space on
+``curve.fidelity_seeds`` seeds, as a trial and fully: does a trial's score rank the fully
+trained results?
+
+Each finished cell writes a small JSON record (``curve.results_dir``): what was chosen, its
+trials, the test scores, times, provenance and a fingerprint of what shaped it. A record
+whose fingerprint matches is never rerun; one that does not is rerun and replaced, never
+mixed. The cell's model stays in ``<run>/cells/<cell>/`` for ``make evaluate``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from earth_lib import data as data_mod
+from earth_lib import params as params_mod
+from earth_lib.augmentation import AUGMENT_KEYS
+from earth_lib.errors import ParameterError, RunInUseError
+from earth_lib.io import atomic_write_json
+from earth_lib.metrics import evaluate_predictions
+from earth_lib.preprocessing import read_settings
+from earth_lib.run import Run, cpu_model, git_commit, package_versions, read_json, run_lock
+from earth_lib.search import SearchSpace, posterior_means, run_search
+from earth_lib.search import fingerprint as digest
+from earth_lib.training import make_objective, predict_proba, train_model
+
+#: The arms, in the order tables show them (declared in the parameter table: curve.arms).
+ARMS = tuple(params_mod.SCHEMA["curve"]["arms"].default)
+#: Arms that choose without a trial; of them, the policy-free augmentations.
+NO_SEARCH = ("none", "literature", "dihedral", "trivialaugment", "randaugment")
+POLICY_FREE = ("dihedral", "trivialaugment", "randaugment")
+SEARCH_ARMS = tuple(a for a in ARMS if a not in NO_SEARCH)
+FIDELITY = "fidelity"
+#: Raised when a cell's meaning changes in a way its settings do not show (records rerun).
+PROTOCOL = 1
+#: Tags of the seeds derived from ``seed`` (:func:`derive_seed`).
+SUBSET, SEARCH, TRAIN, POINTS, TEST = range(1, 6)
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """An independent 32-bit seed for ``(seed, *keys)`` (numpy's ``SeedSequence``)."""
+    return int(np.random.SeedSequence([int(seed) % 2**32, *keys]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of the curve: an arm at a size on a replicate, or one fidelity training."""
+
+    size: int
+    replicate: int
+    arm: str
+    point: int = 0  # fidelity: the configuration
+    seed_index: int = 0  # fidelity: the seed
+
+    @property
+    def name(self) -> str:
+        """The cell's file and folder name (sorted names run size by size)."""
+        if self.arm == FIDELITY:
+            return f"{FIDELITY}-n{self.size:05d}-p{self.point}-s{self.seed_index}"
+        return f"n{self.size:05d}-r{self.replicate}-{self.arm}"
+
+
+def plan_cells(c: dict[str, Any]) -> list[Cell]:
+    """Every cell, in the order they run: the fidelity check, then replicate by replicate.
+
+    Within a replicate the sizes go from small to large, so one pass over every size
+    finishes before the second replicate starts.
+    """
+    cells = [Cell(size, 0, FIDELITY, k, s) for size in c["fidelity_sizes"]
+             for k in range(c["fidelity_points"]) for s in range(c["fidelity_seeds"])]
+    for r in range(max(c["replicates"])):
+        cells += [Cell(size, r, arm) for size, reps in zip(c["sizes"], c["replicates"],
+                                                           strict=True)
+                  if r < reps for arm in c["arms"]]
+    return cells
+
+
+@dataclass
+class CurveData:
+    """The pool of images, the fixed test set (indices), the rest, and a digest of them."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    test: np.ndarray
+    pool: np.ndarray
+    digest: str
+
+    def subset(self, size: int, replicate: int, val_fraction: float,
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The training and validation indices of a size on a replicate (nested in size)."""
+        order = self.pool[data_mod.stratified_order(self.labels[self.pool],
+                                                    derive_seed(seed, SUBSET, replicate))]
+        n_val = max(len(self.class_names), round(size * val_fraction))
+        if size + n_val > len(order):
+            raise ParameterError(
+                f"curve: size {size} and its {n_val} validation images need {size + n_val} "
+                f"images besides the test set; the pool holds {len(order)}. Lower "
+                "curve.sizes or curve.test_images.")
+        return order[:size], order[-n_val:]
+
+    def split(self, index: np.ndarray) -> data_mod.Split:
+        """The images and labels at ``index`` (in memory)."""
+        return data_mod.Split(data_mod.read_rows(self.images, index), self.labels[index])
+
+
+def load_curve_data(P: dict[str, Any]) -> CurveData:
+    """The processed images of ``P`` with the curve's fixed stratified test set set apart."""
+    pp, d, c = P["preprocess"], P["data"], P["curve"]
+    ds = data_mod.load_images(pp["processed_dir"], expected_size=pp["image_size"],
+                              on_bad_file=d["on_bad_file"], in_memory=d["in_memory"])
+    labels = np.asarray(ds.labels)
+    if labels.ndim != 1:
+        raise ParameterError("curve: multi-label sets are not supported (the curve counts "
+                             "images right or wrong).")
+    if len(labels) <= c["test_images"]:
+        raise ParameterError(f"curve: {pp['processed_dir']} holds {len(labels)} images, not "
+                             f"more than curve.test_images ({c['test_images']}).")
+    order = data_mod.stratified_order(labels, derive_seed(P["seed"], TEST))
+    names = [f"{ds.class_names[y]}/{Path(p).name}" for p, y in zip(ds.paths, labels,
+                                                                     strict=True)]
+    return CurveData(ds.images, labels, list(ds.class_names), np.sort(order[:c["test_images"]]),
+                     np.sort(order[c["test_images"]:]), digest({"files": names})["files"])
+
+
+def epochs_for(steps: int, size: int, batch_size: int) -> int:
+    """Epochs that make about ``steps`` optimiser steps over ``size`` images in batches."""
+    return max(1, round(steps / math.ceil(size / int(batch_size))))
+
+
+def literature_values(P: dict[str, Any]) -> dict[str, Any]:
+    """The literature values of the method's nine hyperparameters."""
+    return {k: v for k, v in params_mod.baseline_hyperparameters(P).items() if k != "epochs"}
+
+
+def fixed_values(arm: str, P: dict[str, Any]) -> dict[str, Any]:
+    """The values of an arm that does not search."""
+    lit = literature_values(P)
+    quiet = {**lit, **dict.fromkeys(AUGMENT_KEYS, 0)}
+    if arm == "none":
+        return quiet
+    if arm == "literature":
+        return lit
+    if arm in POLICY_FREE:
+        return {**quiet, "policy": arm}
+    raise ValueError(f"arm {arm!r} searches; it has no fixed values.")
+
+
+def search_plan(arm: str, P: dict[str, Any]) -> tuple[dict[str, dict], dict[str, Any], dict]:
+    """A search arm's space, the values it keeps fixed, and the keyword arguments of its loop.
+
+    Every plan spends ``curve.trials`` trials (the method's steps: the largest multiple of
+    ``search.steps`` within them).
+    """
+    c, s = P["curve"], P["search"]
+    trials, space = c["trials"], {k: dict(v) for k, v in s["space"].items()}
+    common = {"shrink": s["shrink"], "min_step": s["min_step"], "acquisition": s["acquisition"]}
+    fixed: dict[str, Any] = {}
+    if arm == "lr_wd":
+        space = {"learning_rate": {**space["learning_rate"], "log": True},
+                 "weight_decay": {"type": "continuous", "bounds": list(c["weight_decay_bounds"]),
+                                  "log": True}}
+        fixed = literature_values(P)
+    if arm == "random":
+        return space, fixed, {**common, "steps": 1, "initial_points": trials,
+                              "iterations_per_step": 0, "design": "random"}
+    if arm in ("method", "lr_wd"):
+        steps = min(s["steps"], trials)
+        per = trials // steps
+        initial = max(1, math.ceil(per / 2))
+        return space, fixed, {**common, "steps": steps, "initial_points": initial,
+                              "iterations_per_step": per - initial}
+    if arm == "noisy_gp":
+        if "learning_rate" in space and space["learning_rate"]["type"] == "continuous":
+            space["learning_rate"]["log"] = True
+        rescored = min(3, trials - 2)
+        first = trials - rescored
+        initial = math.ceil(first / 2)
+        return space, fixed, {**common, "steps": 1, "initial_points": initial,
+                              "iterations_per_step": first - initial, "ard": True,
+                              "finalists": rescored, "finalist_budget": 1.0,
+                              "finalist_repeats": 1}
+    raise ValueError(f"arm {arm!r} does not search.")
+
+
+def cell_settings(cell: Cell, P: dict[str, Any]) -> dict[str, Any]:
+    """Everything besides the data that gives a cell's result its meaning (its fingerprint)."""
+    c = P["curve"]
+    steps = c["final_steps"][c["sizes"].index(cell.size)]
+    out = {"protocol": PROTOCOL, "seed": P["seed"], "test_images": c["test_images"],
+           "val_fraction": c["val_fraction"], "final_steps": steps,
+           "final": final_settings(P), "trial": params_mod.train_settings(P, final=False),
+           "trial_steps": trial_steps(steps, c), "tta": P["train"]["tta"],
+           "preprocess": {k: v for k, v in P["preprocess"].items()
+                          if k not in ("overwrite", "workers")}}
+    if cell.arm == FIDELITY:
+        out["fidelity"] = {"space": P["search"]["space"], "points": c["fidelity_points"]}
+    elif cell.arm in NO_SEARCH:
+        out["values"] = fixed_values(cell.arm, P)
+    else:
+        out["search"] = search_plan(cell.arm, P)
+        out["trials"] = c["trials"]
+    return out
+
+
+def final_settings(P: dict[str, Any]) -> dict[str, Any]:
+    """The final training of every cell: the run's, all steps, the last weights."""
+    return {**params_mod.train_settings(P, final=True), "early_stopping": False}
+
+
+def trial_steps(final_steps: int, c: dict[str, Any]) -> int:
+    """A trial's optimiser steps."""
+    return max(1, round(final_steps * c["trial_fraction"]))
+
+
+def cell_fingerprint(cell: Cell, P: dict[str, Any], cd: CurveData) -> dict[str, str]:
+    """Digests of the data and the settings of one cell."""
+    return digest({"data": cd.digest, "cell": cell.name, "settings": cell_settings(cell, P)})
+
+
+def _objective(P: dict[str, Any], train: data_mod.Split, val: data_mod.Split, n_classes: int,
+               steps: int, seed: int, fixed: dict[str, Any]) -> Callable[..., dict[str, Any]]:
+    """A trial: ``fixed`` values under the point's, ``steps`` optimiser steps, val loss."""
+    inner = make_objective(train, val, n_classes, tuple(train.x.shape[1:]), seed=seed,
+                           **params_mod.train_settings(P, final=False))
+
+    def objective(hp: dict, budget: float = 1.0, repeat: int = 0) -> dict[str, Any]:
+        full = {**fixed, **hp}
+        full["epochs"] = epochs_for(steps, len(train.y), full["batch_size"])
+        return inner(full, budget=budget, repeat=repeat)
+
+    return objective
+
+
+def _choose(cell: Cell, P: dict[str, Any], objective_for: Callable, folder: Run,
+            search_seed: int, fp: dict[str, str], log: Callable[[str], None]
+            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The values an arm trains finally, and its trials (none for a fixed arm)."""
+    if cell.arm in NO_SEARCH:
+        return fixed_values(cell.arm, P), []
+    space_dict, fixed, plan = search_plan(cell.arm, P)
+    space = SearchSpace.from_dict(space_dict)
+    result = run_search(objective_for(fixed), space, folder.search_history,
+                        seed=search_seed, log=log, fingerprint=fp, **plan)
+    ok = [t for t in result.trials if math.isfinite(t.val_loss)]
+    if cell.arm == "noisy_gp" and len(ok) > 1:
+        means = posterior_means(space, [t.hp for t in ok], [t.val_loss for t in ok],
+                                search_seed, ard=True)
+        hp = dict(ok[int(np.argmin(means))].hp)
+    else:
+        hp = dict(result.best.hp)
+    return {**fixed, **hp}, result.table()
+
+
+def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Choose one cell's values, train them finally, test them; returns its record."""
+    c, seed = P["curve"], P["seed"]
+    fp = cell_fingerprint(cell, P, cd)
+    train_idx, val_idx = cd.subset(cell.size, cell.replicate, c["val_fraction"], seed)
+    train, val, test = cd.split(train_idx), cd.split(val_idx), cd.split(cd.test)
+    steps = c["final_steps"][c["sizes"].index(cell.size)]
+    n_classes = len(cd.class_names)
+    fidelity = cell.arm == FIDELITY
+    train_seed = derive_seed(seed, TRAIN, 1000 + cell.seed_index if fidelity else cell.replicate)
+    search_seed = derive_seed(seed, SEARCH, cell.replicate)
+
+    def objective_for(fixed: dict[str, Any]) -> Callable[..., dict[str, Any]]:
+        return _objective(P, train, val, n_classes, trial_steps(steps, c), train_seed, fixed)
+
+    t0 = time.perf_counter()
+    trial_score = None
+    if fidelity:
+        space = SearchSpace.from_dict(P["search"]["space"])
+        hp = space.latin_hypercube(c["fidelity_points"],
+                                   seed=derive_seed(seed, POINTS, cell.size))[cell.point]
+        trial_score = objective_for({})(hp)
+        trials = []
+    else:
+        hp, trials = _choose(cell, P, objective_for, folder, search_seed, fp, log)
+    search_seconds = time.perf_counter() - t0
+    final_hp = {**hp, "epochs": epochs_for(steps, cell.size, hp["batch_size"])}
+    t0 = time.perf_counter()
+    model, curves = train_model(final_hp, train, val, n_classes, tuple(train.x.shape[1:]),
+                                seed=train_seed, verbose=False, csv_log=folder.training_log,
+                                **final_settings(P))
+    final_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    proba = predict_proba(model, test.x, tta=P["train"]["tta"])
+    scores = evaluate_predictions(test.y, proba, cd.class_names)
+    folder.save_model(model, cd.class_names, read_settings(P["preprocess"]["processed_dir"]),
+                      final_hp, tta=P["train"]["tta"])
+    right = (proba.argmax(axis=1) == test.y).astype(int)
+    return {
+        "cell": cell.name, "size": cell.size, "replicate": cell.replicate, "arm": cell.arm,
+        "point": cell.point if fidelity else None,
+        "seed_index": cell.seed_index if fidelity else None,
+        "seeds": {"search": search_seed, "train": train_seed},
+        "images": {"train": len(train_idx), "val": len(val_idx), "test": len(cd.test)},
+        "hyperparameters": final_hp, "final_steps": steps, "trial_score": trial_score,
+        "trials": trials,
+        "test": {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+                 "cross_entropy": scores["cross_entropy"],
+                 "per_class": {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1-score")}
+                               for k, v in scores["per_class"].items()}},
+        "test_correct": "".join(map(str, right)),
+        "final_val_accuracy": curves.get("val_accuracy", [None])[-1],
+        "seconds": {"search": round(search_seconds, 1), "final": round(final_seconds, 1),
+                    "test": round(time.perf_counter() - t0, 1)},
+        "fingerprint": fp,
+        "provenance": {"git_commit": git_commit(), "packages": package_versions(),
+                       "cpu": cpu_model(), "threads": _threads(),
+                       "finished": datetime.datetime.now(datetime.UTC).isoformat(
+                           timespec="seconds")},
+    }
+
+
+def _threads() -> int | None:
+    """TensorFlow's intra-op threads in this process (0: TensorFlow's choice)."""
+    return tf.config.threading.get_intra_op_parallelism_threads()
+
+
+def record_state(path: Path, expected: dict[str, str]) -> tuple[str, list[str]]:
+    """``done`` (a record with this fingerprint), ``stale`` (another; what changed) or ``todo``."""
+    if not path.is_file():
+        return "todo", []
+    found = read_json(path).get("fingerprint", {})
+    changed = sorted(k for k in expected if found.get(k) != expected[k])
+    return ("stale", changed) if changed else ("done", [])
+
+
+def begin_cell(folder: Run, fp: dict[str, str]) -> None:
+    """Note the cell's fingerprint in its folder; a search begun with other settings restarts."""
+    note = folder.path / "cell.json"
+    if note.is_file() and read_json(note).get("fingerprint") != fp:
+        folder.search_history.unlink(missing_ok=True)
+    atomic_write_json(note, {"fingerprint": fp})
+
+
+def work_through(P: dict[str, Any], run: Run, results_dir: Path, cd: CurveData,
+                 log: Callable[[str], None] = print) -> int:
+    """Run every cell without a current record that no other process holds; returns how many.
+
+    Each cell is claimed by its folder's lock, so several processes share one plan.
+    """
+    cells, done_here, started = plan_cells(P["curve"]), 0, time.perf_counter()
+    for i, cell in enumerate(cells):
+        path = results_dir / f"{cell.name}.json"
+        fp = cell_fingerprint(cell, P, cd)
+        state, changed = record_state(path, fp)
+        if state == "done":
+            continue
+        folder = Run(run.path / "cells" / cell.name)
+        try:
+            with run_lock(folder.path):
+                state, changed = record_state(path, fp)  # another process may have finished it
+                if state == "done":
+                    continue
+                why = f" (rerun: its {', '.join(changed)} changed)" if changed else ""
+                log(f"[{i + 1}/{len(cells)}] {cell.name}{why}")
+                begin_cell(folder, fp)
+                record = run_cell(cell, P, cd, folder,
+                                  log=lambda m, n=cell.name: log(f"  {n}: {m}"))
+                atomic_write_json(path, record)
+        except RunInUseError:
+            continue
+        keras.backend.clear_session()
+        done_here += 1
+        s = record["seconds"]
+        log(f"[{i + 1}/{len(cells)}] {cell.name}: test accuracy "
+            f"{record['test']['accuracy']:.3f}; search {s['search'] / 60:.1f} min, final "
+            f"{s['final'] / 60:.1f} min; {(time.perf_counter() - started) / 60:.0f} min so far")
+    return done_here
+
+
+def results_folder(P: dict[str, Any], run: Run) -> Path:
+    """Where the cells' records go: ``curve.results_dir``, else ``<run>/records``."""
+    folder = Path(P["curve"]["results_dir"] or run.path / "records")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def limit_threads(workers: int) -> int:
+    """Share the CPU between ``workers`` processes: each gets cores // workers threads."""
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return threads
+
+
+def run_curve(P: dict[str, Any], run: Run, worker_command: list[str] | None = None,
+              log: Callable[[str], None] = print) -> int:
+    """Run the curve's missing cells, in ``curve.workers`` processes; returns cells run here.
+
+    ``worker_command``: how to start one more worker (this process is the first); each
+    claims cells by their locks, so a worker started by hand joins the same plan.
+    """
+    workers = P["curve"]["workers"]
+    limit_threads(workers)
+    extra = [subprocess.Popen(worker_command) for _ in range(workers - 1)] \
+        if worker_command and workers > 1 else []
+    try:
+        cd = load_curve_data(P)
+        results_dir = results_folder(P, run)
+        log(f"curve: {len(plan_cells(P['curve']))} cells planned; records in {results_dir}; "
+            f"{len(cd.test)} test images, a pool of {len(cd.pool)}")
+        done = work_through(P, run, results_dir, cd, log)
+    finally:
+        for proc in extra:
+            if proc.wait() != 0:
+                log(f"a curve worker (process {proc.pid}) ended with status {proc.returncode}")
+    return done
+
+
+def worker_argv(params_file: str, run_dir: str, overrides: str) -> list[str]:
+    """The command line of one more worker of the same curve."""
+    return [sys.executable, "-m", "earth_lib.cli", "curve", params_file, "--run-dir", run_dir,
+            "--set", overrides, "--worker"]

@@ -1,0 +1,323 @@
+"""The learning curve's tables, paired statistics, verdicts and figures, from its records alone.
+
+Everything here reads the cells' JSON records (``results/curve/`` for the committed curve),
+so a fresh clone regenerates ``docs/curve.md`` and its figures without ``outputs/``.
+
+Replicates are the unit: arms are paired within a replicate (same subset, same training
+seed), and each comparison is the mean of the per-replicate differences, a bootstrap 95 %
+interval over replicates, and the Wilcoxon signed-rank p-value (exact; with 5 replicates the
+smallest two-sided p is 0.0625, with 3 it is 0.25), Holm-corrected across sizes. A McNemar
+test over images pooled across replicates treats replicates as independent and is left out.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr, wilcoxon
+
+from earth_lib.experiments.curve import ARMS, FIDELITY, NO_SEARCH, POLICY_FREE, SEARCH_ARMS
+from earth_lib.io import atomic_write_text
+
+RESAMPLES = 10000
+
+
+def load_records(folder: str | Path) -> list[dict[str, Any]]:
+    """Every cell record of a curve (``*.json``), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no curve records (run make curve first).")
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
+
+
+def accuracies(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Test accuracy (and macro F1, minutes) of every arm cell: size x replicate x arm."""
+    rows = [{"size": r["size"], "replicate": r["replicate"], "arm": r["arm"],
+             "accuracy": r["test"]["accuracy"], "macro_f1": r["test"]["macro_f1"],
+             "minutes": (r["seconds"]["search"] + r["seconds"]["final"]) / 60}
+            for r in records if r["arm"] != FIDELITY]
+    return pd.DataFrame(rows, columns=["size", "replicate", "arm", "accuracy", "macro_f1",
+                                       "minutes"])
+
+
+def bootstrap_interval(values: np.ndarray, resamples: int = RESAMPLES,
+                       seed: int = 0) -> tuple[float, float]:
+    """A 95 % percentile interval of the mean, resampling the values; nan below 2 values."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """A - B over paired replicates: mean (points), bootstrap 95 % interval, Wilcoxon p."""
+    d = 100 * (np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
+    low, high = bootstrap_interval(d, seed=seed)
+    p = float("nan")
+    if len(d) >= 2 and np.any(d != 0):
+        p = float(wilcoxon(d, zero_method="zsplit", method="exact"
+                           if len(d) <= 25 else "auto").pvalue)
+    return {"replicates": len(d), "diff_points": float(d.mean()) if len(d) else float("nan"),
+            "ci_low": low, "ci_high": high, "wilcoxon_p": p}
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (nan kept as nan)."""
+    p = np.asarray(pvalues, dtype=float)
+    finite = np.flatnonzero(np.isfinite(p))
+    out = np.full(len(p), np.nan)
+    running = 0.0
+    for rank, i in enumerate(finite[np.argsort(p[finite], kind="stable")]):
+        running = max(running, min(1.0, (len(finite) - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
+def summary(acc: pd.DataFrame) -> pd.DataFrame:
+    """Per size and arm: replicates, mean accuracy with its interval, macro F1, minutes."""
+    rows = []
+    for (size, arm), g in acc.groupby(["size", "arm"]):
+        low, high = bootstrap_interval(g["accuracy"].to_numpy())
+        rows.append({"size": size, "arm": arm, "replicates": len(g),
+                     "accuracy": g["accuracy"].mean(), "ci_low": low, "ci_high": high,
+                     "macro_f1": g["macro_f1"].mean(), "minutes": g["minutes"].mean()})
+    out = pd.DataFrame(rows, columns=["size", "arm", "replicates", "accuracy", "ci_low",
+                                      "ci_high", "macro_f1", "minutes"])
+    out["order"] = out["arm"].map({a: i for i, a in enumerate(ARMS)})
+    return out.sort_values(["size", "order"]).drop(columns="order").reset_index(drop=True)
+
+
+def best_arm(acc: pd.DataFrame, size: int, among: tuple[str, ...]) -> str | None:
+    """The arm of ``among`` with the highest mean accuracy at ``size`` (None: none ran)."""
+    g = acc[(acc["size"] == size) & acc["arm"].isin(among)]
+    return None if g.empty else str(g.groupby("arm")["accuracy"].mean().idxmax())
+
+
+def comparisons(acc: pd.DataFrame) -> pd.DataFrame:
+    """Each arm against the literature values, the best policy-free and the best no-search arm.
+
+    Per size, on the replicates both arms ran; Holm-corrected across sizes within each
+    (arm, reference) family. The best arms are picked by mean at that size (after seeing
+    the results, which favours them).
+    """
+    rows = []
+    for size in sorted(acc["size"].unique()):
+        refs = {"literature": "literature",
+                "best policy-free": best_arm(acc, size, POLICY_FREE),
+                "best no-search": best_arm(acc, size, NO_SEARCH)}
+        wide = acc[acc["size"] == size].pivot(index="replicate", columns="arm",
+                                              values="accuracy")
+        for label, ref in refs.items():
+            if ref is None or ref not in wide:
+                continue
+            for arm in [a for a in ARMS if a in wide and a != ref]:
+                both = wide[[arm, ref]].dropna()
+                if both.empty:
+                    continue
+                rows.append({"size": size, "arm": arm, "against": label, "reference": ref,
+                             **paired_difference(both[arm].to_numpy(), both[ref].to_numpy())})
+    out = pd.DataFrame(rows, columns=["size", "arm", "against", "reference", "replicates",
+                                      "diff_points", "ci_low", "ci_high", "wilcoxon_p"])
+    out["holm_p"] = np.nan
+    for _, idx in out.groupby(["arm", "against"]).groups.items():
+        out.loc[idx, "holm_p"] = holm(out.loc[idx, "wilcoxon_p"].tolist())
+    return out
+
+
+def verdicts(comp: pd.DataFrame) -> dict[int, str]:
+    """Per size, one sentence: does the best search arm beat the best no-search arm?"""
+    out = {}
+    gains = comp[(comp["against"] == "best no-search") & comp["arm"].isin(SEARCH_ARMS)]
+    for size, g in gains.groupby("size"):
+        best = g.loc[g["diff_points"].idxmax()]
+        ci = (f"95 % interval [{best['ci_low']:+.1f}, {best['ci_high']:+.1f}]"
+              if np.isfinite(best["ci_low"]) else "one replicate, no interval yet")
+        if np.isfinite(best["ci_low"]) and best["ci_low"] > 0:
+            word = "the search pays"
+        elif np.isfinite(best["ci_high"]) and best["ci_high"] < 0:
+            word = "the search loses"
+        else:
+            word = "no difference shown"
+        out[int(size)] = (f"{int(size):,} images: {word}: the best search arm ({best['arm']}) "
+                          f"{best['diff_points']:+.1f} points against the best no-search arm "
+                          f"({best['reference']}), {ci}, {int(best['replicates'])} "
+                          "replicate(s).")
+    return out
+
+
+def fidelity(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per size: does a trial's validation loss rank the fully trained test error?
+
+    Spearman's rho over every (configuration, seed), and over the configurations' means.
+    """
+    rows = []
+    cells = [r for r in records if r["arm"] == FIDELITY and r.get("trial_score")]
+    for size in sorted({r["size"] for r in cells}):
+        g = pd.DataFrame([{"point": r["point"], "loss": r["trial_score"]["val_loss"],
+                           "error": 1 - r["test"]["accuracy"]}
+                          for r in cells if r["size"] == size])
+        means = g.groupby("point")[["loss", "error"]].mean()
+        rho, p = spearmanr(g["loss"], g["error"]) if len(g) > 2 else (np.nan, np.nan)
+        rho_m, p_m = spearmanr(means["loss"], means["error"]) if len(means) > 2 else (np.nan,
+                                                                                     np.nan)
+        rows.append({"size": size, "trainings": len(g), "configurations": len(means),
+                     "rho": float(rho), "p": float(p), "rho_means": float(rho_m),
+                     "p_means": float(p_m), "test_error_range": float(g["error"].max()
+                                                                      - g["error"].min())})
+    return pd.DataFrame(rows)
+
+
+def _pct(v: float) -> str:
+    return "-" if not np.isfinite(v) else f"{100 * v:.1f}"
+
+
+def summary_markdown(table: pd.DataFrame) -> str:
+    """Accuracy per size (rows) and arm (columns): mean % [95 % interval] (replicates)."""
+    arms = [a for a in ARMS if a in set(table["arm"])]
+    rows = ["| images | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    for size, g in table.groupby("size"):
+        cells = []
+        for arm in arms:
+            r = g[g["arm"] == arm]
+            if r.empty:
+                cells.append("")
+                continue
+            r = r.iloc[0]
+            ci = (f" [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
+                  if np.isfinite(r["ci_low"]) else "")
+            cells.append(f"{_pct(r['accuracy'])}{ci} ({int(r['replicates'])})")
+        rows.append(f"| {int(size):,} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def comparisons_markdown(comp: pd.DataFrame, against: str) -> str:
+    """One reference's paired differences as Markdown, one row per size and arm."""
+    rows = ["| images | arm | against | replicates | difference (points) | 95 % interval "
+            "| Wilcoxon p | Holm p |", "|---|---|---|---|---|---|---|---|"]
+    for _, r in comp[comp["against"] == against].iterrows():
+        ci = (f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" if np.isfinite(r["ci_low"])
+              else "-")
+        p = "-" if not np.isfinite(r["wilcoxon_p"]) else f"{r['wilcoxon_p']:.3f}"
+        hp = "-" if not np.isfinite(r["holm_p"]) else f"{r['holm_p']:.3f}"
+        rows.append(f"| {int(r['size']):,} | {r['arm']} | {r['reference']} | "
+                    f"{int(r['replicates'])} | {r['diff_points']:+.1f} | {ci} | {p} | {hp} |")
+    return "\n".join(rows)
+
+
+def fidelity_markdown(fid: pd.DataFrame) -> str:
+    """The fidelity check as Markdown, one row per size."""
+    rows = ["| images | trainings | configurations | Spearman rho (trial loss vs test error) "
+            "| p | rho of the configurations' means | p | spread of test error |",
+            "|---|---|---|---|---|---|---|---|"]
+    for _, r in fid.iterrows():
+        rows.append(f"| {int(r['size']):,} | {int(r['trainings'])} | {int(r['configurations'])} "
+                    f"| {r['rho']:+.2f} | {r['p']:.3f} | {r['rho_means']:+.2f} "
+                    f"| {r['p_means']:.3f} | {100 * r['test_error_range']:.1f} points |")
+    return "\n".join(rows)
+
+
+def progress_line(records: list[dict[str, Any]], planned: int | None = None) -> str:
+    """How many cells are done, and the CPU hours they took."""
+    hours = sum(r["seconds"]["search"] + r["seconds"]["final"] + r["seconds"]["test"]
+                for r in records) / 3600
+    of = f" of {planned}" if planned else ""
+    return f"{len(records)}{of} cells recorded, {hours:.1f} hours of training in all."
+
+
+def curve_figures(table: pd.DataFrame, comp: pd.DataFrame, folder: Path) -> list[Path]:
+    """Accuracy against size (one line per arm, with its interval), and the search's gain."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "curve_accuracy.png", folder / "curve_gain.png"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for arm, g in table.groupby("arm", sort=False):
+        style = "-" if arm in SEARCH_ARMS else "--"
+        ax.plot(g["size"], 100 * g["accuracy"], style, marker="o", label=arm)
+        ok = np.isfinite(g["ci_low"])
+        ax.fill_between(g["size"][ok], 100 * g["ci_low"][ok], 100 * g["ci_high"][ok], alpha=0.12)
+    ax.set(xscale="log", xlabel="training images (log scale)", ylabel="test accuracy (%)",
+           title="Test accuracy against training-set size (mean, 95 % interval)")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=120)
+    plt.close(fig)
+    gains = comp[(comp["against"] == "best no-search") & comp["arm"].isin(SEARCH_ARMS)]
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for i, (arm, g) in enumerate(gains.groupby("arm", sort=False)):
+        x = g["size"] * (1 + 0.04 * (i - 1.5))  # side by side on the log axis
+        err = np.vstack([g["diff_points"] - g["ci_low"], g["ci_high"] - g["diff_points"]])
+        ax.errorbar(x, g["diff_points"], yerr=np.nan_to_num(err), marker="o", capsize=3,
+                    label=arm)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xscale="log", xlabel="training images (log scale)",
+           ylabel="points against the best no-search arm",
+           title="What the search gains over the best arm without a search")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures") -> str:
+    """The curve's page: verdicts, figures, accuracy table, paired differences, fidelity."""
+    acc = accuracies(records)
+    table, comp = summary(acc), comparisons(acc)
+    parts = [progress_line(records)]
+    said = verdicts(comp)
+    if said:
+        parts.append("Verdict per size (the best search arm against the best arm without a "
+                     "search):\n\n" + "\n".join(f"- {v}" for v in said.values()))
+    if figures:
+        parts.append(f"![Test accuracy against training-set size]({figures}/curve_accuracy.png)"
+                     f"\n\n![The search's gain]({figures}/curve_gain.png)")
+    if len(table):
+        parts.append("Test accuracy (%), mean [95 % interval over replicates] (replicates):\n\n"
+                     + summary_markdown(table))
+    for against in ("best no-search", "best policy-free", "literature"):
+        if (comp["against"] == against).any():
+            parts.append(f"Paired differences against the {against} arm:\n\n"
+                         + comparisons_markdown(comp, against))
+    fid = fidelity(records)
+    if len(fid):
+        parts.append("Fidelity: does a trial's validation loss rank the fully trained test "
+                     "error?\n\n" + fidelity_markdown(fid))
+    return "\n\n".join(parts)
+
+
+def curve_verdicts(records: list[dict[str, Any]]) -> str:
+    """The README's lines: progress, and the verdict per size so far."""
+    said = verdicts(comparisons(accuracies(records)))
+    lines = [progress_line(records)] + [f"- {v}" for v in said.values()]
+    if not said:
+        lines.append("No size has both a search arm and a no-search arm recorded yet.")
+    return "\n".join(lines)
+
+
+def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs") -> list[Path]:
+    """``docs/curve.md`` and its two figures, regenerated from the records alone."""
+    records = load_records(records_dir)
+    docs = Path(docs_dir)
+    acc = accuracies(records)
+    figures = curve_figures(summary(acc), comparisons(acc), docs / "figures") if len(acc) \
+        else []
+    page = docs / "curve.md"
+    atomic_write_text(page, "# The learning curve: where does the search pay?\n\n"
+                      "Generated by `make curve-report` from the records in "
+                      f"`{records_dir}`; do not edit by hand. How the curve is run: "
+                      "`earth_lib/experiments/curve.py`; the statistics: "
+                      "`earth_lib/experiments/report.py`.\n\n"
+                      + curve_markdown(records, "figures" if figures else None) + "\n")
+    return [page, *figures]

@@ -1,0 +1,278 @@
+"""The learning curve: policy-free augmentation, nested subsets, arm plans, records, statistics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from earth_lib.data import stratified_order
+from earth_lib.errors import ParameterError
+from earth_lib.experiments import curve
+from earth_lib.experiments import report as curve_report
+from earth_lib.params import load_params, validate
+from earth_lib.policies import OPERATIONS, PolicyAugment, training_augmentation
+from earth_lib.search import SearchLoop, SearchSpace, posterior_means
+from earth_lib.training import dihedral_views
+
+
+def _images(n=6, size=16, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3)).astype("float32")
+
+
+# Policy-free augmentation ------------------------------------------------------------------
+
+@pytest.mark.parametrize("policy", ["dihedral", "trivialaugment", "randaugment"])
+def test_policies_keep_shape_and_range_repeat_with_their_seed_and_rest_at_inference(policy):
+    x = _images()
+    a = np.asarray(PolicyAugment(policy, seed=3)(x, training=True))
+    b = np.asarray(PolicyAugment(policy, seed=3)(x, training=True))
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 255
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, x)
+    np.testing.assert_array_equal(np.asarray(PolicyAugment(policy)(x, training=False)), x)
+
+
+def test_dihedral_gives_each_image_one_of_its_eight_flips_and_quarter_turns():
+    x = _images(n=16)
+    out = np.asarray(PolicyAugment("dihedral", seed=1)(x, training=True))
+    found = set()
+    for i in range(len(x)):
+        views = [v[0] for v in dihedral_views(x[i:i + 1])]
+        match = [k for k, v in enumerate(views) if np.abs(out[i] - v).max() < 0.05]
+        assert match, f"image {i} is not a flip or quarter turn of its input"
+        found.add(match[0])
+    assert len(found) > 2  # drawn per image, not once per batch
+
+
+def _apply(policy, op, strength, x, sign=1.0):
+    n = len(x)
+    layer = PolicyAugment(policy)
+    return np.asarray(layer.apply_operations(
+        tf.constant(x), tf.fill((n,), OPERATIONS.index(op)), tf.fill((n,), float(strength)),
+        tf.fill((n,), sign)))
+
+
+def test_each_operation_does_what_its_name_says():
+    x = np.round(_images(n=2, size=12))
+    for op in ("identity", "brightness", "color", "contrast", "sharpness", "rotate", "shear_x",
+               "translate_y"):  # at strength 0 every ranged operation is the identity
+        np.testing.assert_allclose(_apply("trivialaugment", op, 0.0, x), x, atol=1e-3)
+    np.testing.assert_allclose(_apply("trivialaugment", "brightness", 1.0, x, -1.0),
+                               np.clip(x * 0.01, 0, 255), atol=1e-3)
+    np.testing.assert_allclose(_apply("trivialaugment", "solarize", 1.0, x), 255 - x, atol=1e-3)
+    posterized = _apply("trivialaugment", "posterize", 1.0, x)  # 8 - 6 bits: steps of 64
+    assert set(np.unique(posterized)) <= {0.0, 64.0, 128.0, 192.0}
+    assert set(np.unique(_apply("randaugment", "posterize", 1.0, x))) <= set(range(0, 256, 16))
+    stretched = _apply("trivialaugment", "auto_contrast", 0.5, x * 0.5 + 20)
+    assert stretched.min() == 0 and stretched.max() == pytest.approx(255)
+    two = np.where(np.arange(12 * 12 * 3).reshape(1, 12, 12, 3) % 2, 100.0, 110.0)
+    assert set(np.unique(_apply("trivialaugment", "equalize", 0.3, two))) == {0.0, 255.0}
+    half = _apply("trivialaugment", "translate_x", 0.5, x)  # a quarter of the side
+    assert not np.allclose(half, x)
+
+
+def test_training_augmentation_adds_the_policy_after_the_methods_values():
+    assert [type(lay).__name__ for lay in training_augmentation({"rotation": 10}).layers] \
+        == ["RandomAffine"]
+    stack = training_augmentation({"rotation": 0, "policy": "trivialaugment"})
+    assert [type(lay).__name__ for lay in stack.layers] == ["PolicyAugment"]
+    assert not training_augmentation({"policy": "none"}).layers
+    with pytest.raises(ValueError, match="policy must be one of"):
+        training_augmentation({"policy": "autoaugment"})
+
+
+# Subsets, plans and parameters -------------------------------------------------------------
+
+def test_a_stratified_order_keeps_every_prefix_in_proportion():
+    labels = np.repeat(np.arange(4), [100, 200, 300, 400])
+    order = stratified_order(labels, seed=5)
+    assert sorted(order) == list(range(len(labels)))
+    for n in (10, 50, 250, 1000):
+        counts = np.bincount(labels[order[:n]], minlength=4)
+        np.testing.assert_allclose(counts, n * np.array([0.1, 0.2, 0.3, 0.4]), atol=1.01)
+    np.testing.assert_array_equal(order, stratified_order(labels, seed=5))
+    assert not np.array_equal(order, stratified_order(labels, seed=6))
+
+
+def _curve_data(n=600, classes=3):
+    labels = np.arange(n) % classes
+    images = np.zeros((n, 4, 4, 3), np.uint8)
+    order = stratified_order(labels, 0)
+    return curve.CurveData(images, labels, [f"c{i}" for i in range(classes)],
+                           np.sort(order[:100]), np.sort(order[100:]), "x")
+
+
+def test_subsets_are_nested_stratified_and_apart_from_validation_and_test():
+    cd = _curve_data()
+    small, val_small = cd.subset(30, 0, 0.25, seed=1)
+    large, val_large = cd.subset(120, 0, 0.25, seed=1)
+    assert set(small) <= set(large) and set(val_small) <= set(val_large)
+    assert not set(large) & set(val_large) and not (set(large) | set(val_large)) & set(cd.test)
+    assert np.bincount(cd.labels[small]).tolist() == [10, 10, 10]
+    assert len(val_small) == 8 and len(val_large) == 30
+    other, _ = cd.subset(30, 1, 0.25, seed=1)
+    assert set(other) != set(small)  # a replicate is a new draw
+    with pytest.raises(ParameterError, match="pool holds 500"):
+        cd.subset(450, 0, 0.25, seed=1)
+
+
+def test_the_plan_runs_the_fidelity_check_first_then_replicate_by_replicate():
+    c = validate({"curve": {"sizes": [100, 200], "replicates": [2, 1], "final_steps": [5, 6],
+                            "arms": ["literature", "method"], "fidelity_sizes": [200],
+                            "fidelity_points": 2, "fidelity_seeds": 2}})["curve"]
+    names = [cell.name for cell in curve.plan_cells(c)]
+    assert names == ["fidelity-n00200-p0-s0", "fidelity-n00200-p0-s1", "fidelity-n00200-p1-s0",
+                     "fidelity-n00200-p1-s1", "n00100-r0-literature", "n00100-r0-method",
+                     "n00200-r0-literature", "n00200-r0-method", "n00100-r1-literature",
+                     "n00100-r1-method"]
+
+
+@pytest.mark.parametrize("trials", [4, 9, 12])
+def test_every_search_arm_spends_the_same_number_of_trials(trials, tmp_path):
+    P = validate({"curve": {"trials": trials}})
+    for arm in curve.SEARCH_ARMS:
+        space, fixed, plan = curve.search_plan(arm, P)
+        loop = SearchLoop(lambda hp: {}, SearchSpace.from_dict(space), tmp_path / f"{arm}.csv",
+                          **plan)
+        budget = trials - trials % P["search"]["steps"] if arm in ("method", "lr_wd") else trials
+        assert loop.planned == budget, arm
+    space, fixed, _ = curve.search_plan("lr_wd", P)
+    assert set(space) == {"learning_rate", "weight_decay"} and fixed["rotation"] == 45
+    assert curve.search_plan("noisy_gp", P)[2]["ard"] is True
+
+
+def test_the_fixed_arms_values():
+    P = validate({})
+    assert curve.fixed_values("none", P)["rotation"] == 0
+    assert curve.fixed_values("literature", P)["rotation"] == 45
+    assert curve.fixed_values("trivialaugment", P)["policy"] == "trivialaugment"
+    assert curve.epochs_for(300, 250, 64) == 75 and curve.epochs_for(10, 5000, 64) == 1
+
+
+@pytest.mark.parametrize("given, key", [
+    ({"sizes": [500, 250]}, "curve.sizes"),
+    ({"replicates": [5, 5]}, "curve.replicates"),
+    ({"final_steps": [1, 2, 3, 4, 0]}, "curve.final_steps"),
+    ({"arms": ["method", "hyperband"]}, "curve.arms"),
+    ({"weight_decay_bounds": [0.1, 0.01]}, "curve.weight_decay_bounds"),
+    ({"fidelity_sizes": [300]}, "curve.fidelity_sizes"),
+    ({"trails": 9}, "curve.trails"),
+])
+def test_bad_curve_parameters_name_their_key(given, key):
+    with pytest.raises(ParameterError, match=key.replace(".", r"\.")):
+        validate({"curve": given})
+
+
+def test_the_committed_curve_file_is_valid(root):
+    P = load_params(root / "params" / "curve.yaml")
+    assert P["curve"]["results_dir"] == "results/curve"
+    assert len(curve.plan_cells(P["curve"])) == 32 + 23 * len(curve.ARMS)
+
+
+# Search pieces the curve adds --------------------------------------------------------------
+
+def test_posterior_means_discount_a_lucky_trial():
+    space = SearchSpace.from_dict({"x": {"type": "continuous", "bounds": [0.0, 1.0]}})
+    xs = [{"x": v} for v in np.linspace(0, 1, 11)]
+    ys = [(p["x"] - 0.3) ** 2 for p in xs]
+    ys[9] = -0.2  # one lucky draw far from where the loss is low
+    means = posterior_means(space, xs, ys, seed=0, ard=True)
+    assert len(means) == 11 and np.argmin(ys) == 9 and np.argmin(means) != 9
+
+
+def test_finalists_at_the_trial_length_are_rescored_with_fresh_seeds(tmp_path):
+    calls = []
+
+    def objective(hp, budget=1.0, repeat=0):
+        calls.append((budget, repeat))
+        return {"val_loss": hp["x"] + 0.01 * repeat, "val_accuracy": 0.5}
+
+    space = SearchSpace.from_dict({"x": {"type": "continuous", "bounds": [0.0, 1.0]}})
+    SearchLoop(objective, space, tmp_path / "h.csv", steps=1, initial_points=4,
+               iterations_per_step=0, finalists=2, finalist_budget=1.0, log=lambda m: None).run()
+    assert calls[4:] == [(1.0, 1), (1.0, 1)]
+
+
+# Records and statistics --------------------------------------------------------------------
+
+def test_holm_and_paired_differences():
+    assert curve_report.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert np.isnan(curve_report.holm([np.nan, 0.2])[0])
+    d = curve_report.paired_difference(np.array([0.9, 0.8, 0.85, 0.9, 0.95]),
+                                       np.array([0.8, 0.75, 0.8, 0.82, 0.9]))
+    assert d["diff_points"] == pytest.approx(6.6) and d["ci_low"] > 0
+    assert d["wilcoxon_p"] == pytest.approx(0.0625)  # 5 replicates, all positive: exact
+    assert np.isnan(curve_report.paired_difference(np.array([0.9]), np.array([0.8]))["ci_low"])
+
+
+def _record(size, rep, arm, acc, **extra):
+    return {"size": size, "replicate": rep, "arm": arm, "test": {"accuracy": acc,
+            "macro_f1": acc}, "seconds": {"search": 60, "final": 60, "test": 1}, **extra}
+
+
+def _records():
+    rng = np.random.default_rng(0)
+    out = []
+    for size, gain in ((250, 0.06), (1000, -0.02)):
+        for rep in range(5):
+            base = 0.7 + 0.05 * rng.random()
+            for arm, shift in (("none", -0.05), ("literature", 0.0), ("trivialaugment", 0.01),
+                               ("method", gain), ("random", 0.0)):
+                out.append(_record(size, rep, arm, base + shift + 0.002 * rng.random()))
+    for point in range(4):
+        for s in range(2):
+            out.append(_record(1000, 0, "fidelity", 0.6 + 0.05 * point + 0.01 * s, point=point,
+                               seed_index=s, trial_score={"val_loss": 1.5 - 0.1 * point}))
+    return out
+
+
+def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for i, r in enumerate(_records()):
+        (folder / f"{i:03d}.json").write_text(json.dumps(r))
+    said = curve_report.verdicts(curve_report.comparisons(
+        curve_report.accuracies(curve_report.load_records(folder))))
+    assert said[250].startswith("250 images: the search pays: the best search arm (method)")
+    assert said[1000].startswith("1,000 images: the search loses")
+    fid = curve_report.fidelity(curve_report.load_records(folder))
+    assert fid.loc[0, "rho"] > 0.9 and fid.loc[0, "rho_means"] == pytest.approx(1.0)
+    assert fid.loc[0, "trainings"] == 8
+    written = curve_report.write_curve_report(folder, tmp_path / "docs")
+    page = written[0].read_text()
+    assert "| 250 | 67" in page or "| 250 |" in page
+    assert "Fidelity" in page and all(p.stat().st_size > 10_000 for p in written[1:])
+
+
+# The curve end to end ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, root):
+    from earth_lib.preprocessing import DEFAULTS, preprocess_folder
+    from earth_lib.run import Run, load_run
+    from earth_lib.synthetic import generate_synthetic_dataset
+
+    images, processed = tmp_path / "raw", tmp_path / "processed"
+    folders = f"data.raw_dir={images} preprocess.processed_dir={processed}"
+    P = load_params(root / "params" / "curve_smoke.yaml", folders)
+    d = P["data"]
+    generate_synthetic_dataset(images, d["synthetic_images_per_class"], d["synthetic_image_size"],
+                               d["synthetic_classes"], P["seed"], progress=False)
+    preprocess_folder(images, processed, {**DEFAULTS, "image_size": 16}, progress=False)
+    run, lines = Run(tmp_path / "run"), []
+    assert curve.run_curve(P, run, log=lines.append) == 8
+    records = sorted(p.stem for p in (run.path / "records").glob("*.json"))
+    assert records == ["fidelity-n00024-p0-s0", "fidelity-n00024-p1-s0",
+                       "n00012-r0-literature", "n00012-r0-noisy_gp", "n00012-r0-trivialaugment",
+                       "n00024-r0-literature", "n00024-r0-noisy_gp", "n00024-r0-trivialaugment"]
+    rec = json.loads((run.path / "records" / "n00024-r0-noisy_gp.json").read_text())
+    assert len(rec["trials"]) == 3 and len(rec["test_correct"]) == 12
+    assert rec["images"] == {"train": 24, "val": 6, "test": 12}
+    assert load_run(run.path / "cells" / "n00024-r0-noisy_gp").load_card().class_names
+    assert curve.run_curve(P, run, log=lines.append) == 0  # all done: nothing rerun
+    changed = load_params(root / "params" / "curve_smoke.yaml", f"{folders} curve.trials=4")
+    assert curve.run_curve(changed, run, log=lines.append) == 2  # only the search arm's cells
+    assert any("n00012-r0-noisy_gp (rerun: its settings changed)" in m for m in lines)
