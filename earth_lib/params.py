@@ -253,8 +253,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
     "curve": {
         "sizes": _p([250, 500, 1000, 2000, 5000], list, "training-set sizes of the learning "
                     "curve (make curve), in images, stratified"),
-        "replicates": _p([5, 5, 5, 5, 3], list, "replicates per size (a new subset, search "
-                         "seed and training seed each; the arms are paired within one)"),
+        "replicates": _p({250: 5, 500: 5, 1000: 5, 2000: 5, 5000: 3}, (dict, int),
+                         "replicates per size ({size: n}, or one n for every size): a new "
+                         "subset, search seed and training seed each; arms paired within one"),
         "test_images": _p(5000, int, "the curve's fixed stratified test set, used by nothing "
                           "else", low=10),
         "val_fraction": _p(0.25, float, "validation images per training image, drawn beside "
@@ -262,8 +263,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "arms": _p(["none", "literature", "dihedral", "trivialaugment", "randaugment", "lr_wd",
                     "random", "method", "noisy_gp"], list,
                    "arms of the curve (see earth_lib/experiments/curve.py)"),
-        "final_steps": _p([250, 300, 400, 500, 600], list, "optimiser steps of every arm's "
-                          "final training, one per size"),
+        "final_steps": _p({250: 250, 500: 300, 1000: 400, 2000: 500, 5000: 600}, dict,
+                          "optimiser steps of every arm's final training, {size: steps} for "
+                          "every size"),
         "trials": _p(9, int, "trials of each search arm (the same budget for all)", low=3),
         "trial_fraction": _p(0.15, float, "a trial's optimiser steps as a share of the final "
                              "training's", low=0.01, high=1.0),
@@ -506,10 +508,15 @@ def _check_curve(c: dict[str, Any], source: str) -> None:
     sizes = c["sizes"]
     if not sizes or not all(whole(v, 2) for v in sizes) or sorted(set(sizes)) != sizes:
         raise _fail(source, "curve.sizes", "increasing whole numbers >= 2", sizes)
+    if whole(c["replicates"]):
+        c["replicates"] = dict.fromkeys(sizes, c["replicates"])
     for key in ("replicates", "final_steps"):
-        if len(c[key]) != len(sizes) or not all(whole(v) for v in c[key]):
-            raise _fail(source, f"curve.{key}", f"{len(sizes)} whole numbers >= 1 (one per "
-                        "size)", c[key])
+        given = c[key]
+        if not isinstance(given, dict) or not all(
+                size in given and whole(given[size]) for size in sizes):
+            raise _fail(source, f"curve.{key}", f"{{size: whole number >= 1}} for every size "
+                        f"of {sizes}", given)
+        c[key] = {size: given[size] for size in sizes}
     known = SCHEMA["curve"]["arms"].default
     for arm in c["arms"]:
         if arm not in known:

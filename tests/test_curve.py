@@ -120,7 +120,8 @@ def test_subsets_are_nested_stratified_and_apart_from_validation_and_test():
 
 
 def test_the_plan_runs_the_fidelity_check_first_then_replicate_by_replicate():
-    c = validate({"curve": {"sizes": [100, 200], "replicates": [2, 1], "final_steps": [5, 6],
+    c = validate({"curve": {"sizes": [100, 200], "replicates": {100: 2, 200: 1},
+                            "final_steps": {100: 5, 200: 6},
                             "arms": ["literature", "method"], "fidelity_sizes": [200],
                             "fidelity_points": 2, "fidelity_seeds": 2}})["curve"]
     names = [cell.name for cell in curve.plan_cells(c)]
@@ -154,8 +155,9 @@ def test_the_fixed_arms_values():
 
 @pytest.mark.parametrize("given, key", [
     ({"sizes": [500, 250]}, "curve.sizes"),
-    ({"replicates": [5, 5]}, "curve.replicates"),
-    ({"final_steps": [1, 2, 3, 4, 0]}, "curve.final_steps"),
+    ({"replicates": {250: 5}}, "curve.replicates"),
+    ({"replicates": [5, 5, 5, 5, 5]}, "curve.replicates"),
+    ({"final_steps": {250: 1, 500: 2, 1000: 3, 2000: 4, 5000: 0}}, "curve.final_steps"),
     ({"arms": ["method", "hyperband"]}, "curve.arms"),
     ({"weight_decay_bounds": [0.1, 0.01]}, "curve.weight_decay_bounds"),
     ({"fidelity_sizes": [300]}, "curve.fidelity_sizes"),
@@ -166,10 +168,14 @@ def test_bad_curve_parameters_name_their_key(given, key):
         validate({"curve": given})
 
 
-def test_the_committed_curve_file_is_valid(root):
+def test_the_committed_curve_file_is_valid_and_one_cell_can_be_run_alone(root):
     P = load_params(root / "params" / "curve.yaml")
     assert P["curve"]["results_dir"] == "results/curve"
     assert len(curve.plan_cells(P["curve"])) == 32 + 23 * len(curve.ARMS)
+    one = load_params(root / "params" / "curve.yaml", "curve.sizes=[500] curve.replicates=1 "
+                      "curve.arms=[method] curve.fidelity_sizes=[]")
+    assert [c.name for c in curve.plan_cells(one["curve"])] == ["n00500-r0-method"]
+    assert one["curve"]["final_steps"] == {500: P["curve"]["final_steps"][500]}
 
 
 # Search pieces the curve adds --------------------------------------------------------------
@@ -273,6 +279,9 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
     assert rec["images"] == {"train": 24, "val": 6, "test": 12}
     assert load_run(run.path / "cells" / "n00024-r0-noisy_gp").load_card().class_names
     assert curve.run_curve(P, run, log=lines.append) == 0  # all done: nothing rerun
-    changed = load_params(root / "params" / "curve_smoke.yaml", f"{folders} curve.trials=4")
-    assert curve.run_curve(changed, run, log=lines.append) == 2  # only the search arm's cells
-    assert any("n00012-r0-noisy_gp (rerun: its settings changed)" in m for m in lines)
+    stale = run.path / "records" / "n00012-r0-literature.json"  # as if made by other settings
+    rec = json.loads(stale.read_text())
+    stale.write_text(json.dumps({**rec, "fingerprint": {**rec["fingerprint"], "settings": "x"}}))
+    assert curve.run_curve(P, run, log=lines.append) == 1  # that cell alone, rerun
+    assert any("n00012-r0-literature (rerun: its settings changed)" in m for m in lines)
+    assert json.loads(stale.read_text())["fingerprint"] == rec["fingerprint"]

@@ -107,10 +107,9 @@ def plan_cells(c: dict[str, Any]) -> list[Cell]:
     """
     cells = [Cell(size, 0, FIDELITY, k, s) for size in c["fidelity_sizes"]
              for k in range(c["fidelity_points"]) for s in range(c["fidelity_seeds"])]
-    for r in range(max(c["replicates"])):
-        cells += [Cell(size, r, arm) for size, reps in zip(c["sizes"], c["replicates"],
-                                                           strict=True)
-                  if r < reps for arm in c["arms"]]
+    for r in range(max(c["replicates"].values())):
+        cells += [Cell(size, r, arm) for size in c["sizes"] if r < c["replicates"][size]
+                  for arm in c["arms"]]
     return cells
 
 
@@ -225,7 +224,7 @@ def search_plan(arm: str, P: dict[str, Any]) -> tuple[dict[str, dict], dict[str,
 def cell_settings(cell: Cell, P: dict[str, Any]) -> dict[str, Any]:
     """Everything besides the data that gives a cell's result its meaning (its fingerprint)."""
     c = P["curve"]
-    steps = c["final_steps"][c["sizes"].index(cell.size)]
+    steps = c["final_steps"][cell.size]
     out = {"protocol": PROTOCOL, "seed": P["seed"], "test_images": c["test_images"],
            "val_fraction": c["val_fraction"], "final_steps": steps,
            "final": final_settings(P), "trial": params_mod.train_settings(P, final=False),
@@ -298,7 +297,7 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
     fp = cell_fingerprint(cell, P, cd)
     train_idx, val_idx = cd.subset(cell.size, cell.replicate, c["val_fraction"], seed)
     train, val, test = cd.split(train_idx), cd.split(val_idx), cd.split(cd.test)
-    steps = c["final_steps"][c["sizes"].index(cell.size)]
+    steps = c["final_steps"][cell.size]
     n_classes = len(cd.class_names)
     fidelity = cell.arm == FIDELITY
     train_seed = derive_seed(seed, TRAIN, 1000 + cell.seed_index if fidelity else cell.replicate)
