@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                 for line in regenerate_readme(path, args.outputs):
                     print(f"{path}: {line}")
         elif args.command == "pair":
-            from earth_lib.compare import pair_runs
+            from earth_lib.experiments.pairing import pair_runs
 
             r = pair_runs(args.run_a, args.run_b)
             print(f"{r['images']} test images: A {100 * r['accuracy_a']:.2f} %, B "
@@ -236,7 +236,12 @@ def main(argv: list[str] | None = None) -> int:
                           "tested on?")
             print(f"written to {r['written_to']}")
         elif args.command == "compare-results":
-            from earth_lib.compare import load_results, summary_table, table_markdown, verdict
+            from earth_lib.experiments.compare import (
+                load_results,
+                summary_table,
+                table_markdown,
+                verdict,
+            )
 
             results = load_results(args.run)
             if not results:

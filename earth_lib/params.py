@@ -244,7 +244,7 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "seeds": _p([1, 2, 3], list, "seeds of the comparison (make compare): each changes "
                     "the search and the training, never the split"),
         "arms": _p(["literature", "random", "gp_one_step", "method", "improved"], list,
-                   "arms of the comparison (see earth_lib/compare.py)"),
+                   "arms of the comparison (see earth_lib/experiments/compare.py)"),
         "improved_epochs": _p(None, int, "trial epochs of the improved arm's short trials "
                               "(null: search.epochs)", nullable=True, low=1),
         "improved_acquisition": _p(ACQUISITIONS[0], str, "the improved arm's acquisition",

@@ -88,7 +88,7 @@ def variants_markdown(outputs: str | Path, runs: list[str]) -> str:
 
     Each row is an arm of one folder, labelled by that run's overrides (``SET``).
     """
-    from earth_lib.compare import load_results, summary_table, table_markdown
+    from earth_lib.experiments.compare import load_results, summary_table, table_markdown
 
     rows: list[str] = []
     for name in runs:
@@ -198,7 +198,7 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
     table) or ``curve`` (the learning curve's verdicts, from its records). A block
     whose runs are not under ``outputs`` is left as it is (a fresh clone keeps the README).
     """
-    from earth_lib.compare import (
+    from earth_lib.experiments.compare import (
         evidence,
         load_results,
         paired_differences,

@@ -24,8 +24,8 @@ import tensorflow as tf
 from earth_lib.augmentation import make_dataset
 from earth_lib.data import CHUNK, Split, chunks, read_rows, same_pixels_as_64px
 from earth_lib.metrics import tune_thresholds
-from earth_lib.model import DEFAULT_PRESET, build_from_preset
-from earth_lib.params import SCHEMA
+from earth_lib.model import build_from_preset
+from earth_lib.params import SCHEMA, section_defaults
 from earth_lib.policies import training_augmentation
 
 if TYPE_CHECKING:
@@ -38,12 +38,17 @@ OPTIMIZERS = SCHEMA["train"]["optimizer"].choices
 SCHEDULES = SCHEMA["train"]["schedule"].choices
 #: What the network computes in (``train.precision``; first = default).
 PRECISIONS = SCHEMA["train"]["precision"].choices
+#: The defaults of the keyword arguments below: the parameter table's, the one source.
+TRAIN, MODEL = section_defaults("train"), section_defaults("model")
+SEED = SCHEMA["seed"].default
 
 
 def compile_model(model: keras.Model, learning_rate: float, steps_per_epoch: int, epochs: int,
-                  warmup_epochs: int = 1, weight_decay: float = 1e-4,
-                  label_smoothing: float = 0.0, optimizer: str = OPTIMIZERS[0],
-                  schedule: str = SCHEDULES[0], multilabel: bool = False,
+                  warmup_epochs: int = TRAIN["warmup_epochs"],
+                  weight_decay: float = MODEL["weight_decay"],
+                  label_smoothing: float = MODEL["label_smoothing"],
+                  optimizer: str = TRAIN["optimizer"], schedule: str = TRAIN["schedule"],
+                  multilabel: bool = False,
                   accumulation: int = 1) -> keras.Model:
     """Compile with the optimiser and schedule named, and a plain cross-entropy metric.
 
@@ -95,7 +100,7 @@ def cpu_has_native_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
-def set_precision(precision: str = PRECISIONS[0]) -> str:
+def set_precision(precision: str = TRAIN["precision"]) -> str:
     """Set Keras' global dtype policy for ``precision`` and return the policy's name.
 
     ``auto``: ``mixed_float16`` where a GPU is present, ``float32`` on a CPU. The mixed
@@ -116,7 +121,7 @@ def set_precision(precision: str = PRECISIONS[0]) -> str:
     return policy
 
 
-def distribution_strategy(mode: str = "auto",
+def distribution_strategy(mode: str = TRAIN["distribute"],
                           device_type: str = "GPU") -> tf.distribute.Strategy | None:
     """``MirroredStrategy`` over the visible ``device_type`` devices, or None.
 
@@ -187,26 +192,26 @@ def train_model(
     num_classes: int,
     input_shape: tuple[int, int, int],
     *,
-    preset: str = DEFAULT_PRESET,
-    epochs: int = 10,
-    patience: int = 5,
-    warmup_epochs: int = 1,
-    weight_decay: float = 1e-4,
-    label_smoothing: float = 0.0,
-    dropout: float = 0.0,
-    optimizer: str = OPTIMIZERS[0],
-    schedule: str = SCHEDULES[0],
-    early_stopping: bool = True,
+    preset: str = MODEL["preset"],
+    epochs: int = TRAIN["epochs"],
+    patience: int = TRAIN["patience"],
+    warmup_epochs: int = TRAIN["warmup_epochs"],
+    weight_decay: float = MODEL["weight_decay"],
+    label_smoothing: float = MODEL["label_smoothing"],
+    dropout: float = MODEL["dropout"],
+    optimizer: str = TRAIN["optimizer"],
+    schedule: str = TRAIN["schedule"],
+    early_stopping: bool = TRAIN["early_stopping"],
     time_limit: float | None = None,
-    seed: int = 42,
+    seed: int = SEED,
     decoder: PCAResult | None = None,
     verbose: bool = True,
     csv_log: str | Path | None = None,
     tensorboard_dir: str | Path | None = None,
-    distribute: str | tf.distribute.Strategy = "off",
-    micro_batch: int | None = None,
+    distribute: str | tf.distribute.Strategy = TRAIN["distribute"],
+    micro_batch: int | None = TRAIN["micro_batch"],
     callbacks: list[keras.callbacks.Callback] | None = None,
-    precision: str = PRECISIONS[0],
+    precision: str = TRAIN["precision"],
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build and train one ResNet with these hyperparameters.
 
@@ -272,7 +277,8 @@ def train_model(
 
 
 def make_objective(train: Split, val: Split, num_classes: int, input_shape: tuple[int, int, int],
-                   *, seed: int = 42, epochs: int = 10, patience: int | None = None,
+                   *, seed: int = SEED, epochs: int = SCHEMA["search"]["epochs"].default,
+                   patience: int | None = None,
                    **train_kwargs) -> Callable[..., dict[str, Any]]:
     """The search objective: train with ``hp`` and return the best epoch's val cross-entropy.
 

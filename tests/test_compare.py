@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from earth_lib.compare import (
+from earth_lib.errors import ParameterError
+from earth_lib.experiments.compare import (
     ARMS,
     ArmResult,
     arm_plan,
@@ -16,7 +17,6 @@ from earth_lib.compare import (
     summary_table,
     verdict,
 )
-from earth_lib.errors import ParameterError
 from earth_lib.params import baseline_hyperparameters, load_params, validate
 
 
@@ -87,7 +87,7 @@ def test_results_so_far_are_read_back_as_a_markdown_table(tmp_path):
         folder = tmp_path / "arms" / arm / f"seed{seed}"
         folder.mkdir(parents=True)
         (folder / "result.json").write_text(json.dumps(asdict(_result(arm, seed, acc))))
-    from earth_lib.compare import load_results
+    from earth_lib.experiments.compare import load_results
 
     assert [(r.arm, r.seed) for r in load_results(tmp_path)] == \
         [("literature", 1), ("method", 1), ("method", 2)]
@@ -97,7 +97,7 @@ def test_results_so_far_are_read_back_as_a_markdown_table(tmp_path):
 
 
 def test_evidence_reports_the_seed_spread_and_the_loss_test_correlation():
-    from earth_lib.compare import evidence
+    from earth_lib.experiments.compare import evidence
 
     results = [ArmResult(a, s, {}, loss, 3, 24.0, 1.0, 2.0, 10,
                          {"accuracy": acc, "macro_f1": acc})

@@ -122,7 +122,7 @@ def _pair_runs_folder(run, tmp_path):
 
 
 def test_pair_runs_counts_the_images_each_model_alone_got_right(run, tmp_path):
-    from earth_lib.compare import pair_runs
+    from earth_lib.experiments.pairing import pair_runs
     from earth_lib.model import build_from_preset
 
     a = _pair_runs_folder(run, tmp_path)
@@ -151,8 +151,8 @@ def test_pair_runs_counts_the_images_each_model_alone_got_right(run, tmp_path):
 
 
 def test_pair_runs_refuses_runs_that_did_not_see_the_same_images(run, tmp_path):
-    from earth_lib.compare import pair_runs
     from earth_lib.errors import ParameterError
+    from earth_lib.experiments.pairing import pair_runs
 
     a = _pair_runs_folder(run, tmp_path)
     other = tmp_path / "outputs" / "other"

@@ -580,8 +580,9 @@ def test_keras_is_above_the_safe_mode_bypasses():
 def test_a_comparison_arm_whose_settings_changed_is_rerun(tmp_path, monkeypatch):
     from dataclasses import asdict
 
-    from earth_lib import compare, params
+    from earth_lib import params
     from earth_lib.data import Split
+    from earth_lib.experiments import compare
     from earth_lib.run import Run
 
     calls, lines = [], []

@@ -177,6 +177,10 @@ def _pct(v: float) -> str:
     return "-" if not np.isfinite(v) else f"{100 * v:.1f}"
 
 
+def _num(v: float, form: str) -> str:
+    return "-" if not np.isfinite(v) else format(v, form)
+
+
 def summary_markdown(table: pd.DataFrame) -> str:
     """Accuracy per size (rows) and arm (columns): mean % [95 % interval] (replicates)."""
     arms = [a for a in ARMS if a in set(table["arm"])]
@@ -217,8 +221,9 @@ def fidelity_markdown(fid: pd.DataFrame) -> str:
             "|---|---|---|---|---|---|---|---|"]
     for _, r in fid.iterrows():
         rows.append(f"| {int(r['size']):,} | {int(r['trainings'])} | {int(r['configurations'])} "
-                    f"| {r['rho']:+.2f} | {r['p']:.3f} | {r['rho_means']:+.2f} "
-                    f"| {r['p_means']:.3f} | {100 * r['test_error_range']:.1f} points |")
+                    f"| {_num(r['rho'], '+.2f')} | {_num(r['p'], '.3f')} "
+                    f"| {_num(r['rho_means'], '+.2f')} | {_num(r['p_means'], '.3f')} "
+                    f"| {100 * r['test_error_range']:.1f} points |")
     return "\n".join(rows)
 
 
