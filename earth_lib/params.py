@@ -194,7 +194,8 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                           nullable=True),
         "max_train_images": _p(None, int, "subsample the training split for trials",
                                nullable=True, low=2),
-        "space": _p(None, dict, "hyperparameter space: name -> {type, bounds | values}",
+        "space": _p(None, dict, "hyperparameter space: name -> {type, bounds | values}; the "
+                    "entries named replace the default space's, the others stay",
                     nullable=True),
     },
     "baseline": {
@@ -442,7 +443,10 @@ def validate(raw: dict | None, source: str = "<params>") -> dict[str, Any]:
             f"Got {total:g} instead."
         )
     space = out["search"]["space"]
-    out["search"]["space"] = validate_space(DEFAULT_SPACE if space is None else space, source)
+    if space is not None and not isinstance(space, dict):
+        raise _fail(source, "search.space", "a mapping of hyperparameter -> spec", space)
+    # a partial space overrides only the entries it names; the others keep the default's
+    out["search"]["space"] = validate_space({**DEFAULT_SPACE, **(space or {})}, source)
     _check_compare(out["compare"], source)
     _check_curve(out["curve"], source)
     _check_task(out, source)

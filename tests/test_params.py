@@ -91,16 +91,24 @@ def _space(**changes):
         ({"kernel_size": {"type": "discrete", "values": [2, 3]}}, r"odd kernel sizes"),
         ({"batch_size": {"type": "discrete", "values": []}}, r"non-empty list"),
         ({"batch_size": {"type": "continuous", "bounds": [1, 8]}}, r"'discrete' for this"),
-        ({"kernel_size": None}, r"missing 'kernel_size'"),
         ({"rotaton": {"type": "continuous", "bounds": [0, 1]}}, r"Did you mean 'rotation'"),
         ({"zoom": {"type": "continous", "bounds": [0, 1]}}, r"'continuous' or 'discrete'"),
     ],
     ids=["reversed", "outside-limits", "log-zero", "even-kernel", "empty", "wrong-type",
-         "missing", "unknown-name", "type-typo"],
+         "unknown-name", "type-typo"],
 )
 def test_impossible_search_space_is_an_error(changes, match):
     with pytest.raises(ParameterError, match=match):
         validate(_space(**changes), source="x.yaml")
+
+
+def test_a_partial_search_space_overrides_only_the_entries_it_names():
+    zoom = {"type": "continuous", "bounds": [0.0, 0.1], "log": False}
+    space = validate({"search": {"space": {"zoom": zoom}}})["search"]["space"]
+    assert space["zoom"] == zoom
+    assert {k: v for k, v in space.items() if k != "zoom"} == {
+        k: v for k, v in validate({})["search"]["space"].items() if k != "zoom"}
+    assert list(space) == list(DEFAULT_SPACE)
 
 
 def test_epochs_may_be_searched_as_tenth():
