@@ -181,12 +181,18 @@ def _num(v: float, form: str) -> str:
     return "-" if not np.isfinite(v) else format(v, form)
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table from its header and rows of cells (already formatted)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def summary_markdown(table: pd.DataFrame) -> str:
     """Accuracy per size (rows) and arm (columns): mean % [95 % interval] (replicates)."""
     arms = [a for a in ARMS if a in set(table["arm"])]
-    rows = ["| images | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    rows = []
     for size, g in table.groupby("size"):
-        cells = []
+        cells = [f"{int(size):,}"]
         for arm in arms:
             r = g[g["arm"] == arm]
             if r.empty:
@@ -196,35 +202,31 @@ def summary_markdown(table: pd.DataFrame) -> str:
             ci = (f" [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
                   if np.isfinite(r["ci_low"]) else "")
             cells.append(f"{_pct(r['accuracy'])}{ci} ({int(r['replicates'])})")
-        rows.append(f"| {int(size):,} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+        rows.append(cells)
+    return markdown_table(["images", *arms], rows)
 
 
 def comparisons_markdown(comp: pd.DataFrame, against: str) -> str:
     """One reference's paired differences as Markdown, one row per size and arm."""
-    rows = ["| images | arm | against | replicates | difference (points) | 95 % interval "
-            "| Wilcoxon p | Holm p |", "|---|---|---|---|---|---|---|---|"]
-    for _, r in comp[comp["against"] == against].iterrows():
-        ci = (f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" if np.isfinite(r["ci_low"])
-              else "-")
-        p = "-" if not np.isfinite(r["wilcoxon_p"]) else f"{r['wilcoxon_p']:.3f}"
-        hp = "-" if not np.isfinite(r["holm_p"]) else f"{r['holm_p']:.3f}"
-        rows.append(f"| {int(r['size']):,} | {r['arm']} | {r['reference']} | "
-                    f"{int(r['replicates'])} | {r['diff_points']:+.1f} | {ci} | {p} | {hp} |")
-    return "\n".join(rows)
+    rows = [[f"{int(r['size']):,}", r["arm"], r["reference"], str(int(r["replicates"])),
+             f"{r['diff_points']:+.1f}",
+             f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" if np.isfinite(r["ci_low"]) else "-",
+             _num(r["wilcoxon_p"], ".3f"), _num(r["holm_p"], ".3f")]
+            for _, r in comp[comp["against"] == against].iterrows()]
+    return markdown_table(["images", "arm", "against", "replicates", "difference (points)",
+                           "95 % interval", "Wilcoxon p", "Holm p"], rows)
 
 
 def fidelity_markdown(fid: pd.DataFrame) -> str:
     """The fidelity check as Markdown, one row per size."""
-    rows = ["| images | trainings | configurations | Spearman rho (trial loss vs test error) "
-            "| p | rho of the configurations' means | p | spread of test error |",
-            "|---|---|---|---|---|---|---|---|"]
-    for _, r in fid.iterrows():
-        rows.append(f"| {int(r['size']):,} | {int(r['trainings'])} | {int(r['configurations'])} "
-                    f"| {_num(r['rho'], '+.2f')} | {_num(r['p'], '.3f')} "
-                    f"| {_num(r['rho_means'], '+.2f')} | {_num(r['p_means'], '.3f')} "
-                    f"| {100 * r['test_error_range']:.1f} points |")
-    return "\n".join(rows)
+    rows = [[f"{int(r['size']):,}", str(int(r["trainings"])), str(int(r["configurations"])),
+             _num(r["rho"], "+.2f"), _num(r["p"], ".3f"), _num(r["rho_means"], "+.2f"),
+             _num(r["p_means"], ".3f"), f"{100 * r['test_error_range']:.1f} points"]
+            for _, r in fid.iterrows()]
+    return markdown_table(["images", "trainings", "configurations",
+                           "Spearman rho (trial loss vs test error)", "p",
+                           "rho of the configurations' means", "p", "spread of test error"],
+                          rows)
 
 
 def progress_line(records: list[dict[str, Any]], planned: int | None = None) -> str:
@@ -244,13 +246,21 @@ def curve_figures(table: pd.DataFrame, comp: pd.DataFrame, folder: Path) -> list
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "curve_accuracy.png", folder / "curve_gain.png"]
+    sizes = sorted(table["size"].unique())
+
+    def size_axis(ax) -> None:
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [f"{int(v):,}" for v in sizes])
+        ax.minorticks_off()
+
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for arm, g in table.groupby("arm", sort=False):
         style = "-" if arm in SEARCH_ARMS else "--"
         ax.plot(g["size"], 100 * g["accuracy"], style, marker="o", label=arm)
         ok = np.isfinite(g["ci_low"])
         ax.fill_between(g["size"][ok], 100 * g["ci_low"][ok], 100 * g["ci_high"][ok], alpha=0.12)
-    ax.set(xscale="log", xlabel="training images (log scale)", ylabel="test accuracy (%)",
+    size_axis(ax)
+    ax.set(xlabel="training images (log scale)", ylabel="test accuracy (%)",
            title="Test accuracy against training-set size (mean, 95 % interval)")
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
@@ -265,8 +275,8 @@ def curve_figures(table: pd.DataFrame, comp: pd.DataFrame, folder: Path) -> list
         ax.errorbar(x, g["diff_points"], yerr=np.nan_to_num(err), marker="o", capsize=3,
                     label=arm)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set(xscale="log", xlabel="training images (log scale)",
-           ylabel="points against the best no-search arm",
+    size_axis(ax)
+    ax.set(xlabel="training images (log scale)", ylabel="points against the best no-search arm",
            title="What the search gains over the best arm without a search")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
