@@ -22,9 +22,10 @@ def image_features(images: np.ndarray, bins: int = 16) -> np.ndarray:
 
     Chunk by chunk: memory stays bounded, and on-disk images are read piece by piece.
     """
-    if len(images) > data.CHUNK:
+    parts = list(data.chunks(len(images)))
+    if len(parts) > 1:
         return np.concatenate([image_features(data.read_rows(images, part), bins)
-                               for part in data.chunks(len(images))])
+                               for part in parts])
     n, _, _, c = images.shape
     x = np.asarray(images, dtype=np.float32)
     feats = []

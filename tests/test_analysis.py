@@ -111,7 +111,7 @@ def test_chunked_statistics_equal_the_whole_array_ones(monkeypatch):
     pca = fit_pca(x, 0.9, seed=0)
     whole = (band_histograms(x, labels, 4), mean_images(x, labels, 4), pca.transform(x),
              image_features(x, bins=4))
-    monkeypatch.setattr(data, "CHUNK", 5)
+    monkeypatch.setattr(data.arrays, "CHUNK", 5)
     chunked = (band_histograms(x, labels, 4), mean_images(x, labels, 4), pca.transform(x),
                image_features(x, bins=4))
     for a, b in zip(whole, chunked, strict=True):

@@ -5,7 +5,6 @@ import pytest
 
 from earth_lib.data import (
     SPLITS,
-    DatasetNotFoundError,
     Split,
     cross_split_duplicates,
     describe_skipped,
@@ -18,6 +17,7 @@ from earth_lib.data import (
     stratified_split,
     subsample,
 )
+from earth_lib.errors import DatasetNotFoundError
 from tests.conftest import write_png
 
 

@@ -6,7 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from earth_lib.data import DatasetNotFoundError, index_folder, load_images
+from earth_lib.data import index_folder, load_images
+from earth_lib.errors import DatasetNotFoundError
 from earth_lib.params import validate
 from earth_lib.preprocessing import preprocess_folder
 from tests.conftest import smoke_params_for_folder
