@@ -3,10 +3,10 @@ import copy
 import pytest
 import yaml
 
+from earth_lib.errors import ParameterError
 from earth_lib.params import (
     DEFAULT_SPACE,
     REQUIRED_HYPERPARAMETERS,
-    ParameterError,
     load_params,
     parameter_table,
     validate,

@@ -1,0 +1,62 @@
+"""Parameter files: a declared table of every parameter, validated once on load.
+
+A parameter file is YAML with the sections of the table (``schema``). Every key is checked
+against it (``validation``): an unknown or mistyped key, a wrong type or an impossible bound
+is a :class:`ParameterError` that names the file and the key. Missing keys take the
+table's defaults, the one place defaults live; ``settings`` turns a checked file into the
+keyword arguments of each stage.
+"""
+
+from earth_lib.params.schema import (
+    DATASETS,
+    DEFAULT_SPACE,
+    HYPERPARAMETER_LIMITS,
+    HYPERPARAMETERS,
+    REQUIRED_HYPERPARAMETERS,
+    SCHEMA,
+    TASKS,
+    Param,
+    section_defaults,
+)
+from earth_lib.params.settings import (
+    baseline_hyperparameters,
+    data_selection,
+    executor_settings,
+    search_data_settings,
+    search_fingerprint,
+    search_settings,
+    train_settings,
+)
+from earth_lib.params.validation import (
+    apply_overrides,
+    load_params,
+    parameter_table,
+    parse_overrides,
+    validate,
+    validate_space,
+)
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_SPACE",
+    "HYPERPARAMETERS",
+    "HYPERPARAMETER_LIMITS",
+    "Param",
+    "REQUIRED_HYPERPARAMETERS",
+    "SCHEMA",
+    "TASKS",
+    "apply_overrides",
+    "baseline_hyperparameters",
+    "data_selection",
+    "executor_settings",
+    "load_params",
+    "parameter_table",
+    "parse_overrides",
+    "search_data_settings",
+    "search_fingerprint",
+    "search_settings",
+    "section_defaults",
+    "train_settings",
+    "validate",
+    "validate_space",
+]
