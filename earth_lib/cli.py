@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             with run_lock(args.run):
                 print(f"predictions written to {predict_folder(args.run, args.data)}")
         elif args.command == "export":
-            from earth_lib.run import export_for_serving
+            from earth_lib.evaluation import export_for_serving
 
             load_run(args.run)
             with run_lock(args.run):

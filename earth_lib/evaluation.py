@@ -1,4 +1,4 @@
-"""Evaluate a trained run on any labelled folder, or predict any folder.
+"""Use a trained run: evaluate it on any labelled folder, predict any folder, export it.
 
 The images go through the same enhancement the run's training data had (stored in the
 run's model card), in memory: the user's folder is never written to.
@@ -7,7 +7,10 @@ run's model card), in memory: the user's folder is never written to.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +25,14 @@ from earth_lib.errors import (
     skip_or_raise,
 )
 from earth_lib.images import list_images, read_image
-from earth_lib.io import atomic_write_csv, atomic_write_json
+from earth_lib.io import atomic_write_csv, atomic_write_json, new_mode
 from earth_lib.metrics import evaluate_predictions
 from earth_lib.preprocessing import enhance
 from earth_lib.progress import progress_bar
 from earth_lib.run import (
     METRICS_FILE,
     PREDICTIONS_FILE,
+    SERVING_FILE,
     UNREADABLE_FILE,
     ModelCard,
     load_run,
@@ -176,3 +180,47 @@ def predict_folder(run_dir: str | Path, data_dir: str | Path, name: str | None =
                       for i, c, p in zip(kept, chosen, proba, strict=True)))
     run.write_skipped(skipped, out / UNREADABLE_FILE)
     return out / PREDICTIONS_FILE
+
+
+def export_for_serving(run_path: str | Path) -> Path:
+    """Write ``<run>/export/``: a TensorFlow SavedModel and what to feed it, without this package.
+
+    For TF Serving, ``tf.saved_model.load`` or TFLite converters.
+
+    ``export/saved_model`` has the Keras 3 ``serve`` endpoint (float32 images in, class
+    probabilities out); ``export/serving.json`` says how the images must be prepared
+    (the run's enhancement settings, band PCA, class order). Written to a temporary folder
+    and renamed, so an interrupted export never leaves a half folder as ``export/``.
+    """
+    run = load_run(run_path)
+    model, card = run.load_model()
+    out = run.path / "export"
+    tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=run.path))
+    os.chmod(tmp, new_mode(directory=True))  # export/ readable as a folder made by mkdir
+    try:
+        model.export(str(tmp / "saved_model"), format="tf_saved_model", verbose=False)
+        p = card.preprocess
+        steps = [f"read the image ({p.get('bands', '?')} band(s); 16-bit data scaled by "
+                 f"{p.get('scale_16bit', 'percentile')})",
+                 *(["convert to grayscale"] if p.get("grayscale") else []),
+                 f"resize to {p.get('image_size')} x {p.get('image_size')} (anti-aliased)",
+                 *([f"CLAHE ({p.get('clahe_mode')}, clip {p.get('clahe_clip_limit')}, "
+                    f"{p.get('clahe_tiles')} tiles)"] if p.get("clahe") else []),
+                 "8-bit (0-255)",
+                 *(["project the bands on band_pca.npz (subtract mean, multiply by components.T)"]
+                   if card.band_pca else []),
+                 "cast to float32, shape (batch, height, width, channels): the model rescales"]
+        if card.band_pca:
+            shutil.copy2(run.path / card.band_pca, tmp / card.band_pca)
+        atomic_write_json(tmp / SERVING_FILE, {
+            "signature": "serve", "input_shape": card.input_shape, "input_dtype": "float32",
+            "input_range": [0, 255], "output": "softmax probabilities, in class_names order",
+            "class_names": card.class_names, "steps": steps, "preprocess": p,
+            "test_time_augmentation": "average over the 8 flips/rotations" if card.tta else None,
+            "band_pca": card.band_pca, "hyperparameters": card.hyperparameters,
+            "source_run": str(run.path)})
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -21,31 +21,31 @@ import importlib.util
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from earth_lib.errors import ParameterError, RunFormatError, RunInUseError, RunNotFoundError
-from earth_lib.io import atomic_write_csv, atomic_write_json, file_digest, new_mode
+from earth_lib.io import atomic_write_csv, atomic_write_json, file_digest
 from earth_lib.params import load_params
 from earth_lib.paths import mark, run_name
+from earth_lib.provenance import (
+    compute_record,
+    cpu_model,
+    git_commit,
+    installed_packages,
+    package_versions,
+)
 
 if TYPE_CHECKING:
     import keras
 
     from earth_lib.analysis import BandPCA
 
-#: Packages whose versions shape results (recorded in run.json).
-PACKAGES = ("earth-resnet", "numpy", "scipy", "scikit-learn", "scikit-image", "tensorflow",
-            "tensorflow-cpu", "keras", "GPy", "GPyOpt", "papermill", "matplotlib", "pillow",
-            "tifffile")
 METRICS_SCHEMA = 2
 CARD_SCHEMA = 2
 #: The files of a run folder, each named once (``Run`` gives their paths).
@@ -180,74 +180,6 @@ def mark_failed(run_dir: str | Path, notebook: str, error: str) -> None:
     record = run.read_record() if run.record_path.is_file() else {}
     record["failed"] = {"notebook": notebook, "error": error[:500], "at": _now()}
     atomic_write_json(run.record_path, record)
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that shape results."""
-    out = {"python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def installed_packages() -> dict[str, str]:
-    """Every installed distribution and its version (the whole environment, for the record)."""
-    out = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            out[name] = dist.version
-    return dict(sorted(out.items(), key=lambda kv: kv[0].lower()))
-
-
-def git_commit(root: str | Path = ".") -> str | None:
-    """The commit of the working tree, with ``-dirty`` when it has uncommitted changes."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10).stdout
-        return sha + ("-dirty" if dirty.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, ``platform`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def compute_record() -> dict[str, Any] | None:
-    """The devices, precision policy and thread settings TensorFlow ran with in this process.
-
-    ``None`` when TensorFlow was not loaded (a stage that trains nothing): importing it
-    only to describe it would cost seconds and say nothing about the stage.
-    """
-    if "tensorflow" not in sys.modules:
-        return None
-    import keras
-    import tensorflow as tf
-
-    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-            for g in tf.config.list_physical_devices("GPU")]
-    threads = tf.config.threading
-    return {"device": gpus[0] if gpus else f"CPU: {cpu_model()}", "gpus": gpus,
-            "mixed_precision": keras.mixed_precision.global_policy().name.startswith("mixed"),
-            "precision_policy": keras.mixed_precision.global_policy().name,
-            "intra_op_threads": threads.get_intra_op_parallelism_threads() or "auto",
-            "inter_op_threads": threads.get_inter_op_parallelism_threads() or "auto",
-            "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
-                                              "TF_NUM_INTEROP_THREADS", "CUDA_VISIBLE_DEVICES")
-                    if k in os.environ}}
 
 
 def _now() -> str:
@@ -463,52 +395,6 @@ class Run:
         from earth_lib.analysis import BandPCA
 
         return BandPCA.load(self.path / card.band_pca) if card.band_pca else None
-
-
-def export_for_serving(run_path: str | Path) -> Path:
-    """Write ``<run>/export/``: a TensorFlow SavedModel and what to feed it, without this package.
-
-    For TF Serving, ``tf.saved_model.load`` or TFLite converters.
-
-    ``export/saved_model`` has the Keras 3 ``serve`` endpoint (float32 images in, class
-    probabilities out); ``export/serving.json`` says how the images must be prepared
-    (the run's enhancement settings, band PCA, class order). Written to a temporary folder
-    and renamed, so an interrupted export never leaves a half folder as ``export/``.
-    """
-    import shutil
-
-    run = load_run(run_path)
-    model, card = run.load_model()
-    out = run.path / "export"
-    tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=run.path))
-    os.chmod(tmp, new_mode(directory=True))  # export/ readable as a folder made by mkdir
-    try:
-        model.export(str(tmp / "saved_model"), format="tf_saved_model", verbose=False)
-        p = card.preprocess
-        steps = [f"read the image ({p.get('bands', '?')} band(s); 16-bit data scaled by "
-                 f"{p.get('scale_16bit', 'percentile')})",
-                 *(["convert to grayscale"] if p.get("grayscale") else []),
-                 f"resize to {p.get('image_size')} x {p.get('image_size')} (anti-aliased)",
-                 *([f"CLAHE ({p.get('clahe_mode')}, clip {p.get('clahe_clip_limit')}, "
-                    f"{p.get('clahe_tiles')} tiles)"] if p.get("clahe") else []),
-                 "8-bit (0-255)",
-                 *(["project the bands on band_pca.npz (subtract mean, multiply by components.T)"]
-                   if card.band_pca else []),
-                 "cast to float32, shape (batch, height, width, channels): the model rescales"]
-        if card.band_pca:
-            shutil.copy2(run.path / card.band_pca, tmp / card.band_pca)
-        atomic_write_json(tmp / SERVING_FILE, {
-            "signature": "serve", "input_shape": card.input_shape, "input_dtype": "float32",
-            "input_range": [0, 255], "output": "softmax probabilities, in class_names order",
-            "class_names": card.class_names, "steps": steps, "preprocess": p,
-            "test_time_augmentation": "average over the 8 flips/rotations" if card.tta else None,
-            "band_pca": card.band_pca, "hyperparameters": card.hyperparameters,
-            "source_run": str(run.path)})
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.replace(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 def read_json(path: Path) -> dict[str, Any]:

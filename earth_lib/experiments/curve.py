@@ -58,7 +58,8 @@ from earth_lib.errors import ParameterError, RunInUseError
 from earth_lib.io import atomic_write_json
 from earth_lib.metrics import evaluate_predictions
 from earth_lib.preprocessing import read_settings
-from earth_lib.run import Run, cpu_model, git_commit, package_versions, read_json, run_lock
+from earth_lib.provenance import cpu_model, git_commit, package_versions
+from earth_lib.run import Run, read_json, run_lock
 from earth_lib.search import SearchSpace, posterior_means, run_search
 from earth_lib.search import fingerprint as digest
 from earth_lib.training import make_objective, predict_proba, train_model
