@@ -109,7 +109,7 @@ def store_checked_outputs(executed: str | Path, source: str | Path) -> int:
 def run_learning_curve(params_file: str, run_dir: str | None, overrides: str,
                        worker: bool) -> None:
     """Run the curve's missing cells: this process and ``curve.workers - 1`` more."""
-    from earth_lib.experiments.curve import run_curve, worker_argv
+    from earth_lib.experiments.curve_run import run_curve, worker_argv
 
     overrides = " ".join(overrides.split())
     if worker:

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from earth_lib.data import stratified_order
 from earth_lib.errors import ParameterError
-from earth_lib.experiments import curve
+from earth_lib.experiments import curve, curve_run
 from earth_lib.experiments import report as curve_report
 from earth_lib.params import load_params, validate
 from earth_lib.policies import OPERATIONS, PolicyAugment, training_augmentation
@@ -270,7 +270,7 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
                                d["synthetic_classes"], P["seed"], progress=False)
     preprocess_folder(images, processed, {**DEFAULTS, "image_size": 16}, progress=False)
     run, lines = Run(tmp_path / "run"), []
-    assert curve.run_curve(P, run, log=lines.append) == 8
+    assert curve_run.run_curve(P, run, log=lines.append) == 8
     records = sorted(p.stem for p in (run.path / "records").glob("*.json"))
     assert records == ["fidelity-n00024-p0-s0", "fidelity-n00024-p1-s0",
                        "n00012-r0-literature", "n00012-r0-noisy_gp", "n00012-r0-trivialaugment",
@@ -279,10 +279,10 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
     assert len(rec["trials"]) == 3 and len(rec["test_correct"]) == 12
     assert rec["images"] == {"train": 24, "val": 6, "test": 12}
     assert load_run(run.path / "cells" / "n00024-r0-noisy_gp").load_card().class_names
-    assert curve.run_curve(P, run, log=lines.append) == 0  # all done: nothing rerun
+    assert curve_run.run_curve(P, run, log=lines.append) == 0  # all done: nothing rerun
     stale = run.path / "records" / "n00012-r0-literature.json"  # as if made by other settings
     rec = json.loads(stale.read_text())
     stale.write_text(json.dumps({**rec, "fingerprint": {**rec["fingerprint"], "settings": "x"}}))
-    assert curve.run_curve(P, run, log=lines.append) == 1  # that cell alone, rerun
+    assert curve_run.run_curve(P, run, log=lines.append) == 1  # that cell alone, rerun
     assert any("n00012-r0-literature (rerun: its settings changed)" in m for m in lines)
     assert json.loads(stale.read_text())["fingerprint"] == rec["fingerprint"]

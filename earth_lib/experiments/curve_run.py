@@ -1,0 +1,251 @@
+"""Running the learning curve: each cell chosen, trained, tested and recorded, resumably.
+
+Several processes share one plan (:func:`run_curve`): each claims a cell by its folder's
+lock, and a cell whose record carries the current fingerprint is never run again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from earth_lib import data as data_mod
+from earth_lib import params as params_mod
+from earth_lib.errors import RunInUseError
+from earth_lib.experiments.curve import (
+    FIDELITY,
+    NO_SEARCH,
+    POINTS,
+    SEARCH,
+    TRAIN,
+    Cell,
+    CurveData,
+    cell_fingerprint,
+    derive_seed,
+    epochs_for,
+    final_settings,
+    fixed_values,
+    load_curve_data,
+    plan_cells,
+    search_plan,
+    trial_steps,
+)
+from earth_lib.io import atomic_write_json
+from earth_lib.metrics import evaluate_predictions
+from earth_lib.preprocessing import read_settings
+from earth_lib.provenance import cpu_model, git_commit, package_versions
+from earth_lib.run import Run, read_json, run_lock
+from earth_lib.search import SearchSpace, posterior_means, run_search
+from earth_lib.training import make_objective, predict_proba, train_model
+
+
+def _objective(P: dict[str, Any], train: data_mod.Split, val: data_mod.Split, n_classes: int,
+               steps: int, seed: int, fixed: dict[str, Any]) -> Callable[..., dict[str, Any]]:
+    """A trial: ``fixed`` values under the point's, ``steps`` optimiser steps, val loss."""
+    inner = make_objective(train, val, n_classes, tuple(train.x.shape[1:]), seed=seed,
+                           **params_mod.train_settings(P, final=False))
+
+    def objective(hp: dict, budget: float = 1.0, repeat: int = 0) -> dict[str, Any]:
+        full = {**fixed, **hp}
+        full["epochs"] = epochs_for(steps, len(train.y), full["batch_size"])
+        return inner(full, budget=budget, repeat=repeat)
+
+    return objective
+
+
+def _choose(cell: Cell, P: dict[str, Any], objective_for: Callable, folder: Run,
+            search_seed: int, fp: dict[str, str], log: Callable[[str], None]
+            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The values an arm trains finally, and its trials (none for a fixed arm)."""
+    if cell.arm in NO_SEARCH:
+        return fixed_values(cell.arm, P), []
+    space_dict, fixed, plan = search_plan(cell.arm, P)
+    space = SearchSpace.from_dict(space_dict)
+    result = run_search(objective_for(fixed), space, folder.search_history,
+                        seed=search_seed, log=log, fingerprint=fp, **plan)
+    ok = [t for t in result.trials if math.isfinite(t.val_loss)]
+    if cell.arm == "noisy_gp" and len(ok) > 1:
+        means = posterior_means(space, [t.hp for t in ok], [t.val_loss for t in ok],
+                                search_seed, ard=True)
+        hp = dict(ok[int(np.argmin(means))].hp)
+    else:
+        hp = dict(result.best.hp)
+    return {**fixed, **hp}, result.table()
+
+
+def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Choose one cell's values, train them finally, test them; returns its record."""
+    c, seed = P["curve"], P["seed"]
+    fp = cell_fingerprint(cell, P, cd)
+    train_idx, val_idx = cd.subset(cell.size, cell.replicate, c["val_fraction"], seed)
+    train, val, test = cd.split(train_idx), cd.split(val_idx), cd.split(cd.test)
+    steps = c["final_steps"][cell.size]
+    n_classes = len(cd.class_names)
+    fidelity = cell.arm == FIDELITY
+    train_seed = derive_seed(seed, TRAIN, 1000 + cell.seed_index if fidelity else cell.replicate)
+    search_seed = derive_seed(seed, SEARCH, cell.replicate)
+
+    def objective_for(fixed: dict[str, Any]) -> Callable[..., dict[str, Any]]:
+        return _objective(P, train, val, n_classes, trial_steps(steps, c), train_seed, fixed)
+
+    t0 = time.perf_counter()
+    trial_score = None
+    if fidelity:
+        space = SearchSpace.from_dict(P["search"]["space"])
+        hp = space.latin_hypercube(c["fidelity_points"],
+                                   seed=derive_seed(seed, POINTS, cell.size))[cell.point]
+        trial_score = objective_for({})(hp)
+        trials = []
+    else:
+        hp, trials = _choose(cell, P, objective_for, folder, search_seed, fp, log)
+    search_seconds = time.perf_counter() - t0
+    final_hp = {**hp, "epochs": epochs_for(steps, cell.size, hp["batch_size"])}
+    t0 = time.perf_counter()
+    model, curves = train_model(final_hp, train, val, n_classes, tuple(train.x.shape[1:]),
+                                seed=train_seed, verbose=False, csv_log=folder.training_log,
+                                **final_settings(P))
+    final_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    proba = predict_proba(model, test.x, tta=P["train"]["tta"])
+    scores = evaluate_predictions(test.y, proba, cd.class_names)
+    folder.save_model(model, cd.class_names, read_settings(P["preprocess"]["processed_dir"]),
+                      final_hp, tta=P["train"]["tta"])
+    right = (proba.argmax(axis=1) == test.y).astype(int)
+    return {
+        "cell": cell.name, "size": cell.size, "replicate": cell.replicate, "arm": cell.arm,
+        "point": cell.point if fidelity else None,
+        "seed_index": cell.seed_index if fidelity else None,
+        "seeds": {"search": search_seed, "train": train_seed},
+        "images": {"train": len(train_idx), "val": len(val_idx), "test": len(cd.test)},
+        "hyperparameters": final_hp, "final_steps": steps, "trial_score": trial_score,
+        "trials": trials,
+        "test": {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+                 "cross_entropy": scores["cross_entropy"],
+                 "per_class": {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1-score")}
+                               for k, v in scores["per_class"].items()}},
+        "test_correct": "".join(map(str, right)),
+        "final_val_accuracy": curves.get("val_accuracy", [None])[-1],
+        "seconds": {"search": round(search_seconds, 1), "final": round(final_seconds, 1),
+                    "test": round(time.perf_counter() - t0, 1)},
+        "fingerprint": fp,
+        "provenance": {"git_commit": git_commit(), "packages": package_versions(),
+                       "cpu": cpu_model(), "threads": _threads(),
+                       "finished": datetime.datetime.now(datetime.UTC).isoformat(
+                           timespec="seconds")},
+    }
+
+
+def _threads() -> int | None:
+    """TensorFlow's intra-op threads in this process (0: TensorFlow's choice)."""
+    return tf.config.threading.get_intra_op_parallelism_threads()
+
+
+def record_state(path: Path, expected: dict[str, str]) -> tuple[str, list[str]]:
+    """``done`` (a record with this fingerprint), ``stale`` (another; what changed) or ``todo``."""
+    if not path.is_file():
+        return "todo", []
+    found = read_json(path).get("fingerprint", {})
+    changed = sorted(k for k in expected if found.get(k) != expected[k])
+    return ("stale", changed) if changed else ("done", [])
+
+
+def begin_cell(folder: Run, fp: dict[str, str]) -> None:
+    """Note the cell's fingerprint in its folder; a search begun with other settings restarts."""
+    note = folder.path / "cell.json"
+    if note.is_file() and read_json(note).get("fingerprint") != fp:
+        folder.search_history.unlink(missing_ok=True)
+    atomic_write_json(note, {"fingerprint": fp})
+
+
+def work_through(P: dict[str, Any], run: Run, results_dir: Path, cd: CurveData,
+                 log: Callable[[str], None] = print) -> int:
+    """Run every cell without a current record that no other process holds; returns how many.
+
+    Each cell is claimed by its folder's lock, so several processes share one plan.
+    """
+    cells, done_here, started = plan_cells(P["curve"]), 0, time.perf_counter()
+    for i, cell in enumerate(cells):
+        path = results_dir / f"{cell.name}.json"
+        fp = cell_fingerprint(cell, P, cd)
+        state, changed = record_state(path, fp)
+        if state == "done":
+            continue
+        folder = Run(run.path / "cells" / cell.name)
+        try:
+            with run_lock(folder.path):
+                state, changed = record_state(path, fp)  # another process may have finished it
+                if state == "done":
+                    continue
+                why = f" (rerun: its {', '.join(changed)} changed)" if changed else ""
+                log(f"[{i + 1}/{len(cells)}] {cell.name}{why}")
+                begin_cell(folder, fp)
+                record = run_cell(cell, P, cd, folder,
+                                  log=lambda m, n=cell.name: log(f"  {n}: {m}"))
+                atomic_write_json(path, record)
+        except RunInUseError:
+            continue
+        keras.backend.clear_session()
+        done_here += 1
+        s = record["seconds"]
+        log(f"[{i + 1}/{len(cells)}] {cell.name}: test accuracy "
+            f"{record['test']['accuracy']:.3f}; search {s['search'] / 60:.1f} min, final "
+            f"{s['final'] / 60:.1f} min; {(time.perf_counter() - started) / 60:.0f} min so far")
+    return done_here
+
+
+def results_folder(P: dict[str, Any], run: Run) -> Path:
+    """Where the cells' records go: ``curve.results_dir``, else ``<run>/records``."""
+    folder = Path(P["curve"]["results_dir"] or run.path / "records")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def limit_threads(workers: int) -> int:
+    """Share the CPU between ``workers`` processes: each gets cores // workers threads."""
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return threads
+
+
+def run_curve(P: dict[str, Any], run: Run, worker_command: list[str] | None = None,
+              log: Callable[[str], None] = print) -> int:
+    """Run the curve's missing cells, in ``curve.workers`` processes; returns cells run here.
+
+    ``worker_command``: how to start one more worker (this process is the first); each
+    claims cells by their locks, so a worker started by hand joins the same plan.
+    """
+    workers = P["curve"]["workers"]
+    limit_threads(workers)
+    extra = [subprocess.Popen(worker_command) for _ in range(workers - 1)] \
+        if worker_command and workers > 1 else []
+    try:
+        cd = load_curve_data(P)
+        results_dir = results_folder(P, run)
+        log(f"curve: {len(plan_cells(P['curve']))} cells planned; records in {results_dir}; "
+            f"{len(cd.test)} test images, a pool of {len(cd.pool)}")
+        done = work_through(P, run, results_dir, cd, log)
+    finally:
+        for proc in extra:
+            if proc.wait() != 0:
+                log(f"a curve worker (process {proc.pid}) ended with status {proc.returncode}")
+    return done
+
+
+def worker_argv(params_file: str, run_dir: str, overrides: str) -> list[str]:
+    """The command line of one more worker of the same curve."""
+    return [sys.executable, "-m", "earth_lib.cli", "curve", params_file, "--run-dir", run_dir,
+            "--set", overrides, "--worker"]
