@@ -121,8 +121,8 @@ def run_learning_curve(params_file: str, run_dir: str | None, overrides: str,
     run.finish("curve", cells_run_here=done)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m earth_lib.cli <command> ...``."""
+def parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command per task, each with its arguments."""
     ap = argparse.ArgumentParser(prog="earth-resnet", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run-notebook", help="execute a notebook with a params file (papermill)")
@@ -176,87 +176,154 @@ def main(argv: list[str] | None = None) -> int:
                        help="keep only nbval-checked outputs, taken from an executed notebook")
     p.add_argument("executed")
     p.add_argument("notebook")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _run_notebook(args: argparse.Namespace) -> None:
+    """Execute a notebook with a parameter file into its run folder."""
+    run_notebook(args.notebook, args.params, args.run_dir, args.set)
+
+
+def _check_params(args: argparse.Namespace) -> None:
+    """Validate parameter files (and overrides) without starting TensorFlow."""
+    for f in args.files:
+        load_params(f, args.set)
+        print(f"{f}{' with ' + args.set if args.set.strip() else ''}: ok")
+
+
+def _data(args: argparse.Namespace) -> None:
+    """Download, verify and extract a public data set into class folders."""
+    from earth_lib.datasets import fetch_dataset
+
+    root = args.root or f"data/raw/{args.dataset}"
+    path = fetch_dataset(args.dataset, root, args.archive_dir, not args.no_download)
+    print(f"{args.dataset}: class folders in {path}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    """Score a run's model on a labelled folder, holding the run's lock."""
+    check_inputs(args.run, args.data)
+    from earth_lib.evaluation import evaluate_folder
+    from earth_lib.metrics import headline
+
+    with run_lock(args.run):
+        m = evaluate_folder(args.run, args.data, labels_csv=args.labels)
+    print(f"{headline(m)}, macro F1 {m['macro_f1']:.4f}; {len(m['skipped'])} file(s) "
+          "skipped")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    """Predict every image of a folder with a run's model, holding the run's lock."""
+    check_inputs(args.run, args.data)
+    from earth_lib.evaluation import predict_folder
+
+    with run_lock(args.run):
+        print(f"predictions written to {predict_folder(args.run, args.data)}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    """Write the run's SavedModel and serving.json, holding the run's lock."""
+    from earth_lib.evaluation import export_for_serving
+
+    load_run(args.run)
+    with run_lock(args.run):
+        print("SavedModel and serving.json written to "
+              f"{export_for_serving(args.run)}")
+
+
+def _params_doc(args: argparse.Namespace) -> None:
+    """Print every parameter as a Markdown table."""
+    print(params_markdown())
+
+
+def _results(args: argparse.Namespace) -> None:
+    """Print a Markdown table of the finished runs."""
+    print(results_markdown(args.outputs, args.runs))
+
+
+def _readme(args: argparse.Namespace) -> None:
+    """Rewrite the generated blocks of README.md and docs/*.md."""
+    for path in args.files or ["README.md", *sorted(map(str, Path("docs").glob("*.md")))]:
+        for line in regenerate_readme(path, args.outputs):
+            print(f"{path}: {line}")
+
+
+def _pair(args: argparse.Namespace) -> None:
+    """Pair two runs on run A's test images and print what differs."""
+    from earth_lib.experiments.pairing import pair_runs
+
+    r = pair_runs(args.run_a, args.run_b)
+    print(f"{r['images']} test images: A {100 * r['accuracy_a']:.2f} %, B "
+          f"{100 * r['accuracy_b']:.2f} %; A - B {r['diff_points']:+.2f} points, 95 % "
+          f"interval [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]; only A right "
+          f"{r['only_a_right']}, only B right {r['only_b_right']}, McNemar p "
+          f"{r['mcnemar_p']:.2g}")
+    for key in "ab":
+        if r[f"matches_record_{key}"] is False:
+            print(f"warning: run {key.upper()}'s answers differ from its recorded test "
+                  f"accuracy {r[f'recorded_accuracy_{key}']}: not the images it was "
+                  "tested on?")
+    print(f"written to {r['written_to']}")
+
+
+def _compare_results(args: argparse.Namespace) -> None:
+    """Print the comparison table and verdict of a compare run so far."""
+    from earth_lib.experiments.compare import (
+        load_results,
+        summary_table,
+        table_markdown,
+        verdict,
+    )
+
+    results = load_results(args.run)
+    if not results:
+        raise FileNotFoundError(f"{args.run}: no finished arm (arms/*/seed*/result.json)")
+    table = summary_table(results)
+    print(table_markdown(table) + "\n\n" + verdict(table))
+
+
+def _curve(args: argparse.Namespace) -> None:
+    """Run the learning curve's missing cells."""
+    run_learning_curve(args.params, args.run_dir, args.set, args.worker)
+
+
+def _curve_report(args: argparse.Namespace) -> None:
+    """Write docs/curve.md and its figures from the curve's records."""
+    from earth_lib.experiments.report import write_curve_report
+
+    print(f"written: {', '.join(map(str, write_curve_report(args.records, args.docs)))}")
+
+
+def _store_checked_outputs(args: argparse.Namespace) -> None:
+    """Keep only the nbval-checked outputs of an executed notebook."""
+    n = store_checked_outputs(args.executed, args.notebook)
+    print(f"{args.notebook}: stored the outputs of {n} checked cell(s)")
+
+
+#: Each sub-command's handler.
+COMMANDS = {
+    "run-notebook": _run_notebook,
+    "check-params": _check_params,
+    "data": _data,
+    "evaluate": _evaluate,
+    "predict": _predict,
+    "export": _export,
+    "params-doc": _params_doc,
+    "results": _results,
+    "readme": _readme,
+    "pair": _pair,
+    "compare-results": _compare_results,
+    "curve": _curve,
+    "curve-report": _curve_report,
+    "store-checked-outputs": _store_checked_outputs,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m earth_lib.cli <command> ...``: 2 on a user error, 1 on a notebook's."""
+    args = parser().parse_args(argv)
     try:
-        if args.command == "run-notebook":
-            run_notebook(args.notebook, args.params, args.run_dir, args.set)
-        elif args.command == "check-params":
-            for f in args.files:
-                load_params(f, args.set)
-                print(f"{f}{' with ' + args.set if args.set.strip() else ''}: ok")
-        elif args.command == "data":
-            from earth_lib.datasets import fetch_dataset
-
-            root = args.root or f"data/raw/{args.dataset}"
-            path = fetch_dataset(args.dataset, root, args.archive_dir, not args.no_download)
-            print(f"{args.dataset}: class folders in {path}")
-        elif args.command == "evaluate":
-            check_inputs(args.run, args.data)
-            from earth_lib.evaluation import evaluate_folder
-            from earth_lib.metrics import headline
-
-            with run_lock(args.run):
-                m = evaluate_folder(args.run, args.data, labels_csv=args.labels)
-            print(f"{headline(m)}, macro F1 {m['macro_f1']:.4f}; {len(m['skipped'])} file(s) "
-                  "skipped")
-        elif args.command == "predict":
-            check_inputs(args.run, args.data)
-            from earth_lib.evaluation import predict_folder
-
-            with run_lock(args.run):
-                print(f"predictions written to {predict_folder(args.run, args.data)}")
-        elif args.command == "export":
-            from earth_lib.evaluation import export_for_serving
-
-            load_run(args.run)
-            with run_lock(args.run):
-                print("SavedModel and serving.json written to "
-                      f"{export_for_serving(args.run)}")
-        elif args.command == "params-doc":
-            print(params_markdown())
-        elif args.command == "results":
-            print(results_markdown(args.outputs, args.runs))
-        elif args.command == "readme":
-            for path in args.files or ["README.md", *sorted(map(str, Path("docs").glob("*.md")))]:
-                for line in regenerate_readme(path, args.outputs):
-                    print(f"{path}: {line}")
-        elif args.command == "pair":
-            from earth_lib.experiments.pairing import pair_runs
-
-            r = pair_runs(args.run_a, args.run_b)
-            print(f"{r['images']} test images: A {100 * r['accuracy_a']:.2f} %, B "
-                  f"{100 * r['accuracy_b']:.2f} %; A - B {r['diff_points']:+.2f} points, 95 % "
-                  f"interval [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]; only A right "
-                  f"{r['only_a_right']}, only B right {r['only_b_right']}, McNemar p "
-                  f"{r['mcnemar_p']:.2g}")
-            for key in "ab":
-                if r[f"matches_record_{key}"] is False:
-                    print(f"warning: run {key.upper()}'s answers differ from its recorded test "
-                          f"accuracy {r[f'recorded_accuracy_{key}']}: not the images it was "
-                          "tested on?")
-            print(f"written to {r['written_to']}")
-        elif args.command == "compare-results":
-            from earth_lib.experiments.compare import (
-                load_results,
-                summary_table,
-                table_markdown,
-                verdict,
-            )
-
-            results = load_results(args.run)
-            if not results:
-                raise FileNotFoundError(f"{args.run}: no finished arm (arms/*/seed*/result.json)")
-            table = summary_table(results)
-            print(table_markdown(table) + "\n\n" + verdict(table))
-        elif args.command == "curve":
-            run_learning_curve(args.params, args.run_dir, args.set, args.worker)
-        elif args.command == "curve-report":
-            from earth_lib.experiments.report import write_curve_report
-
-            print(f"written: {', '.join(map(str, write_curve_report(args.records, args.docs)))}")
-        elif args.command == "store-checked-outputs":
-            n = store_checked_outputs(args.executed, args.notebook)
-            print(f"{args.notebook}: stored the outputs of {n} checked cell(s)")
+        COMMANDS[args.command](args)
     except (EarthResnetError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
