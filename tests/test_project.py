@@ -224,6 +224,17 @@ def test_readme_is_a_short_guide_whose_links_resolve(root):
             assert (page.parent / target).exists(), f"{page.name}: {target}"
 
 
+def test_no_file_of_the_package_is_ignored_by_git(root):
+    """A clone gets every module: an ignore rule (e.g. ``data/``) must not hide one."""
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = [str(p.relative_to(root)) for p in (root / "earth_lib").rglob("*.py")
+             if "__pycache__" not in p.parts]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *files], cwd=root,
+                             capture_output=True, text=True).stdout.split()
+    assert not ignored, f"git ignores {ignored}: fix .gitignore"
+
+
 def test_readme_lists_every_module_of_the_package(root):
     """The README's module table and earth_lib/ hold the same modules (``name/``: a package)."""
     readme = (root / "docs" / "development.md").read_text()
