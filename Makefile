@@ -138,7 +138,7 @@ readme: env
 
 ## test: unit tests, notebook checks (nbval) and a smoke run of the whole pipeline
 test: env
-	EARTH_RESNET_PROGRESS=lines $(PY) -m pytest -q $(XDIST) --nbval-lax -p no:randomly \
+	EARTH_RESNET_PROGRESS=lines $(PY) -m pytest -q $(XDIST) --durations=12 --nbval-lax -p no:randomly \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg tests $(NB1) $(NB2) $(NB3)
 
 ## nbval-variants: re-execute the notebooks' multi-label variants for nbval (after editing a notebook)
