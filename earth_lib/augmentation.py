@@ -25,12 +25,11 @@ import tensorflow as tf
 from keras import layers
 
 from earth_lib.data import read_rows
+from earth_lib.params import AUGMENT_KEYS
 
 if TYPE_CHECKING:
     from earth_lib.analysis import PCAResult
 
-AUGMENT_KEYS = ("rotation", "zoom", "width_shift", "height_shift", "horizontal_flip",
-                "vertical_flip")
 
 
 def affine_transforms(angle: tf.Tensor, zoom: tf.Tensor, shift_x: tf.Tensor,

@@ -45,8 +45,8 @@ import numpy as np
 
 from earth_lib import data as data_mod
 from earth_lib import params as params_mod
-from earth_lib.augmentation import AUGMENT_KEYS
 from earth_lib.errors import ParameterError
+from earth_lib.params import AUGMENT_KEYS
 from earth_lib.search import fingerprint as digest
 
 #: The arms, in the order tables show them (declared in the parameter table: curve.arms).

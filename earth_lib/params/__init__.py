@@ -8,6 +8,7 @@ keyword arguments of each stage.
 """
 
 from earth_lib.params.schema import (
+    AUGMENT_KEYS,
     DATASETS,
     DEFAULT_SPACE,
     HYPERPARAMETER_LIMITS,
@@ -37,6 +38,7 @@ from earth_lib.params.validation import (
 )
 
 __all__ = [
+    "AUGMENT_KEYS",
     "DATASETS",
     "DEFAULT_SPACE",
     "HYPERPARAMETERS",

@@ -28,6 +28,8 @@ HYPERPARAMETERS = (
     "epochs",
 )
 REQUIRED_HYPERPARAMETERS = HYPERPARAMETERS[:9]
+#: The six augmentation values among them (what ``augmentation.RandomAffine`` applies).
+AUGMENT_KEYS = HYPERPARAMETERS[:6]
 
 #: Hard limits each hyperparameter's declared bounds or values must respect.
 HYPERPARAMETER_LIMITS = {
