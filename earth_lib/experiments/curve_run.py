@@ -199,8 +199,7 @@ def work_through(P: dict[str, Any], run: Run, results_dir: Path, cd: CurveData,
         keras.backend.clear_session()
         done_here += 1
         s, spent = record["seconds"], time.perf_counter() - started
-        left = sum(record_state(results_dir / f"{c.name}.json", {})[0] == "todo"
-                   for c in cells[i + 1:])
+        left = sum(not (results_dir / f"{c.name}.json").is_file() for c in cells[i + 1:])
         log(f"[{i + 1}/{len(cells)}] {cell.name}: test accuracy "
             f"{record['test']['accuracy']:.3f}; search {s['search'] / 60:.1f} min, final "
             f"{s['final'] / 60:.1f} min; {spent / 60:.0f} min so far, {left} cell(s) without "
