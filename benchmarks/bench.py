@@ -247,6 +247,7 @@ def bench_training(runs: list[tuple[str, int, int, str]], gemm: float, batch: in
     import keras
 
     from earth_lib.data import Split
+    from earth_lib.params import TrainSettings
     from earth_lib.training import train_model
 
     hp = {**BENCH_AUGMENTATION, "learning_rate": 1e-3, "batch_size": batch, "kernel_size": 3}
@@ -257,9 +258,10 @@ def bench_training(runs: list[tuple[str, int, int, str]], gemm: float, batch: in
         y = np.arange(n) % 10
         flops = 3 * forward_flops(preset, size)
         timer = epoch_timer()
-        train_model(hp, Split(x, y), Split(x[:32], y[:32]), 10, (size, size, 3), preset=preset,
-                    epochs=epochs, early_stopping=False, verbose=False, callbacks=[timer],
-                    precision=precision)
+        settings = TrainSettings.of(preset=preset, epochs=epochs, early_stopping=False,
+                                    precision=precision)
+        train_model(hp, Split(x, y), Split(x[:32], y[:32]), 10, (size, size, 3), settings,
+                    seed=0, verbose=False, callbacks=[timer])
         keras.backend.clear_session()
         bf16 = precision == "mixed_bfloat16"
         images = n * (epochs - 1)
@@ -306,7 +308,7 @@ import json, sys
 import numpy as np
 from earth_lib import analysis
 from earth_lib.data import chunks, split_arrays
-from earth_lib.params import validate
+from earth_lib.params import TrainSettings, search_plan, validate
 from earth_lib.search import SearchSpace, run_search
 from earth_lib.training import make_objective, train_model
 n, size, preset, history, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], \\
@@ -333,13 +335,15 @@ pca = analysis.fit_pca(S["train"].x, variance=p["pca"]["variance"],
                        max_images=p["pca"]["max_images"])
 s_train, s_val, decoder = analysis.search_inputs(S["train"], S["val"], pca,
                                                  max_images=search_images, use_pca=True, seed=0)
-objective = make_objective(s_train, s_val, 10, (size, size, 3), seed=0, decoder=decoder,
-                           epochs=1, preset=preset, micro_batch=micro)
+settings = TrainSettings.of(preset=preset, epochs=1, micro_batch=micro)
+objective = make_objective(s_train, s_val, 10, (size, size, 3), settings.replace(role="trial"),
+                           seed=0, decoder=decoder)
 space = SearchSpace.from_dict(p["search"]["space"])
-run_search(objective, space, history, steps=1, initial_points=1, iterations_per_step=0, seed=0,
+run_search(objective, space, history,
+           search_plan(steps=1, initial_points=1, iterations_per_step=0, seed=0),
            log=lambda m: None)
 train_model({**space.random_points(1, seed=0)[0], "batch_size": 64}, S["train"], S["val"], 10,
-            (size, size, 3), preset=preset, epochs=1, verbose=False, micro_batch=micro)
+            (size, size, 3), settings, seed=0, verbose=False)
 # VmHWM: this process's own peak (ru_maxrss would carry the parent's over the exec)
 hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]
 print(json.dumps({"peak_rss_mb": int(hwm) / 1024}))
@@ -400,7 +404,7 @@ import json, sys, time
 import numpy as np
 from earth_lib.data import Split
 from earth_lib.distributed import trial_executor
-from earth_lib.params import validate
+from earth_lib.params import TrainSettings, search_plan, validate
 from earth_lib.search import SearchSpace, run_search
 from earth_lib.training import make_objective
 trials, workers, images, history = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), \\
@@ -408,14 +412,15 @@ trials, workers, images, history = int(sys.argv[1]), int(sys.argv[2]), int(sys.a
 rng = np.random.default_rng(0)
 y = np.arange(images) % 10
 x = (rng.integers(0, 120, (images, 32, 32, 3)) + 12 * y[:, None, None, None]).astype(np.uint8)
-objective = make_objective(Split(x, y), Split(x[:200], y[:200]), 10, (32, 32, 3), seed=0,
-                           epochs=2, preset="small")
+objective = make_objective(Split(x, y), Split(x[:200], y[:200]), 10, (32, 32, 3),
+                           TrainSettings.of("trial", epochs=2, preset="small"), seed=0)
 space = SearchSpace.from_dict(validate({})["search"]["space"])
 t = time.perf_counter()
 executor = trial_executor(workers=workers)
 start = time.perf_counter() - t
-run_search(objective, space, history, steps=1, initial_points=trials, iterations_per_step=0,
-           seed=0, workers=workers, executor=executor, log=lambda m: None)
+run_search(objective, space, history,
+           search_plan(steps=1, initial_points=trials, iterations_per_step=0, seed=0,
+                       workers=workers), executor=executor, log=lambda m: None)
 print(json.dumps({"seconds": time.perf_counter() - t, "ray_start_seconds": start}))
 """
 

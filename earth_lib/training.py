@@ -25,7 +25,7 @@ from earth_lib.augmentation import make_dataset
 from earth_lib.data import CHUNK, Split, chunks, read_rows, same_pixels_as_64px
 from earth_lib.metrics import tune_thresholds
 from earth_lib.model import build_from_preset
-from earth_lib.params import SCHEMA, section_defaults
+from earth_lib.params import SCHEMA, TrainSettings
 from earth_lib.policies import training_augmentation
 
 if TYPE_CHECKING:
@@ -38,27 +38,25 @@ OPTIMIZERS = SCHEMA["train"]["optimizer"].choices
 SCHEDULES = SCHEMA["train"]["schedule"].choices
 #: What the network computes in (``train.precision``; first = default).
 PRECISIONS = SCHEMA["train"]["precision"].choices
-#: The defaults of the keyword arguments below: the parameter table's, the one source.
-TRAIN, MODEL = section_defaults("train"), section_defaults("model")
-SEED = SCHEMA["seed"].default
 
 
 def compile_model(model: keras.Model, learning_rate: float, steps_per_epoch: int, epochs: int,
-                  warmup_epochs: int = TRAIN["warmup_epochs"],
-                  weight_decay: float = MODEL["weight_decay"],
-                  label_smoothing: float = MODEL["label_smoothing"],
-                  optimizer: str = TRAIN["optimizer"], schedule: str = TRAIN["schedule"],
-                  multilabel: bool = False,
+                  settings: TrainSettings, *, multilabel: bool = False,
                   accumulation: int = 1) -> keras.Model:
-    """Compile with the optimiser and schedule named, and a plain cross-entropy metric.
+    """Compile with the settings' optimiser and schedule, and a plain cross-entropy metric.
 
     ``multilabel``: binary cross-entropy per label, and the share of labels right as
     ``accuracy``; otherwise categorical cross-entropy and the share of images right.
     ``cosine``: linear warm-up then cosine decay; ``constant``: the rate as it is.
-    ``adamw`` decays weights by ``weight_decay``; ``adam`` (the original) does not.
+    ``adamw`` decays weights by the settings' ``weight_decay``; ``adam`` (the original)
+    does not.
     ``accumulation`` > 1: one update per that many batches, on their mean gradient
     (``steps_per_epoch`` counts batches, as the schedule does).
     """
+    optimizer, schedule = settings.optimizer, settings.schedule
+    warmup_epochs = settings.warmup_epochs
+    weight_decay = settings.weight_decay
+    label_smoothing = settings.label_smoothing
     if optimizer not in OPTIMIZERS or schedule not in SCHEDULES:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS} and schedule one of "
                          f"{SCHEDULES}. Got {optimizer!r} and {schedule!r} instead.")
@@ -100,7 +98,7 @@ def cpu_has_native_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
-def set_precision(precision: str = TRAIN["precision"]) -> str:
+def set_precision(precision: str) -> str:
     """Set Keras' global dtype policy for ``precision`` and return the policy's name.
 
     ``auto``: ``mixed_float16`` where a GPU is present, ``float32`` on a CPU. The mixed
@@ -121,7 +119,7 @@ def set_precision(precision: str = TRAIN["precision"]) -> str:
     return policy
 
 
-def distribution_strategy(mode: str = TRAIN["distribute"],
+def distribution_strategy(mode: str,
                           device_type: str = "GPU") -> tf.distribute.Strategy | None:
     """``MirroredStrategy`` over the visible ``device_type`` devices, or None.
 
@@ -191,63 +189,51 @@ def train_model(
     val: Split,
     num_classes: int,
     input_shape: tuple[int, int, int],
+    settings: TrainSettings,
     *,
-    preset: str = MODEL["preset"],
-    epochs: int = TRAIN["epochs"],
-    patience: int = TRAIN["patience"],
-    warmup_epochs: int = TRAIN["warmup_epochs"],
-    weight_decay: float = MODEL["weight_decay"],
-    label_smoothing: float = MODEL["label_smoothing"],
-    dropout: float = MODEL["dropout"],
-    optimizer: str = TRAIN["optimizer"],
-    schedule: str = TRAIN["schedule"],
-    early_stopping: bool = TRAIN["early_stopping"],
-    time_limit: float | None = None,
-    seed: int = SEED,
+    seed: int,
     decoder: PCAResult | None = None,
     verbose: bool = True,
     csv_log: str | Path | None = None,
     tensorboard_dir: str | Path | None = None,
-    distribute: str | tf.distribute.Strategy = TRAIN["distribute"],
-    micro_batch: int | None = TRAIN["micro_batch"],
+    strategy: tf.distribute.Strategy | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
-    precision: str = TRAIN["precision"],
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Build and train one ResNet with these hyperparameters.
+    """Build and train one ResNet with these hyperparameters, as ``settings`` say.
 
     ``hp`` holds the augmentation values, learning_rate, batch_size, kernel_size and,
-    optionally, epochs and weight_decay (which then override ``epochs`` and
-    ``weight_decay``) and a policy-free augmentation ``policy`` (:mod:`earth_lib.policies`).
-    With ``early_stopping`` the best-validation-loss weights are restored and training
-    stops after ``patience`` epochs without progress; without it, all epochs run and the
-    last weights are kept.
-    With ``time_limit`` (seconds) training stops at the first batch end past it, and the
-    history holds ``time_limit_hit``. With a PCA ``decoder``, the splits hold PCA scores
-    and the images are rebuilt batch by batch. ``csv_log`` gets one row per epoch as it
-    ends (kept if the run is interrupted); ``tensorboard_dir`` gets TensorBoard curves.
-    ``distribute``: ``auto`` trains on every visible GPU when there are several
+    optionally, epochs and weight_decay (which then override the settings') and a
+    policy-free augmentation ``policy`` (:mod:`earth_lib.policies`).
+    With ``settings.early_stopping`` the best-validation-loss weights are restored and
+    training stops after ``patience`` epochs without progress; without it, all epochs run
+    and the last weights are kept. With ``settings.time_limit`` (seconds) training stops at
+    the first batch end past it, and the history holds ``time_limit_hit``.
+    ``settings.distribute``: ``auto`` trains on every visible GPU when there are several
     (:func:`distribution_strategy`; ``batch_size`` is then per GPU, the learning rate as
-    given), ``off`` on one device, or a ``tf.distribute.Strategy`` to use.
-    ``micro_batch``: a larger batch is split into passes of at most that many images whose
-    gradients are averaged before each update (memory grows with the pass, not the batch).
-    ``callbacks``: more Keras callbacks, run after the built-in ones (e.g. a timer).
-    ``precision``: the dtype policy (:func:`set_precision`), set before the model is built.
+    given), ``off`` on one device; ``strategy``, when given, is used instead.
+    ``settings.micro_batch``: a larger batch is split into passes of at most that many
+    images whose gradients are averaged before each update (memory grows with the pass).
+    ``settings.precision``: the dtype policy (:func:`set_precision`), set before the build.
+    With a PCA ``decoder``, the splits hold PCA scores and the images are rebuilt batch by
+    batch. ``csv_log`` gets one row per epoch as it ends (kept if the run is interrupted);
+    ``tensorboard_dir`` gets TensorBoard curves. ``callbacks``: more Keras callbacks, run
+    after the built-in ones (e.g. a timer).
     """
     keras.utils.set_random_seed(int(seed) % 2**32)  # every valid seed (numpy takes 32 bits)
-    set_precision(precision)
-    epochs = int(hp.get("epochs", epochs))
-    weight_decay = float(hp.get("weight_decay", weight_decay))
-    strategy = distribute if not isinstance(distribute, str) else distribution_strategy(distribute)
+    set_precision(settings.precision)
+    epochs = int(hp.get("epochs", settings.epochs))
+    settings = settings.replace(weight_decay=float(hp.get("weight_decay", settings.weight_decay)))
+    strategy = strategy or distribution_strategy(settings.distribute)
     batch = int(hp["batch_size"]) * (strategy.num_replicas_in_sync if strategy else 1)
-    passes = math.ceil(batch / micro_batch) if micro_batch else 1
+    passes = math.ceil(batch / settings.micro_batch) if settings.micro_batch else 1
     batch = math.ceil(batch / passes)  # images per pass; passes x batch per update
     steps = math.ceil(len(train.y) / batch)
     multilabel = np.ndim(train.y) == 2
     with strategy.scope() if strategy else contextlib.nullcontext():
-        model = build_from_preset(input_shape, num_classes, preset, int(hp["kernel_size"]),
-                                  dropout, multilabel)
-        compile_model(model, float(hp["learning_rate"]), steps, epochs, warmup_epochs,
-                      weight_decay, label_smoothing, optimizer, schedule, multilabel, passes)
+        model = build_from_preset(input_shape, num_classes, settings.preset,
+                                  int(hp["kernel_size"]), settings.dropout, multilabel)
+        compile_model(model, float(hp["learning_rate"]), steps, epochs, settings,
+                      multilabel=multilabel, accumulation=passes)
     # repeated, with the epoch's length given to fit: one iterator for the whole run. A new
     # iterator per epoch stalled at each epoch's start, the CPU idle, for 2 to 20 s (measured:
     # 4,096 images of 64 px, an epoch's ~20 s of work took up to 40 s)
@@ -258,10 +244,10 @@ def train_model(
     val_ds = make_dataset(val.x, val.y, num_classes, same_pixels_as_64px(256, input_shape),
                           decoder=decoder)
     built_in: list[keras.callbacks.Callback] = []
-    if early_stopping:
+    if settings.early_stopping:
         built_in.append(keras.callbacks.EarlyStopping(
-            monitor="val_ce", mode="min", patience=patience, restore_best_weights=True))
-    limit = TimeLimit(time_limit) if time_limit else None
+            monitor="val_ce", mode="min", patience=settings.patience, restore_best_weights=True))
+    limit = TimeLimit(settings.time_limit) if settings.time_limit else None
     built_in += ([limit] if limit else []) + ([EpochLog("  ")] if verbose else [])
     if csv_log:
         Path(csv_log).parent.mkdir(parents=True, exist_ok=True)
@@ -277,22 +263,21 @@ def train_model(
 
 
 def make_objective(train: Split, val: Split, num_classes: int, input_shape: tuple[int, int, int],
-                   *, seed: int = SEED, epochs: int = SCHEMA["search"]["epochs"].default,
-                   patience: int | None = None,
-                   **train_kwargs) -> Callable[..., dict[str, Any]]:
+                   settings: TrainSettings, *, seed: int,
+                   decoder: PCAResult | None = None) -> Callable[..., dict[str, Any]]:
     """The search objective: train with ``hp`` and return the best epoch's val cross-entropy.
 
     ``objective(hp, budget=b, repeat=r)`` trains ``b`` times as many epochs (a promoted,
     longer trial) with training seed ``seed + 1000 r`` (a re-evaluation with fresh noise).
+    Every epoch runs (``settings`` as :meth:`TrainSettings.trial` gives them).
     """
     def objective(hp: dict, budget: float = 1.0, repeat: int = 0) -> dict[str, Any]:
-        n = max(1, round(float(hp.get("epochs", epochs)) * budget))
+        n = max(1, round(float(hp.get("epochs", settings.epochs)) * budget))
         hp = {**hp, "epochs": n} if "epochs" in hp else hp
         try:
             _, hist = train_model(hp, train, val, num_classes, input_shape,
-                                  seed=seed + 1000 * repeat, epochs=n,
-                                  patience=n if patience is None else patience,
-                                  verbose=False, **train_kwargs)
+                                  settings.replace(epochs=n, patience=n), decoder=decoder,
+                                  seed=seed + 1000 * repeat, verbose=False)
         finally:
             keras.backend.clear_session()
         ce = np.array(hist["val_ce"], dtype=float)

@@ -34,17 +34,18 @@ def test_the_arms_search_as_named():
     p = validate({"search": {"finalists": 2, "finalist_budget": 2.0},
                   "compare": {"improved_epochs": 1}})
     assert arm_plan("literature", p)["search"] is None
-    assert arm_plan("random", p)["search"]["design"] == "random"
-    assert arm_plan("gp_one_step", p)["search"]["steps"] == 1
-    method = arm_plan("method", p)["search"]
-    assert (method["steps"], method["initial_points"]) == (3, 5)
-    assert method["start_points"] is None
+    assert arm_plan("random", p)["search"].design == "random"
+    assert arm_plan("gp_one_step", p)["search"].steps == 1
+    method = arm_plan("method", p, seed=3)["search"]
+    assert (method.steps, method.initial_points, method.seed) == (3, 5, 3)
+    assert method.start_points is None and method.finalists == 0
     configured = validate({"search": {"start_from_baseline": True}})
-    assert arm_plan("method", configured)["search"]["start_points"] == \
-        [baseline_hyperparameters(configured)]
+    assert arm_plan("method", configured)["search"].start_points == \
+        (baseline_hyperparameters(configured),)
     improved = arm_plan("improved", p)
-    assert improved["epochs"] == 1 and improved["search"]["finalists"] == 2
-    assert improved["search"]["start_points"][0]["rotation"] == 45.0
+    assert improved["epochs"] == 1 and improved["search"].finalists == 2
+    assert improved["search"].finalist_budget == 2.0
+    assert improved["search"].start_points[0]["rotation"] == 45.0
 
 
 def test_finalists_that_eat_the_budget_are_refused():

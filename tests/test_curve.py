@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from earth_lib.data import stratified_order
 from earth_lib.errors import ParameterError
 from earth_lib.experiments import curve, curve_run
 from earth_lib.experiments import report as curve_report
-from earth_lib.params import load_params, validate
+from earth_lib.params import load_params, search_plan, validate
 from earth_lib.policies import OPERATIONS, PolicyAugment, training_augmentation
 from earth_lib.search import SearchLoop, SearchSpace, posterior_means
 from earth_lib.training import dihedral_views
@@ -135,11 +136,9 @@ def test_the_plan_runs_the_fidelity_check_first_then_replicate_by_replicate():
 def test_every_search_arm_spends_the_same_number_of_trials(trials, tmp_path):
     P = validate({"curve": {"trials": trials}})
     for arm in curve.SEARCH_ARMS:
-        space, fixed, plan = curve.search_plan(arm, P)
-        loop = SearchLoop(lambda hp: {}, SearchSpace.from_dict(space), tmp_path / f"{arm}.csv",
-                          **plan)
+        plan = curve.loop_plan(arm, P, seed=0)
         budget = trials - trials % P["search"]["steps"] if arm in ("method", "lr_wd") else trials
-        assert loop.planned == budget, arm
+        assert plan.planned_trials == budget, arm
     space, fixed, _ = curve.search_plan("lr_wd", P)
     assert set(space) == {"learning_rate", "weight_decay"} and fixed["rotation"] == 45
     assert curve.search_plan("noisy_gp", P)[2]["ard"] is True
@@ -198,8 +197,9 @@ def test_finalists_at_the_trial_length_are_rescored_with_fresh_seeds(tmp_path):
         return {"val_loss": hp["x"] + 0.01 * repeat, "val_accuracy": 0.5}
 
     space = SearchSpace.from_dict({"x": {"type": "continuous", "bounds": [0.0, 1.0]}})
-    SearchLoop(objective, space, tmp_path / "h.csv", steps=1, initial_points=4,
-               iterations_per_step=0, finalists=2, finalist_budget=1.0, log=lambda m: None).run()
+    plan = search_plan(steps=1, initial_points=4, iterations_per_step=0, finalists=2,
+                       finalist_budget=1.0)
+    SearchLoop(objective, space, tmp_path / "h.csv", plan, log=lambda m: None).run()
     assert calls[4:] == [(1.0, 1), (1.0, 1)]
 
 
@@ -285,3 +285,18 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
     assert curve_run.run_curve(P, run, log=lines.append) == 1  # that cell alone, rerun
     assert any("n00012-r0-literature (rerun: its settings changed)" in m for m in lines)
     assert json.loads(stale.read_text())["fingerprint"] == rec["fingerprint"]
+
+
+def test_the_committed_records_still_match_the_code_that_would_rerun_them():
+    """A change to a cell's settings makes its committed record stale (rerun): deliberately."""
+    root = Path(__file__).resolve().parents[1]
+    P = load_params(root / "params" / "curve.yaml")
+    cells = {c.name: c for c in curve.plan_cells(P["curve"])}
+    records = sorted((root / "results" / "curve").glob("*.json"))
+    if not records:
+        pytest.skip("no committed curve records")
+    for path in records:
+        record = json.loads(path.read_text())
+        cell = cells[record["cell"]]
+        settings = curve.digest({"settings": curve.cell_settings(cell, P)})["settings"]
+        assert settings == record["fingerprint"]["settings"], f"{path.name} would rerun"

@@ -13,6 +13,7 @@ import pytest
 
 from earth_lib.distributed import trial_executor
 from earth_lib.errors import ParameterError
+from earth_lib.params import search_plan as plan
 from earth_lib.search import SearchSpace, run_search
 
 SPACE = {"a": {"type": "continuous", "bounds": [0.0, 1.0]},
@@ -64,9 +65,13 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
 def test_constant_liar_rounds_in_process_are_recorded_in_order(tmp_path):
     """workers=3 without an executor: rounds of 3 distinct suggestions, history in order."""
     space = SearchSpace.from_dict(SPACE)
-    r = run_search(lambda hp: {"val_loss": (hp["a"] - 0.3) ** 2}, space, tmp_path / "h.csv",
-                   steps=1, initial_points=3, iterations_per_step=6, workers=3, seed=1,
-                   log=lambda m: None)
+    r = run_search(
+        lambda hp: {"val_loss": (hp["a"] - 0.3) ** 2},
+        space,
+        tmp_path / "h.csv",
+        plan(steps=1, initial_points=3, iterations_per_step=6, workers=3, seed=1),
+        log=lambda m: None,
+    )
     bo = [t for t in r.trials if t.source == "bo"]
     assert [t.trial for t in bo] == list(range(6))
     assert len({(round(t.hp["a"], 9), t.hp["b"]) for t in bo[:3]}) == 3  # no repeated point

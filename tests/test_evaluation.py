@@ -10,10 +10,13 @@ import pytest
 from earth_lib.data import Split
 from earth_lib.errors import RunNotFoundError
 from earth_lib.evaluation import evaluate_folder, predict_folder
+from earth_lib.params import TrainSettings
 from earth_lib.preprocessing import preprocess_folder, read_settings
 from earth_lib.run import Run
 from earth_lib.synthetic import generate_synthetic_dataset
 from earth_lib.training import train_model
+
+settings = TrainSettings.of  # the table's defaults with a few values changed
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +27,20 @@ def run(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("run")
     generate_synthetic_dataset(tmp / "raw", 20, 32, 3, seed=0, progress=False)
-    settings = validate({"preprocess": {"image_size": 16, "clahe_tiles": 2}})["preprocess"]
-    preprocess_folder(tmp / "raw", tmp / "proc", settings, progress=False)
+    enhancement = validate({"preprocess": {"image_size": 16, "clahe_tiles": 2}})["preprocess"]
+    preprocess_folder(tmp / "raw", tmp / "proc", enhancement, progress=False)
     ds = load_images(tmp / "proc", progress=False)
     hp = {"learning_rate": 3e-3, "batch_size": 16, "kernel_size": 3, "horizontal_flip": 1}
-    model, _ = train_model(hp, Split(ds.images, ds.labels), Split(ds.images, ds.labels), 3,
-                           (16, 16, 3), preset="tiny", epochs=6, verbose=False)
+    model, _ = train_model(
+        hp,
+        Split(ds.images, ds.labels),
+        Split(ds.images, ds.labels),
+        3,
+        (16, 16, 3),
+        settings(preset="tiny", epochs=6),
+        verbose=False,
+        seed=42,
+    )
     Run(tmp / "run").save_model(model, ds.class_names, read_settings(tmp / "proc"), hp)
     generate_synthetic_dataset(tmp / "new", 6, 32, 3, seed=99, progress=False)
     (tmp / "new" / "dataset.json").unlink()

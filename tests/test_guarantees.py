@@ -21,6 +21,7 @@ import yaml
 from earth_lib import images as eimg
 from earth_lib import io as eio
 from earth_lib.errors import BadImageError, ParameterError, RunFormatError
+from earth_lib.params import search_plan as plan
 from tests.conftest import write_png
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -324,26 +325,29 @@ def test_a_failing_literature_trial_is_recorded_not_fatal(tmp_path):
             raise MemoryError("out of memory")
         return _quadratic(hp)
 
-    kwargs = {"steps": 1, "initial_points": 2, "iterations_per_step": 0, "log": lambda m: None}
-    history = tmp_path / "h.csv"
-    sel = search_or_baseline(objective, _space(), history, {"x": 0.5, "y": 0.5}, **kwargs)
+    kwargs = {"enabled": True, "evaluate_baseline": True, "log": lambda m: None}
+    history, lit = tmp_path / "h.csv", {"x": 0.5, "y": 0.5}
+    one = plan(steps=1, initial_points=2, iterations_per_step=0)
+    sel = search_or_baseline(objective, _space(), history, lit, one, **kwargs)
     assert sel.chosen_by == "search" and sel.baseline["status"] == "failed"
     assert "out of memory" in history.read_text()
     n = len(calls)
-    search_or_baseline(objective, _space(), history, {"x": 0.5, "y": 0.5}, **kwargs)
+    search_or_baseline(objective, _space(), history, lit, one, **kwargs)
     assert len(calls) == n  # every trial, the literature one too, came from the history
 
 
 KILLER = """
 import os, sys
+from earth_lib.params import search_plan
 from earth_lib.search import SearchSpace, run_search
 space = SearchSpace.from_dict({"x": {"type": "continuous", "bounds": [0.0, 1.0]}})
 def objective(hp):
     if hp["x"] < 1 / 3:  # one point of a 3-point Latin hypercube
         os._exit(137)  # as the kernel's out-of-memory killer would
     return {"val_loss": hp["x"], "val_accuracy": 0.5}
-r = run_search(objective, space, sys.argv[1], steps=1, initial_points=3,
-               iterations_per_step=0, seed=1, log=lambda m: None)
+r = run_search(objective, space, sys.argv[1],
+               search_plan(steps=1, initial_points=3, iterations_per_step=0, seed=1),
+               log=lambda m: None)
 print(sorted(t.status for t in r.trials))
 """
 
@@ -369,9 +373,14 @@ def test_a_hung_trial_on_an_executor_times_out(tmp_path):
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(4) as pool:
-        r = run_search(objective, _space(), tmp_path / "h.csv", steps=1, initial_points=4,
-                       iterations_per_step=0, executor=pool, workers=4, trial_timeout=1.0,
-                       log=lambda m: None)
+        r = run_search(
+            objective,
+            _space(),
+            tmp_path / "h.csv",
+            plan(steps=1, initial_points=4, iterations_per_step=0, workers=4, trial_timeout=1.0),
+            executor=pool,
+            log=lambda m: None,
+        )
         took = time.perf_counter() - t0
     assert {t.status for t in r.trials} == {"ok", "time_limit"} and took < 4.5
 
@@ -379,8 +388,13 @@ def test_a_hung_trial_on_an_executor_times_out(tmp_path):
 def test_every_valid_seed_works(tmp_path):
     from earth_lib.search import run_search
 
-    r = run_search(_quadratic, _space(), tmp_path / "h.csv", steps=1, initial_points=3,
-                   iterations_per_step=1, seed=5_000_000_000, log=lambda m: None)
+    r = run_search(
+        _quadratic,
+        _space(),
+        tmp_path / "h.csv",
+        plan(steps=1, initial_points=3, iterations_per_step=1, seed=5_000_000_000),
+        log=lambda m: None,
+    )
     assert len(r.trials) == 4
 
 

@@ -9,7 +9,10 @@ from earth_lib.data import iterative_split
 from earth_lib.errors import ParameterError
 from earth_lib.metrics import evaluate_multilabel, tune_thresholds
 from earth_lib.multilabel import build_mosaics, missing_labels, read_labels_csv
+from earth_lib.params import TrainSettings
 from tests.conftest import write_png
+
+settings = TrainSettings.of  # the table's defaults with a few values changed
 
 
 def _images(root, names):
@@ -250,14 +253,18 @@ def test_multilabel_training_sigmoid_head_bce_objective_and_thresholds():
     x = (rng.random((24, 8, 8, 3)) * 255).astype(np.uint8)
     tr, va = Split(x[:16], y[:16]), Split(x[16:], y[16:])
     hp = {"learning_rate": 1e-3, "batch_size": 8, "kernel_size": 3}
-    model, hist = train_model(hp, tr, va, 3, (8, 8, 3), preset="tiny", epochs=1, verbose=False)
+    model, hist = train_model(
+        hp, tr, va, 3, (8, 8, 3), settings(preset="tiny", epochs=1), verbose=False, seed=42
+    )
     assert model.layers[-1].activation.__name__ == "sigmoid"
     assert model.loss.__class__.__name__ == "BinaryCrossentropy"
     assert np.isfinite(hist["val_ce"][0])
     t = validation_thresholds(model, va)
     assert t.shape == (3,) and ((t >= 0) & (t <= 1)).all()
     assert validation_thresholds(model, Split(va.x, va.y.argmax(axis=1))) is None
-    scored = make_objective(tr, va, 3, (8, 8, 3), epochs=1, preset="tiny")(hp)
+    scored = make_objective(
+        tr, va, 3, (8, 8, 3), settings("trial", epochs=1, preset="tiny"), seed=42
+    )(hp)
     assert np.isfinite(scored["val_loss"]) and 0 < scored["val_loss"] < 2
 
 

@@ -127,13 +127,13 @@ def test_values_owned_elsewhere_are_not_declared_twice():
     and the enhancement takes its defaults from the table: a drift would fail here."""
     import inspect
 
-    from earth_lib import errors, model, preprocessing, training
+    from earth_lib import errors, model, preprocessing
     from earth_lib.params import SCHEMA
 
     assert SCHEMA["model"]["preset"].choices == tuple(model.PRESETS)
     assert SCHEMA["model"]["preset"].default == model.DEFAULT_PRESET
-    for fn in (model.build_from_preset, training.train_model):
-        assert inspect.signature(fn).parameters["preset"].default == model.DEFAULT_PRESET
+    assert inspect.signature(model.build_from_preset).parameters["preset"].default \
+        == model.DEFAULT_PRESET
     assert SCHEMA["data"]["on_bad_file"].choices == errors.BAD_FILE_POLICIES
     assert SCHEMA["data"]["on_bad_file"].default == errors.DEFAULT_BAD_FILE_POLICY
     enhance = inspect.signature(preprocessing.enhance).parameters
@@ -144,24 +144,46 @@ def test_values_owned_elsewhere_are_not_declared_twice():
     assert clahe["tiles"].default == SCHEMA["preprocess"]["clahe_tiles"].default
 
 
-def test_settings_glue():
+def test_typed_settings_carry_the_file_and_the_stages_own_no_defaults_of_theirs():
+    """Training and the search take their settings from the table (or a file), never from
+    defaults of their own: a value the table owns has no default in their signatures."""
+    import dataclasses
+    import inspect
+
+    from earth_lib import training
     from earth_lib.params import (
+        SCHEMA,
+        TrainSettings,
         baseline_hyperparameters,
         search_data_settings,
-        search_settings,
-        train_settings,
+        search_plan,
     )
+    from earth_lib.search import SearchLoop, search_or_baseline
 
-    p = validate({"search": {"epochs": 4, "enabled": False, "max_train_images": 50},
-                  "train": {"epochs": 30, "patience": 6}, "baseline": {"enabled": False}})
-    assert train_settings(p, final=False)["epochs"] == 4
-    assert train_settings(p, final=True)["epochs"] == 30
-    assert train_settings(p, final=True)["patience"] == 6
-    s = search_settings(p)
-    assert s["enabled"] is False and s["evaluate_baseline"] is False and s["seed"] == 42
-    assert search_data_settings(p) == {"max_images": 50, "use_pca": False, "seed": 42}
+    p = validate({"search": {"epochs": 4, "enabled": False, "max_train_images": 50,
+                             "finalist_budget": 2.0, "start_from_baseline": True},
+                  "train": {"epochs": 30, "patience": 6}, "baseline": {"enabled": False},
+                  "model": {"preset": "tiny"}, "seed": 7})
+    trial, final = TrainSettings.trial(p), TrainSettings.final(p)
+    assert (trial.epochs, trial.early_stopping, trial.preset) == (4, False, "tiny")
+    assert (final.epochs, final.patience, final.preset) == (30, 6, "tiny")
+    assert "time_limit" in trial.record() and "time_limit" not in final.record()
+    assert "patience" not in trial.record() and "role" not in final.record()
+    plan = search_plan(p)
+    assert (plan.seed, plan.finalist_budget) == (7, 2.0)
+    assert plan.start_points == (baseline_hyperparameters(p),)
+    assert search_plan(steps=1).finalist_budget == SCHEMA["search"]["finalist_budget"].default
+    assert TrainSettings.of().epochs == SCHEMA["train"]["epochs"].default
+    assert search_data_settings(p) == {"max_images": 50, "use_pca": False, "seed": 7}
     hp = baseline_hyperparameters(p)
     assert hp["rotation"] == 45.0 and set(hp) == set(REQUIRED_HYPERPARAMETERS)
+    owned = {f.name for f in dataclasses.fields(TrainSettings)} | {"seed", "enabled",
+                                                                   "evaluate_baseline"}
+    for fn in (training.train_model, training.make_objective, training.compile_model,
+               SearchLoop.__init__, search_or_baseline):
+        for name, param in inspect.signature(fn).parameters.items():
+            if name in owned:
+                assert param.default is inspect.Parameter.empty, f"{fn.__name__}({name}=...)"
 
 
 def test_parameter_table_keeps_the_sections_asked_for():

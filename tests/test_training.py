@@ -5,8 +5,11 @@ import pytest
 
 from earth_lib.data import Split
 from earth_lib.metrics import evaluate_predictions
+from earth_lib.params import TrainSettings
 from earth_lib.run import Run
 from earth_lib.training import dihedral_views, make_objective, predict_proba, train_model
+
+settings = TrainSettings.of  # the table's defaults with a few values changed
 
 HP = {"rotation": 10, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1, "horizontal_flip": 1,
       "vertical_flip": 0, "learning_rate": 3e-3, "batch_size": 8, "kernel_size": 3}
@@ -21,29 +24,55 @@ def _toy(n=48, seed=0):
 
 
 def test_train_model_learns_a_trivial_task():
-    model, hist = train_model(HP, _toy(), _toy(seed=1), 2, (8, 8, 3), preset="tiny", epochs=4,
-                              patience=4, verbose=False)
+    model, hist = train_model(
+        HP,
+        _toy(),
+        _toy(seed=1),
+        2,
+        (8, 8, 3),
+        settings(preset="tiny", epochs=4, patience=4),
+        verbose=False,
+        seed=42,
+    )
     assert set(hist) >= {"loss", "val_ce", "val_accuracy"}
     assert max(hist["val_accuracy"]) > 0.9
 
 
 def test_objective_returns_best_epoch_cross_entropy():
-    obj = make_objective(_toy(), _toy(seed=1), 2, (8, 8, 3), preset="tiny", epochs=2, patience=2)
+    obj = make_objective(
+        _toy(), _toy(seed=1), 2, (8, 8, 3), settings("trial", preset="tiny", epochs=2), seed=42
+    )
     r = obj(HP)
     assert np.isfinite(r["val_loss"]) and 0 <= r["val_accuracy"] <= 1
 
 
 def test_searched_epochs_override():
-    _, hist = train_model(dict(HP, epochs=1), _toy(), _toy(1), 2, (8, 8, 3), preset="tiny",
-                          epochs=5, verbose=False)
+    _, hist = train_model(
+        dict(HP, epochs=1),
+        _toy(),
+        _toy(1),
+        2,
+        (8, 8, 3),
+        settings(preset="tiny", epochs=5),
+        verbose=False,
+        seed=42,
+    )
     assert len(hist["loss"]) == 1
 
 
 def test_an_epoch_is_one_pass_over_the_training_set_partial_batch_included():
     # one repeated iterator serves the whole run: 50 images in batches of 8 are 7 steps an
     # epoch (the last of 2 images), never more (a second pass) nor fewer
-    model, hist = train_model(HP, _toy(50), _toy(seed=1), 2, (8, 8, 3), preset="tiny",
-                              epochs=3, patience=3, verbose=False)
+    model, hist = train_model(
+        HP,
+        _toy(50),
+        _toy(seed=1),
+        2,
+        (8, 8, 3),
+        settings(preset="tiny", epochs=3, patience=3),
+        verbose=False,
+        seed=42,
+    )
     assert len(hist["loss"]) == 3
     assert int(model.optimizer.iterations) == 3 * 7
 
@@ -53,8 +82,16 @@ def test_each_validation_pass_is_the_whole_validation_set_once(monkeypatch):
     # are the model's on exactly these images, partial batch included, not a shifted window
     monkeypatch.setattr("earth_lib.training.same_pixels_as_64px", lambda n, shape: 8)
     val = _toy(21, seed=1)
-    model, hist = train_model(HP, _toy(), val, 2, (8, 8, 3), preset="tiny", epochs=3,
-                              early_stopping=False, verbose=False)
+    model, hist = train_model(
+        HP,
+        _toy(),
+        val,
+        2,
+        (8, 8, 3),
+        settings(preset="tiny", epochs=3, early_stopping=False),
+        verbose=False,
+        seed=42,
+    )
     x = val.x.astype("float32")
     y = np.eye(2, dtype="float32")[val.y]
     scores = model.evaluate(x, y, batch_size=21, verbose=0, return_dict=True)
@@ -65,14 +102,30 @@ def test_each_validation_pass_is_the_whole_validation_set_once(monkeypatch):
 def test_micro_batches_update_once_per_batch_and_still_learn():
     # batch 24 in passes of at most 10 images: 3 passes of 8, one update per 3 passes
     hp = dict(HP, batch_size=24)
-    model, hist = train_model(hp, _toy(), _toy(seed=1), 2, (8, 8, 3), preset="tiny", epochs=4,
-                              patience=4, verbose=False, micro_batch=10)
+    model, hist = train_model(
+        hp,
+        _toy(),
+        _toy(seed=1),
+        2,
+        (8, 8, 3),
+        settings(preset="tiny", epochs=4, patience=4, micro_batch=10),
+        verbose=False,
+        seed=42,
+    )
     assert model.optimizer.gradient_accumulation_steps == 3
     assert hist["global_batch_size"] == [24.0]
     assert int(model.optimizer.iterations) == 4 * (48 // 8) // 3  # updates, not passes
     assert max(hist["val_accuracy"]) > 0.9
-    _, whole = train_model(hp, _toy(), _toy(seed=1), 2, (8, 8, 3), preset="tiny", epochs=1,
-                           verbose=False, micro_batch=24)
+    _, whole = train_model(
+        hp,
+        _toy(),
+        _toy(seed=1),
+        2,
+        (8, 8, 3),
+        settings(preset="tiny", epochs=1, micro_batch=24),
+        verbose=False,
+        seed=42,
+    )
     assert whole["global_batch_size"] == [24.0]  # a batch that fits: one pass, no accumulation
 
 
@@ -92,8 +145,9 @@ def test_evaluate_predictions():
 
 
 def test_save_model_writes_model_and_card(tmp_path):
-    model, _ = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=1,
-                           verbose=False)
+    model, _ = train_model(
+        HP, _toy(), _toy(1), 2, (8, 8, 3), settings(preset="tiny", epochs=1), verbose=False, seed=42
+    )
     Run(tmp_path).save_model(model, ["dark", "bright"], {"image_size": 8}, HP, tta=True)
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["class_names"] == ["dark", "bright"] and card["input_shape"] == [8, 8, 3]
@@ -106,17 +160,32 @@ def test_save_model_writes_model_and_card(tmp_path):
 
 
 def test_the_original_recipe_adam_constant_no_early_stopping():
-    model, hist = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=3,
-                              patience=1, optimizer="adam", schedule="constant",
-                              early_stopping=False, verbose=False)
+    model, hist = train_model(
+        HP,
+        _toy(),
+        _toy(1),
+        2,
+        (8, 8, 3),
+        settings(
+            preset="tiny",
+            epochs=3,
+            patience=1,
+            optimizer="adam",
+            schedule="constant",
+            early_stopping=False,
+        ),
+        verbose=False,
+        seed=42,
+    )
     assert len(hist["loss"]) == 3  # no early stop, whatever the patience
     opt = model.optimizer
     assert type(opt).__name__ == "Adam" and float(opt.learning_rate) == pytest.approx(3e-3)
 
 
 def test_default_recipe_is_adamw_with_a_decaying_rate():
-    model, _ = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=2,
-                           verbose=False)
+    model, _ = train_model(
+        HP, _toy(), _toy(1), 2, (8, 8, 3), settings(preset="tiny", epochs=2), verbose=False, seed=42
+    )
     assert type(model.optimizer).__name__ == "AdamW"
     assert float(model.optimizer.learning_rate) < 3e-3  # cosine-decayed by the end
 
@@ -126,18 +195,28 @@ def test_unknown_optimizer_is_refused():
     from earth_lib.training import compile_model
 
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        compile_model(build_from_preset((8, 8, 3), 2, "tiny"), 1e-3, 2, 2, optimizer="sgd")
+        compile_model(
+            build_from_preset((8, 8, 3), 2, "tiny"), 1e-3, 2, 2, settings(optimizer="sgd")
+        )
 
 
 def test_time_limit_stops_a_trial_and_says_so():
-    obj = make_objective(_toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=50,
-                         time_limit=1e-6)
+    obj = make_objective(
+        _toy(),
+        _toy(1),
+        2,
+        (8, 8, 3),
+        settings("trial", preset="tiny", epochs=50, time_limit=1e-6),
+        seed=42,
+    )
     r = obj(HP)
     assert r["status"] == "time_limit" and r["epochs_run"] == 1
 
 
 def test_objective_budget_lengthens_the_trial():
-    obj = make_objective(_toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=1)
+    obj = make_objective(
+        _toy(), _toy(1), 2, (8, 8, 3), settings("trial", preset="tiny", epochs=1), seed=42
+    )
     assert obj(HP)["epochs_run"] == 1
     assert obj(HP, budget=3, repeat=1)["epochs_run"] == 3
 
@@ -145,8 +224,17 @@ def test_objective_budget_lengthens_the_trial():
 def test_final_training_logs_every_epoch_and_tensorboard(tmp_path, capsys):
     import pandas as pd
 
-    _, hist = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=3, patience=3,
-                          csv_log=tmp_path / "training_log.csv", tensorboard_dir=tmp_path / "tb")
+    _, hist = train_model(
+        HP,
+        _toy(),
+        _toy(1),
+        2,
+        (8, 8, 3),
+        settings(preset="tiny", epochs=3, patience=3),
+        csv_log=tmp_path / "training_log.csv",
+        tensorboard_dir=tmp_path / "tb",
+        seed=42,
+    )
     log = pd.read_csv(tmp_path / "training_log.csv")
     assert list(log["epoch"]) == [0, 1, 2]
     assert np.allclose(log["val_ce"], hist["val_ce"])
@@ -196,8 +284,9 @@ def test_export_serves_the_same_probabilities_without_this_package(tmp_path):
     import subprocess
     import sys
 
-    model, _ = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), preset="tiny", epochs=1,
-                           verbose=False)
+    model, _ = train_model(
+        HP, _toy(), _toy(1), 2, (8, 8, 3), settings(preset="tiny", epochs=1), verbose=False, seed=42
+    )
     Run(tmp_path).save_model(model, ["dark", "bright"], {"image_size": 8, "bands": 3,
                                                          "clahe": True, "clahe_mode": "luminance"},
                              HP)
@@ -236,8 +325,16 @@ def test_training_from_disk_gives_the_same_results(tmp_path):
 
     results = []
     for tr, va in ((train, val), (on_disk(train, "train"), on_disk(val, "val"))):
-        model, hist = train_model(HP, tr, va, 2, (8, 8, 3), preset="tiny", epochs=2, patience=2,
-                                  seed=3, verbose=False)
+        model, hist = train_model(
+            HP,
+            tr,
+            va,
+            2,
+            (8, 8, 3),
+            settings(preset="tiny", epochs=2, patience=2),
+            seed=3,
+            verbose=False,
+        )
         results.append((hist, predict_proba(model, va.x, tta=True)))
     (h_ram, p_ram), (h_disk, p_disk) = results
     np.testing.assert_allclose(h_disk["loss"], h_ram["loss"], rtol=1e-5)
@@ -248,19 +345,27 @@ def test_training_from_disk_gives_the_same_results(tmp_path):
 def test_bfloat16_training_learns_and_the_next_run_is_float32_again(root):
     import keras
 
-    from earth_lib.params import load_params, train_settings
+    from earth_lib.params import load_params
 
-    model, hist = train_model(HP, _toy(), _toy(seed=1), 2, (8, 8, 3), preset="tiny", epochs=4,
-                              patience=4, verbose=False, precision="mixed_bfloat16")
+    model, hist = train_model(
+        HP,
+        _toy(),
+        _toy(seed=1),
+        2,
+        (8, 8, 3),
+        settings(preset="tiny", epochs=4, patience=4, precision="mixed_bfloat16"),
+        verbose=False,
+        seed=42,
+    )
     assert model.get_layer("stem").compute_dtype == "bfloat16"
     assert model.get_layer("classes").compute_dtype == "float32"  # the softmax stays float32
     assert max(hist["val_accuracy"]) > 0.9
     # the parameter reaches every training of a run, and auto sets float32 back on a CPU
-    settings = train_settings(load_params(root / "params" / "smoke.yaml", "train.precision=auto"),
-                              final=True)
-    assert settings["precision"] == "auto"
-    model, _ = train_model(HP, _toy(), _toy(seed=1), 2, (8, 8, 3), preset="tiny", epochs=1,
-                           patience=1, verbose=False, **{k: settings[k] for k in ("precision",)})
+    smoke = TrainSettings.final(load_params(root / "params" / "smoke.yaml",
+                                            "train.precision=auto"))
+    assert smoke.precision == "auto"
+    model, _ = train_model(HP, _toy(), _toy(seed=1), 2, (8, 8, 3),
+                           smoke.replace(preset="tiny", epochs=1), verbose=False, seed=42)
     assert model.get_layer("stem").compute_dtype == "float32"
     assert keras.mixed_precision.global_policy().name == "float32"
 

@@ -78,8 +78,11 @@ def arm_fingerprint(arm: str, seed: int, p: dict[str, Any], class_names: list[st
     The data and search settings (``search_fingerprint``), the arm's plan, the seed, the
     final training and the test.
     """
+    plan = arm_plan(arm, p, seed)
     return digest({"search": search_fingerprint, "arm": arm, "seed": seed,
-                   "plan": arm_plan(arm, p), "final": params_mod.train_settings(p, final=True),
+                   "plan": {"epochs": plan["epochs"],
+                            "search": plan["search"] and plan["search"].record()},
+                   "final": params_mod.TrainSettings.final(p).record(),
                    "tta": p["train"]["tta"], "classes": class_names})
 
 
@@ -89,8 +92,8 @@ def budget_trial_epochs(p: dict[str, Any]) -> float:
     return float(s["steps"] * (s["initial_points"] + s["iterations_per_step"]) * s["epochs"])
 
 
-def arm_plan(arm: str, p: dict[str, Any]) -> dict[str, Any]:
-    """How an arm searches: trial epochs and the keyword arguments of ``run_search``.
+def arm_plan(arm: str, p: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
+    """How an arm searches: its trial epochs and its ``SearchPlan`` (None: no search).
 
     Every plan spends at most :func:`budget_trial_epochs`; the ``improved`` arm turns its
     shorter trials into more points, less the cost of its finalists' longer trials.
@@ -98,23 +101,19 @@ def arm_plan(arm: str, p: dict[str, Any]) -> dict[str, Any]:
     s, c = p["search"], p["compare"]
     budget, epochs = budget_trial_epochs(p), s["epochs"]
     trials = int(budget // epochs)
-    common = {"shrink": s["shrink"], "min_step": s["min_step"], "acquisition": s["acquisition"],
-              "workers": s["workers"],
-              "trial_timeout": params_mod.search_settings(p)["trial_timeout"]}
+    base = params_mod.search_plan(p, **({} if seed is None else {"seed": seed}))
+    plain = base.replace(design="lhs", start_points=None, finalists=0)
     if arm == "literature":
         return {"epochs": epochs, "search": None}
     if arm == "random":
-        return {"epochs": epochs, "search": {**common, "steps": 1, "initial_points": trials,
-                                             "iterations_per_step": 0, "design": "random"}}
+        return {"epochs": epochs, "search": plain.replace(
+            steps=1, initial_points=trials, iterations_per_step=0, design="random")}
     if arm == "gp_one_step":
         first = min(trials, s["steps"] * s["initial_points"])
-        return {"epochs": epochs, "search": {**common, "steps": 1, "initial_points": first,
-                                             "iterations_per_step": trials - first}}
+        return {"epochs": epochs, "search": plain.replace(
+            steps=1, initial_points=first, iterations_per_step=trials - first)}
     if arm == "method":  # as `make all` searches: with the literature point if configured
-        return {"epochs": epochs, "search": {
-            **common, "steps": s["steps"], "initial_points": s["initial_points"],
-            "iterations_per_step": s["iterations_per_step"],
-            "start_points": params_mod.search_settings(p)["start_points"]}}
+        return {"epochs": epochs, "search": base.replace(finalists=0)}
     if arm == "improved":
         short = c["improved_epochs"] or epochs
         final = s["finalists"] * s["finalist_repeats"] * s["finalist_budget"] * short
@@ -126,13 +125,11 @@ def arm_plan(arm: str, p: dict[str, Any]) -> dict[str, Any]:
                 f"compare: the improved arm's finalists ({s['finalists']} x "
                 f"{s['finalist_repeats']} at x{s['finalist_budget']:g}) leave no budget for "
                 "its steps; lower search.finalists or compare.improved_epochs.")
-        return {"epochs": short, "search": {
-            **common, "steps": s["steps"], "initial_points": initial,
-            "iterations_per_step": per_step - 1 - initial,
-            "acquisition": c["improved_acquisition"],
-            "start_points": [params_mod.baseline_hyperparameters(p)],
-            "finalists": s["finalists"], "finalist_budget": s["finalist_budget"],
-            "finalist_repeats": s["finalist_repeats"]}}
+        return {"epochs": short, "search": plain.replace(
+            initial_points=initial, iterations_per_step=per_step - 1 - initial,
+            acquisition=c["improved_acquisition"],
+            start_points=(params_mod.baseline_hyperparameters(p),),
+            finalists=s["finalists"])}
     raise ParameterError(f"compare.arms: unknown arm {arm!r}; known: {', '.join(ARMS)}.")
 
 
@@ -141,15 +138,13 @@ def plan_summary(p: dict[str, Any]) -> pd.DataFrame:
     rows = {}
     for arm in p["compare"]["arms"]:
         plan = arm_plan(arm, p)
-        k = plan["search"] or {}
-        steps = k.get("steps", 1)
-        short = steps * (k.get("initial_points", 1) + k.get("iterations_per_step", 0)) \
-            + (len(k["start_points"]) + steps - 1 if k.get("start_points") else 0)
-        long = k.get("finalists", 0) * k.get("finalist_repeats", 1)
-        rows[arm] = {"steps": steps, "trials": short, "trial_epochs": plan["epochs"],
-                     "long_trials": long,
+        k = plan["search"]
+        long = k.finalists * k.finalist_repeats if k else 0
+        short = k.planned_trials - long if k else 1
+        rows[arm] = {"steps": k.steps if k else 1, "trials": short,
+                     "trial_epochs": plan["epochs"], "long_trials": long,
                      "planned_trial_epochs": plan["epochs"] * (
-                         short + long * k.get("finalist_budget", 1.0))}
+                         short + long * (k.finalist_budget if k else 1.0))}
     return pd.DataFrame(rows).T
 
 
@@ -158,12 +153,12 @@ def run_arm(arm: str, seed: int, splits: dict[str, Split], search_splits: tuple,
             preprocess: dict[str, Any], fingerprint: dict[str, str], band_pca=None,
             executor=None, log: Callable[[str], None] = print) -> ArmResult:
     """Choose one arm's values on one seed, train them like the final model, test them."""
-    plan = arm_plan(arm, p)
+    plan = arm_plan(arm, p, seed)
     num_classes, shape = len(class_names), splits["train"].x.shape[1:]
     s_train, s_val, decoder = search_splits
-    trial = {**params_mod.train_settings(p, final=False), "epochs": plan["epochs"]}
-    objective = make_objective(s_train, s_val, num_classes, shape, seed=seed, decoder=decoder,
-                               **trial)
+    trial = params_mod.TrainSettings.trial(p).replace(epochs=plan["epochs"])
+    objective = make_objective(s_train, s_val, num_classes, shape, trial, seed=seed,
+                               decoder=decoder)
     t0 = time.perf_counter()
     literature = params_mod.baseline_hyperparameters(p)
     result = None
@@ -174,17 +169,17 @@ def run_arm(arm: str, seed: int, splits: dict[str, Split], search_splits: tuple,
                     "val_loss": scored["val_loss"]}]
     else:
         result = run_search(
-            objective, space, folder.search_history, seed=seed, log=log, executor=executor,
-            fingerprint={**fingerprint, "arm": arm, "trial_epochs": str(plan["epochs"])},
-            **plan["search"])
+            objective, space, folder.search_history, plan["search"], log=log,
+            executor=executor,
+            fingerprint={**fingerprint, "arm": arm, "trial_epochs": str(plan["epochs"])})
         hp, best, history = dict(result.best.hp), result.best.val_loss, result.table()
     search_seconds = time.perf_counter() - t0
-    final = params_mod.train_settings(p, final=True)
-    log(f"final training, {int(hp.get('epochs', final['epochs']))} epochs at most (a line "
+    final = params_mod.TrainSettings.final(p)
+    log(f"final training, {int(hp.get('epochs', final.epochs))} epochs at most (a line "
         f"per epoch; also in {folder.training_log})")
     t0 = time.perf_counter()
-    model, curves = train_model(hp, splits["train"], splits["val"], num_classes, shape,
-                                seed=seed, csv_log=folder.training_log, **final)
+    model, curves = train_model(hp, splits["train"], splits["val"], num_classes, shape, final,
+                                seed=seed, csv_log=folder.training_log)
     proba = predict_proba(model, splits["test"].x, tta=p["train"]["tta"])
     folder.save_model(model, class_names, preprocess, hp, tta=p["train"]["tta"],
                       band_pca=band_pca)

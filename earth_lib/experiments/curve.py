@@ -47,6 +47,7 @@ from earth_lib import data as data_mod
 from earth_lib import params as params_mod
 from earth_lib.errors import ParameterError
 from earth_lib.params import AUGMENT_KEYS
+from earth_lib.search import SearchPlan
 from earth_lib.search import fingerprint as digest
 
 #: The arms, in the order tables show them (declared in the parameter table: curve.arms).
@@ -213,7 +214,8 @@ def cell_settings(cell: Cell, P: dict[str, Any]) -> dict[str, Any]:
     steps = c["final_steps"][cell.size]
     out = {"protocol": PROTOCOL, "seed": P["seed"], "test_images": c["test_images"],
            "val_fraction": c["val_fraction"], "final_steps": steps,
-           "final": final_settings(P), "trial": params_mod.train_settings(P, final=False),
+           "final": final_settings(P).record(),
+           "trial": params_mod.TrainSettings.trial(P).record(),
            "trial_steps": trial_steps(steps, c), "tta": P["train"]["tta"],
            "preprocess": {k: v for k, v in P["preprocess"].items()
                           if k not in ("overwrite", "workers")}}
@@ -227,9 +229,18 @@ def cell_settings(cell: Cell, P: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def final_settings(P: dict[str, Any]) -> dict[str, Any]:
+def final_settings(P: dict[str, Any]) -> params_mod.TrainSettings:
     """The final training of every cell: the run's, all steps, the last weights."""
-    return {**params_mod.train_settings(P, final=True), "early_stopping": False}
+    return params_mod.TrainSettings.final(P).replace(early_stopping=False)
+
+
+def loop_plan(arm: str, P: dict[str, Any], seed: int) -> SearchPlan:
+    """A search arm's ``SearchPlan``: one process, no start point, finalists if it has them."""
+    kwargs = search_plan(arm, P)[2]
+    plain = params_mod.search_plan(P, seed=seed, design="lhs", start_points=None, finalists=0,
+                                   finalist_budget=1.0, finalist_repeats=1, workers=1,
+                                   trial_timeout=None, ard=False)
+    return plain.replace(**kwargs)
 
 
 def trial_steps(final_steps: int, c: dict[str, Any]) -> int:

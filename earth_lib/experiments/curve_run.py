@@ -37,6 +37,7 @@ from earth_lib.experiments.curve import (
     final_settings,
     fixed_values,
     load_curve_data,
+    loop_plan,
     plan_cells,
     search_plan,
     trial_steps,
@@ -53,8 +54,8 @@ from earth_lib.training import make_objective, predict_proba, train_model
 def _objective(P: dict[str, Any], train: data_mod.Split, val: data_mod.Split, n_classes: int,
                steps: int, seed: int, fixed: dict[str, Any]) -> Callable[..., dict[str, Any]]:
     """A trial: ``fixed`` values under the point's, ``steps`` optimiser steps, val loss."""
-    inner = make_objective(train, val, n_classes, tuple(train.x.shape[1:]), seed=seed,
-                           **params_mod.train_settings(P, final=False))
+    inner = make_objective(train, val, n_classes, tuple(train.x.shape[1:]),
+                           params_mod.TrainSettings.trial(P), seed=seed)
 
     def objective(hp: dict, budget: float = 1.0, repeat: int = 0) -> dict[str, Any]:
         full = {**fixed, **hp}
@@ -70,10 +71,10 @@ def _choose(cell: Cell, P: dict[str, Any], objective_for: Callable, folder: Run,
     """The values an arm trains finally, and its trials (none for a fixed arm)."""
     if cell.arm in NO_SEARCH:
         return fixed_values(cell.arm, P), []
-    space_dict, fixed, plan = search_plan(cell.arm, P)
+    space_dict, fixed, _ = search_plan(cell.arm, P)
     space = SearchSpace.from_dict(space_dict)
     result = run_search(objective_for(fixed), space, folder.search_history,
-                        seed=search_seed, log=log, fingerprint=fp, **plan)
+                        loop_plan(cell.arm, P, search_seed), log=log, fingerprint=fp)
     ok = [t for t in result.trials if math.isfinite(t.val_loss)]
     if cell.arm == "noisy_gp" and len(ok) > 1:
         means = posterior_means(space, [t.hp for t in ok], [t.val_loss for t in ok],
@@ -114,8 +115,8 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
     final_hp = {**hp, "epochs": epochs_for(steps, cell.size, hp["batch_size"])}
     t0 = time.perf_counter()
     model, curves = train_model(final_hp, train, val, n_classes, tuple(train.x.shape[1:]),
-                                seed=train_seed, verbose=False, csv_log=folder.training_log,
-                                **final_settings(P))
+                                final_settings(P), seed=train_seed, verbose=False,
+                                csv_log=folder.training_log)
     final_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     proba = predict_proba(model, test.x, tta=P["train"]["tta"])

@@ -4,7 +4,7 @@ A parameter file is YAML with the sections of the table (``schema``). Every key 
 against it (``validation``): an unknown or mistyped key, a wrong type or an impossible bound
 is a :class:`ParameterError` that names the file and the key. Missing keys take the
 table's defaults, the one place defaults live; ``settings`` turns a checked file into the
-keyword arguments of each stage.
+typed settings of each stage.
 """
 
 from earth_lib.params.schema import (
@@ -20,13 +20,14 @@ from earth_lib.params.schema import (
     section_defaults,
 )
 from earth_lib.params.settings import (
+    TrainSettings,
     baseline_hyperparameters,
     data_selection,
+    default_params,
     executor_settings,
     search_data_settings,
     search_fingerprint,
-    search_settings,
-    train_settings,
+    search_plan,
 )
 from earth_lib.params.validation import (
     apply_overrides,
@@ -47,18 +48,19 @@ __all__ = [
     "REQUIRED_HYPERPARAMETERS",
     "SCHEMA",
     "TASKS",
+    "TrainSettings",
     "apply_overrides",
     "baseline_hyperparameters",
     "data_selection",
+    "default_params",
     "executor_settings",
     "load_params",
     "parameter_table",
     "parse_overrides",
     "search_data_settings",
     "search_fingerprint",
-    "search_settings",
+    "search_plan",
     "section_defaults",
-    "train_settings",
     "validate",
     "validate_space",
 ]

@@ -1,41 +1,107 @@
-"""Parameters -> keyword arguments of the package's functions, one adapter per stage."""
+"""Checked parameters -> typed settings of each stage; the table stays the one source of values.
+
+``TrainSettings`` (how a network trains) and :func:`search_plan` (how the search runs, a
+``search.SearchPlan``) come from a checked parameter file, or from the table's defaults with
+a few values changed (``TrainSettings.of(preset="tiny")``, ``search_plan(steps=1)``); the
+stage functions have no defaults of their own for these values.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from earth_lib.params.validation import validate
+from earth_lib.search.plan import SearchPlan
+
+#: What a trial's record leaves out (it runs every epoch and is scored on its best one),
+#: and what a final training's leaves out (it has no time limit).
+_NOT_RECORDED = {"trial": ("patience", "early_stopping", "distribute"),
+                 "final": ("time_limit",)}
 
 
-def train_settings(params: dict[str, Any], final: bool) -> dict[str, Any]:
-    """Keyword arguments of ``training.train_model`` for a search trial or the final training."""
-    m, t, s = params["model"], params["train"], params["search"]
-    common = {"preset": m["preset"], "weight_decay": m["weight_decay"],
-              "label_smoothing": m["label_smoothing"], "dropout": m["dropout"],
-              "warmup_epochs": t["warmup_epochs"], "optimizer": t["optimizer"],
-              "schedule": t["schedule"], "micro_batch": t["micro_batch"],
-              "precision": t["precision"]}
-    if final:
-        return {**common, "epochs": t["epochs"], "patience": t["patience"],
-                "early_stopping": t["early_stopping"], "distribute": t["distribute"]}
-    # a trial runs all its epochs and is scored on its best one
-    return {**common, "epochs": s["epochs"], "time_limit": s["max_trial_seconds"]}
+def default_params() -> dict[str, Any]:
+    """Every parameter at its table default (as a file with nothing in it)."""
+    return validate({})
 
 
-def search_settings(params: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of ``search.search_or_baseline``: whether and how to search."""
+@dataclass(frozen=True)
+class TrainSettings:
+    """How one network trains: a search trial (``trial``) or the final training (``final``)."""
+
+    role: Literal["trial", "final"]
+    preset: str
+    epochs: int
+    patience: int
+    early_stopping: bool
+    warmup_epochs: int
+    weight_decay: float
+    label_smoothing: float
+    dropout: float
+    optimizer: str
+    schedule: str
+    micro_batch: int | None
+    precision: str
+    distribute: str
+    time_limit: float | None
+
+    @classmethod
+    def final(cls, params: dict[str, Any]) -> TrainSettings:
+        """The final training of a checked parameter file."""
+        t = params["train"]
+        return cls(role="final", epochs=t["epochs"], patience=t["patience"],
+                   early_stopping=t["early_stopping"], time_limit=None, **_common(params))
+
+    @classmethod
+    def trial(cls, params: dict[str, Any]) -> TrainSettings:
+        """A search trial: ``search.epochs`` epochs, all of them, within ``max_trial_seconds``."""
+        s = params["search"]
+        return cls(role="trial", epochs=s["epochs"], patience=s["epochs"], early_stopping=False,
+                   time_limit=s["max_trial_seconds"], **_common(params))
+
+    @classmethod
+    def of(cls, role: Literal["trial", "final"] = "final", **changes: Any) -> TrainSettings:
+        """The table's defaults for ``role`` with ``changes`` (scripts, tests, benchmarks)."""
+        base = cls.final(default_params()) if role == "final" else cls.trial(default_params())
+        return dataclasses.replace(base, **changes)
+
+    def replace(self, **changes: Any) -> TrainSettings:
+        """A copy with ``changes``."""
+        return dataclasses.replace(self, **changes)
+
+    def record(self) -> dict[str, Any]:
+        """The values that shape this kind of training (fingerprints and records)."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k != "role" and k not in _NOT_RECORDED[self.role]}
+
+
+def _common(params: dict[str, Any]) -> dict[str, Any]:
+    m, t = params["model"], params["train"]
+    return {"preset": m["preset"], "weight_decay": m["weight_decay"],
+            "label_smoothing": m["label_smoothing"], "dropout": m["dropout"],
+            "warmup_epochs": t["warmup_epochs"], "optimizer": t["optimizer"],
+            "schedule": t["schedule"], "micro_batch": t["micro_batch"],
+            "precision": t["precision"], "distribute": t["distribute"]}
+
+
+def search_plan(params: dict[str, Any] | None = None, **changes: Any) -> SearchPlan:
+    """The search of a checked parameter file (default: the table's), with ``changes``."""
+    params = params if params is not None else default_params()
     s = params["search"]
-    return {"enabled": s["enabled"], "evaluate_baseline": params["baseline"]["enabled"],
-            "steps": s["steps"], "initial_points": s["initial_points"],
-            "iterations_per_step": s["iterations_per_step"], "shrink": s["shrink"],
-            "min_step": s["min_step"], "seed": params["seed"], "design": s["design"],
-            "acquisition": s["acquisition"],
-            "start_points": [baseline_hyperparameters(params)] if s["start_from_baseline"]
-            else None,
-            "finalists": s["finalists"], "finalist_budget": s["finalist_budget"],
-            "finalist_repeats": s["finalist_repeats"], "workers": s["workers"],
-            # a trial stops itself at the first batch past max_trial_seconds; one with no
-            # result well after that is hung, and is cancelled (trials on Ray)
-            "trial_timeout": None if s["max_trial_seconds"] is None
-            else 1.5 * s["max_trial_seconds"] + 120}
+    plan = SearchPlan(
+        steps=s["steps"], initial_points=s["initial_points"],
+        iterations_per_step=s["iterations_per_step"], shrink=s["shrink"],
+        min_step=s["min_step"], seed=params["seed"], design=s["design"],
+        acquisition=s["acquisition"], finalists=s["finalists"],
+        finalist_budget=s["finalist_budget"], finalist_repeats=s["finalist_repeats"],
+        workers=s["workers"],
+        # a trial stops itself at the first batch past max_trial_seconds; one with no
+        # result well after that is hung, and is cancelled (trials on Ray)
+        trial_timeout=None if s["max_trial_seconds"] is None
+        else 1.5 * s["max_trial_seconds"] + 120,
+        start_points=(baseline_hyperparameters(params),) if s["start_from_baseline"] else None)
+    return plan.replace(**changes)
 
 
 def executor_settings(params: dict[str, Any]) -> dict[str, Any]:
@@ -48,18 +114,15 @@ def search_fingerprint(params: dict[str, Any], **data: Any) -> dict[str, Any]:
 
     A history whose fingerprint differs is refused (``search.fingerprint`` digests these).
 
-    Trial settings, data share, PCA, preprocessing, the task, the search plan (design,
-    points, iterations, shrink, acquisition, start points, finalists) and the literature
-    values; ``data`` adds the arrays the trials read (``images=``, ``labels=``, ``split=``).
-    The space is added by the search itself.
+    Trial settings, data share, PCA, preprocessing, the task, the search plan and the
+    literature values; ``data`` adds the arrays the trials read (``images=``, ``labels=``,
+    ``split=``). The space is added by the search itself.
     """
-    plan = {k: v for k, v in search_settings(params).items()
-            if k not in ("enabled", "evaluate_baseline", "workers")}
-    return {"trial": train_settings(params, final=False),
+    return {"trial": TrainSettings.trial(params).record(),
             "data_share": search_data_settings(params),
             "pca": params["pca"], "preprocess": {k: v for k, v in params["preprocess"].items()
                                                   if k not in ("overwrite", "workers")},
-            "task": params["task"], "plan": plan,
+            "task": params["task"], "plan": search_plan(params).record(),
             "literature": baseline_hyperparameters(params),
             **{k: v for k, v in data.items() if v is not None}}
 

@@ -30,10 +30,12 @@ from earth_lib.search.history import (
     scored_before,
 )
 from earth_lib.search.loop import SearchLoop, SearchResult, run_search, timed_call
+from earth_lib.search.plan import SearchPlan
 from earth_lib.search.selection import Selection, literature_trial, search_or_baseline
 from earth_lib.search.space import DESIGNS, Dimension, SearchSpace
 
 __all__ = ["ACQUISITIONS", "DESIGNS", "KILLED_TWICE", "RESULT_COLUMNS", "Dimension",
-           "SearchHistory", "SearchLoop", "SearchResult", "SearchSpace", "Selection", "Trial",
+           "SearchHistory", "SearchLoop", "SearchPlan", "SearchResult", "SearchSpace",
+           "Selection", "Trial",
            "fingerprint", "history_fingerprint", "literature_trial", "posterior_means",
            "run_search", "scored_before", "search_or_baseline", "suggest_next", "timed_call"]

@@ -22,6 +22,7 @@ from earth_lib.search.history import (
     scored_before,
     trial_from,
 )
+from earth_lib.search.plan import SearchPlan
 from earth_lib.search.space import DESIGNS, SearchSpace
 
 
@@ -94,7 +95,8 @@ def timed_call(objective: Callable[..., dict[str, float]], hp: dict, budget: flo
 class SearchLoop:
     """One search: its plan, its history on disk, where its trials run; :meth:`run` runs it.
 
-    Minimises ``objective(hp)["val_loss"]`` over ``space`` in ``steps`` tightening steps.
+    Minimises ``objective(hp)["val_loss"]`` over ``space`` as the ``plan``
+    (:class:`~earth_lib.params.settings.SearchPlan`) says, in ``steps`` tightening steps.
     Each step: ``initial_points`` design points (``lhs``: Latin hypercube; ``random``:
     uniform), plus ``start_points`` (step 1) or the best point so far (later steps) when
     ``start_points`` is given; then ``iterations_per_step`` GP suggestions. After the
@@ -125,44 +127,20 @@ class SearchLoop:
         objective: Callable[..., dict[str, float]],
         space: SearchSpace,
         history_path: str | Path,
+        plan: SearchPlan,
         *,
-        steps: int = 3,
-        initial_points: int = 5,
-        iterations_per_step: int = 5,
-        shrink: float = 0.5,
-        min_step: float = 1e-8,
-        seed: int = 42,
-        design: str = "lhs",
-        acquisition: str = "EI",
-        ard: bool = False,
-        start_points: list[dict] | None = None,
-        finalists: int = 0,
-        finalist_budget: float = 1.0,
-        finalist_repeats: int = 1,
-        workers: int = 1,
         executor: Executor | None = None,
-        trial_timeout: float | None = None,
         fingerprint: dict[str, str] | None = None,
         log: Callable[[str], None] = print,
     ):
-        if design not in DESIGNS:
-            raise ValueError(f"design must be one of {', '.join(DESIGNS)}. Got {design!r}.")
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1. Got {workers}.")
+        if plan.design not in DESIGNS:
+            raise ValueError(f"design must be one of {', '.join(DESIGNS)}. Got {plan.design!r}.")
+        if plan.workers < 1:
+            raise ValueError(f"workers must be at least 1. Got {plan.workers}.")
         self.objective, self.space, self.history_path = objective, space, history_path
-        self.steps, self.initial_points = steps, initial_points
-        self.iterations_per_step, self.shrink, self.min_step = iterations_per_step, shrink, min_step
-        self.seed, self.design, self.acquisition, self.ard = seed, design, acquisition, ard
-        self.start_points = start_points
-        self.finalists, self.finalist_budget = finalists, finalist_budget
-        self.finalist_repeats = finalist_repeats
-        self.workers, self.executor, self.trial_timeout = workers, executor, trial_timeout
-        self.log = log
+        self.plan, self.executor, self.log = plan, executor, log
         self.history = SearchHistory(history_path, space.names,
                                      history_fingerprint(space, fingerprint))
-        self.planned = steps * (initial_points + iterations_per_step) \
-            + finalists * finalist_repeats \
-            + (len(start_points) + steps - 1 if start_points is not None else 0)
         self.started, self.resumed = time.perf_counter(), len(self.history.trials)
 
     def run(self) -> SearchResult:
@@ -171,7 +149,7 @@ class SearchLoop:
             self.log(f"Resuming: {len(self.history.trials)} trial(s) already in "
                      f"{self.history_path}.")
         spaces, reasons, current = [], [], self.space
-        for step in range(1, self.steps + 1):
+        for step in range(1, self.plan.steps + 1):
             spaces.append(current)
             self._design(step, current)
             reasons.append(self._suggestions(step, current))
@@ -181,45 +159,45 @@ class SearchLoop:
                                  f"loss); see the error column of {self.history_path}.")
             self.log(f"step {step} done ({reasons[-1]}); best so far val_loss="
                      f"{best.val_loss:.4f}")
-            if step < self.steps:
-                current = current.tighten(best.hp, self.shrink,
+            if step < self.plan.steps:
+                current = current.tighten(best.hp, self.plan.shrink,
                                           _settled(current, self._searched(), best.hp))
-        if self.finalists:
+        if self.plan.finalists:
             self._finalists()
         return SearchResult(self._searched(), spaces, reasons)
 
     # Steps ---------------------------------------------------------------------------------
     def _design(self, step: int, current: SearchSpace) -> None:
         """A step's design points, with the start points (step 1) or the best so far."""
-        seed = self.seed + step
-        points = (current.latin_hypercube(self.initial_points, seed=seed)
-                  if self.design == "lhs" else current.random_points(self.initial_points, seed))
-        if self.start_points is not None:
+        plan, seed = self.plan, self.plan.seed + step
+        points = (current.latin_hypercube(plan.initial_points, seed=seed)
+                  if plan.design == "lhs" else current.random_points(plan.initial_points, seed))
+        if self.plan.start_points is not None:
             best = self._best_so_far()
-            extra = self.start_points if step == 1 else ([best.hp] if best else [])
+            extra = self.plan.start_points if step == 1 else ([best.hp] if best else [])
             points += [p for p in extra if current.contains(p)]
         self._evaluate_all([(step, i, "initial", hp, 1.0, 0) for i, hp in enumerate(points)])
 
     def _suggestions(self, step: int, current: SearchSpace) -> str:
         """A step's GP suggestions, in rounds of ``workers``; returns why the step stopped."""
         previous, it = None, 0
-        while it < self.iterations_per_step:
+        while it < self.plan.iterations_per_step:
             batch, pending = [], []
-            for j in range(it, min(it + self.workers, self.iterations_per_step)):
+            for j in range(it, min(it + self.plan.workers, self.plan.iterations_per_step)):
                 done = self.history.find(step, "bo", j)
                 hp = done.hp if done is not None else self._suggest(step, j, current, pending)
                 x = current.encode(hp)
                 if done is None and previous is not None \
-                        and np.linalg.norm(x - previous) < self.min_step:
+                        and np.linalg.norm(x - previous) < self.plan.min_step:
                     self._evaluate_all(batch)
-                    return (f"consecutive points closer than {self.min_step:g} after {j} "
+                    return (f"consecutive points closer than {self.plan.min_step:g} after {j} "
                             "iterations")
                 previous = x
                 pending.append(hp)
                 batch.append((step, j, "bo", hp, 1.0, 0))
             self._evaluate_all(batch)
             it += len(batch)
-        return f"{self.iterations_per_step} iterations"
+        return f"{self.plan.iterations_per_step} iterations"
 
     def _suggest(self, step: int, j: int, current: SearchSpace, pending: list[dict]) -> dict:
         """GPyOpt's next point inside ``current``; each pending point counts as the mean loss."""
@@ -229,8 +207,8 @@ class SearchLoop:
         ys = [t.val_loss if math.isfinite(t.val_loss) else worst for t in inside]
         lie = float(np.mean(finite)) if finite else worst
         return suggest_next(current, [t.hp for t in inside] + pending, ys + [lie] * len(pending),
-                            seed=self.seed * 1000 + step * 100 + j, acquisition=self.acquisition,
-                            ard=self.ard)
+                            seed=self.plan.seed * 1000 + step * 100 + j,
+                            acquisition=self.plan.acquisition, ard=self.plan.ard)
 
     def _finalists(self) -> None:
         """The best distinct points, trained again longer (and repeated)."""
@@ -241,10 +219,10 @@ class SearchLoop:
                 seen.add(point_key(t.hp))
                 ranked.append(t.hp)
         # at the trial length itself, repeat 0 would be the same training again
-        r_n, first = self.finalist_repeats, int(self.finalist_budget == 1.0)
-        self._evaluate_all([(self.steps + 1, rank * r_n + r, "finalist", hp,
-                             self.finalist_budget, r + first)
-                            for rank, hp in enumerate(ranked[:self.finalists])
+        r_n, first = self.plan.finalist_repeats, int(self.plan.finalist_budget == 1.0)
+        self._evaluate_all([(self.plan.steps + 1, rank * r_n + r, "finalist", hp,
+                             self.plan.finalist_budget, r + first)
+                            for rank, hp in enumerate(ranked[:self.plan.finalists])
                             for r in range(r_n)])
 
     # Trials --------------------------------------------------------------------------------
@@ -286,15 +264,16 @@ class SearchLoop:
         if future is None:
             self.history.begin(job)
             return guarded_call(self.objective, *job[3:])
-        timeout = None if self.trial_timeout is None else max(
-            0.0, t0 + self.trial_timeout * (rank // self.workers + 1) - time.perf_counter())
+        limit = self.plan.trial_timeout
+        timeout = None if limit is None else max(
+            0.0, t0 + limit * (rank // self.plan.workers + 1) - time.perf_counter())
         try:
             result, seconds = future.result(timeout=timeout)
             return result, seconds, str(result.get("status", "ok")), ""
         except TimeoutError:
             getattr(self.executor, "cancel", lambda f: f.cancel())(future)
             return ({"val_loss": float("nan")}, time.perf_counter() - t0, "time_limit",
-                    f"no result within {self.trial_timeout:g} s of its start: hung, cancelled")
+                    f"no result within {self.plan.trial_timeout:g} s of its start: hung, cancelled")
         except Exception as err:  # a failed trial (or a dead worker) is a result
             return ({"val_loss": float("nan")}, time.perf_counter() - t0, "failed",
                     f"{type(err).__name__}: {err}".replace("\n", " ")[:500])
@@ -307,10 +286,10 @@ class SearchLoop:
         self.history.append(trial)
         done = len(self.history.trials)
         elapsed = time.perf_counter() - self.started
-        left = elapsed / max(1, done - self.resumed) * max(0, self.planned - done)
+        left = elapsed / max(1, done - self.resumed) * max(0, self.plan.planned_trials - done)
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in hp.items())
-        self.log(f"trial {done} of ~{self.planned} (step {step} {source} {index + 1}"
+        self.log(f"trial {done} of ~{self.plan.planned_trials} (step {step} {source} {index + 1}"
                  f"{f', budget x{budget:g}' if budget != 1 else ''}): "
                  f"val_loss={trial.val_loss:.4f} val_acc={trial.val_accuracy:.3f} "
                  f"{trial.status}{f' [{trial.error}]' if trial.error else ''}; "
@@ -334,6 +313,6 @@ def guarded_call(objective: Callable[..., dict[str, float]], hp: dict, budget: f
 
 
 def run_search(objective: Callable[..., dict[str, float]], space: SearchSpace,
-               history_path: str | Path, **settings: Any) -> SearchResult:
-    """Run one search (:class:`SearchLoop`, whose keyword arguments ``settings`` are)."""
-    return SearchLoop(objective, space, history_path, **settings).run()
+               history_path: str | Path, plan: SearchPlan, **options: Any) -> SearchResult:
+    """Run one search (:class:`SearchLoop`; ``options``: executor, fingerprint, log)."""
+    return SearchLoop(objective, space, history_path, plan, **options).run()

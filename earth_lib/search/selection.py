@@ -16,6 +16,7 @@ from earth_lib.search.history import (
     trial_from,
 )
 from earth_lib.search.loop import SearchResult, guarded_call, run_search
+from earth_lib.search.plan import SearchPlan
 from earth_lib.search.space import SearchSpace
 
 
@@ -108,26 +109,26 @@ def search_or_baseline(
     space: SearchSpace,
     history_path: str | Path,
     baseline: dict[str, float | int],
+    plan: SearchPlan,
     *,
-    enabled: bool = True,
-    evaluate_baseline: bool = True,
-    seed: int = 42,
+    enabled: bool,
+    evaluate_baseline: bool,
     log: Callable[[str], None] = print,
-    **search_kwargs,
+    **options: Any,
 ) -> Selection:
     """Choose the final training's values: the search's best, or ``baseline`` when it is off.
 
     With ``evaluate_baseline`` the literature values are scored by the same objective (or
     taken from the search's trial of them, when it had one), so the search's best has a
-    yardstick. ``search_kwargs`` go to :func:`run_search`.
+    yardstick. ``options`` (executor, fingerprint) go to :func:`run_search`.
     """
-    result = (run_search(objective, space, history_path, seed=seed, log=log, **search_kwargs)
+    result = (run_search(objective, space, history_path, plan, log=log, **options)
               if enabled else None)
     scored = None
     if evaluate_baseline:
         earlier = scored_before(result.trials, baseline) if result else None
         trial = earlier or literature_trial(objective, space, history_path, baseline,
-                                            search_kwargs.get("fingerprint"))
+                                            options.get("fingerprint"))
         scored = {"val_loss": trial.val_loss, "val_accuracy": trial.val_accuracy,
                   "status": "ok" if earlier else trial.status}
         log(f"literature baseline: val_loss={scored['val_loss']:.4f} "
