@@ -89,9 +89,9 @@ def bench_preprocessing(tmp: Path, n: int, src: int, out: int, workers: int) -> 
     Also the rate of decoding the source files alone (``decode_images_per_s``) and the
     speed-up it allows at most (``speedup_ceiling``): PNG decoding is a fixed cost.
     """
+    from earth_lib.data.synthetic import generate_synthetic_dataset
     from earth_lib.params import validate
     from earth_lib.preprocessing import preprocess_folder
-    from earth_lib.synthetic import generate_synthetic_dataset
 
     generate_synthetic_dataset(tmp / "raw", math.ceil(n / 6), src, 6, seed=0, progress=False)
     paths = sorted((tmp / "raw").rglob("*.png"))
@@ -146,7 +146,7 @@ import sys
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tensorflow.python.profiler import model_analyzer, option_builder
-from earth_lib.model import build_from_preset
+from earth_lib.nn.model import build_from_preset
 size, preset = int(sys.argv[1]), sys.argv[2]
 model = build_from_preset((size, size, 3), 10, preset, 3, 0.0)
 spec = tf.TensorSpec([1, size, size, 3], tf.float32)
@@ -208,7 +208,7 @@ def bench_augmentation(batch: int = 32, size: int = 64, batches: int = 100) -> d
     import tensorflow as tf
     from keras import layers
 
-    from earth_lib.augmentation import augmentation_layers
+    from earth_lib.nn.augmentation import augmentation_layers
 
     keras_layers = keras.Sequential([
         layers.RandomFlip("horizontal_and_vertical", seed=0),
@@ -247,8 +247,8 @@ def bench_training(runs: list[tuple[str, int, int, str]], gemm: float, batch: in
     import keras
 
     from earth_lib.data import Split
+    from earth_lib.nn.training import train_model
     from earth_lib.params import TrainSettings
-    from earth_lib.training import train_model
 
     hp = {**BENCH_AUGMENTATION, "learning_rate": 1e-3, "batch_size": batch, "kernel_size": 3}
     rng = np.random.default_rng(0)
@@ -310,7 +310,7 @@ from earth_lib import analysis
 from earth_lib.data import chunks, split_arrays
 from earth_lib.params import TrainSettings, search_plan, validate
 from earth_lib.search import SearchSpace, run_search
-from earth_lib.training import make_objective, train_model
+from earth_lib.nn.training import make_objective, train_model
 n, size, preset, history, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], \\
     sys.argv[5]
 micro = int(sys.argv[6]) or None  # images per forward/backward pass (0: the whole batch)
@@ -406,7 +406,7 @@ from earth_lib.data import Split
 from earth_lib.distributed import trial_executor
 from earth_lib.params import TrainSettings, search_plan, validate
 from earth_lib.search import SearchSpace, run_search
-from earth_lib.training import make_objective
+from earth_lib.nn.training import make_objective
 trials, workers, images, history = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), \\
     sys.argv[4]
 rng = np.random.default_rng(0)
@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> None:
                 result["preprocess_speedup"] = result["preprocessing"]["preprocess_speedup"]
         import tensorflow as tf  # after preprocessing, whose workers fork without it
 
-        from earth_lib.training import cpu_has_native_bfloat16
+        from earth_lib.nn.training import cpu_has_native_bfloat16
 
         result["machine"]["gpus"] = [
             tf.config.experimental.get_device_details(g).get("device_name", g.name)

@@ -11,7 +11,7 @@ from pathlib import Path
 from earth_lib import progress
 from earth_lib.errors import DatasetNotFoundError, EarthResnetError
 from earth_lib.params import load_params
-from earth_lib.report import params_markdown, regenerate_readme, results_markdown
+from earth_lib.report.tables import params_markdown, regenerate_readme, results_markdown
 from earth_lib.run import Run, load_run, mark_failed, project_root, run_dir_for, run_lock
 
 
@@ -28,7 +28,7 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
     import papermill as pm
     from nbconvert import HTMLExporter
 
-    from earth_lib.datasets import local_copy
+    from earth_lib.data.datasets import local_copy
     from earth_lib.io import atomic_write_text
 
     overrides = " ".join(overrides.split())
@@ -193,7 +193,7 @@ def _check_params(args: argparse.Namespace) -> None:
 
 def _data(args: argparse.Namespace) -> None:
     """Download, verify and extract a public data set into class folders."""
-    from earth_lib.datasets import fetch_dataset
+    from earth_lib.data.datasets import fetch_dataset
 
     root = args.root or f"data/raw/{args.dataset}"
     path = fetch_dataset(args.dataset, root, args.archive_dir, not args.no_download)

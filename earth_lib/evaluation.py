@@ -85,7 +85,7 @@ def _labelled_images(data_dir: str | Path, names: list[str], labels_csv: str | P
     error naming it.
     """
     if multilabel:
-        from earth_lib.multilabel import read_labels_csv
+        from earth_lib.data.multilabel import read_labels_csv
 
         if not labels_csv:
             raise ValueError("this run is multi-label: give the labels CSV of the folder "
@@ -117,8 +117,8 @@ def evaluate_folder(run_dir: str | Path, data_dir: str | Path, name: str | None 
     scored at the run's validation-tuned thresholds. Writes metrics.json, the confusion
     matrix (or per-label scores) and a grid of the worst mistakes.
     """
-    from earth_lib import plotting
-    from earth_lib.training import predict_proba
+    from earth_lib.nn.training import predict_proba
+    from earth_lib.report import plotting
 
     run = load_run(run_dir)
     model, card = run.load_model()
@@ -152,7 +152,7 @@ def predict_folder(run_dir: str | Path, data_dir: str | Path, name: str | None =
     ``;``), then every label's probability. Unreadable files are listed in
     ``unreadable.csv`` beside it; they do not stop the run.
     """
-    from earth_lib.training import predict_proba
+    from earth_lib.nn.training import predict_proba
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from earth_lib import analysis, data, multilabel, params, search
+from earth_lib import analysis, data, params, search
+from earth_lib.data import multilabel
 
 
 @dataclass

@@ -386,7 +386,7 @@ class Run:
                 "describes: a save was interrupted between the two. Rerun the training.")
         import keras
 
-        import earth_lib.layers  # noqa: F401  (registers the network's custom layer)
+        import earth_lib.nn.layers  # noqa: F401  (registers the network's custom layer)
 
         return keras.models.load_model(self.model_path, safe_mode=True), card
 

@@ -70,7 +70,7 @@ def shared_data() -> Path:
 @pytest.fixture
 def synthetic_raw(tmp_path) -> Path:
     """A tiny embedded-style data set: 3 classes x 6 images of 24 px."""
-    from earth_lib.synthetic import generate_synthetic_dataset
+    from earth_lib.data.synthetic import generate_synthetic_dataset
 
     root = tmp_path / "raw"
     generate_synthetic_dataset(root, images_per_class=6, image_size=24, n_classes=3, seed=1,

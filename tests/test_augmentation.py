@@ -3,7 +3,7 @@ import numpy as np
 from keras import layers
 
 from earth_lib.analysis import PCAResult
-from earth_lib.augmentation import (
+from earth_lib.nn.augmentation import (
     RandomAffine,
     affine_transforms,
     augmentation_layers,

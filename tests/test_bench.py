@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from earth_lib.params import TrainSettings
-from earth_lib.report import bench_markdown
+from earth_lib.report.tables import bench_markdown
 
 settings = TrainSettings.of  # the table's defaults with a few values changed
 
@@ -61,7 +61,7 @@ def test_bench_epoch_timer_leaves_the_validation_pass_out_of_the_training_steps(
     import keras
 
     from earth_lib.data import Split
-    from earth_lib.training import train_model
+    from earth_lib.nn.training import train_model
 
     class SlowValidation(keras.callbacks.Callback):
         def on_test_begin(self, logs=None):

@@ -10,7 +10,7 @@ def test_features_shape():
 
 
 def test_classical_baseline_beats_chance_on_synthetic(tmp_path):
-    from earth_lib.synthetic import generate_synthetic_dataset
+    from earth_lib.data.synthetic import generate_synthetic_dataset
 
     generate_synthetic_dataset(tmp_path, 20, 24, 6, seed=3, progress=False)
     ds = load_images(tmp_path, progress=False)

@@ -126,7 +126,7 @@ def _write_compare(folder, accs, overrides=""):
 
 
 def test_readme_blocks_are_regenerated_from_the_runs_and_kept_when_absent(tmp_path):
-    from earth_lib.report import regenerate_readme
+    from earth_lib.report.tables import regenerate_readme
 
     outputs = tmp_path / "outputs"
     _write_compare(outputs / "cmp", [("literature", 1, 0.8), ("literature", 2, 0.84),
@@ -153,7 +153,7 @@ def test_readme_blocks_are_regenerated_from_the_runs_and_kept_when_absent(tmp_pa
 def test_the_bench_block_shows_each_figure_beside_its_target(tmp_path):
     import json
 
-    from earth_lib.report import regenerate_readme
+    from earth_lib.report.tables import regenerate_readme
 
     (tmp_path / "outputs" / "bench").mkdir(parents=True)
     (tmp_path / "outputs" / "bench" / "bench.json").write_text(json.dumps({

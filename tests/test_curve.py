@@ -13,10 +13,10 @@ from earth_lib.data import stratified_order
 from earth_lib.errors import ParameterError
 from earth_lib.experiments import curve, curve_run
 from earth_lib.experiments import report as curve_report
+from earth_lib.nn.policies import OPERATIONS, PolicyAugment, training_augmentation
+from earth_lib.nn.training import dihedral_views
 from earth_lib.params import load_params, search_plan, validate
-from earth_lib.policies import OPERATIONS, PolicyAugment, training_augmentation
 from earth_lib.search import SearchLoop, SearchSpace, posterior_means
-from earth_lib.training import dihedral_views
 
 
 def _images(n=6, size=16, seed=0):
@@ -258,9 +258,9 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
 
 @pytest.mark.slow
 def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, root):
+    from earth_lib.data.synthetic import generate_synthetic_dataset
     from earth_lib.preprocessing import DEFAULTS, preprocess_folder
     from earth_lib.run import Run, load_run
-    from earth_lib.synthetic import generate_synthetic_dataset
 
     images, processed = tmp_path / "raw", tmp_path / "processed"
     folders = f"data.raw_dir={images} preprocess.processed_dir={processed}"

@@ -8,7 +8,7 @@ import pytest
 import tifffile
 
 from earth_lib.data import index_folder
-from earth_lib.datasets import REMOTE, RemoteDataset, download, fetch_dataset, prepare_raw
+from earth_lib.data.datasets import REMOTE, RemoteDataset, download, fetch_dataset, prepare_raw
 from earth_lib.errors import ArchiveError, ChecksumMismatchError, DatasetNotFoundError
 from earth_lib.params import validate
 from tests.conftest import write_png

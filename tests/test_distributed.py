@@ -122,7 +122,7 @@ def test_mirrored_strategy_over_two_devices_scales_the_batch(root):
         two = [tf.config.LogicalDeviceConfiguration()] * 2
         tf.config.set_logical_device_configuration(cpu, two)
         from earth_lib.data import Split
-        from earth_lib.training import distribution_strategy, train_model
+        from earth_lib.nn.training import distribution_strategy, train_model
         assert distribution_strategy("auto") is None  # no GPU here: one device, no strategy
         assert distribution_strategy("off", "CPU") is None
         strategy = distribution_strategy("auto", "CPU")

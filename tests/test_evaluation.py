@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from earth_lib.data import Split
+from earth_lib.data.synthetic import generate_synthetic_dataset
 from earth_lib.errors import RunNotFoundError
 from earth_lib.evaluation import evaluate_folder, predict_folder
+from earth_lib.nn.training import train_model
 from earth_lib.params import TrainSettings
 from earth_lib.preprocessing import preprocess_folder, read_settings
 from earth_lib.run import Run
-from earth_lib.synthetic import generate_synthetic_dataset
-from earth_lib.training import train_model
 
 settings = TrainSettings.of  # the table's defaults with a few values changed
 
@@ -134,7 +134,7 @@ def _pair_runs_folder(run, tmp_path):
 
 def test_pair_runs_counts_the_images_each_model_alone_got_right(run, tmp_path):
     from earth_lib.experiments.pairing import pair_runs
-    from earth_lib.model import build_from_preset
+    from earth_lib.nn.model import build_from_preset
 
     a = _pair_runs_folder(run, tmp_path)
     same = pair_runs(a, a, progress=False)  # a model against itself: nothing to tell apart

@@ -121,7 +121,7 @@ def _zip_with(tmp_path: Path, base: str) -> tuple[Path, str]:
 
 
 def test_fetching_a_data_set_keeps_what_else_is_in_its_folder(tmp_path):
-    from earth_lib.datasets import RemoteDataset, fetch_dataset
+    from earth_lib.data.datasets import RemoteDataset, fetch_dataset
 
     archive, md5 = _zip_with(tmp_path, "inner/images")
     raw = tmp_path / "raw"
@@ -184,7 +184,7 @@ def _run_with_stages(path: Path, stages: dict, metrics: bool = True) -> Path:
 
 
 def test_a_run_that_did_not_finish_is_never_reported(tmp_path):
-    from earth_lib.report import regenerate_readme, results_markdown
+    from earth_lib.report.tables import regenerate_readme, results_markdown
     from earth_lib.run import Run
 
     run = _run_with_stages(tmp_path / "half", {
@@ -433,7 +433,7 @@ REST = "river/002.png,river\nforest/003.png,forest\nriver/003.png,river\n"
     ("path\nforest/001.png\n", r"header|column"),
 ])
 def test_a_bad_labels_csv_names_file_line_and_rows(tmp_path, labelled, body, match):
-    from earth_lib.multilabel import read_labels_csv
+    from earth_lib.data.multilabel import read_labels_csv
 
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text(body)
@@ -443,7 +443,7 @@ def test_a_bad_labels_csv_names_file_line_and_rows(tmp_path, labelled, body, mat
 
 
 def test_a_bare_file_name_still_matches_one_image(tmp_path, labelled):
-    from earth_lib.multilabel import read_labels_csv
+    from earth_lib.data.multilabel import read_labels_csv
 
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("path,labels\n001.png,forest\n002,river\n" + REST.split("\n", 1)[1])
@@ -533,7 +533,7 @@ def server():
 
 @pytest.mark.parametrize("have", [0, 1000, len(RangeHandler.body)])
 def test_download_resumes_over_http_ranges(tmp_path, server, have):
-    from earth_lib.datasets import download
+    from earth_lib.data.datasets import download
 
     dest = tmp_path / "file.zip"
     if have:

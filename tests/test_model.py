@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from earth_lib.model import PRESETS, build_from_preset, build_resnet
+from earth_lib.nn.model import PRESETS, build_from_preset, build_resnet
 
 
 def _proj(model):
@@ -70,7 +70,7 @@ def test_unknown_preset():
 def _bn_pair(momentum=0.9):
     import keras
 
-    from earth_lib.layers import FusedBatchNormalization
+    from earth_lib.nn.layers import FusedBatchNormalization
 
     return FusedBatchNormalization(momentum=momentum), keras.layers.BatchNormalization(
         momentum=momentum)
@@ -117,7 +117,7 @@ def test_fused_batch_norm_falls_back_to_keras_where_the_kernel_does_not_apply():
 def test_fused_batch_norm_keeps_bfloat16_activations_and_float32_statistics():
     import tensorflow as tf
 
-    from earth_lib.layers import FusedBatchNormalization
+    from earth_lib.nn.layers import FusedBatchNormalization
 
     x = tf.constant(np.random.default_rng(2).normal(1.0, 3.0, (8, 4, 4, 3)), tf.float32)
     low = FusedBatchNormalization(dtype="mixed_bfloat16")
@@ -134,7 +134,7 @@ def test_a_saved_network_loads_in_a_fresh_process(tmp_path):
     import sys
 
     build_from_preset((16, 16, 3), 3, preset="tiny").save(tmp_path / "m.keras")
-    code = ("import keras, earth_lib.layers, numpy as np; "
+    code = ("import keras, earth_lib.nn.layers, numpy as np; "
             f"m = keras.models.load_model({str(tmp_path / 'm.keras')!r}); "
             "print(type(m.get_layer('final_bn')).__name__, m.predict(np.zeros((1, 16, 16, 3)), "
             "verbose=0).shape)")

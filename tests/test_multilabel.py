@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from earth_lib.data import iterative_split
+from earth_lib.data.multilabel import build_mosaics, missing_labels, read_labels_csv
 from earth_lib.errors import ParameterError
 from earth_lib.metrics import evaluate_multilabel, tune_thresholds
-from earth_lib.multilabel import build_mosaics, missing_labels, read_labels_csv
 from earth_lib.params import TrainSettings
 from tests.conftest import write_png
 
@@ -149,7 +149,7 @@ def _loaded(root, names):
 
 
 def test_labels_are_attached_to_the_loaded_images_in_their_order(tmp_path):
-    from earth_lib.multilabel import attach_labels
+    from earth_lib.data.multilabel import attach_labels
 
     ds = _loaded(tmp_path / "img", ["x/b.png", "x/a.png", "y/c.png"])
     csv_path = tmp_path / "labels.csv"
@@ -218,7 +218,7 @@ def test_label_counts_cooccurrence_and_per_label_statistics():
 
 
 def test_mosaic_data_set_is_built_once_and_rebuilt_when_its_settings_change(tmp_path):
-    from earth_lib.datasets import prepare_raw
+    from earth_lib.data.datasets import prepare_raw
     from earth_lib.params import validate
 
     src = tmp_path / "src"
@@ -246,7 +246,7 @@ def test_mosaic_data_set_is_built_once_and_rebuilt_when_its_settings_change(tmp_
 
 def test_multilabel_training_sigmoid_head_bce_objective_and_thresholds():
     from earth_lib.data import Split
-    from earth_lib.training import make_objective, train_model, validation_thresholds
+    from earth_lib.nn.training import make_objective, train_model, validation_thresholds
 
     rng = np.random.default_rng(0)
     y = (rng.random((24, 3)) < 0.5).astype(np.uint8)

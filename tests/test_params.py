@@ -127,7 +127,8 @@ def test_values_owned_elsewhere_are_not_declared_twice():
     and the enhancement takes its defaults from the table: a drift would fail here."""
     import inspect
 
-    from earth_lib import errors, model, preprocessing
+    from earth_lib import errors, preprocessing
+    from earth_lib.nn import model
     from earth_lib.params import SCHEMA
 
     assert SCHEMA["model"]["preset"].choices == tuple(model.PRESETS)
@@ -150,7 +151,7 @@ def test_typed_settings_carry_the_file_and_the_stages_own_no_defaults_of_theirs(
     import dataclasses
     import inspect
 
-    from earth_lib import training
+    from earth_lib.nn import training
     from earth_lib.params import (
         SCHEMA,
         TrainSettings,

@@ -192,7 +192,7 @@ def test_multilabel_smoke_runs_both_notebooks_then_evaluate_and_predict(root, tm
     assert m["test"]["thresholds"] == dict(zip(names, card["thresholds"], strict=True))
     figures = {p.name for p in (run / "figures").glob("*.png")}
     assert {"label_cooccurrence.png", "per_label_scores.png", "mistakes.png"} <= figures
-    from earth_lib.report import multilabel_markdown, results_markdown
+    from earth_lib.report.tables import multilabel_markdown, results_markdown
 
     row = multilabel_markdown(tmp_path, [run.name]).splitlines()[2]
     test = m["test"]

@@ -177,7 +177,7 @@ def test_killed_run_leaves_no_half_image_and_rerun_completes(tmp_path):
     import sys
     import time
 
-    from earth_lib.synthetic import generate_synthetic_dataset
+    from earth_lib.data.synthetic import generate_synthetic_dataset
 
     raw = tmp_path / "raw"
     generate_synthetic_dataset(raw, 150, 96, 2, seed=0, progress=False)

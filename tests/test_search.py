@@ -365,7 +365,7 @@ def test_search_module_is_generic():
     for f in files:
         source = f.read_text()
         assert "keras" not in source and "tensorflow" not in source, f
-        assert "earth_lib.model" not in source and "earth_lib.training" not in source, f
+        assert "earth_lib.nn.model" not in source and "earth_lib.nn.training" not in source, f
 
 
 def test_search_or_baseline_searches_when_enabled(tmp_path):

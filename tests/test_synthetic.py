@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from earth_lib.synthetic import CLASSES, generate_synthetic_dataset, make_scene
+from earth_lib.data.synthetic import CLASSES, generate_synthetic_dataset, make_scene
 
 
 def test_scene_is_rgb_uint8_of_requested_size():

@@ -5,9 +5,9 @@ import pytest
 
 from earth_lib.data import Split
 from earth_lib.metrics import evaluate_predictions
+from earth_lib.nn.training import dihedral_views, make_objective, predict_proba, train_model
 from earth_lib.params import TrainSettings
 from earth_lib.run import Run
-from earth_lib.training import dihedral_views, make_objective, predict_proba, train_model
 
 settings = TrainSettings.of  # the table's defaults with a few values changed
 
@@ -80,7 +80,7 @@ def test_an_epoch_is_one_pass_over_the_training_set_partial_batch_included():
 def test_each_validation_pass_is_the_whole_validation_set_once(monkeypatch):
     # 21 images in validation batches of 8 are 3 steps (the last of 5): each epoch's figures
     # are the model's on exactly these images, partial batch included, not a shifted window
-    monkeypatch.setattr("earth_lib.training.same_pixels_as_64px", lambda n, shape: 8)
+    monkeypatch.setattr("earth_lib.nn.training.same_pixels_as_64px", lambda n, shape: 8)
     val = _toy(21, seed=1)
     model, hist = train_model(
         HP,
@@ -191,8 +191,8 @@ def test_default_recipe_is_adamw_with_a_decaying_rate():
 
 
 def test_unknown_optimizer_is_refused():
-    from earth_lib.model import build_from_preset
-    from earth_lib.training import compile_model
+    from earth_lib.nn.model import build_from_preset
+    from earth_lib.nn.training import compile_model
 
     with pytest.raises(ValueError, match="optimizer must be one of"):
         compile_model(
@@ -244,7 +244,7 @@ def test_final_training_logs_every_epoch_and_tensorboard(tmp_path, capsys):
 
 
 def test_search_trials_become_tensorboard_hparams_runs(tmp_path):
-    from earth_lib.training import log_trials_to_tensorboard
+    from earth_lib.nn.training import log_trials_to_tensorboard
 
     history = [{"step": 1, "trial": t, **HP, "val_loss": v}
                for t, v in enumerate([0.9, float("nan"), 0.7])]
@@ -371,7 +371,7 @@ def test_bfloat16_training_learns_and_the_next_run_is_float32_again(root):
 
 
 def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path):
-    from earth_lib.training import cpu_has_native_bfloat16
+    from earth_lib.nn.training import cpu_has_native_bfloat16
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
@@ -384,7 +384,7 @@ def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path):
 
 
 def test_emulated_bfloat16_warns_and_unknown_precision_is_refused(monkeypatch):
-    import earth_lib.training as training
+    import earth_lib.nn.training as training
 
     monkeypatch.setattr(training, "cpu_has_native_bfloat16", lambda: False)
     try:

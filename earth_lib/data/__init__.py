@@ -2,7 +2,10 @@
 
 ``folders`` (what a folder of class sub-folders holds, file lists, selections), ``arrays``
 (a processed folder as images in memory or one file on disk, read by rows) and ``splits``
-(train/validation/test assignments, split arrays, split files, leak checks).
+(train/validation/test assignments, split arrays, split files, leak checks); this package
+exports those three. Beside them: ``synthetic`` (the embedded data set, generated from the
+seed), ``datasets`` (public data sets: download, checksum, extraction) and ``multilabel``
+(labels from a CSV, mosaics of single-label tiles).
 """
 
 from earth_lib.data.arrays import (

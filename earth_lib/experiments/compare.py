@@ -40,10 +40,10 @@ from earth_lib.errors import ParameterError
 from earth_lib.experiments.pairing import paired_stats
 from earth_lib.io import atomic_write_json
 from earth_lib.metrics import evaluate_predictions
+from earth_lib.nn.training import make_objective, predict_proba, train_model
 from earth_lib.run import RESULT_FILE, Run, read_json
 from earth_lib.search import SearchSpace, run_search
 from earth_lib.search import fingerprint as digest
-from earth_lib.training import make_objective, predict_proba, train_model
 
 #: The arms, in the order tables show them (declared in the parameter table: compare.arms).
 ARMS = tuple(params_mod.SCHEMA["compare"]["arms"].default)

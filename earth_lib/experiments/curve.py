@@ -14,7 +14,7 @@ weights) with the replicate's training seed, then the test set. The arms:
 * ``none``: the literature learning rate, batch and kernel, no augmentation;
 * ``literature``: the literature values (the method's baseline);
 * ``dihedral``, ``trivialaugment``, ``randaugment``: policy-free augmentation
-  (:mod:`earth_lib.policies`) instead of the six values;
+  (:mod:`earth_lib.nn.policies`) instead of the six values;
 * ``lr_wd``: learning rate and weight decay searched (the method's steps), the literature
   augmentation kept: which half of the nine pays?
 * ``random``: uniform random search over the method's space;

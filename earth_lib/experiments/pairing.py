@@ -17,9 +17,9 @@ from scipy.stats import binomtest
 from earth_lib.errors import ParameterError
 from earth_lib.images import read_image
 from earth_lib.io import atomic_write_json
+from earth_lib.nn.training import predict_proba
 from earth_lib.progress import progress_bar
 from earth_lib.run import Run, load_run, read_json
-from earth_lib.training import predict_proba
 
 
 def paired_stats(pairs: list[tuple[np.ndarray, np.ndarray]], resamples: int = 2000,

@@ -11,7 +11,7 @@ from earth_lib.errors import (
     DEFAULT_BAD_FILE_POLICY,
     DEFAULT_MAX_PIXELS,
 )
-from earth_lib.model import DEFAULT_PRESET, PRESETS
+from earth_lib.nn.model import DEFAULT_PRESET, PRESETS
 from earth_lib.search import ACQUISITIONS, DESIGNS
 
 #: Hyperparameters the search may explore (the nine of the method, plus epochs).
@@ -145,7 +145,7 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                               low=1),
     },
     "model": {
-        "preset": _p(DEFAULT_PRESET, str, "ResNet preset (see earth_lib.model.PRESETS)",
+        "preset": _p(DEFAULT_PRESET, str, "ResNet preset (see earth_lib.nn.model.PRESETS)",
                      choices=tuple(PRESETS)),
         "dropout": _p(0.0, float, "dropout before the classifier", low=0.0, high=0.9),
         "weight_decay": _p(1e-4, float, "L2 weight decay of AdamW", low=0.0, high=1.0),

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from earth_lib.data.multilabel import build_mosaics
+from earth_lib.data.splits import SPLITS
+from earth_lib.data.synthetic import generate_synthetic_dataset
 from earth_lib.errors import ArchiveError, ChecksumMismatchError, DatasetNotFoundError
-from earth_lib.io import file_digest
+from earth_lib.io import atomic_write_json, file_digest
 from earth_lib.paths import MARKER, MOSAIC_LABELS, mark
 from earth_lib.progress import progress_bar
-from earth_lib.synthetic import generate_synthetic_dataset
 
 
 @dataclass(frozen=True)
@@ -201,10 +203,6 @@ def prepare_mosaics(params: dict[str, Any], progress: bool = True) -> Path:
     the split of each, tile-disjoint) and ``mosaics.json`` (what built them) go to
     ``raw_dir``; they are rebuilt only when those settings change.
     """
-    from earth_lib.data import SPLITS
-    from earth_lib.io import atomic_write_json
-    from earth_lib.multilabel import build_mosaics
-
     d, sp = params["data"], params["split"]
     if d["mosaic_source"]:
         source = Path(d["mosaic_source"])

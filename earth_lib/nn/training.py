@@ -21,12 +21,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from earth_lib.augmentation import make_dataset
 from earth_lib.data import CHUNK, Split, chunks, read_rows, same_pixels_as_64px
 from earth_lib.metrics import tune_thresholds
-from earth_lib.model import build_from_preset
+from earth_lib.nn.augmentation import make_dataset
+from earth_lib.nn.model import build_from_preset
+from earth_lib.nn.policies import training_augmentation
 from earth_lib.params import SCHEMA, TrainSettings
-from earth_lib.policies import training_augmentation
 
 if TYPE_CHECKING:
     from earth_lib.analysis import PCAResult
@@ -203,7 +203,7 @@ def train_model(
 
     ``hp`` holds the augmentation values, learning_rate, batch_size, kernel_size and,
     optionally, epochs and weight_decay (which then override the settings') and a
-    policy-free augmentation ``policy`` (:mod:`earth_lib.policies`).
+    policy-free augmentation ``policy`` (:mod:`earth_lib.nn.policies`).
     With ``settings.early_stopping`` the best-validation-loss weights are restored and
     training stops after ``patience`` epochs without progress; without it, all epochs run
     and the last weights are kept. With ``settings.time_limit`` (seconds) training stops at

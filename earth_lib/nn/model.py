@@ -4,7 +4,7 @@ Each residual block is two (BatchNorm -> ReLU -> Conv) units added to a shortcut
 shortcut is the identity, or a 1x1 convolution (named ``*_proj``) exactly where the
 number of filters or the spatial size changes. Each new stage halves the spatial size.
 Batch normalisation is Keras' own, computed by TensorFlow's fused kernel
-(:class:`earth_lib.layers.FusedBatchNormalization`: the same statistics, twice as fast in
+(:class:`earth_lib.nn.layers.FusedBatchNormalization`: the same statistics, twice as fast in
 bfloat16 on a CPU).
 
 Keras is imported inside the builders, so that the parameter table can read the preset
@@ -39,7 +39,7 @@ DEFAULT_PRESET = "small"
 
 def _batch_norm(name: str):
     """The network's batch normalisation layer (Keras' statistics, TensorFlow's fused kernel)."""
-    from earth_lib.layers import FusedBatchNormalization
+    from earth_lib.nn.layers import FusedBatchNormalization
 
     return FusedBatchNormalization(momentum=BN_MOMENTUM, name=name)
 

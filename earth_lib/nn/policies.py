@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from earth_lib.augmentation import affine_transforms, augmentation_layers
+from earth_lib.nn.augmentation import affine_transforms, augmentation_layers
 
 #: The policies, by name (``hp["policy"]``); ``none`` adds no layer.
 POLICIES = ("none", "dihedral", "trivialaugment", "randaugment")
