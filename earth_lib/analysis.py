@@ -141,8 +141,8 @@ class PCAResult:
                 **self.memory_report(n_images)}
 
 
-def fit_pca(images: np.ndarray, variance: float = 0.95, max_images: int = 2000,
-            seed: int = 42, svd_max_mb: float = 256) -> PCAResult:
+def fit_pca(images: np.ndarray, variance: float, max_images: int, seed: int,
+            svd_max_mb: float = 256) -> PCAResult:
     """Fit PCA on (a seeded subsample of) training images; keep components up to ``variance``.
 
     While the images as float32 take at most ``svd_max_mb``, scikit-learn's exact SVD;
@@ -234,8 +234,8 @@ class BandPCA:
             return cls(**{k: f[k] for k in f.files})
 
 
-def fit_band_pca(images: np.ndarray, n_components: int, max_pixels: int = 200_000,
-                 seed: int = 42) -> BandPCA:
+def fit_band_pca(images: np.ndarray, n_components: int, max_pixels: int = 200_000, *,
+                 seed: int) -> BandPCA:
     """Fit a band PCA on a seeded sample of training pixels (never on val/test)."""
     bands = images.shape[-1]
     if not 1 <= n_components <= bands:

@@ -40,8 +40,8 @@ def image_features(images: np.ndarray, bins: int = 16) -> np.ndarray:
     return np.concatenate(feats, axis=1).reshape(n, -1)
 
 
-def fit_classical(images: np.ndarray, labels: np.ndarray, trees: int = 300,
-                  seed: int = 42) -> RandomForestClassifier | OneVsRestClassifier:
+def fit_classical(images: np.ndarray, labels: np.ndarray, trees: int,
+                  seed: int) -> RandomForestClassifier | OneVsRestClassifier:
     """Fit the random forest on image features (seeded, all cores).
 
     Multi-label (labels (N, L)): one forest per label, one-vs-rest.
@@ -63,8 +63,8 @@ def classical_proba(model: RandomForestClassifier | OneVsRestClassifier, images:
     return out
 
 
-def baseline_metrics(train: Split, test: Split, class_names: list[str], *, enabled: bool = True,
-                     trees: int = 300, seed: int = 42, val: Split | None = None
+def baseline_metrics(train: Split, test: Split, class_names: list[str], *, enabled: bool,
+                     trees: int, seed: int, val: Split | None = None
                      ) -> dict[str, Any] | None:
     """Fit on train, score on test: the same metrics as the network's (None when disabled).
 

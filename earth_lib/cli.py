@@ -10,9 +10,11 @@ from pathlib import Path
 
 from earth_lib import progress
 from earth_lib.errors import DatasetNotFoundError, EarthResnetError
+from earth_lib.io import run_lock
 from earth_lib.params import load_params
+from earth_lib.paths import project_root, run_dir_for
 from earth_lib.report.tables import params_markdown, regenerate_readme, results_markdown
-from earth_lib.run import Run, load_run, mark_failed, project_root, run_dir_for, run_lock
+from earth_lib.run import Run, load_run, mark_failed
 
 
 def run_notebook(notebook: str | Path, params_file: str | Path,

@@ -1,20 +1,26 @@
 """Writing files safely: a reader sees the old file or the new one, never half of it.
 
-Also the sweep of temporary files left by dead processes. Images: :mod:`earth_lib.images`.
+Also the sweep of temporary files left by dead processes, and the lock a folder's one
+writer holds. Images: :mod:`earth_lib.images`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from earth_lib.errors import RunInUseError
 
 _TEMP = re.compile(r"\.pid(\d+)\.[^/]*\.tmp$")
 
@@ -119,3 +125,34 @@ def atomic_write_csv(path: str | Path, header: list[str], rows) -> None:
     writer.writerow(header)
     writer.writerows(rows)
     atomic_write_text(path, buf.getvalue())
+
+
+@contextmanager
+def run_lock(folder: str | Path) -> Iterator[Path]:
+    """Hold ``folder/.lock`` while a run writes the folder; a second writer is refused.
+
+    The lock is the operating system's (``flock``): it goes with the process that holds it,
+    so a killed run never leaves the folder locked.
+
+    Raises:
+        RunInUseError: another process holds the folder; the message names its PID.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".lock"
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115  (held for the whole block)
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            raise RunInUseError(f"{folder} is being written by another run (process {holder}); "
+                                "wait for it to finish, or stop it.") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield folder
+    finally:
+        fh.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -48,6 +49,28 @@ def mark(folder: str | Path, kind: str) -> Path:
     if not marker.is_file():
         marker.write_text(json.dumps({"kind": kind}) + "\n", encoding="utf-8")
     return marker
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The folder holding ``pyproject.toml`` and ``earth_lib`` (searched upwards)."""
+    here = Path(start or Path.cwd()).resolve()
+    for p in (here, *here.parents):
+        if (p / "pyproject.toml").is_file() and (p / "earth_lib").is_dir():
+            return p
+    raise FileNotFoundError(f"No earth-resnet project folder above {here}.")
+
+
+def enter_project_root() -> Path:
+    """Make the project root the working directory, so relative paths in params files work."""
+    root = project_root()
+    os.chdir(root)
+    return root
+
+
+def run_dir_for(params_file: str | Path, outputs: str | Path = "outputs",
+                overrides: str = "") -> Path:
+    """``outputs/<run name>``: one folder per parameter file and set of overrides."""
+    return Path(outputs) / run_name(params_file, overrides)
 
 
 def _refuse(outputs: str) -> str | None:

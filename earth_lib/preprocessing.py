@@ -36,6 +36,7 @@ import numpy as np
 from skimage import color, exposure, transform
 
 from earth_lib.data import index_folder, select_files
+from earth_lib.data.folders import PREPROCESSING_FILE, SELECTION_FILE
 from earth_lib.errors import DEFAULT_BAD_FILE_POLICY, BadImageError, skip_or_raise
 from earth_lib.images import atomic_write_image, image_suffix, read_image
 from earth_lib.io import atomic_write_json, pid_alive, sweep_temporary_files
@@ -43,7 +44,6 @@ from earth_lib.params import section_defaults
 from earth_lib.paths import mark
 from earth_lib.progress import progress_bar
 
-SETTINGS_FILE = "preprocessing.json"
 ENHANCE_KEYS = ("image_size", "grayscale", "clahe", "clahe_mode", "clahe_clip_limit",
                 "clahe_tiles", "scale_16bit", "fixed_max", "engine")
 #: Defaults of the enhancement, taken from the parameter table (declared there only).
@@ -206,7 +206,7 @@ def dataset_bands(files: list[tuple[Path, str]], max_pixels: int | None = None,
 
 def read_settings(processed_dir: str | Path) -> dict[str, Any]:
     """The enhancement settings a processed folder was made with (for evaluate/predict)."""
-    path = Path(processed_dir) / SETTINGS_FILE
+    path = Path(processed_dir) / PREPROCESSING_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run preprocessing (notebook 1) first.")
     settings = json.loads(path.read_text())
@@ -224,6 +224,65 @@ def output_path(src: Path, raw_root: Path, out_root: Path, bands: int) -> Path:
     """Where a raw image goes: same class and relative path, PNG or TIFF by band count."""
     rel = src.relative_to(raw_root)
     return (out_root / rel).with_suffix(image_suffix(bands))
+
+
+def _check_recorded_settings(stamp: Path, settings: dict[str, Any],
+                             overwrite: bool) -> dict[str, Any]:
+    """The state of the folder's last pass; other settings than its own are an error."""
+    if not stamp.is_file():
+        return {}
+    recorded = json.loads(stamp.read_text())
+    state = recorded.pop("state", {})
+    # a key the folder's record lacks (made before it existed) had its default then
+    old = {**DEFAULTS, **{k: v for k, v in recorded.items() if k != "bands"}}
+    if old != settings and not overwrite:
+        diff = [k for k in settings if old.get(k) != settings[k]]
+        raise ValueError(
+            f"{stamp.parent} was made with other settings ({', '.join(diff)}: "
+            f"{[old.get(k) for k in diff]} vs {[settings[k] for k in diff]}). Set "
+            "preprocess.overwrite: true or use another preprocess.processed_dir."
+        )
+    return state
+
+
+def _record_selection(processed_dir: Path, raw_dir: Path, files: list[tuple[Path, str]],
+                      every: int, selection: dict[str, Any], processed_before: bool) -> None:
+    """Write ``selection.json``; a folder holding another selection of images is an error."""
+    record: dict[str, Any] = {"images": "all"}  # a selection of every image is the folder
+    if len(files) < every:
+        record = {**{k: v for k, v in selection.items() if v is not None},
+                  "images": len(files), "sha256": hashlib.sha256(
+                      "\n".join(f.relative_to(raw_dir).as_posix() for f, _ in files)
+                      .encode()).hexdigest()}
+    picked = processed_dir / SELECTION_FILE
+    before = json.loads(picked.read_text()) if picked.is_file() else \
+        {"images": "all"} if processed_before else None  # made before selections existed
+    if before is not None and before.get("sha256") != record.get("sha256"):
+        raise ValueError(
+            f"{processed_dir} holds another selection of images ({before.get('images')} vs "
+            f"{record['images']}); its extra images would be loaded too. Delete that folder "
+            "or set another preprocess.processed_dir.")
+    atomic_write_json(picked, record)
+
+
+def _jobs(files: list[tuple[Path, str]], raw_dir: Path, processed_dir: Path, grayscale: bool,
+          since: float | None, overwrite: bool,
+          result: PreprocessResult) -> list[tuple[str, str, str]]:
+    """``(source, destination, class)`` of each image still to do; counts those done."""
+    jobs, taken = [], set()
+    for src, label in files:
+        # Band count is only known after reading; PNG for gray/RGB covers most folders.
+        dst = output_path(src, raw_dir, processed_dir, 1 if grayscale else 3)
+        alt = dst.with_suffix(".tif")
+        if dst in taken or alt in taken:  # a.jpg and a.png in one class: keep both
+            dst = dst.with_name(src.name + dst.suffix)
+        taken.add(dst)
+        done = [p for p in (dst, alt) if p.exists()]
+        if not overwrite and done and (since is None or done[0].stat().st_mtime >= since):
+            result.already_done[label] += 1
+        else:
+            jobs.append((str(src), str(dst), label))
+    return jobs
 
 
 def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: dict[str, Any],
@@ -247,20 +306,8 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
     """
     raw_dir, processed_dir = Path(raw_dir), Path(processed_dir)
     settings = {k: settings[k] for k in ENHANCE_KEYS}
-    stamp = processed_dir / SETTINGS_FILE
-    state: dict[str, Any] = {}
-    if stamp.is_file():
-        recorded = json.loads(stamp.read_text())
-        state = recorded.pop("state", {})
-        # a key the folder's record lacks (made before it existed) had its default then
-        old = {**DEFAULTS, **{k: v for k, v in recorded.items() if k != "bands"}}
-        if old != settings and not overwrite:
-            diff = [k for k in settings if old.get(k) != settings[k]]
-            raise ValueError(
-                f"{processed_dir} was made with other settings ({', '.join(diff)}: "
-                f"{[old.get(k) for k in diff]} vs {[settings[k] for k in diff]}). Set "
-                "preprocess.overwrite: true or use another preprocess.processed_dir."
-            )
+    stamp = processed_dir / PREPROCESSING_FILE
+    state = _check_recorded_settings(stamp, settings, overwrite)
     # An overwriting pass records when it began: until it completes, a file older than
     # that is from the earlier settings and is redone, on this run or the next.
     since = time.time() if overwrite else (
@@ -270,37 +317,12 @@ def preprocess_folder(raw_dir: str | Path, processed_dir: str | Path, settings: 
     index = index_folder(raw_dir, min_classes=1)
     every = len(index.files)
     index = select_files(index, **(selection or {}))
-    record: dict[str, Any] = {"images": "all"}  # a selection of every image is the folder
-    if len(index.files) < every:
-        record = {**{k: v for k, v in selection.items() if v is not None},
-                  "images": len(index.files), "sha256": hashlib.sha256(
-                      "\n".join(f.relative_to(raw_dir).as_posix() for f, _ in index.files)
-                      .encode()).hexdigest()}
-    picked = processed_dir / "selection.json"
-    before = json.loads(picked.read_text()) if picked.is_file() else \
-        {"images": "all"} if stamp.is_file() else None  # made before selections existed
-    if before is not None and before.get("sha256") != record.get("sha256"):
-        raise ValueError(
-            f"{processed_dir} holds another selection of images ({before.get('images')} vs "
-            f"{record['images']}); its extra images would be loaded too. Delete that folder "
-            "or set another preprocess.processed_dir.")
-    atomic_write_json(picked, record)
+    _record_selection(processed_dir, raw_dir, index.files, every, selection or {},
+                      stamp.is_file())
     settings["bands"] = 1 if settings["grayscale"] else dataset_bands(index.files, max_pixels)
     result = PreprocessResult(classes=index.classes, skipped=list(index.skipped))
-    jobs = []
-    taken: set[Path] = set()
-    for src, label in index.files:
-        # Band count is only known after reading; PNG for gray/RGB covers most folders.
-        dst = output_path(src, raw_dir, processed_dir, 1 if settings["grayscale"] else 3)
-        alt = dst.with_suffix(".tif")
-        if dst in taken or alt in taken:  # a.jpg and a.png in one class: keep both
-            dst = dst.with_name(src.name + dst.suffix)
-        taken.add(dst)
-        done = [p for p in (dst, alt) if p.exists()]
-        if not overwrite and done and (since is None or done[0].stat().st_mtime >= since):
-            result.already_done[label] += 1
-        else:
-            jobs.append((str(src), str(dst), label))
+    jobs = _jobs(index.files, raw_dir, processed_dir, settings["grayscale"], since, overwrite,
+                 result)
     atomic_write_json(stamp, {**settings, "state": {"complete": False,
                                                     "overwrite_started": since}})
     labels = {src: label for src, _, label in jobs}

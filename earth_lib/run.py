@@ -16,23 +16,21 @@ what to do.
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import json
 import os
 import platform
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from earth_lib.errors import ParameterError, RunFormatError, RunInUseError, RunNotFoundError
+from earth_lib.errors import ParameterError, RunFormatError, RunNotFoundError
 from earth_lib.io import atomic_write_csv, atomic_write_json, file_digest
 from earth_lib.params import load_params
-from earth_lib.paths import mark, run_name
+from earth_lib.paths import enter_project_root, mark, run_dir_for
 from earth_lib.provenance import (
     compute_record,
     cpu_model,
@@ -120,59 +118,6 @@ class Metrics:
 
 
 # --- Where a run lives and what produced it --------------------------------------------
-
-def project_root(start: str | Path | None = None) -> Path:
-    """The folder holding ``pyproject.toml`` and ``earth_lib`` (searched upwards)."""
-    here = Path(start or Path.cwd()).resolve()
-    for p in (here, *here.parents):
-        if (p / "pyproject.toml").is_file() and (p / "earth_lib").is_dir():
-            return p
-    raise FileNotFoundError(f"No earth-resnet project folder above {here}.")
-
-
-def enter_project_root() -> Path:
-    """Make the project root the working directory, so relative paths in params files work."""
-    root = project_root()
-    os.chdir(root)
-    return root
-
-
-def run_dir_for(params_file: str | Path, outputs: str | Path = "outputs",
-                overrides: str = "") -> Path:
-    """``outputs/<run name>``: one folder per parameter file and set of overrides."""
-    return Path(outputs) / run_name(params_file, overrides)
-
-
-@contextmanager
-def run_lock(folder: str | Path) -> Iterator[Path]:
-    """Hold ``folder/.lock`` while a run writes the folder; a second writer is refused.
-
-    The lock is the operating system's (``flock``): it goes with the process that holds it,
-    so a killed run never leaves the folder locked.
-
-    Raises:
-        RunInUseError: another process holds the folder; the message names its PID.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / ".lock"
-    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115  (held for the whole block)
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "?"
-            raise RunInUseError(f"{folder} is being written by another run (process {holder}); "
-                                "wait for it to finish, or stop it.") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        yield folder
-    finally:
-        fh.close()
-
 
 def mark_failed(run_dir: str | Path, notebook: str, error: str) -> None:
     """Record in ``run.json`` that a notebook of the run failed, so nothing reports the run."""

@@ -14,7 +14,7 @@ def _images(n=60, seed=0):
 
 @pytest.mark.parametrize("variance", [0.5, 0.9, 0.99])
 def test_pca_keeps_the_fewest_components_reaching_the_threshold(variance):
-    pca = fit_pca(_images(), variance)
+    pca = fit_pca(_images(), variance, 2000, seed=42)
     cum = np.cumsum(pca.explained_variance_ratio_)
     k = pca.n_components_
     assert cum[k - 1] >= variance - 1e-9
@@ -24,7 +24,7 @@ def test_pca_keeps_the_fewest_components_reaching_the_threshold(variance):
 
 def test_pca_reconstruction_is_close_for_low_rank_images():
     x = _images()
-    pca = fit_pca(x, 0.95)
+    pca = fit_pca(x, 0.95, 2000, seed=42)
     assert pca.n_components_ <= 10
     rec = pca.reconstruct(pca.transform(x))
     assert rec.shape == x.shape
@@ -32,7 +32,7 @@ def test_pca_reconstruction_is_close_for_low_rank_images():
 
 
 def test_pca_memory_report_shows_saving():
-    pca = fit_pca(_images(200), 0.95)
+    pca = fit_pca(_images(200), 0.95, 2000, seed=42)
     rep = pca.memory_report(200)
     assert rep["pca_mb"] < rep["full_mb"] and rep["saving_ratio"] > 1
 
@@ -42,7 +42,8 @@ def test_pca_from_the_gram_matrix_matches_the_exact_svd(variance):
     # above svd_max_mb the components come from the N x N Gram matrix, a slice of
     # pixels at a time; they must be the SVD's, up to each component's sign
     x = _images(50)  # 192 values per image: fewer images than pixels, as for real images
-    exact, gram = fit_pca(x, variance), fit_pca(x, variance, svd_max_mb=0)
+    exact, gram = fit_pca(x, variance, 2000, seed=42), \
+        fit_pca(x, variance, 2000, seed=42, svd_max_mb=0)
     assert gram.n_components_ == exact.n_components_
     np.testing.assert_allclose(gram.explained_variance_ratio_[:10],
                                exact.explained_variance_ratio_[:10], atol=1e-6)
@@ -95,7 +96,7 @@ def test_band_pca_reduces_bands_fitted_on_given_images(tmp_path):
     with pytest.raises(ValueError, match="fitted on 13"):
         bp.transform(x[..., :3])
     with pytest.raises(ValueError, match="between 1 and the band count"):
-        fit_band_pca(x, 14)
+        fit_band_pca(x, 14, seed=0)
 
 
 def test_chunked_statistics_equal_the_whole_array_ones(monkeypatch):
@@ -108,7 +109,7 @@ def test_chunked_statistics_equal_the_whole_array_ones(monkeypatch):
     x = rng.integers(0, 256, (23, 6, 6, 2), dtype=np.uint8)
     labels = rng.integers(0, 3, 23)
     labels[:3] = [0, 1, 2]
-    pca = fit_pca(x, 0.9, seed=0)
+    pca = fit_pca(x, 0.9, 2000, seed=0)
     whole = (band_histograms(x, labels, 4), mean_images(x, labels, 4), pca.transform(x),
              image_features(x, bins=4))
     monkeypatch.setattr(data.arrays, "CHUNK", 5)

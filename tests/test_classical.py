@@ -16,6 +16,6 @@ def test_classical_baseline_beats_chance_on_synthetic(tmp_path):
     ds = load_images(tmp_path, progress=False)
     split = stratified_split(ds.labels, 0.7, 0.15, 0.15, seed=0)
     tr, te = split == "train", split != "train"
-    rf = fit_classical(ds.images[tr], ds.labels[tr], trees=100)
+    rf = fit_classical(ds.images[tr], ds.labels[tr], trees=100, seed=0)
     acc = (classical_proba(rf, ds.images[te], 6).argmax(1) == ds.labels[te]).mean()
     assert acc > 0.5  # chance is 1/6

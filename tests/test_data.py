@@ -99,7 +99,7 @@ def test_split_is_stratified_seeded_and_complete():
 
 def test_split_needs_three_per_class():
     with pytest.raises(ValueError, match="at least 3 images"):
-        stratified_split(np.array([0, 0, 0, 1, 1]))
+        stratified_split(np.array([0, 0, 0, 1, 1]), 0.7, 0.15, 0.15, seed=0)
 
 
 def test_user_split_file_is_honoured(tmp_path):

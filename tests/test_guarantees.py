@@ -87,7 +87,7 @@ def test_params_path_with_spaces_and_accents_runs_where_it_says(tmp_path):
     params.write_text((ROOT / "params" / "smoke.yaml").read_text())
     res = make("-n", "preprocess", f"PARAMS={params}", "VENV=.venv")
     assert res.returncode == 0, res.stderr
-    from earth_lib.run import run_dir_for
+    from earth_lib.paths import run_dir_for
 
     out = run_dir_for(params)
     assert f"--params '{params}'".replace("'s", "'\\''s") in res.stdout, res.stdout
@@ -103,7 +103,7 @@ def test_usage_comes_before_the_environment(tmp_path):
 
 
 def test_runs_from_two_params_files_with_one_stem_do_not_share_a_folder(tmp_path):
-    from earth_lib.run import run_dir_for
+    from earth_lib.paths import run_dir_for
 
     other = tmp_path / "exp" / "smoke.yaml"
     assert run_dir_for("params/smoke.yaml") == Path("outputs/smoke")
@@ -232,11 +232,11 @@ def test_a_model_and_its_card_are_one_unit(tmp_path):
 
 def test_a_run_folder_is_locked_while_a_run_writes_it(tmp_path):
     from earth_lib.errors import RunInUseError
-    from earth_lib.run import run_lock
+    from earth_lib.io import run_lock
 
     folder = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from earth_lib.run import run_lock\n"
+        [sys.executable, "-c", "import sys, time; from earth_lib.io import run_lock\n"
          f"with run_lock({str(folder)!r}):\n  print('held', flush=True); time.sleep(60)"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -646,7 +646,8 @@ def test_make_runs_a_notebook_where_paths_have_spaces_quotes_and_accents(tmp_pat
     outputs = tmp_path / "out puts"
     res = make("preprocess", f"PARAMS={path}", f"OUTPUTS={outputs}", timeout_ok=True)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    from earth_lib.run import Run, run_dir_for
+    from earth_lib.paths import run_dir_for
+    from earth_lib.run import Run
 
     run = Run(run_dir_for(path, outputs))
     assert (run.path / "01_preprocessing.ipynb").is_file()

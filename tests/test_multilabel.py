@@ -106,7 +106,7 @@ def test_mosaics_are_deterministic_tile_disjoint_and_labelled(tmp_path):
                           labels_per_mosaic=(2, 3), seed=3, progress=False)
     np.testing.assert_array_equal(again.y, ml.y)
     with pytest.raises(ParameterError, match="labels_per_mosaic"):
-        build_mosaics(src, tmp_path / "m3", counts={"train": 1}, labels_per_mosaic=(3, 5))
+        build_mosaics(src, tmp_path / "m3", counts={"train": 1}, labels_per_mosaic=(3, 5), seed=0)
 
 
 def test_thresholds_tuned_on_validation_and_multilabel_metrics():
@@ -280,7 +280,8 @@ def test_classical_baseline_one_vs_rest_and_the_tables():
     x[..., 1] = 200 * y[:, 1:, None]
     s = {k: Split(x[a:b], y[a:b]) for k, a, b in (("train", 0, 40), ("val", 40, 50),
                                                  ("test", 50, 60))}
-    m = baseline_metrics(s["train"], s["test"], ["red", "green"], trees=20, val=s["val"])
+    m = baseline_metrics(s["train"], s["test"], ["red", "green"], enabled=True, trees=20, seed=0,
+                         val=s["val"])
     assert m["micro_f1"] == 1.0 and m["mean_average_precision"] == 1.0
     table = comparison_table({"rf": m, "none": None})
     assert list(table.columns) == ["micro F1", "mAP", "macro F1"] and list(table.index) == ["rf"]

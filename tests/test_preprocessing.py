@@ -8,7 +8,7 @@ from earth_lib.errors import BadImageError
 from earth_lib.images import read_image
 from earth_lib.params import validate
 from earth_lib.preprocessing import (
-    SETTINGS_FILE,
+    PREPROCESSING_FILE,
     apply_clahe,
     apply_clahe_opencv,
     enhance,
@@ -76,7 +76,7 @@ def test_the_opencv_engine_makes_nearly_the_skimage_images(bands, mode, grayscal
 
 def test_a_folder_made_before_the_engine_setting_is_reused(synthetic_raw, tmp_path):
     preprocess_folder(synthetic_raw, tmp_path / "p", SETTINGS, progress=False)
-    stamp = tmp_path / "p" / SETTINGS_FILE
+    stamp = tmp_path / "p" / PREPROCESSING_FILE
     old = json.loads(stamp.read_text())
     stamp.write_text(json.dumps({k: v for k, v in old.items() if k != "engine"}))
     res = preprocess_folder(synthetic_raw, tmp_path / "p", SETTINGS, progress=False)

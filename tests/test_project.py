@@ -298,7 +298,7 @@ def test_make_names_an_overridden_run_like_the_package(root):
     """SET goes to outputs/<params>.set-<hash>, the folder earth_lib.run computes too."""
     if not shutil.which("make"):
         pytest.skip("make not installed")
-    from earth_lib.run import run_dir_for
+    from earth_lib.paths import run_dir_for
 
     cmd = ["make", "-n", "all", "PARAMS=params/smoke.yaml", "VENV=.venv", "OUTPUTS=outs"]
     plain = subprocess.run(cmd, cwd=root, capture_output=True, text=True).stdout
@@ -313,7 +313,7 @@ def test_make_names_an_overridden_run_like_the_package(root):
 def test_make_with_set_runs_the_overridden_parameters(root, tmp_path):
     if not shutil.which("make"):
         pytest.skip("make not installed")
-    from earth_lib.run import run_dir_for
+    from earth_lib.paths import run_dir_for
 
     sets = f"preprocess.image_size=12 preprocess.processed_dir={tmp_path / 'proc'}"
     res = subprocess.run(["make", "-s", "preprocess", "PARAMS=params/smoke.yaml",

@@ -6,7 +6,8 @@ from dataclasses import asdict
 import pytest
 
 from earth_lib.errors import RunFormatError, RunNotFoundError
-from earth_lib.run import METRICS_SCHEMA, Metrics, Run, load_run, run_dir_for
+from earth_lib.paths import run_dir_for
+from earth_lib.run import METRICS_SCHEMA, Metrics, Run, load_run
 
 
 def _metrics(**over) -> Metrics:

@@ -14,8 +14,11 @@ from earth_lib.errors import (
 )
 from earth_lib.images import IMAGE_EXTENSIONS
 
-#: Files the project writes at the root of a data folder (never images, never skipped).
-METADATA_FILES = ("dataset.json", "preprocessing.json", "selection.json")
+#: Files the project writes at the root of a data folder (never images, never skipped):
+#: what generated a synthetic set, a processed folder's settings, and its selection.
+DATASET_FILE, PREPROCESSING_FILE, SELECTION_FILE = \
+    "dataset.json", "preprocessing.json", "selection.json"
+METADATA_FILES = (DATASET_FILE, PREPROCESSING_FILE, SELECTION_FILE)
 
 
 @dataclass

@@ -215,7 +215,7 @@ def build_mosaics(
     grid: int = 2,
     labels_per_mosaic: tuple[int, int] = (1, 3),
     fractions: dict[str, float] | None = None,
-    seed: int = 42,
+    seed: int,
     progress: bool = True,
 ) -> MultiLabels:
     """Multi-label scenes from a single-label class-folder set: ``grid`` x ``grid`` mosaics.

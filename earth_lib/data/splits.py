@@ -63,7 +63,7 @@ def subsample(split: Split, limit: int | None, seed: int) -> Split:
 
 
 def stratified_split(
-    labels: np.ndarray, train: float = 0.7, val: float = 0.15, test: float = 0.15, seed: int = 42
+    labels: np.ndarray, train: float, val: float, test: float, seed: int
 ) -> np.ndarray:
     """Assign each sample to train/val/test, stratified by class and fixed by the seed."""
     idx = np.arange(len(labels))
@@ -164,7 +164,7 @@ def cross_split_duplicates(paths: list[str], split: np.ndarray,
             if len(g) > 1 and len({split[i] for i in g}) > 1]
 
 
-def iterative_split(y: np.ndarray, fractions: dict[str, float], seed: int = 42) -> np.ndarray:
+def iterative_split(y: np.ndarray, fractions: dict[str, float], seed: int) -> np.ndarray:
     """Assign each image to a split so that every label keeps its share in every split.
 
     Iterative stratification (Sechidis et al., ECML 2011): the rarest label's images are

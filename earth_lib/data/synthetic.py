@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from earth_lib.data.folders import DATASET_FILE
 from earth_lib.images import atomic_write_image
 from earth_lib.io import atomic_write_text
 from earth_lib.progress import progress_bar
@@ -128,10 +129,10 @@ def make_scene(class_name: str, size: int, rng: np.random.Generator) -> np.ndarr
 
 def generate_synthetic_dataset(
     root: str | Path,
-    images_per_class: int = 100,
-    image_size: int = 64,
-    n_classes: int = 6,
-    seed: int = 42,
+    images_per_class: int,
+    image_size: int,
+    n_classes: int,
+    seed: int,
     progress: bool = True,
 ) -> dict[str, int]:
     """Write the embedded data set to ``root/<class>/<class>_<i>.png``; a no-op when present.
@@ -142,7 +143,7 @@ def generate_synthetic_dataset(
     root = Path(root)
     settings = {"images_per_class": images_per_class, "image_size": image_size,
                 "n_classes": n_classes, "seed": seed, "generator": "earth_lib.synthetic v3"}
-    manifest = root / "dataset.json"
+    manifest = root / DATASET_FILE
     if manifest.is_file() and json.loads(manifest.read_text()) != settings:
         raise FileExistsError(
             f"{root} holds a synthetic set made with other settings ({manifest}); "

@@ -42,12 +42,12 @@ from earth_lib.experiments.curve import (
     search_plan,
     trial_steps,
 )
-from earth_lib.io import atomic_write_json
+from earth_lib.io import atomic_write_json, run_lock
 from earth_lib.metrics import evaluate_predictions
 from earth_lib.nn.training import make_objective, predict_proba, train_model
 from earth_lib.preprocessing import read_settings
 from earth_lib.provenance import cpu_model, git_commit, package_versions
-from earth_lib.run import Run, read_json, run_lock
+from earth_lib.run import Run, read_json
 from earth_lib.search import SearchSpace, posterior_means, run_search
 
 
