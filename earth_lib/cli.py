@@ -11,8 +11,9 @@ from pathlib import Path
 from earth_lib import progress
 from earth_lib.errors import DatasetNotFoundError, EarthResnetError
 from earth_lib.io import run_lock
-from earth_lib.params import load_params
+from earth_lib.params import load_params, read_given, validate
 from earth_lib.paths import project_root, run_dir_for
+from earth_lib.planning import plan_is_current
 from earth_lib.report.tables import params_markdown, regenerate_readme, results_markdown
 from earth_lib.run import Run, load_run, mark_failed
 
@@ -32,9 +33,11 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
 
     from earth_lib.data.datasets import local_copy
     from earth_lib.io import atomic_write_text
+    from earth_lib.planning.measure import make_plan
 
     overrides = " ".join(overrides.split())
-    params = load_params(params_file, overrides)  # fail fast, before a kernel starts
+    given, source = read_given(params_file, overrides)
+    params = validate(given, source)  # fail fast, before a kernel starts
     raw = local_copy(params) or Path(params["data"]["raw_dir"])
     if params["data"]["dataset"] == "folder" and not raw.is_dir():
         raise DatasetNotFoundError(f"{params_file}: data.raw_dir {raw} is not a folder. Put one "
@@ -44,7 +47,15 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
     os.environ.setdefault(progress.ENV, "lines")  # the kernel inherits it: no frozen widgets
     root = project_root()
     run_dir = Path(run_dir or run_dir_for(params_file, overrides=overrides))
-    Run(run_dir).mark()
+    run = Run(run_dir)
+    run.mark()
+    if params["budget_minutes"] is not None and not plan_is_current(run.plan, params, given):
+        if not raw.is_dir():
+            raise DatasetNotFoundError(f"{params_file}: budget_minutes plans from the images, "
+                                       f"and {raw} is not a folder yet (make data first).")
+        with run_lock(run_dir):
+            make_plan({**params, "data": {**params["data"], "raw_dir": str(raw)}}, given,
+                      run.plan_path)
     name = Path(notebook).stem
     running, done = run_dir / f"{name}.running.ipynb", run_dir / f"{name}.ipynb"
     with run_lock(run_dir):

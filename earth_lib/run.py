@@ -21,7 +21,7 @@ import json
 import os
 import platform
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from earth_lib.errors import ParameterError, RunFormatError, RunNotFoundError
 from earth_lib.io import atomic_write_csv, atomic_write_json, file_digest
-from earth_lib.params import load_params
+from earth_lib.params import read_given, validate
 from earth_lib.paths import enter_project_root, mark, run_dir_for
+from earth_lib.planning import RunPlan, budget_line, read_plan, with_plan
 from earth_lib.provenance import (
     compute_record,
     cpu_model,
@@ -156,6 +157,18 @@ class Run:
         self.training_log = p / "training_log.csv"  # the final training, one row per epoch
         self.result_path = p / RESULT_FILE  # a comparison arm's result
         self.comparison_path = p / "comparison.json"  # a comparison's table and verdict
+        self.plan_path = p / "plan.json"  # a budgeted run's plan (earth_lib.planning)
+
+    @property
+    def plan(self) -> RunPlan | None:
+        """The run's plan when it has a budget (``budget_minutes``), else None."""
+        return read_plan(self.plan_path)
+
+    def budget(self, stage: str, log: Callable[[str], None] = print) -> None:
+        """Say where a budgeted run stands before ``stage`` (nothing without a plan)."""
+        plan = self.plan
+        if plan is not None:
+            log(budget_line(plan, stage))
 
     def mark(self) -> Path:
         """Make the folder and mark it as a run of earth-resnet (what ``make clean`` removes)."""
@@ -206,14 +219,18 @@ class Run:
         """Start a stage (notebook) and return its run.
 
         The project root becomes the working folder, the parameters (file plus ``key=value``
-        overrides) are checked, the run folder is made (``outputs/<params stem>[.set-<hash>]``
-        unless given) and the start is recorded.
+        overrides, and the run's plan under them when it has a budget) are checked, the run
+        folder is made (``outputs/<params stem>[.set-<hash>]`` unless given) and the start
+        is recorded.
         """
         enter_project_root()
         overrides = " ".join(overrides.split())
-        params = load_params(params_file, overrides)
+        given, source = read_given(params_file, overrides)
+        params = validate(given, source)
         run = cls(Path(run_dir) if run_dir else run_dir_for(params_file, overrides=overrides),
                   params, str(params_file), overrides)
+        if params["budget_minutes"] is not None:
+            run.params = with_plan(given, source, read_plan(run.plan_path))
         run.mark()
         run.figures.mkdir(parents=True, exist_ok=True)
         run._record_stage(stage, finished=False)
@@ -235,6 +252,8 @@ class Run:
                        "git_commit": git_commit(),
                        "machine": {"platform": platform.platform(), "cpu": cpu_model(),
                                    "processor": platform.machine(), "cpus": os.cpu_count()}})
+        if self.plan_path.is_file():
+            record["plan"] = read_json(self.plan_path)
         stage_rec = record.setdefault("stages", {}).setdefault(stage, {})
         if finished:
             stage_rec["finished"] = _now()

@@ -25,6 +25,7 @@ SPACE = {"a": {"type": "continuous", "bounds": [0.0, 1.0]},
 DRIVER = textwrap.dedent("""
     import os, sys, time
     from earth_lib.distributed import trial_executor
+    from earth_lib.params import search_plan
     from earth_lib.search import SearchSpace, run_search
 
     history, marker, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
@@ -39,9 +40,10 @@ DRIVER = textwrap.dedent("""
     space = SearchSpace.from_dict({SPACE!r})
     executor = trial_executor(workers=2)
     print(executor.describe(), flush=True)
-    result = run_search(objective, space, history, steps=2, initial_points=3,
-                        iterations_per_step=4, seed=5, workers=2, executor=executor,
-                        log=lambda m: print(m, flush=True))
+    result = run_search(objective, space, history,
+                        search_plan(steps=2, initial_points=3, iterations_per_step=4, seed=5,
+                                    workers=2),
+                        executor=executor, log=lambda m: print(m, flush=True))
     print("DONE", len(result.trials), flush=True)
 """).replace("{SPACE!r}", repr(SPACE))
 
@@ -123,6 +125,7 @@ def test_mirrored_strategy_over_two_devices_scales_the_batch(root):
         tf.config.set_logical_device_configuration(cpu, two)
         from earth_lib.data import Split
         from earth_lib.nn.training import distribution_strategy, train_model
+        from earth_lib.params import TrainSettings
         assert distribution_strategy("auto") is None  # no GPU here: one device, no strategy
         assert distribution_strategy("off", "CPU") is None
         strategy = distribution_strategy("auto", "CPU")
@@ -130,8 +133,9 @@ def test_mirrored_strategy_over_two_devices_scales_the_batch(root):
         y = np.arange(32) % 2
         x = (rng.integers(0, 80, (32, 8, 8, 3)) + 150 * y[:, None, None, None]).astype(np.uint8)
         hp = {"learning_rate": 3e-3, "batch_size": 4, "kernel_size": 3}
-        model, hist = train_model(hp, Split(x, y), Split(x, y), 2, (8, 8, 3), preset="small",
-                                  epochs=2, verbose=False, distribute=strategy)
+        model, hist = train_model(hp, Split(x, y), Split(x, y), 2, (8, 8, 3),
+                                  TrainSettings.of(preset="small", epochs=2), seed=42,
+                                  verbose=False, strategy=strategy)
         ok = np.isfinite(hist["loss"]).all()
         print(strategy.num_replicas_in_sync, hist["global_batch_size"][0], ok)
     """)

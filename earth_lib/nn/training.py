@@ -183,6 +183,44 @@ class EpochLog(keras.callbacks.Callback):
                   f"{spent / 60:.1f} min so far, at most ~{left / 60:.1f} min left", flush=True)
 
 
+class StepTimer(keras.callbacks.Callback):
+    """Keeps each training step's end time (speed measurements)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends: list[float] = []
+
+    def on_train_batch_end(self, batch, logs=None):  # noqa: D102
+        self.ends.append(time.perf_counter())
+
+    def seconds_per_step(self) -> float:
+        """The median step, the first two (tracing, warm-up) left out."""
+        steps = np.diff(self.ends[2:])
+        return float(np.median(steps)) if len(steps) else float("nan")
+
+
+def gpu_trains() -> bool:
+    """Whether TensorFlow sees a GPU to train on."""
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def seconds_per_training_image(size: int, num_classes: int, preset: str,
+                               hp: dict[str, Any], batch: int = 64) -> float:
+    """Seconds one training image takes at ``size`` px (six steps of random images)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (batch * 6, size, size, 3), dtype=np.uint8)
+    y = np.arange(len(x)) % num_classes
+    timer = StepTimer()
+    try:
+        train_model({**hp, "batch_size": batch}, Split(x, y), Split(x[:8], y[:8]), num_classes,
+                    (size, size, 3), TrainSettings.of(preset=preset, epochs=1,
+                                                      early_stopping=False),
+                    seed=0, verbose=False, callbacks=[timer])
+    finally:
+        keras.backend.clear_session()
+    return timer.seconds_per_step() / batch
+
+
 def train_model(
     hp: dict[str, Any],
     train: Split,

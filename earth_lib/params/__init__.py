@@ -34,6 +34,7 @@ from earth_lib.params.validation import (
     load_params,
     parameter_table,
     parse_overrides,
+    read_given,
     validate,
     validate_space,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "default_params",
     "executor_settings",
     "load_params",
+    "read_given",
     "parameter_table",
     "parse_overrides",
     "search_data_settings",

@@ -68,6 +68,10 @@ def _p(default, kind, help, **kw) -> Param:
 
 SCHEMA: dict[str, dict[str, Param] | Param] = {
     "seed": _p(42, int, "one seed for data generation, splits, search and training", low=0),
+    "budget_minutes": _p(None, float, "plan the run to finish within this many minutes on "
+                         "this machine: image size, model, search and epochs chosen from the "
+                         "data and measured speed, under every value the file sets (null: no "
+                         "plan)", nullable=True, low=1),
     "task": _p(TASKS[0], str, "multiclass: one class per image (class folders); multilabel: "
                "every land cover present (labels from data.labels_csv; sigmoid head, binary "
                "cross-entropy)", choices=TASKS),
@@ -108,7 +112,8 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                                "(Pillow's decompression-bomb limit)", low=1),
     },
     "preprocess": {
-        "processed_dir": _p("data/processed/synthetic", str, "where enhanced images go"),
+        "processed_dir": _p(None, str, "where enhanced images go (null: data/processed/<the "
+                            "name of data.raw_dir>)", nullable=True),
         "image_size": _p(32, int, "output side in pixels (square)", low=8, high=4096),
         "grayscale": _p(False, bool, "convert to one band (the original method did)"),
         "clahe": _p(True, bool, "apply CLAHE"),

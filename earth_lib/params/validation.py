@@ -178,7 +178,13 @@ def validate(raw: dict | None, source: str = "<params>") -> dict[str, Any]:
 
 
 def _check_folders(out: dict[str, Any], source: str) -> None:
-    """The processed folder is written (and, with overwrite, replaced): never the raw images'."""
+    """The processed folder is written (and, with overwrite, replaced): never the raw images'.
+
+    Without one, it is named after the raw folder.
+    """
+    if out["preprocess"]["processed_dir"] is None:
+        out["preprocess"]["processed_dir"] = \
+            f"data/processed/{Path(out['data']['raw_dir']).name or 'images'}"
     processed = Path(out["preprocess"]["processed_dir"]).expanduser().resolve()
     for key in ("raw_dir", "local_copy"):
         if not out["data"][key]:
@@ -317,6 +323,13 @@ def load_params(path: str | Path,
 
     Overrides are validated like the file; errors name the key and say it came from them.
     """
+    raw, source = read_given(path, overrides)
+    return validate(raw, source=source)
+
+
+def read_given(path: str | Path, overrides: str | list[str] | tuple[str, ...] = ""
+               ) -> tuple[Any, str]:
+    """What a file and its overrides set by hand (before defaults), and how to name them."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Parameter file not found: {path}")
@@ -326,10 +339,10 @@ def load_params(path: str | Path,
         raise ParameterError(f"{path}: not valid YAML ({err})") from err
     items = parse_overrides(overrides)
     if not items or (raw is not None and not isinstance(raw, dict)):
-        return validate(raw, source=str(path))
+        return raw, str(path)
     text = overrides if isinstance(overrides, str) else " ".join(overrides)
     source = f"{path} with overrides {' '.join(text.split())!r}"
-    return validate(apply_overrides(raw, items, source), source=source)
+    return apply_overrides(raw, items, source), source
 
 
 def parameter_table(params: dict[str, Any],

@@ -1,0 +1,87 @@
+"""Measuring what a plan needs: the folder (images, classes, native size) and this machine.
+
+Training speed is timed on random images at two sizes (TensorFlow loads here, when a plan
+is made, never when one is read); preprocessing and the classical baseline's features on
+a few images.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from earth_lib.classical import image_features
+from earth_lib.data import index_folder, select_files
+from earth_lib.images import read_image
+from earth_lib.io import atomic_write_json
+from earth_lib.params import data_selection
+from earth_lib.planning.plan import (
+    CPU_RECIPE,
+    GPU_PRESET,
+    MEASURED_SIZES,
+    DataSummary,
+    RunPlan,
+    Speed,
+    plan_run,
+)
+from earth_lib.preprocessing import ENHANCE_KEYS, enhance
+
+
+def summarize_folder(raw_dir: str | Path, selection: dict[str, Any], seed: int,
+                     sample: int = 12) -> DataSummary:
+    """Count the images (of ``selection``) and read ``sample`` for their size and bands."""
+    index = select_files(index_folder(raw_dir), **selection)
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(index.files), size=min(sample, len(index.files)), replace=False)
+    shapes = [read_image(index.files[i][0]).shape for i in picks]
+    side = int(np.median([min(s[0], s[1]) for s in shapes]))
+    bands = int(np.median([s[2] if len(s) > 2 else 1 for s in shapes]))
+    return DataSummary(len(index.files), len(index.classes), side, bands)
+
+
+def measure_speed(params: dict[str, Any], data: DataSummary,
+                  log: Callable[[str], None] = print) -> Speed:
+    """Time training at two sizes, and preprocessing and features on a few images."""
+    from earth_lib.nn.training import gpu_trains, seconds_per_training_image  # loads TF
+
+    gpu = gpu_trains()
+    preset = GPU_PRESET if gpu else CPU_RECIPE["model.preset"]
+    hp = {k: v for k, v in params["baseline"].items() if k != "enabled"}
+    per_image = {}
+    for size in MEASURED_SIZES:
+        per_image[size] = seconds_per_training_image(size, max(2, data.classes), preset, hp)
+        log(f"  measured: {per_image[size] * 1000:.2f} ms a training image at {size} px")
+    small, large = MEASURED_SIZES
+    slope = max(0.0, (per_image[large] - per_image[small]) / (large ** 2 - small ** 2))
+    fixed = max(0.0, per_image[small] - slope * small ** 2)
+    rng = np.random.default_rng(0)
+    index = index_folder(params["data"]["raw_dir"])
+    picks = rng.choice(len(index.files), size=min(12, len(index.files)), replace=False)
+    settings = {k: params["preprocess"][k] for k in ENHANCE_KEYS}
+    t0 = time.perf_counter()
+    for i in picks:
+        enhance(read_image(index.files[i][0]), **{**settings, "image_size": 64})
+    preprocess = (time.perf_counter() - t0) / len(picks)
+    sample = rng.integers(0, 255, (64, 64, 64, 3), dtype=np.uint8)
+    t0 = time.perf_counter()
+    image_features(sample)
+    features = (time.perf_counter() - t0) / len(sample) / 64 ** 2
+    return Speed(fixed, slope, preprocess, features, gpu)
+
+
+def make_plan(params: dict[str, Any], given: Any, path: str | Path,
+              log: Callable[[str], None] = print) -> RunPlan:
+    """Measure, plan, print the plan and write it to ``path`` (the run's ``plan.json``)."""
+    t0 = time.time()
+    log(f"planning the run for budget_minutes = {params['budget_minutes']:g} ...")
+    data = summarize_folder(params["data"]["raw_dir"], data_selection(params), params["seed"])
+    plan = plan_run(params, given or {}, measure_speed(params, data, log), data)
+    plan.started = t0  # the budget counts from the start of planning
+    plan.stages = {"planning": round(time.time() - t0, 1), **plan.stages}
+    log(plan.describe())
+    atomic_write_json(path, plan.to_json())
+    return plan

@@ -1,0 +1,304 @@
+"""The plan of a budgeted run: what it chooses and why, and how the run keeps to it (pure).
+
+:func:`plan_run` chooses every value the file leaves open from a :class:`DataSummary` and
+a :class:`Speed` (measured by :mod:`earth_lib.planning.measure`); :func:`with_plan` applies
+a plan under the file's own values; :func:`budget_line` and :func:`final_epochs` keep the
+run to its budget as it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from earth_lib.errors import ParameterError
+from earth_lib.params import TrainSettings, apply_overrides, validate
+
+#: The sides (px) a plan chooses from, and the sizes it measures training speed at.
+CANDIDATE_SIZES = (32, 48, 64, 96, 128, 160, 192, 224)
+MEASURED_SIZES = (32, 96)
+#: Final-training epochs: fewer than MIN_EPOCHS is not worth training; the image size is
+#: the largest that affords GOOD_EPOCHS; beyond ENOUGH_EPOCHS the time goes to a search.
+MIN_EPOCHS, GOOD_EPOCHS, ENOUGH_EPOCHS = 12, 24, 36
+#: Notebook kernels, imports, exploratory figures and PCA: seconds outside the stages.
+OVERHEAD_SECONDS = 150.0
+#: The share of the budget a plan fills: the rest absorbs what measurements miss.
+PLANNED_SHARE = 0.93
+#: A search is planned only when it gets at least this many trials.
+MIN_TRIALS = 6
+#: In memory up to this many bytes of processed images; streamed from disk above it.
+IN_MEMORY_BYTES = 1_000_000_000
+#: The values a CPU plan trains with (the project's EuroSAT recipe: on a CPU, epochs
+#: matter more than width), and the model presets a GPU plan may widen to.
+CPU_RECIPE = {"model.preset": "cpu64", "model.weight_decay": 0.05,
+              "model.label_smoothing": 0.1, "train.tta": True}
+GPU_PRESET = "medium"
+
+
+@dataclass
+class DataSummary:
+    """What a folder of class folders holds, read from its file list and a few images."""
+
+    images: int
+    classes: int
+    native_size: int
+    bands: int
+
+
+@dataclass
+class Speed:
+    """Seconds per image on this machine, and whether a GPU trains.
+
+    Training (``train_fixed + train_per_pixel * pixels``), preprocessing, and the classical
+    baseline's features (per pixel).
+    """
+
+    train_fixed: float
+    train_per_pixel: float
+    preprocess: float
+    features_per_pixel: float
+    gpu: bool = False
+
+    def train(self, size: int) -> float:
+        """Seconds per training image (one forward and backward pass) at ``size`` px."""
+        return self.train_fixed + self.train_per_pixel * size * size
+
+
+@dataclass
+class RunPlan:
+    """What a budgeted run will do: each chosen value, why, and each stage's seconds."""
+
+    budget_minutes: float
+    data: DataSummary
+    speed: Speed
+    choices: dict[str, Any]
+    reasons: dict[str, str]
+    stages: dict[str, float]
+    kept: dict[str, Any] = field(default_factory=dict)
+    given: dict[str, Any] = field(default_factory=dict)  # what the file set (flat keys)
+    created: str = ""
+    started: float = 0.0
+
+    @property
+    def expected_minutes(self) -> float:
+        """The planned minutes of every stage together."""
+        return sum(self.stages.values()) / 60
+
+    def overrides(self) -> list[tuple[str, Any]]:
+        """The plan's values as ``(dotted key, value)`` pairs, applied under the file's."""
+        return list(self.choices.items())
+
+    def describe(self) -> str:
+        """The plan as a person reads it: the data, each choice and why, the stages."""
+        d = self.data
+        lines = [f"plan for {self.budget_minutes:g} min: {d.images} images, {d.classes} "
+                 f"classes, about {d.native_size} px, {d.bands} band(s); training on "
+                 f"{'a GPU' if self.speed.gpu else f'{os.cpu_count()} CPU core(s)'}"]
+        for key, value in self.choices.items():
+            lines.append(f"  {key} = {value}: {self.reasons.get(key, '')}".rstrip(": "))
+        for key, value in self.kept.items():
+            lines.append(f"  {key} = {value}: set in the file, kept")
+        lines.append("  expected: " + ", ".join(f"{k} {v / 60:.1f} min"
+                                                for k, v in self.stages.items())
+                     + f"; {self.expected_minutes:.1f} of {self.budget_minutes:g} min")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as written to ``plan.json``."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> RunPlan:
+        """A plan read back from ``plan.json``."""
+        return cls(**{**record, "data": DataSummary(**record["data"]),
+                      "speed": Speed(**record["speed"])})
+
+
+def _flat(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in (mapping or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name != "search.space":
+            out.update(_flat(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
+             data: DataSummary) -> RunPlan:
+    """Choose what the file leaves open so that the run fits ``params['budget_minutes']``.
+
+    ``given``: the file's own mapping with its overrides (what a person set by hand wins).
+    Pure: the measurements come in ``speed`` and ``data``.
+    """
+    budget = params["budget_minutes"]
+    hand = _flat(given)
+    choices: dict[str, Any] = {}
+    reasons: dict[str, str] = {}
+
+    def choose(key: str, value: Any, why: str) -> Any:
+        if key in hand:
+            return hand[key]
+        choices[key], reasons[key] = value, why
+        return value
+
+    sp = params["split"]
+    n_train = max(1, round(data.images * sp["train"]))
+    n_eval = data.images - n_train
+    recipe = {**CPU_RECIPE, **({"model.preset": GPU_PRESET} if speed.gpu else {})}
+    for key, value in recipe.items():
+        choose(key, value, "a GPU affords a wider network" if speed.gpu
+               and key == "model.preset" else "the project's recipe for a CPU (there, "
+               "epochs matter more than width)" if key == "model.preset" else "the recipe")
+    workers = os.cpu_count() or 1
+    choose("preprocess.workers", workers, "every core")
+    tta = hand.get("train.tta", True)
+    fixed = (OVERHEAD_SECONDS + data.images * speed.preprocess / workers)
+
+    def cost(size: int, epochs: int) -> dict[str, float]:
+        per = speed.train(size)
+        evaluation = n_eval * per / 3 * (8 if tta else 1)
+        return {"preprocessing": fixed,
+                "final training": epochs * (n_train * per + sp["val"] * data.images * per / 3),
+                "test": evaluation,
+                "classical baseline": data.images * speed.features_per_pixel * size * size
+                + 2e-4 * n_train * math.log2(max(2, n_train))}
+
+    seconds = budget * 60 * PLANNED_SHARE
+    native = data.native_size
+    sizes = [s for s in CANDIDATE_SIZES if s <= native] or [native]
+    if "preprocess.image_size" in hand:
+        sizes = [hand["preprocess.image_size"]]
+
+    def epochs_at(size: int) -> int:
+        c = cost(size, 0)
+        per_epoch = cost(size, 1)["final training"]
+        return int((seconds - sum(c.values())) // per_epoch)
+
+    fits = [s for s in sizes if epochs_at(s) >= MIN_EPOCHS]
+    if not fits:
+        smallest = min(sizes)
+        need = sum(cost(smallest, MIN_EPOCHS).values()) / 60
+        raise ParameterError(
+            f"budget_minutes: {budget:g} min cannot train a useful network on {data.images} "
+            f"images here ({MIN_EPOCHS} epochs at {smallest} px need about {need:.0f} min). "
+            f"Set budget_minutes to at least {math.ceil(need * 1.1)}, or use fewer images "
+            "(data.max_per_class).")
+    # pixels before a search (at full size the search ties the literature values): the
+    # largest image that affords GOOD_EPOCHS, else the most pixels seen (epochs x pixels)
+    good = [s for s in fits if epochs_at(s) >= GOOD_EPOCHS]
+    size = max(good) if good else max(fits, key=lambda s: epochs_at(s) * s * s)
+    size = choose("preprocess.image_size", size,
+                  f"the largest side (native {native} px) that affords "
+                  f"{min(epochs_at(size), GOOD_EPOCHS)}+ epochs in the budget" if good else
+                  f"the most pixels seen in the budget ({epochs_at(size)} epochs; native "
+                  f"{native} px)")
+    raw = Path(params["data"]["raw_dir"])
+    choose("preprocess.processed_dir", f"data/processed/{raw.name}-{size}px",
+           "from data.raw_dir and the image size")
+    available = epochs_at(size)
+    epochs = min(available, ENOUGH_EPOCHS)
+    surplus = (available - epochs) * cost(size, 1)["final training"]
+    trial_epochs = max(2, ENOUGH_EPOCHS // 6)
+    trial_images = min(n_train, 2500)
+    trial = trial_epochs * (trial_images * speed.train(size)
+                            + sp["val"] * data.images * speed.train(size) / 3)
+    trials = int(surplus // trial) if trial > 0 else 0
+    search = trials >= MIN_TRIALS
+    choose("search.enabled", search,
+           f"{trials} trials of {trial_epochs} epochs fit beside {epochs} final epochs"
+           if search else f"the budget leaves {trials} trial(s) (fewer than {MIN_TRIALS}) "
+           "after the final training: the literature values")
+    search_seconds = 0.0
+    if search and "search.enabled" not in hand:
+        trials = min(trials, 12)
+        steps = 3 if trials >= 9 else 1
+        per_step = trials // steps
+        initial = max(1, math.ceil(per_step / 2))
+        choose("search.steps", steps, "")
+        choose("search.initial_points", initial, "")
+        choose("search.iterations_per_step", per_step - initial, f"{trials} trials in all")
+        choose("search.epochs", trial_epochs, "")
+        choose("search.max_train_images", trial_images, "")
+        search_seconds = steps * per_step * trial
+    choose("train.epochs", epochs, f"{epochs} epochs of {n_train} images fit in the budget"
+           + (f" ({available} would; beyond {ENOUGH_EPOCHS} the time goes to the search)"
+              if available > epochs and search else ""))
+    choose("train.patience", epochs, "the cosine schedule runs to its end")
+    in_memory = data.images * size * size * data.bands < IN_MEMORY_BYTES
+    choose("data.in_memory", in_memory, "the images fit in memory" if in_memory
+           else "streamed from disk: the images would take more than 1 GB")
+    stages = cost(size, epochs)
+    if search_seconds:
+        stages = {"preprocessing": stages.pop("preprocessing"), "search": search_seconds,
+                  **stages}
+    kept = {k: hand[k] for k in ("preprocess.image_size", "train.epochs", "search.enabled",
+                                 "model.preset") if k in hand}
+    return RunPlan(budget, data, speed, choices, reasons,
+                   {k: round(v, 1) for k, v in stages.items()}, kept, hand,
+                   datetime.now(UTC).isoformat(timespec="seconds"), time.time())
+
+
+def read_plan(path: str | Path) -> RunPlan | None:
+    """The plan written at ``path``, or None when there is none."""
+    path = Path(path)
+    return RunPlan.from_json(json.loads(path.read_text())) if path.is_file() else None
+
+
+def plan_is_current(plan: RunPlan | None, params: dict[str, Any], given: Any) -> bool:
+    """Whether ``plan`` was made for this budget and these hand-set values."""
+    return plan is not None and plan.budget_minutes == params["budget_minutes"] \
+        and plan.given == _flat(given or {})
+
+
+def with_plan(given: Any, source: str, plan: RunPlan | None) -> dict[str, Any]:
+    """The checked parameters: the file's values, the plan's under them."""
+    if plan is None:
+        return validate(given, source)
+    hand = _flat(given or {})
+    items = [(k, v) for k, v in plan.overrides() if k not in hand]
+    return validate(apply_overrides(given, items, source), f"{source} and its plan")
+
+
+def budget_line(plan: RunPlan, stage: str) -> str:
+    """Where the run stands against its budget, for a progress line at a stage boundary."""
+    used = (time.time() - plan.started) / 60
+    stages = list(plan.stages)
+    upto = stages[:stages.index(stage)] if stage in stages else stages
+    planned = sum(plan.stages[s] for s in upto) / 60
+    drift = used - planned
+    return (f"budget: {used:.1f} of {plan.budget_minutes:g} min used, "
+            f"{plan.budget_minutes - used:.1f} left, before {stage} "
+            f"({'+' if drift >= 0 else ''}{drift:.1f} min against the plan)")
+
+
+def final_epochs(plan: RunPlan, epochs: int, n_train: int, n_val: int, size: int,
+                 log: Callable[[str], None] = print) -> int:
+    """The final training's epochs that still fit: fewer when earlier stages ran over."""
+    left = plan.budget_minutes * 60 - (time.time() - plan.started)
+    after = plan.stages.get("test", 0.0) + plan.stages.get("classical baseline", 0.0)
+    per_epoch = n_train * plan.speed.train(size) + n_val * plan.speed.train(size) / 3
+    fit = max(1, int((left - after) // per_epoch))
+    if fit < epochs:
+        log(f"budget: {left / 60:.1f} min left; the final training is cut from {epochs} to "
+            f"{fit} epochs so that the test and the baseline still fit")
+        return fit
+    return epochs
+
+
+def fit_final(plan: RunPlan | None, settings: TrainSettings, n_train: int, n_val: int,
+              size: int, log: Callable[[str], None] = print) -> TrainSettings:
+    """The final training's settings, its epochs cut to the time left (no plan: unchanged)."""
+    if plan is None:
+        return settings
+    log(budget_line(plan, "final training"))
+    epochs = final_epochs(plan, settings.epochs, n_train, n_val, size, log)
+    return settings.replace(epochs=epochs, patience=min(settings.patience, epochs))

@@ -1,0 +1,135 @@
+"""A run that plans itself from the data and a budget: choices, limits, hand-set values."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from earth_lib.errors import ParameterError
+from earth_lib.params import TrainSettings, validate
+from earth_lib.planning import (
+    DataSummary,
+    RunPlan,
+    Speed,
+    budget_line,
+    fit_final,
+    plan_is_current,
+    plan_run,
+    with_plan,
+)
+from earth_lib.planning.plan import ENOUGH_EPOCHS, MIN_EPOCHS
+
+#: About this machine's speed on the cpu64 preset (2 cores, float32): ~2 ms an image at
+#: 32 px, ~13 ms at 96 px.
+CPU = Speed(train_fixed=6e-4, train_per_pixel=1.35e-6, preprocess=4e-3,
+            features_per_pixel=2e-7)
+EUROSAT = DataSummary(images=22000, classes=10, native_size=64, bands=3)
+AERIAL = DataSummary(images=10000, classes=30, native_size=150, bands=3)
+
+
+def _plan(budget, data, given=None, speed=CPU):
+    given = {"data": {"raw_dir": "data/raw/mine"}, "budget_minutes": budget, **(given or {})}
+    return plan_run(validate(given), given, speed, data)
+
+
+@pytest.mark.parametrize("data", [EUROSAT, AERIAL])
+@pytest.mark.parametrize("budget", [15, 30, 60, 240])
+def test_a_plan_fits_its_budget_and_trains_enough(data, budget):
+    plan = _plan(budget, data)
+    assert plan.expected_minutes <= budget
+    assert MIN_EPOCHS <= plan.choices["train.epochs"] <= ENOUGH_EPOCHS
+    assert plan.choices["preprocess.image_size"] <= data.native_size
+    assert set(plan.reasons) == set(plan.choices)
+    assert f"{budget:g} min" in plan.describe()
+
+
+def test_more_time_buys_larger_images_then_a_search():
+    sizes = [_plan(b, AERIAL).choices["preprocess.image_size"] for b in (15, 60, 240, 2000)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    assert _plan(15, AERIAL).choices["search.enabled"] is False
+    big = _plan(3000, EUROSAT)  # native 64 px: the surplus goes to trials
+    assert big.choices["search.enabled"] is True and big.choices["preprocess.image_size"] == 64
+    assert "search" in big.stages and big.expected_minutes <= 3000
+
+
+def test_a_budget_too_small_says_the_smallest_that_would_do():
+    with pytest.raises(ParameterError, match=r"budget_minutes: 2 min .* at least (\d+)") as err:
+        _plan(2, EUROSAT)
+    need = int(str(err.value).split("at least ")[1].split(",")[0])
+    assert _plan(need, EUROSAT).expected_minutes <= need
+
+
+def test_hand_set_values_win_and_are_kept():
+    plan = _plan(30, AERIAL, {"preprocess": {"image_size": 48}, "train": {"epochs": 20},
+                              "model": {"preset": "small"}})
+    for key in ("preprocess.image_size", "train.epochs", "model.preset"):
+        assert key not in plan.choices
+    assert plan.kept == {"preprocess.image_size": 48, "train.epochs": 20, "model.preset": "small"}
+    assert plan.choices["preprocess.processed_dir"] == "data/processed/mine-48px"
+
+
+def test_large_sets_stream_from_disk():
+    huge = DataSummary(images=200_000, classes=10, native_size=64, bands=3)
+    assert _plan(600, huge).choices["data.in_memory"] is False
+    assert _plan(60, EUROSAT).choices["data.in_memory"] is True
+
+
+def test_the_plan_goes_under_the_file_and_a_changed_file_needs_a_new_plan():
+    given = {"data": {"raw_dir": "data/raw/mine"}, "budget_minutes": 30}
+    plan = plan_run(validate(given), given, CPU, AERIAL)
+    params = with_plan(given, "f.yaml", plan)
+    assert params["preprocess"]["image_size"] == plan.choices["preprocess.image_size"]
+    assert params["train"]["epochs"] == plan.choices["train.epochs"]
+    # a value set by hand after the plan was made still wins, and the plan is stale
+    later = {**given, "train": {"epochs": 3}}
+    assert with_plan(later, "f.yaml", plan)["train"]["epochs"] == 3
+    assert plan_is_current(plan, validate(given), given)
+    assert not plan_is_current(plan, validate(later), later)
+    assert not plan_is_current(plan, validate({**given, "budget_minutes": 31}),
+                               {**given, "budget_minutes": 31})
+    assert RunPlan.from_json(plan.to_json()) == plan
+
+
+def test_a_late_run_cuts_the_final_training_and_says_so():
+    plan = _plan(30, EUROSAT)
+    settings = TrainSettings.of(epochs=plan.choices["train.epochs"])
+    size, lines = plan.choices["preprocess.image_size"], []
+    on_time = fit_final(plan, settings, 15400, 3300, size, lines.append)
+    assert on_time.epochs == settings.epochs
+    plan.started = time.time() - 25 * 60  # 25 of 30 minutes gone before the final training
+    late = fit_final(plan, settings, 15400, 3300, size, lines.append)
+    assert 1 <= late.epochs < settings.epochs and late.patience <= late.epochs
+    assert any("cut from" in m for m in lines)
+    assert "25.0 of 30 min used" in budget_line(plan, "final training")
+    assert fit_final(None, settings, 15400, 2200, 64) is settings
+
+
+def test_a_two_line_file_plans_from_its_folder_and_the_run_takes_the_plan(tmp_path,
+                                                                         monkeypatch, root):
+    """Measured for real on a tiny folder: the plan is written, printed, and Run.begin
+    applies it under the file (the processed folder follows from the raw one)."""
+    from earth_lib.data.synthetic import generate_synthetic_dataset
+    from earth_lib.params import read_given
+    from earth_lib.planning.measure import make_plan
+    from earth_lib.run import Run
+
+    raw = tmp_path / "my_scenes"
+    generate_synthetic_dataset(raw, 6, 40, 3, seed=0, progress=False)
+    params_file = tmp_path / "mine.yaml"
+    params_file.write_text(f"data: {{dataset: folder, raw_dir: {raw}}}\nbudget_minutes: 5\n")
+    given, source = read_given(params_file)
+    params = validate(given, source)
+    assert params["preprocess"]["processed_dir"] == "data/processed/my_scenes"
+    run_dir, lines = tmp_path / "run", []
+    plan = make_plan(params, given, run_dir / "plan.json", lines.append)
+    assert plan.data == DataSummary(images=18, classes=3, native_size=40, bands=3)
+    assert plan.speed.train(96) > plan.speed.train(32) > 0
+    assert plan.choices["preprocess.image_size"] <= 40
+    assert any(m.startswith("plan for 5 min: 18 images, 3 classes") for m in lines)
+    monkeypatch.chdir(root)
+    run = Run.begin("preprocessing", params_file, run_dir)
+    assert run.plan == plan
+    assert run.params["preprocess"]["image_size"] == plan.choices["preprocess.image_size"]
+    assert run.params["preprocess"]["processed_dir"] == plan.choices["preprocess.processed_dir"]
+    assert run.read_record()["plan"]["choices"] == plan.choices
