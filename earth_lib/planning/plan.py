@@ -24,9 +24,14 @@ from earth_lib.params import TrainSettings, apply_overrides, validate
 #: The sides (px) a plan chooses from, and the sizes it measures training speed at.
 CANDIDATE_SIZES = (32, 48, 64, 96, 128, 160, 192, 224)
 MEASURED_SIZES = (32, 96)
-#: Final-training epochs: fewer than MIN_EPOCHS is not worth training; the image size is
-#: the largest that affords GOOD_EPOCHS; beyond ENOUGH_EPOCHS the time goes to a search.
-MIN_EPOCHS, GOOD_EPOCHS, ENOUGH_EPOCHS = 12, 24, 36
+#: Final training in images seen (epochs x training images: what a network needs, whatever
+#: the data's size): fewer than MIN_SEEN is not worth training; the image size is the
+#: largest that affords GOOD_SEEN (none does: the smallest); beyond ENOUGH_SEEN (about the
+#: project's EuroSAT recipe, 36 epochs of 17,600 images) or MAX_EPOCHS epochs, the time
+#: goes to a search.
+MIN_SEEN, GOOD_SEEN, ENOUGH_SEEN, MAX_EPOCHS = 80_000, 200_000, 600_000, 200
+#: A small set needs fewer: at most this many epochs of it count as minimal, and as good.
+MIN_EPOCHS, GOOD_EPOCHS = 20, 60
 #: Notebook kernels, imports, exploratory figures and PCA: seconds outside the stages.
 OVERHEAD_SECONDS = 150.0
 #: The share of the budget a plan fills: the rest absorbs what measurements miss.
@@ -179,35 +184,37 @@ def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
         sizes = [hand["preprocess.image_size"]]
 
     def epochs_at(size: int) -> int:
-        c = cost(size, 0)
         per_epoch = cost(size, 1)["final training"]
-        return int((seconds - sum(c.values())) // per_epoch)
+        return int((seconds - sum(cost(size, 0).values())) // per_epoch)
 
-    fits = [s for s in sizes if epochs_at(s) >= MIN_EPOCHS]
+    def seen_at(size: int) -> int:
+        return epochs_at(size) * n_train
+
+    least, enough = min(MIN_SEEN, MIN_EPOCHS * n_train), min(GOOD_SEEN, GOOD_EPOCHS * n_train)
+    fits = [s for s in sizes if seen_at(s) >= least]
     if not fits:
         smallest = min(sizes)
-        need = sum(cost(smallest, MIN_EPOCHS).values()) / 60
+        need = sum(cost(smallest, math.ceil(least / n_train)).values()) / 60
         raise ParameterError(
             f"budget_minutes: {budget:g} min cannot train a useful network on {data.images} "
-            f"images here ({MIN_EPOCHS} epochs at {smallest} px need about {need:.0f} min). "
-            f"Set budget_minutes to at least {math.ceil(need * 1.1)}, or use fewer images "
-            "(data.max_per_class).")
-    # pixels before a search (at full size the search ties the literature values): the
-    # largest image that affords GOOD_EPOCHS, else the most pixels seen (epochs x pixels)
-    good = [s for s in fits if epochs_at(s) >= GOOD_EPOCHS]
-    size = max(good) if good else max(fits, key=lambda s: epochs_at(s) * s * s)
+            f"images here ({least:,} training images seen at {smallest} px need about "
+            f"{need:.0f} min). Set budget_minutes to at least "
+            f"{math.ceil(need / PLANNED_SHARE)}, or use fewer images (data.max_per_class).")
+    # images seen, then pixels, then a search (at full size the search ties the literature)
+    good = [s for s in fits if seen_at(s) >= enough]
+    size = max(good) if good else min(fits)
     size = choose("preprocess.image_size", size,
-                  f"the largest side (native {native} px) that affords "
-                  f"{min(epochs_at(size), GOOD_EPOCHS)}+ epochs in the budget" if good else
-                  f"the most pixels seen in the budget ({epochs_at(size)} epochs; native "
-                  f"{native} px)")
+                  f"the largest side (native {native} px) that affords {enough:,} "
+                  "training images seen" if good else f"the smallest side: "
+                  f"{seen_at(min(fits)):,} images seen fit, fewer than the {enough:,} a "
+                  "larger image would need")
     raw = Path(params["data"]["raw_dir"])
     choose("preprocess.processed_dir", f"data/processed/{raw.name}-{size}px",
            "from data.raw_dir and the image size")
     available = epochs_at(size)
-    epochs = min(available, ENOUGH_EPOCHS)
+    epochs = max(1, min(available, math.ceil(ENOUGH_SEEN / n_train), MAX_EPOCHS))
     surplus = (available - epochs) * cost(size, 1)["final training"]
-    trial_epochs = max(2, ENOUGH_EPOCHS // 6)
+    trial_epochs = max(2, epochs // 6)
     trial_images = min(n_train, 2500)
     trial = trial_epochs * (trial_images * speed.train(size)
                             + sp["val"] * data.images * speed.train(size) / 3)
@@ -230,7 +237,7 @@ def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
         choose("search.max_train_images", trial_images, "")
         search_seconds = steps * per_step * trial
     choose("train.epochs", epochs, f"{epochs} epochs of {n_train} images fit in the budget"
-           + (f" ({available} would; beyond {ENOUGH_EPOCHS} the time goes to the search)"
+           + (f" ({available} would; beyond that the time goes to the search)"
               if available > epochs and search else ""))
     choose("train.patience", epochs, "the cosine schedule runs to its end")
     in_memory = data.images * size * size * data.bands < IN_MEMORY_BYTES
