@@ -58,7 +58,7 @@ $(foreach t,$(filter evaluate predict pair export,$(MAKECMDGOALS)),$(foreach v,$
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help env lock readme all preprocess classify compare curve curve-report data evaluate predict pair export test nbval-variants test-fast lint bench lab clean
+.PHONY: help env lock readme all preprocess classify compare curve curve-report record-budget data evaluate predict pair export test nbval-variants test-fast lint bench lab clean
 
 ## help: list every target with its description
 help:
@@ -111,6 +111,10 @@ curve: env $(OUT_ESC)/01_preprocessing.ipynb
 ## curve-report: docs/curve.md and its figures, from the curve's records alone (RECORDS=results/curve)
 curve-report: env
 	$(PY) -m earth_lib.cli curve-report $(call q,$(RECORDS))
+
+## record-budget: keep a finished budgeted run as a record in results/budget/ (RUN=outputs/<run>)
+record-budget: env
+	$(PY) -m earth_lib.cli record-budget $(call q,$(RUN))
 
 ## data: download, verify and extract a public data set (DATASET=eurosat|eurosat_ms|ucmerced)
 data: env

@@ -185,6 +185,10 @@ def parser() -> argparse.ArgumentParser:
                                             "its records alone")
     p.add_argument("records", nargs="?", default="results/curve")
     p.add_argument("--docs", default="docs", help="where curve.md and its figures go")
+    p = sub.add_parser("record-budget", help="keep a finished budgeted run's plan, time and "
+                                             "scores as a record (for the README's table)")
+    p.add_argument("run")
+    p.add_argument("--to", default="results/budget")
     p = sub.add_parser("store-checked-outputs",
                        help="keep only nbval-checked outputs, taken from an executed notebook")
     p.add_argument("executed")
@@ -307,6 +311,17 @@ def _curve_report(args: argparse.Namespace) -> None:
     print(f"written: {', '.join(map(str, write_curve_report(args.records, args.docs)))}")
 
 
+def _record_budget(args: argparse.Namespace) -> None:
+    """Write results/budget/<run>.json from a finished budgeted run."""
+    from earth_lib.io import atomic_write_json
+    from earth_lib.report.tables import budget_record
+
+    record = budget_record(args.run)
+    path = Path(args.to) / f"{record['run']}.json"
+    atomic_write_json(path, record)
+    print(f"written: {path}")
+
+
 def _store_checked_outputs(args: argparse.Namespace) -> None:
     """Keep only the nbval-checked outputs of an executed notebook."""
     n = store_checked_outputs(args.executed, args.notebook)
@@ -328,6 +343,7 @@ COMMANDS = {
     "compare-results": _compare_results,
     "curve": _curve,
     "curve-report": _curve_report,
+    "record-budget": _record_budget,
     "store-checked-outputs": _store_checked_outputs,
 }
 

@@ -6,8 +6,12 @@ README's generated blocks only.
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from earth_lib.run import METRICS_FILE, Run, load_run
 
@@ -172,13 +176,17 @@ GENERATED = re.compile(r"(<!-- generated: (?P<kind>\w+) (?P<args>[^>]*?) -->\n)(
 
 
 def outside_outputs(kind: str, args: list[str]) -> str | None:
-    """A block made without run folders: the parameter table, or the curve from its records.
+    """A block made without run folders: the parameter table, or one from records.
 
     ``curve RECORDS``: the verdict per size and the figure (docs/curve.md has the rest);
-    None where the records folder holds no record yet.
+    ``budget RECORDS``: the budgeted runs' table. None where the folder holds no record.
     """
     if kind == "params":
         return params_markdown()
+    if kind == "budget":
+        folder = Path(args[0] if args else "results/budget")
+        found = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        return budget_markdown([json.loads(p.read_text()) for p in found]) if found else None
     from earth_lib.experiments.report import curve_verdicts, load_records
 
     folder = Path(args[0] if args else "results/curve")
@@ -195,7 +203,8 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
     ``compare`` (a comparison's table, verdict
     and evidence), ``variants`` (several comparisons, one row per arm and folder) or
     ``bench`` (``make bench``'s figures beside their targets), ``params`` (the parameter
-    table) or ``curve`` (the learning curve's verdicts, from its records). A block
+    table), ``curve`` (the learning curve's verdicts, from its records) or ``budget``
+    (budgeted runs, from their records in ``results/budget``). A block
     whose runs are not under ``outputs`` is left as it is (a fresh clone keeps the README).
     """
     from earth_lib.experiments.compare import (
@@ -212,7 +221,7 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
 
     def render(match: re.Match) -> str:
         kind, runs = match["kind"], match["args"].split()
-        if kind in ("params", "curve"):
+        if kind in ("params", "curve", "budget"):
             body = outside_outputs(kind, runs)
             report.append(f"{kind} {' '.join(runs)}: "
                           + ("kept (no records)" if body is None else "regenerated"))
@@ -257,3 +266,41 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
 
         atomic_write_text(path, new)
     return report
+
+
+def budget_record(run_dir: str | Path) -> dict[str, Any]:
+    """A budgeted run in a few numbers: its plan's choices, its time and its scores."""
+    run = load_run(run_dir, need_model=False)
+    plan, rec, m = run.plan, run.read_record(), run.load_metrics()
+    if plan is None or run.state() != "finished":
+        raise ValueError(f"{run_dir}: not a finished run with a budget (budget_minutes).")
+    ends = [datetime.fromisoformat(s["finished"]).timestamp()
+            for s in rec.get("stages", {}).values() if "finished" in s]
+    params = rec["params"]
+    return {"run": Path(run_dir).name, "budget_minutes": plan.budget_minutes,
+            "data": asdict(plan.data), "planned_minutes": round(plan.expected_minutes, 1),
+            "minutes": round((max(ends) - plan.started) / 60, 1),
+            "image_size": params["preprocess"]["image_size"],
+            "epochs": params["train"]["epochs"], "preset": params["model"]["preset"],
+            "search": params["search"]["enabled"],
+            "epochs_run": m.final_training.get("epochs_run"),
+            "accuracy": m.test["accuracy"], "macro_f1": m.test["macro_f1"],
+            "classical_accuracy": (m.classical_baseline or {}).get("accuracy"),
+            "cpu": rec.get("machine", {}).get("cpu"), "cpus": rec.get("machine", {}).get("cpus"),
+            "git_commit": rec.get("git_commit")}
+
+
+def budget_markdown(records: list[dict[str, Any]]) -> str:
+    """Budget against what the plan chose, the time it took and the accuracy it reached."""
+    rows = ["| data | budget | planned | took | image size | epochs (run) | search "
+            "| ResNet test acc. | classical acc. | machine |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r["data"]["images"], r["budget_minutes"])):
+        d = r["data"]
+        base = "-" if r["classical_accuracy"] is None else f"{r['classical_accuracy']:.3f}"
+        rows.append(f"| {d['images']:,} images, {d['classes']} classes, {d['native_size']} px "
+                    f"| {r['budget_minutes']:g} min | {r['planned_minutes']:.1f} min "
+                    f"| {r['minutes']:.1f} min | {r['image_size']} px "
+                    f"| {r['epochs']} ({r['epochs_run']}) | {'yes' if r['search'] else 'no'} "
+                    f"| {r['accuracy']:.3f} | {base} | {r['cpus']} cores, {r['cpu']} |")
+    return "\n".join(rows)
