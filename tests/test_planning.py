@@ -93,16 +93,27 @@ def test_the_plan_goes_under_the_file_and_a_changed_file_needs_a_new_plan():
 
 def test_a_late_run_cuts_the_final_training_and_says_so():
     plan = _plan(30, EUROSAT)
-    settings = TrainSettings.of(epochs=plan.choices["train.epochs"])
+    epochs = plan.choices["train.epochs"]
+    settings = TrainSettings.of(epochs=epochs, patience=epochs)  # as the plan sets them
     size, lines = plan.choices["preprocess.image_size"], []
+    before = ("planning", "start-up and figures", "preprocessing")
+    plan.started = time.time() - sum(plan.stages.get(k, 0.0) for k in before)  # on time
     on_time = fit_final(plan, settings, 15400, 3300, size, lines.append)
-    assert on_time.epochs == settings.epochs
+    assert abs(on_time.epochs - settings.epochs) <= 1
     plan.started = time.time() - 25 * 60  # 25 of 30 minutes gone before the final training
     late = fit_final(plan, settings, 15400, 3300, size, lines.append)
     assert 1 <= late.epochs < settings.epochs and late.patience <= late.epochs
-    assert any("cut from" in m for m in lines)
+    assert any("is cut" in m for m in lines)
     assert "25.0 of 30 min used" in budget_line(plan, "final training")
-    assert fit_final(None, settings, 15400, 2200, 64) is settings
+    assert fit_final(None, settings, 15400, 3300, 64) is settings
+    # ahead of the plan (its stages took no time): more epochs, up to what a plan gives
+    plan.started = time.time()
+    plan.stages = {"test": 0.0, "classical baseline": 0.0}
+    ahead = fit_final(plan, settings, 15400, 3300, size, lines.append)
+    assert settings.epochs < ahead.epochs <= MAX_EPOCHS and ahead.patience == ahead.epochs
+    assert any("gets more" in m for m in lines)
+    plan.given = {**plan.given, "train.epochs": settings.epochs}  # set by hand: never more
+    assert fit_final(plan, settings, 15400, 3300, size).epochs == settings.epochs
 
 
 def test_a_two_line_file_plans_from_its_folder_and_the_run_takes_the_plan(tmp_path,
@@ -122,9 +133,11 @@ def test_a_two_line_file_plans_from_its_folder_and_the_run_takes_the_plan(tmp_pa
     params = validate(given, source)
     assert params["preprocess"]["processed_dir"] == "data/processed/my_scenes"
     run_dir, lines = tmp_path / "run", []
+    monkeypatch.setattr("earth_lib.planning.measure.MEASURED_SIZES", (16, 32))  # quick
     plan = make_plan(params, given, run_dir / "plan.json", lines.append)
     assert plan.data == DataSummary(images=18, classes=3, native_size=40, bands=3)
     assert plan.speed.train(96) > plan.speed.train(32) > 0
+    assert any("ms a training image at 32 px" in m for m in lines)
     assert plan.choices["preprocess.image_size"] <= 40
     assert any(m.startswith("plan for 5 min: 18 images, 3 classes") for m in lines)
     monkeypatch.chdir(root)

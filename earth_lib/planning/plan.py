@@ -34,9 +34,6 @@ MIN_SEEN, GOOD_SEEN, ENOUGH_SEEN, MAX_EPOCHS = 80_000, 200_000, 600_000, 200
 MIN_EPOCHS, GOOD_EPOCHS = 20, 60
 #: Notebook kernels, imports, exploratory figures and PCA: seconds outside the stages.
 OVERHEAD_SECONDS = 150.0
-#: Whole epochs take this much longer than the timed steps alone (the input pipeline on
-#: real images, epoch ends): 66 s an epoch measured against 53 s timed, EuroSAT at 32 px.
-EPOCH_FACTOR = 1.25
 #: A run's stages in the order they run (a plan holds those it expects).
 STAGES = ("planning", "start-up and figures", "preprocessing", "search", "final training",
           "test", "classical baseline")
@@ -78,8 +75,8 @@ class Speed:
     gpu: bool = False
 
     def train(self, size: int) -> float:
-        """Seconds per training image at ``size`` px, in whole epochs (:data:`EPOCH_FACTOR`)."""
-        return EPOCH_FACTOR * (self.train_fixed + self.train_per_pixel * size * size)
+        """Seconds per training image at ``size`` px (one pass, validation apart)."""
+        return self.train_fixed + self.train_per_pixel * size * size
 
 
 @dataclass
@@ -296,23 +293,31 @@ def budget_line(plan: RunPlan, stage: str) -> str:
 
 def final_epochs(plan: RunPlan, epochs: int, n_train: int, n_val: int, size: int,
                  log: Callable[[str], None] = print) -> int:
-    """The final training's epochs that still fit: fewer when earlier stages ran over."""
-    left = plan.budget_minutes * 60 - (time.time() - plan.started)
+    """The final training's epochs that fit the time left.
+
+    Fewer when earlier stages ran over; more when they ran ahead, up to what a plan would
+    ever give (:data:`ENOUGH_SEEN`, :data:`MAX_EPOCHS`), unless the file set the epochs.
+    """
+    left = plan.budget_minutes * 60 * PLANNED_SHARE - (time.time() - plan.started)
     after = plan.stages.get("test", 0.0) + plan.stages.get("classical baseline", 0.0)
     per_epoch = n_train * plan.speed.train(size) + n_val * plan.speed.train(size) / 3
     fit = max(1, int((left - after) // per_epoch))
-    if fit < epochs:
-        log(f"budget: {left / 60:.1f} min left; the final training is cut from {epochs} to "
-            f"{fit} epochs so that the test and the baseline still fit")
-        return fit
-    return epochs
+    most = epochs if "train.epochs" in plan.given \
+        else max(epochs, min(math.ceil(ENOUGH_SEEN / max(1, n_train)), MAX_EPOCHS))
+    chosen = min(fit, most)
+    if chosen != epochs:
+        log(f"budget: {left / 60:.1f} min left; the final training "
+            f"{'is cut' if chosen < epochs else 'gets more'}: {chosen} epochs instead of "
+            f"{epochs}, so that the test and the baseline still fit")
+    return chosen
 
 
 def fit_final(plan: RunPlan | None, settings: TrainSettings, n_train: int, n_val: int,
               size: int, log: Callable[[str], None] = print) -> TrainSettings:
-    """The final training's settings, its epochs cut to the time left (no plan: unchanged)."""
+    """The final training's settings, its epochs fitted to the time left (no plan: as is)."""
     if plan is None:
         return settings
     log(budget_line(plan, "final training"))
     epochs = final_epochs(plan, settings.epochs, n_train, n_val, size, log)
-    return settings.replace(epochs=epochs, patience=min(settings.patience, epochs))
+    patience = settings.patience if settings.patience < settings.epochs else epochs
+    return settings.replace(epochs=epochs, patience=min(patience, epochs))
