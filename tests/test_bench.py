@@ -72,17 +72,9 @@ def test_bench_epoch_timer_leaves_the_validation_pass_out_of_the_training_steps(
     hp = {"rotation": 0, "zoom": 0, "width_shift": 0, "height_shift": 0, "horizontal_flip": 0,
           "vertical_flip": 0, "learning_rate": 1e-3, "batch_size": 8, "kernel_size": 3}
     timer = bench.epoch_timer()
-    train_model(
-        hp,
-        data,
-        data,
-        2,
-        (8, 8, 3),
-        settings(preset="tiny", epochs=3, early_stopping=False),
-        verbose=False,
-        callbacks=[timer, SlowValidation()],
-        seed=42,
-    )
+    train_model(hp, data, data, 2, (8, 8, 3),
+                settings(preset="tiny", epochs=3, early_stopping=False), verbose=False,
+                callbacks=[timer, SlowValidation()], seed=42)
     assert len(timer.epoch_seconds) == len(timer.train_seconds) == 3
     for whole, steps in zip(timer.epoch_seconds, timer.train_seconds, strict=True):
         assert 0 < steps and whole - steps >= 0.3

@@ -67,13 +67,9 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
 def test_constant_liar_rounds_in_process_are_recorded_in_order(tmp_path):
     """workers=3 without an executor: rounds of 3 distinct suggestions, history in order."""
     space = SearchSpace.from_dict(SPACE)
-    r = run_search(
-        lambda hp: {"val_loss": (hp["a"] - 0.3) ** 2},
-        space,
-        tmp_path / "h.csv",
-        plan(steps=1, initial_points=3, iterations_per_step=6, workers=3, seed=1),
-        log=lambda m: None,
-    )
+    r = run_search(lambda hp: {"val_loss": (hp["a"] - 0.3) ** 2}, space, tmp_path / "h.csv",
+                   plan(steps=1, initial_points=3, iterations_per_step=6, workers=3, seed=1),
+                   log=lambda m: None)
     bo = [t for t in r.trials if t.source == "bo"]
     assert [t.trial for t in bo] == list(range(6))
     assert len({(round(t.hp["a"], 9), t.hp["b"]) for t in bo[:3]}) == 3  # no repeated point

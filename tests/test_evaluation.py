@@ -31,16 +31,8 @@ def run(tmp_path_factory):
     preprocess_folder(tmp / "raw", tmp / "proc", enhancement, progress=False)
     ds = load_images(tmp / "proc", progress=False)
     hp = {"learning_rate": 3e-3, "batch_size": 16, "kernel_size": 3, "horizontal_flip": 1}
-    model, _ = train_model(
-        hp,
-        Split(ds.images, ds.labels),
-        Split(ds.images, ds.labels),
-        3,
-        (16, 16, 3),
-        settings(preset="tiny", epochs=6),
-        verbose=False,
-        seed=42,
-    )
+    model, _ = train_model(hp, Split(ds.images, ds.labels), Split(ds.images, ds.labels), 3,
+                           (16, 16, 3), settings(preset="tiny", epochs=6), verbose=False, seed=42)
     Run(tmp / "run").save_model(model, ds.class_names, read_settings(tmp / "proc"), hp)
     generate_synthetic_dataset(tmp / "new", 6, 32, 3, seed=99, progress=False)
     (tmp / "new" / "dataset.json").unlink()

@@ -388,13 +388,9 @@ def test_a_hung_trial_on_an_executor_times_out(tmp_path):
 def test_every_valid_seed_works(tmp_path):
     from earth_lib.search import run_search
 
-    r = run_search(
-        _quadratic,
-        _space(),
-        tmp_path / "h.csv",
-        plan(steps=1, initial_points=3, iterations_per_step=1, seed=5_000_000_000),
-        log=lambda m: None,
-    )
+    r = run_search(_quadratic, _space(), tmp_path / "h.csv",
+                   plan(steps=1, initial_points=3, iterations_per_step=1, seed=5_000_000_000),
+                   log=lambda m: None)
     assert len(r.trials) == 4
 
 

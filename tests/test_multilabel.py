@@ -253,9 +253,8 @@ def test_multilabel_training_sigmoid_head_bce_objective_and_thresholds():
     x = (rng.random((24, 8, 8, 3)) * 255).astype(np.uint8)
     tr, va = Split(x[:16], y[:16]), Split(x[16:], y[16:])
     hp = {"learning_rate": 1e-3, "batch_size": 8, "kernel_size": 3}
-    model, hist = train_model(
-        hp, tr, va, 3, (8, 8, 3), settings(preset="tiny", epochs=1), verbose=False, seed=42
-    )
+    model, hist = train_model(hp, tr, va, 3, (8, 8, 3), settings(preset="tiny", epochs=1),
+                              verbose=False, seed=42)
     assert model.layers[-1].activation.__name__ == "sigmoid"
     assert model.loss.__class__.__name__ == "BinaryCrossentropy"
     assert np.isfinite(hist["val_ce"][0])

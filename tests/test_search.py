@@ -59,13 +59,9 @@ def test_tightening_rule():
 
 def test_search_records_every_trial_and_improves(tmp_path):
     hist = tmp_path / "h.csv"
-    res = run_search(
-        bowl,
-        SMALL,
-        hist,
-        plan(steps=3, initial_points=4, iterations_per_step=4, seed=0),
-        log=lambda m: None,
-    )
+    res = run_search(bowl, SMALL, hist,
+                     plan(steps=3, initial_points=4, iterations_per_step=4, seed=0),
+                     log=lambda m: None)
     assert len(res.trials) == 24 and len(res.spaces) == 3
     assert len(hist.read_text().strip().splitlines()) == 25
     first_step_best = min(t.val_loss for t in res.trials if t.step == 1)
@@ -89,30 +85,18 @@ def test_interrupted_search_resumes_without_rerunning(tmp_path):
         return bowl(hp)
 
     with pytest.raises(Interrupt):
-        run_search(
-            flaky,
-            SMALL,
-            tmp_path / "h.csv",
-            plan(steps=2, initial_points=3, iterations_per_step=3, seed=1),
-            log=lambda m: None,
-        )
+        run_search(flaky, SMALL, tmp_path / "h.csv",
+                   plan(steps=2, initial_points=3, iterations_per_step=3, seed=1),
+                   log=lambda m: None)
     assert len(SearchHistory(tmp_path / "h.csv", SMALL.names).trials) == 6
     calls.clear()
-    resumed = run_search(
-        bowl_counter := _Counter(),
-        SMALL,
-        tmp_path / "h.csv",
-        plan(steps=2, initial_points=3, iterations_per_step=3, seed=1),
-        log=lambda m: None,
-    )
+    resumed = run_search(bowl_counter := _Counter(), SMALL, tmp_path / "h.csv",
+                         plan(steps=2, initial_points=3, iterations_per_step=3, seed=1),
+                         log=lambda m: None)
     assert bowl_counter.n == 6  # only the 6 missing trials ran
-    fresh = run_search(
-        bowl,
-        SMALL,
-        tmp_path / "fresh.csv",
-        plan(steps=2, initial_points=3, iterations_per_step=3, seed=1),
-        log=lambda m: None,
-    )
+    fresh = run_search(bowl, SMALL, tmp_path / "fresh.csv",
+                       plan(steps=2, initial_points=3, iterations_per_step=3, seed=1),
+                       log=lambda m: None)
     for a, b in zip(resumed.trials, fresh.trials, strict=True):
         assert a.hp == pytest.approx(b.hp) and a.val_loss == pytest.approx(b.val_loss)
 
@@ -127,34 +111,20 @@ class _Counter:
 
 
 def test_history_from_another_space_is_refused(tmp_path):
-    run_search(
-        bowl,
-        SMALL,
-        tmp_path / "h.csv",
-        plan(steps=1, initial_points=2, iterations_per_step=0),
-        log=lambda m: None,
-    )
+    run_search(bowl, SMALL, tmp_path / "h.csv",
+               plan(steps=1, initial_points=2, iterations_per_step=0), log=lambda m: None)
     with pytest.raises(ValueError, match="space changed"):
-        run_search(
-            bowl,
-            SPACE,
-            tmp_path / "h.csv",
-            plan(steps=1, initial_points=2, iterations_per_step=0),
-            log=lambda m: None,
-        )
+        run_search(bowl, SPACE, tmp_path / "h.csv",
+                   plan(steps=1, initial_points=2, iterations_per_step=0), log=lambda m: None)
 
 
 def test_failed_trials_do_not_stop_the_search(tmp_path):
     def sometimes_nan(hp):
         return {"val_loss": float("nan") if hp["x"] < 3 else bowl(hp)["val_loss"]}
 
-    res = run_search(
-        sometimes_nan,
-        SMALL,
-        tmp_path / "h.csv",
-        plan(steps=2, initial_points=4, iterations_per_step=2, seed=0),
-        log=lambda m: None,
-    )
+    res = run_search(sometimes_nan, SMALL, tmp_path / "h.csv",
+                     plan(steps=2, initial_points=4, iterations_per_step=2, seed=0),
+                     log=lambda m: None)
     assert np.isfinite(res.best.val_loss)
     assert {t.status for t in res.trials if not np.isfinite(t.val_loss)} == {"failed"}
 
@@ -165,13 +135,9 @@ def test_a_trial_that_raises_is_recorded_as_failed_and_the_search_goes_on(tmp_pa
             raise MemoryError("OOM when allocating tensor\nwith shape [64,64]")
         return bowl(hp)
 
-    res = run_search(
-        out_of_memory_when_large_k,
-        SMALL,
-        tmp_path / "h.csv",
-        plan(steps=2, initial_points=4, iterations_per_step=2, seed=0),
-        log=lambda m: None,
-    )
+    res = run_search(out_of_memory_when_large_k, SMALL, tmp_path / "h.csv",
+                     plan(steps=2, initial_points=4, iterations_per_step=2, seed=0),
+                     log=lambda m: None)
     failed = [t for t in res.trials if t.status == "failed"]
     assert failed and len(res.trials) == 12
     assert all(t.error.startswith("MemoryError: OOM") and "\n" not in t.error for t in failed)
@@ -184,65 +150,35 @@ def test_a_changed_fingerprint_is_refused_naming_the_part(tmp_path):
     from earth_lib.search import fingerprint
 
     fp = fingerprint({"trial": {"epochs": 8}, "data": np.zeros(4)})
-    run_search(
-        bowl,
-        SMALL,
-        tmp_path / "h.csv",
-        plan(steps=1, initial_points=2, iterations_per_step=0),
-        fingerprint=fp,
-        log=lambda m: None,
-    )
-    again = run_search(
-        _Counter(),
-        SMALL,
-        tmp_path / "h.csv",
-        plan(steps=1, initial_points=2, iterations_per_step=0),
-        fingerprint=fp,
-        log=lambda m: None,
-    )
+    run_search(bowl, SMALL, tmp_path / "h.csv",
+               plan(steps=1, initial_points=2, iterations_per_step=0), fingerprint=fp,
+               log=lambda m: None)
+    again = run_search(_Counter(), SMALL, tmp_path / "h.csv",
+                       plan(steps=1, initial_points=2, iterations_per_step=0), fingerprint=fp,
+                       log=lambda m: None)
     assert len(again.trials) == 2  # same fingerprint: resumed, nothing re-run
     other = fingerprint({"trial": {"epochs": 16}, "data": np.zeros(4)})
     with pytest.raises(SearchHistoryError, match=r"trial changed.*delete .*h.csv"):
-        run_search(
-            bowl,
-            SMALL,
-            tmp_path / "h.csv",
-            plan(steps=1, initial_points=2, iterations_per_step=0),
-            fingerprint=other,
-            log=lambda m: None,
-        )
+        run_search(bowl, SMALL, tmp_path / "h.csv",
+                   plan(steps=1, initial_points=2, iterations_per_step=0), fingerprint=other,
+                   log=lambda m: None)
     data = fingerprint({"trial": {"epochs": 8}, "data": np.ones(4)})
     with pytest.raises(SearchHistoryError, match="data changed"):
-        run_search(
-            bowl,
-            SMALL,
-            tmp_path / "h.csv",
-            plan(steps=1, initial_points=2, iterations_per_step=0),
-            fingerprint=data,
-            log=lambda m: None,
-        )
+        run_search(bowl, SMALL, tmp_path / "h.csv",
+                   plan(steps=1, initial_points=2, iterations_per_step=0), fingerprint=data,
+                   log=lambda m: None)
 
 
 def test_a_history_without_fingerprint_is_refused_when_one_is_asked(tmp_path):
     from earth_lib.errors import SearchHistoryError
 
-    run_search(
-        bowl,
-        SMALL,
-        tmp_path / "h.csv",
-        plan(steps=1, initial_points=2, iterations_per_step=0),
-        log=lambda m: None,
-    )
+    run_search(bowl, SMALL, tmp_path / "h.csv",
+               plan(steps=1, initial_points=2, iterations_per_step=0), log=lambda m: None)
     (tmp_path / "h.fingerprint.json").unlink()
     with pytest.raises(SearchHistoryError, match="no fingerprint"):
-        run_search(
-            bowl,
-            SMALL,
-            tmp_path / "h.csv",
-            plan(steps=1, initial_points=2, iterations_per_step=0),
-            fingerprint={"trial": "x"},
-            log=lambda m: None,
-        )
+        run_search(bowl, SMALL, tmp_path / "h.csv",
+                   plan(steps=1, initial_points=2, iterations_per_step=0),
+                   fingerprint={"trial": "x"}, log=lambda m: None)
 
 
 def test_a_history_of_other_columns_is_refused(tmp_path):
@@ -261,21 +197,9 @@ def test_finalists_decide_on_longer_repeated_trials(tmp_path):
             loss = (hp["x"] - 4) ** 2 / 10 + 0.01 * repeat
         return {"val_loss": loss, "val_accuracy": 0.5}
 
-    res = run_search(
-        short_sighted,
-        SMALL,
-        tmp_path / "h.csv",
-        plan(
-            steps=1,
-            initial_points=6,
-            iterations_per_step=0,
-            finalists=3,
-            finalist_budget=3,
-            finalist_repeats=2,
-            seed=0,
-        ),
-        log=lambda m: None,
-    )
+    longer = plan(steps=1, initial_points=6, iterations_per_step=0, finalists=3, finalist_budget=3,
+                  finalist_repeats=2, seed=0)
+    res = run_search(short_sighted, SMALL, tmp_path / "h.csv", longer, log=lambda m: None)
     short = [t for t in res.trials if t.budget == 1]
     final = [t for t in res.trials if t.budget == 3]
     assert len(final) == 6 and {t.source for t in final} == {"finalist"}
@@ -372,16 +296,9 @@ def test_search_or_baseline_searches_when_enabled(tmp_path):
     from earth_lib.search import search_or_baseline
 
     base = {"x": 1.0, "lr": 1e-3, "k": 1}
-    sel = search_or_baseline(
-        bowl,
-        SMALL,
-        tmp_path / "h.csv",
-        base,
-        plan(steps=1, initial_points=4, iterations_per_step=1, seed=0),
-        log=lambda m: None,
-        enabled=True,
-        evaluate_baseline=True,
-    )
+    sel = search_or_baseline(bowl, SMALL, tmp_path / "h.csv", base,
+                             plan(steps=1, initial_points=4, iterations_per_step=1, seed=0),
+                             log=lambda m: None, enabled=True, evaluate_baseline=True)
     assert sel.chosen_by == "search" and sel.hyperparameters == sel.search.best.hp
     assert sel.baseline_loss == pytest.approx(bowl(base)["val_loss"])
     assert len(sel.history) == 5 and sel.history[0]["source"] == "initial"
@@ -401,16 +318,8 @@ def test_search_or_baseline_takes_the_baseline_when_disabled(tmp_path):
         return bowl(hp)
 
     base = {"x": 1.0, "lr": 1e-3, "k": 1}
-    sel = search_or_baseline(
-        objective,
-        SMALL,
-        tmp_path / "h.csv",
-        base,
-        plan(),
-        enabled=False,
-        evaluate_baseline=False,
-        log=lambda m: None,
-    )
+    sel = search_or_baseline(objective, SMALL, tmp_path / "h.csv", base, plan(), enabled=False,
+                             evaluate_baseline=False, log=lambda m: None)
     assert sel.chosen_by == "baseline" and sel.hyperparameters == base
     assert calls == [] and sel.history == [] and sel.summary() == {}
     assert sel.record()["search"] == {"best_hyperparameters": base, "chosen_by": "baseline",

@@ -24,55 +24,30 @@ def _toy(n=48, seed=0):
 
 
 def test_train_model_learns_a_trivial_task():
-    model, hist = train_model(
-        HP,
-        _toy(),
-        _toy(seed=1),
-        2,
-        (8, 8, 3),
-        settings(preset="tiny", epochs=4, patience=4),
-        verbose=False,
-        seed=42,
-    )
+    model, hist = train_model(HP, _toy(), _toy(seed=1), 2, (8, 8, 3),
+                              settings(preset="tiny", epochs=4, patience=4), verbose=False, seed=42)
     assert set(hist) >= {"loss", "val_ce", "val_accuracy"}
     assert max(hist["val_accuracy"]) > 0.9
 
 
 def test_objective_returns_best_epoch_cross_entropy():
-    obj = make_objective(
-        _toy(), _toy(seed=1), 2, (8, 8, 3), settings("trial", preset="tiny", epochs=2), seed=42
-    )
+    obj = make_objective(_toy(), _toy(seed=1), 2, (8, 8, 3),
+                         settings("trial", preset="tiny", epochs=2), seed=42)
     r = obj(HP)
     assert np.isfinite(r["val_loss"]) and 0 <= r["val_accuracy"] <= 1
 
 
 def test_searched_epochs_override():
-    _, hist = train_model(
-        dict(HP, epochs=1),
-        _toy(),
-        _toy(1),
-        2,
-        (8, 8, 3),
-        settings(preset="tiny", epochs=5),
-        verbose=False,
-        seed=42,
-    )
+    _, hist = train_model(dict(HP, epochs=1), _toy(), _toy(1), 2, (8, 8, 3),
+                          settings(preset="tiny", epochs=5), verbose=False, seed=42)
     assert len(hist["loss"]) == 1
 
 
 def test_an_epoch_is_one_pass_over_the_training_set_partial_batch_included():
     # one repeated iterator serves the whole run: 50 images in batches of 8 are 7 steps an
     # epoch (the last of 2 images), never more (a second pass) nor fewer
-    model, hist = train_model(
-        HP,
-        _toy(50),
-        _toy(seed=1),
-        2,
-        (8, 8, 3),
-        settings(preset="tiny", epochs=3, patience=3),
-        verbose=False,
-        seed=42,
-    )
+    model, hist = train_model(HP, _toy(50), _toy(seed=1), 2, (8, 8, 3),
+                              settings(preset="tiny", epochs=3, patience=3), verbose=False, seed=42)
     assert len(hist["loss"]) == 3
     assert int(model.optimizer.iterations) == 3 * 7
 
@@ -82,16 +57,9 @@ def test_each_validation_pass_is_the_whole_validation_set_once(monkeypatch):
     # are the model's on exactly these images, partial batch included, not a shifted window
     monkeypatch.setattr("earth_lib.nn.training.same_pixels_as_64px", lambda n, shape: 8)
     val = _toy(21, seed=1)
-    model, hist = train_model(
-        HP,
-        _toy(),
-        val,
-        2,
-        (8, 8, 3),
-        settings(preset="tiny", epochs=3, early_stopping=False),
-        verbose=False,
-        seed=42,
-    )
+    model, hist = train_model(HP, _toy(), val, 2, (8, 8, 3),
+                              settings(preset="tiny", epochs=3, early_stopping=False),
+                              verbose=False, seed=42)
     x = val.x.astype("float32")
     y = np.eye(2, dtype="float32")[val.y]
     scores = model.evaluate(x, y, batch_size=21, verbose=0, return_dict=True)
@@ -102,30 +70,16 @@ def test_each_validation_pass_is_the_whole_validation_set_once(monkeypatch):
 def test_micro_batches_update_once_per_batch_and_still_learn():
     # batch 24 in passes of at most 10 images: 3 passes of 8, one update per 3 passes
     hp = dict(HP, batch_size=24)
-    model, hist = train_model(
-        hp,
-        _toy(),
-        _toy(seed=1),
-        2,
-        (8, 8, 3),
-        settings(preset="tiny", epochs=4, patience=4, micro_batch=10),
-        verbose=False,
-        seed=42,
-    )
+    model, hist = train_model(hp, _toy(), _toy(seed=1), 2, (8, 8, 3),
+                              settings(preset="tiny", epochs=4, patience=4, micro_batch=10),
+                              verbose=False, seed=42)
     assert model.optimizer.gradient_accumulation_steps == 3
     assert hist["global_batch_size"] == [24.0]
     assert int(model.optimizer.iterations) == 4 * (48 // 8) // 3  # updates, not passes
     assert max(hist["val_accuracy"]) > 0.9
-    _, whole = train_model(
-        hp,
-        _toy(),
-        _toy(seed=1),
-        2,
-        (8, 8, 3),
-        settings(preset="tiny", epochs=1, micro_batch=24),
-        verbose=False,
-        seed=42,
-    )
+    _, whole = train_model(hp, _toy(), _toy(seed=1), 2, (8, 8, 3),
+                           settings(preset="tiny", epochs=1, micro_batch=24), verbose=False,
+                           seed=42)
     assert whole["global_batch_size"] == [24.0]  # a batch that fits: one pass, no accumulation
 
 
@@ -145,9 +99,8 @@ def test_evaluate_predictions():
 
 
 def test_save_model_writes_model_and_card(tmp_path):
-    model, _ = train_model(
-        HP, _toy(), _toy(1), 2, (8, 8, 3), settings(preset="tiny", epochs=1), verbose=False, seed=42
-    )
+    model, _ = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), settings(preset="tiny", epochs=1),
+                           verbose=False, seed=42)
     Run(tmp_path).save_model(model, ["dark", "bright"], {"image_size": 8}, HP, tta=True)
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["class_names"] == ["dark", "bright"] and card["input_shape"] == [8, 8, 3]
@@ -183,9 +136,8 @@ def test_the_original_recipe_adam_constant_no_early_stopping():
 
 
 def test_default_recipe_is_adamw_with_a_decaying_rate():
-    model, _ = train_model(
-        HP, _toy(), _toy(1), 2, (8, 8, 3), settings(preset="tiny", epochs=2), verbose=False, seed=42
-    )
+    model, _ = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), settings(preset="tiny", epochs=2),
+                           verbose=False, seed=42)
     assert type(model.optimizer).__name__ == "AdamW"
     assert float(model.optimizer.learning_rate) < 3e-3  # cosine-decayed by the end
 
@@ -195,28 +147,20 @@ def test_unknown_optimizer_is_refused():
     from earth_lib.nn.training import compile_model
 
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        compile_model(
-            build_from_preset((8, 8, 3), 2, "tiny"), 1e-3, 2, 2, settings(optimizer="sgd")
-        )
+        compile_model(build_from_preset((8, 8, 3), 2, "tiny"), 1e-3, 2, 2,
+                      settings(optimizer="sgd"))
 
 
 def test_time_limit_stops_a_trial_and_says_so():
-    obj = make_objective(
-        _toy(),
-        _toy(1),
-        2,
-        (8, 8, 3),
-        settings("trial", preset="tiny", epochs=50, time_limit=1e-6),
-        seed=42,
-    )
+    obj = make_objective(_toy(), _toy(1), 2, (8, 8, 3),
+                         settings("trial", preset="tiny", epochs=50, time_limit=1e-6), seed=42)
     r = obj(HP)
     assert r["status"] == "time_limit" and r["epochs_run"] == 1
 
 
 def test_objective_budget_lengthens_the_trial():
-    obj = make_objective(
-        _toy(), _toy(1), 2, (8, 8, 3), settings("trial", preset="tiny", epochs=1), seed=42
-    )
+    obj = make_objective(_toy(), _toy(1), 2, (8, 8, 3), settings("trial", preset="tiny", epochs=1),
+                         seed=42)
     assert obj(HP)["epochs_run"] == 1
     assert obj(HP, budget=3, repeat=1)["epochs_run"] == 3
 
@@ -224,17 +168,10 @@ def test_objective_budget_lengthens_the_trial():
 def test_final_training_logs_every_epoch_and_tensorboard(tmp_path, capsys):
     import pandas as pd
 
-    _, hist = train_model(
-        HP,
-        _toy(),
-        _toy(1),
-        2,
-        (8, 8, 3),
-        settings(preset="tiny", epochs=3, patience=3),
-        csv_log=tmp_path / "training_log.csv",
-        tensorboard_dir=tmp_path / "tb",
-        seed=42,
-    )
+    _, hist = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3),
+                          settings(preset="tiny", epochs=3, patience=3),
+                          csv_log=tmp_path / "training_log.csv", tensorboard_dir=tmp_path / "tb",
+                          seed=42)
     log = pd.read_csv(tmp_path / "training_log.csv")
     assert list(log["epoch"]) == [0, 1, 2]
     assert np.allclose(log["val_ce"], hist["val_ce"])
@@ -284,9 +221,8 @@ def test_export_serves_the_same_probabilities_without_this_package(tmp_path):
     import subprocess
     import sys
 
-    model, _ = train_model(
-        HP, _toy(), _toy(1), 2, (8, 8, 3), settings(preset="tiny", epochs=1), verbose=False, seed=42
-    )
+    model, _ = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), settings(preset="tiny", epochs=1),
+                           verbose=False, seed=42)
     Run(tmp_path).save_model(model, ["dark", "bright"], {"image_size": 8, "bands": 3,
                                                          "clahe": True, "clahe_mode": "luminance"},
                              HP)
@@ -325,16 +261,9 @@ def test_training_from_disk_gives_the_same_results(tmp_path):
 
     results = []
     for tr, va in ((train, val), (on_disk(train, "train"), on_disk(val, "val"))):
-        model, hist = train_model(
-            HP,
-            tr,
-            va,
-            2,
-            (8, 8, 3),
-            settings(preset="tiny", epochs=2, patience=2),
-            seed=3,
-            verbose=False,
-        )
+        model, hist = train_model(HP, tr, va, 2, (8, 8, 3),
+                                  settings(preset="tiny", epochs=2, patience=2), seed=3,
+                                  verbose=False)
         results.append((hist, predict_proba(model, va.x, tta=True)))
     (h_ram, p_ram), (h_disk, p_disk) = results
     np.testing.assert_allclose(h_disk["loss"], h_ram["loss"], rtol=1e-5)
