@@ -145,7 +145,8 @@ def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
     """Choose what the file leaves open so that the run fits ``params['budget_minutes']``.
 
     ``given``: the file's own mapping with its overrides (what a person set by hand wins).
-    Pure: the measurements come in ``speed`` and ``data``.
+    Pure: the measurements come in ``speed`` and ``data``. Long on purpose: it reads as the
+    printed plan does, one choice after another, each with its reason.
     """
     budget = params["budget_minutes"]
     hand = _flat(given)
@@ -166,8 +167,7 @@ def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
         choose(key, value, "a GPU affords a wider network" if speed.gpu
                and key == "model.preset" else "the project's recipe for a CPU (there, "
                "epochs matter more than width)" if key == "model.preset" else "the recipe")
-    workers = os.cpu_count() or 1
-    choose("preprocess.workers", workers, "every core")
+    workers = choose("preprocess.workers", os.cpu_count() or 1, "every core")
     tta = hand.get("train.tta", True)
     preprocessing = data.images * speed.preprocess / workers
 
@@ -229,18 +229,8 @@ def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
            "after the final training: the literature values")
     choose("baseline.enabled", search, "the literature values scored as the search's "
            "yardstick" if search else "no search: no yardstick to score")
-    search_seconds = 0.0
-    if search and "search.enabled" not in hand:
-        trials = min(trials, 12)
-        steps = 3 if trials >= 9 else 1
-        per_step = trials // steps
-        initial = max(1, math.ceil(per_step / 2))
-        choose("search.steps", steps, "")
-        choose("search.initial_points", initial, "")
-        choose("search.iterations_per_step", per_step - initial, f"{trials} trials in all")
-        choose("search.epochs", trial_epochs, "")
-        choose("search.max_train_images", trial_images, "")
-        search_seconds = steps * per_step * trial
+    search_seconds = _plan_search(choose, trials, trial_epochs, trial_images, trial) \
+        if search and "search.enabled" not in hand else 0.0
     choose("train.epochs", epochs, f"{epochs} epochs of {n_train} images fit in the budget"
            + (f" ({available} would; beyond that the time goes to the search)"
               if available > epochs and search else ""))
@@ -257,6 +247,21 @@ def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
     return RunPlan(budget, data, speed, choices, reasons,
                    {k: round(v, 1) for k, v in stages.items()}, kept, hand,
                    datetime.now(UTC).isoformat(timespec="seconds"), time.time())
+
+
+def _plan_search(choose: Callable[[str, Any, str], Any], trials: int, trial_epochs: int,
+                 trial_images: int, trial_seconds: float) -> float:
+    """The search's steps and points for ``trials`` trials (at most 12); its seconds."""
+    trials = min(trials, 12)
+    steps = 3 if trials >= 9 else 1
+    per_step = trials // steps
+    initial = max(1, math.ceil(per_step / 2))
+    choose("search.steps", steps, "three tightening steps when 9 trials or more fit")
+    choose("search.initial_points", initial, "half of each step's trials")
+    choose("search.iterations_per_step", per_step - initial, f"{trials} trials in all")
+    choose("search.epochs", trial_epochs, "a sixth of the final training's epochs")
+    choose("search.max_train_images", trial_images, "trials on a share of the images")
+    return steps * per_step * trial_seconds
 
 
 def read_plan(path: str | Path) -> RunPlan | None:
