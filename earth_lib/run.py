@@ -20,6 +20,8 @@ import importlib.util
 import json
 import os
 import platform
+import resource
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -257,6 +259,10 @@ class Run:
         stage_rec = record.setdefault("stages", {}).setdefault(stage, {})
         if finished:
             stage_rec["finished"] = _now()
+            # this process's peak resident memory (Linux: kB; macOS: bytes)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            stage_rec["peak_rss_mb"] = round(peak / (1024 ** 2 if sys.platform == "darwin"
+                                                     else 1024))
             compute = compute_record()
             if compute is not None:
                 stage_rec["compute"] = compute

@@ -146,3 +146,16 @@ def test_a_two_line_file_plans_from_its_folder_and_the_run_takes_the_plan(tmp_pa
     assert run.params["preprocess"]["image_size"] == plan.choices["preprocess.image_size"]
     assert run.params["preprocess"]["processed_dir"] == plan.choices["preprocess.processed_dir"]
     assert run.read_record()["plan"]["choices"] == plan.choices
+
+
+def test_the_budget_table_reads_its_records():
+    from earth_lib.report.tables import budget_markdown
+
+    row = {"data": {"images": 22000, "classes": 10, "native_size": 64, "bands": 3},
+           "budget_minutes": 30.0, "planned_minutes": 28.5, "minutes": 20.3, "image_size": 32,
+           "epochs": 18, "epochs_run": 18, "search": False, "accuracy": 0.7646,
+           "classical_accuracy": 0.739, "cpus": 2, "cpu": "AMD EPYC"}
+    table = budget_markdown([{**row, "budget_minutes": 60.0, "peak_rss_mb": 2048}, row])
+    lines = table.splitlines()
+    assert len(lines) == 4 and "| 30 min | 28.5 min | 20.3 min | 32 px | 18 (18) | no" in lines[2]
+    assert "| 0.765 | 0.739 | - |" in lines[2] and "| 2,048 MB |" in lines[3]

@@ -73,6 +73,7 @@ def test_begin_and_finish_record_each_stage(tmp_path, root):
     run.finish("classifier", written=3)
     rec = run.read_record()
     assert rec["stages"]["classifier"]["written"] == 3 and "finished" in rec["stages"]["classifier"]
+    assert 10 < rec["stages"]["classifier"]["peak_rss_mb"] < 100_000  # this process's, in MB
     assert run.wall_minutes() is not None and run.wall_minutes() >= 0
     Run.begin("preprocessing", root / "params" / "smoke.yaml", tmp_path / "r")
     assert set(run.read_record()["stages"]) == {"classifier", "preprocessing"}

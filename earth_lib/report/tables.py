@@ -284,6 +284,8 @@ def budget_record(run_dir: str | Path) -> dict[str, Any]:
             "epochs": params["train"]["epochs"], "preset": params["model"]["preset"],
             "search": params["search"]["enabled"],
             "epochs_run": m.final_training.get("epochs_run"),
+            "peak_rss_mb": max((s.get("peak_rss_mb", 0) for s in rec.get("stages", {}).values()),
+                               default=0) or None,
             "accuracy": m.test["accuracy"], "macro_f1": m.test["macro_f1"],
             "classical_accuracy": (m.classical_baseline or {}).get("accuracy"),
             "cpu": rec.get("machine", {}).get("cpu"), "cpus": rec.get("machine", {}).get("cpus"),
@@ -293,14 +295,16 @@ def budget_record(run_dir: str | Path) -> dict[str, Any]:
 def budget_markdown(records: list[dict[str, Any]]) -> str:
     """Budget against what the plan chose, the time it took and the accuracy it reached."""
     rows = ["| data | budget | planned | took | image size | epochs (run) | search "
-            "| ResNet test acc. | classical acc. | machine |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "| ResNet test acc. | classical acc. | peak memory | machine |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r["data"]["images"], r["budget_minutes"])):
         d = r["data"]
         base = "-" if r["classical_accuracy"] is None else f"{r['classical_accuracy']:.3f}"
+        memory = f"{r['peak_rss_mb']:,} MB" if r.get("peak_rss_mb") else "-"
         rows.append(f"| {d['images']:,} images, {d['classes']} classes, {d['native_size']} px "
                     f"| {r['budget_minutes']:g} min | {r['planned_minutes']:.1f} min "
                     f"| {r['minutes']:.1f} min | {r['image_size']} px "
                     f"| {r['epochs']} ({r['epochs_run']}) | {'yes' if r['search'] else 'no'} "
-                    f"| {r['accuracy']:.3f} | {base} | {r['cpus']} cores, {r['cpu']} |")
+                    f"| {r['accuracy']:.3f} | {base} | {memory} "
+                    f"| {r['cpus']} cores, {r['cpu']} |")
     return "\n".join(rows)
