@@ -32,20 +32,24 @@ from earth_lib.preprocessing import ENHANCE_KEYS, enhance
 
 
 def summarize_folder(raw_dir: str | Path, selection: dict[str, Any], seed: int,
-                     sample: int = 12) -> DataSummary:
-    """Count the images (of ``selection``) and read ``sample`` for their size and bands."""
+                     sample: int = 12) -> tuple[DataSummary, list[Path]]:
+    """Count the images (of ``selection``), read ``sample`` of them for their size and bands.
+
+    Returns the summary and the sampled files (preprocessing is timed on them).
+    """
     index = select_files(index_folder(raw_dir), **selection)
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(index.files), size=min(sample, len(index.files)), replace=False)
-    shapes = [read_image(index.files[i][0]).shape for i in picks]
+    files = [index.files[i][0] for i in picks]
+    shapes = [read_image(f).shape for f in files]
     side = int(np.median([min(s[0], s[1]) for s in shapes]))
     bands = int(np.median([s[2] if len(s) > 2 else 1 for s in shapes]))
-    return DataSummary(len(index.files), len(index.classes), side, bands)
+    return DataSummary(len(index.files), len(index.classes), side, bands), files
 
 
-def measure_speed(params: dict[str, Any], data: DataSummary,
+def measure_speed(params: dict[str, Any], data: DataSummary, files: list[Path],
                   log: Callable[[str], None] = print) -> Speed:
-    """Time training at two sizes, and preprocessing and features on a few images."""
+    """Time training at two sizes, and preprocessing (on ``files``) and features."""
     from earth_lib.nn.training import gpu_trains, seconds_per_training_image  # loads TF
 
     gpu = gpu_trains()
@@ -58,14 +62,12 @@ def measure_speed(params: dict[str, Any], data: DataSummary,
     small, large = MEASURED_SIZES
     slope = max(0.0, (per_image[large] - per_image[small]) / (large ** 2 - small ** 2))
     fixed = max(0.0, per_image[small] - slope * small ** 2)
-    rng = np.random.default_rng(0)
-    index = index_folder(params["data"]["raw_dir"])
-    picks = rng.choice(len(index.files), size=min(12, len(index.files)), replace=False)
     settings = {k: params["preprocess"][k] for k in ENHANCE_KEYS}
     t0 = time.perf_counter()
-    for i in picks:
-        enhance(read_image(index.files[i][0]), **{**settings, "image_size": 64})
-    preprocess = (time.perf_counter() - t0) / len(picks)
+    for path in files:
+        enhance(read_image(path), **{**settings, "image_size": 64})
+    preprocess = (time.perf_counter() - t0) / len(files)
+    rng = np.random.default_rng(0)
     sample = rng.integers(0, 255, (64, 64, 64, 3), dtype=np.uint8)
     t0 = time.perf_counter()
     image_features(sample)
@@ -78,8 +80,9 @@ def make_plan(params: dict[str, Any], given: Any, path: str | Path,
     """Measure, plan, print the plan and write it to ``path`` (the run's ``plan.json``)."""
     t0 = time.time()
     log(f"planning the run for budget_minutes = {params['budget_minutes']:g} ...")
-    data = summarize_folder(params["data"]["raw_dir"], data_selection(params), params["seed"])
-    plan = plan_run(params, given or {}, measure_speed(params, data, log), data)
+    data, files = summarize_folder(params["data"]["raw_dir"], data_selection(params),
+                                   params["seed"])
+    plan = plan_run(params, given or {}, measure_speed(params, data, files, log), data)
     plan.started = t0  # the budget counts from the start of planning
     plan.stages = {"planning": round(time.time() - t0, 1), **plan.stages}
     log(plan.describe())
