@@ -29,9 +29,11 @@ RECORDS ?= results/curve
 DATA_ROOT ?= data
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= cpu,notebooks,dev
-# The pinned set make env installs (refresh with `make lock`): gpu.lock when EXTRAS has gpu
+EXTRAS ?= cpu,notebooks
+# The pinned runtime set make env installs, with hashes (refresh with `make lock`): gpu.lock
+# when EXTRAS has gpu. DEV_LOCK adds the tests, ruff, Ray and TensorBoard (make env-dev).
 LOCK ?= requirements/$(if $(findstring gpu,$(EXTRAS)),gpu,cpu).lock
+DEV_LOCK ?= requirements/dev.lock
 DATASET ?= eurosat
 BENCH_ARGS ?=
 # TEST_WORKERS: pytest-xdist processes for make test (0: one process, in order); tests that
@@ -42,6 +44,8 @@ LIB := $(wildcard earth_lib/*.py earth_lib/*/*.py)
 NB1 := notebooks/01_preprocessing.ipynb
 NB2 := notebooks/02_earth_classifier.ipynb
 NB3 := notebooks/03_does_the_search_pay.ipynb
+UV_COMPILE := $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet \
+	--generate-hashes --custom-compile-command 'make lock'
 RUN_NB := $(PY) -m earth_lib.cli run-notebook --params $(call q,$(PARAMS)) --run-dir $(call q,$(OUT)) --set $(call q,$(strip $(SET)))
 
 # The targets that need a run or a folder say how to call them before anything is built.
@@ -55,10 +59,19 @@ NEEDS_pair := RUN OTHER
 NEEDS_export := RUN
 $(foreach t,$(filter evaluate predict pair export,$(MAKECMDGOALS)),$(foreach v,$(NEEDS_$(t)),\
   $(if $(strip $($(v))),,$(error usage: make $(t) $(USAGE_$(t))))))
+# ... and what they name must exist, checked before an environment is built.
+$(foreach t,$(filter evaluate predict pair export record-budget,$(MAKECMDGOALS)),\
+  $(foreach v,RUN DATA OTHER,$(if $(and $(strip $($(v))),$(filter $(v),$(NEEDS_$(t)) RUN)),\
+  $(if $(wildcard $(call esc,$($(v)))),,$(error $(v)=$($(v)): no such file or folder)))))
+ifneq ($(filter all preprocess classify compare curve,$(MAKECMDGOALS)),)
+ifeq ($(wildcard $(PARAMS_ESC)),)
+$(error PARAMS=$(PARAMS): no such parameter file (see params/, or make help))
+endif
+endif
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help env lock readme all preprocess classify compare curve curve-report record-budget data evaluate predict pair export test nbval-variants test-fast lint bench lab clean
+.PHONY: help env env-dev lock readme all preprocess classify compare curve curve-report record-budget data evaluate predict pair export test nbval-variants test-fast lint bench lab clean
 
 ## help: list every target with its description
 help:
@@ -66,21 +79,31 @@ help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: /\t/' | expand -t 18
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
+	@test -x $(PY) || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+		|| { echo "earth-resnet needs Python 3.11 or newer; $(PYTHON) is" \
+		"$$($(PYTHON) --version 2>&1 || echo missing): make PYTHON=python3.11 ..." >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps -e '.[$(EXTRAS)]'
+	@touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed $(DEV_LOCK)
+	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
 	@touch $@
 
 ## env: create .venv and install the pinned packages of LOCK, then the project (when out of date)
 env: $(VENV)/.installed
 
-## lock: re-resolve requirements/{cpu,gpu}.lock from pyproject.toml (every platform, Python 3.11+)
-lock: env
-	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet \
-		--extra cpu --extra notebooks --extra distributed --extra dev -o requirements/cpu.lock
-	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet \
-		--extra gpu --extra notebooks --extra distributed --extra dev -o requirements/gpu.lock
+## env-dev: env, plus the tests, ruff, Ray and TensorBoard of DEV_LOCK (make test does this)
+env-dev: $(VENV)/.dev-installed
+
+## lock: re-resolve requirements/{cpu,gpu,dev}.lock from pyproject.toml (every platform, 3.11+)
+lock: env-dev
+	$(UV_COMPILE) --extra cpu --extra notebooks -o requirements/cpu.lock
+	$(UV_COMPILE) --extra gpu --extra notebooks -c requirements/cpu.lock -o requirements/gpu.lock
+	$(UV_COMPILE) --extra dev --extra distributed --extra tensorboard -c requirements/cpu.lock \
+		-o $(DEV_LOCK)
 
 $(OUT_ESC)/01_preprocessing.ipynb: $(NB1) $(PARAMS_ESC) $(LIB) | $(VENV)/.installed
 	$(RUN_NB) $(NB1)
@@ -141,20 +164,20 @@ readme: env
 	$(PY) -m earth_lib.cli readme --outputs $(call q,$(OUTPUTS))
 
 ## test: unit tests, notebook checks (nbval) and a smoke run of the whole pipeline
-test: env
+test: env-dev
 	EARTH_RESNET_PROGRESS=lines $(PY) -m pytest -q $(XDIST) --durations=12 --nbval-lax -p no:randomly \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg tests $(NB1) $(NB2) $(NB3)
 
 ## nbval-variants: re-execute the notebooks' multi-label variants for nbval (after editing a notebook)
-nbval-variants: env
+nbval-variants: env-dev
 	$(PY) tests/nbval_variants.py multilabel
 
 ## test-fast: unit tests only (no notebooks, no pipeline run)
-test-fast: env
+test-fast: env-dev
 	$(PY) -m pytest -q $(XDIST) -m "not slow"
 
 ## lint: ruff over the package and tests
-lint: env
+lint: env-dev
 	$(PY) -m ruff check earth_lib tests benchmarks
 
 ## bench: speed and memory figures -> outputs/bench/bench.json (BENCH_ARGS="--help" for sizes)

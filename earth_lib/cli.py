@@ -147,6 +147,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-params", help="validate parameter files")
     p.add_argument("files", nargs="+")
     p.add_argument("--set", default="", metavar="KEY=VALUE ...", help="overrides to check too")
+    p.add_argument("--print", action="store_true", dest="show",
+                   help="print the resolved parameters (defaults filled in) as YAML")
     p = sub.add_parser("data", help="download / verify / extract a public data set")
     p.add_argument("dataset")
     p.add_argument("--root", default=None)
@@ -203,9 +205,16 @@ def _run_notebook(args: argparse.Namespace) -> None:
 
 def _check_params(args: argparse.Namespace) -> None:
     """Validate parameter files (and overrides) without starting TensorFlow."""
+    import yaml
+
     for f in args.files:
-        load_params(f, args.set)
+        params = load_params(f, args.set)
         print(f"{f}{' with ' + args.set if args.set.strip() else ''}: ok")
+        if args.show:
+            if params.get("budget_minutes"):
+                print("# budget_minutes is set: the run's plan (plan.json) replaces the values "
+                      "it chooses that the file does not set")
+            print(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), end="")
 
 
 def _data(args: argparse.Namespace) -> None:
@@ -259,10 +268,15 @@ def _results(args: argparse.Namespace) -> None:
 
 
 def _readme(args: argparse.Namespace) -> None:
-    """Rewrite the generated blocks of README.md and docs/*.md."""
+    """Rewrite the generated blocks of README.md and docs/*.md, and the Colab cells and badges."""
+    from earth_lib.colab import sync_colab
+
     for path in args.files or ["README.md", *sorted(map(str, Path("docs").glob("*.md")))]:
         for line in regenerate_readme(path, args.outputs):
             print(f"{path}: {line}")
+    if not args.files:
+        for path in sync_colab(".") or ["(none: in step with pyproject.toml)"]:
+            print(f"Colab cells and badges rewritten: {path}")
 
 
 def _pair(args: argparse.Namespace) -> None:

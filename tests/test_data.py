@@ -54,6 +54,17 @@ def test_one_class_is_a_clear_error(tmp_path):
         index_folder(_folder(tmp_path, classes=("only",)))
 
 
+def test_images_without_class_folders_are_told_the_layout(tmp_path):
+    flat = _folder(tmp_path / "x", classes=("forest",))
+    for f in (flat / "forest").iterdir():
+        f.rename(flat / f.name)
+    (flat / "forest").rmdir()
+    with pytest.raises(DatasetNotFoundError, match=r"(?s)0 class folder.*4 image\(s\) lie "
+                       r"directly in .*x; the layout expected is one sub-folder per class.*"
+                       r"x/<class>/<image>"):
+        index_folder(flat)
+
+
 def test_load_images_stacks_uint8(tmp_path):
     ds = load_images(_folder(tmp_path), progress=False)
     assert ds.images.shape == (8, 8, 8, 3) and ds.images.dtype == np.uint8

@@ -45,7 +45,9 @@ def _remote(archive, base="2750"):
 
 def test_known_datasets_are_declared_with_checksums():
     assert set(REMOTE) == {"eurosat", "eurosat_ms", "ucmerced"}
-    assert all(len(r.md5) == 32 and r.url.startswith("https://") for r in REMOTE.values())
+    assert all(len(r.md5) == 32 and all(u.startswith("https://") for u in r.urls)
+               for r in REMOTE.values())
+    assert len(REMOTE["eurosat"].urls) >= 2  # the original server and a maintained mirror
 
 
 def test_offline_without_archive_says_where_to_put_it(tmp_path):
@@ -105,6 +107,21 @@ def test_unreachable_url_keeps_message_helpful(tmp_path):
                            "tiny")
     with pytest.raises(DatasetNotFoundError, match="Offline: download it elsewhere"):
         fetch_dataset("eurosat", tmp_path / "raw", tmp_path / "arch", True, remote=remote)
+
+
+def test_a_mirror_serves_when_the_first_address_fails(tmp_path, capsys):
+    archive = _fake_eurosat_zip(tmp_path)
+    good = _remote(archive)
+    gone = (tmp_path / "gone.zip").as_uri()
+    remote = RemoteDataset(gone, good.filename, good.md5, good.base_dir, "tiny",
+                           mirrors=(good.url,))
+    out = fetch_dataset("eurosat", tmp_path / "raw", tmp_path / "arch", True, remote=remote)
+    assert index_folder(out).counts() == {"Forest": 3, "SeaLake": 3}
+    assert f"{gone} failed" in capsys.readouterr().out
+    both = RemoteDataset(gone, good.filename, good.md5, good.base_dir, "tiny",
+                         mirrors=((tmp_path / "also-gone.zip").as_uri(),))
+    with pytest.raises(DatasetNotFoundError, match=r"gone\.zip .*; nor from .*also-gone\.zip"):
+        fetch_dataset("eurosat", tmp_path / "raw2", tmp_path / "arch2", True, remote=both)
 
 
 def test_eurosat_ms_layout_with_13_band_tiffs(tmp_path):

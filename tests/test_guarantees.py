@@ -102,6 +102,24 @@ def test_usage_comes_before_the_environment(tmp_path):
     assert not venv.exists()
 
 
+def test_missing_files_and_an_old_python_stop_make_before_the_environment(tmp_path):
+    venv = tmp_path / "venv"
+    for args, said in [(("all", "PARAMS=params/nope.yaml"), "PARAMS=params/nope.yaml: no such"),
+                       (("evaluate", f"RUN={tmp_path}/gone", f"DATA={tmp_path}"),
+                        f"RUN={tmp_path}/gone: no such"),
+                       (("predict", f"RUN={tmp_path}", f"DATA={tmp_path}/gone"),
+                        f"DATA={tmp_path}/gone: no such")]:
+        res = make(*args, f"VENV={venv}")
+        assert res.returncode != 0 and said in res.stdout + res.stderr, args
+    old = tmp_path / "python3.10"
+    old.write_text("#!/bin/sh\n[ \"$1\" = --version ] && echo Python 3.10.12 && exit 0\nexit 1\n")
+    old.chmod(0o755)
+    res = make("env", f"VENV={venv}", f"PYTHON={old}")
+    assert res.returncode != 0 and "needs Python 3.11 or newer" in res.stderr
+    assert "Python 3.10.12" in res.stderr
+    assert not venv.exists()
+
+
 def test_runs_from_two_params_files_with_one_stem_do_not_share_a_folder(tmp_path):
     from earth_lib.paths import run_dir_for
 

@@ -1,6 +1,7 @@
 """Repository conventions: notebooks, Makefile, declared dependencies, lint."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -113,15 +114,16 @@ def _lock(path):
     for line in path.read_text().splitlines():
         if not line or line[0] in "# -":
             continue
-        req, _, marker = line.partition(";")
+        req, _, marker = line.removesuffix("\\").partition(";")
         name, _, version = req.strip().partition("==")
         if not marker.strip() or Marker(marker.strip()).evaluate():
             pins[name.lower().replace("_", "-")] = version
     return pins
 
 
-@pytest.mark.parametrize("lock, extras", [("cpu", ("cpu", "notebooks", "dev")),
-                                          ("gpu", ("gpu", "notebooks", "dev"))])
+@pytest.mark.parametrize("lock, extras", [("cpu", ("cpu", "notebooks")),
+                                          ("gpu", ("gpu", "notebooks")),
+                                          ("dev", ("dev", "distributed", "tensorboard"))])
 def test_lock_pins_satisfy_what_pyproject_declares(root, lock, extras):
     """A stale lock (a requirement added or raised without `make lock`) fails here."""
     from packaging.requirements import Requirement
@@ -143,17 +145,34 @@ def test_lock_pins_satisfy_what_pyproject_declares(root, lock, extras):
 def test_make_env_installs_the_lock(root, tmp_path):
     if not shutil.which("make"):
         pytest.skip("make not installed")
-    for extras, lock in (("cpu,notebooks,dev", "cpu"), ("gpu,dev", "gpu")):
+    for extras, lock in (("cpu,notebooks", "cpu"), ("gpu,notebooks", "gpu")):
         out = subprocess.run(["make", "-n", "env", f"VENV={tmp_path}/v", f"EXTRAS={extras}"],
                              cwd=root, capture_output=True, text=True).stdout
-        assert f"pip install --quiet -r requirements/{lock}.lock" in out
+        assert f"pip install --quiet --require-hashes -r requirements/{lock}.lock" in out
         assert f"pip install --quiet --no-deps -e '.[{extras}]'" in out
+        assert "dev.lock" not in out
+    out = subprocess.run(["make", "-n", "test", f"VENV={tmp_path}/v"], cwd=root,
+                         capture_output=True, text=True).stdout
+    assert "pip install --quiet --require-hashes -r requirements/dev.lock" in out
+
+
+def test_the_runtime_locks_bring_no_test_or_cluster_package_and_pin_hashes(root):
+    """A plain install (make env, pip install -r cpu.lock) has neither pytest nor Ray."""
+    for lock in ("cpu", "gpu"):
+        text = (root / "requirements" / f"{lock}.lock").read_text()
+        pins = re.findall(r"^([A-Za-z0-9_.-]+)==", text, re.M)
+        assert pins and not {"pytest", "ray", "nbval", "ruff"} & {p.lower() for p in pins}
+        assert text.count("--hash=sha256:") >= len(pins)
+    dev = _lock(root / "requirements" / "dev.lock")
+    cpu = _lock(root / "requirements" / "cpu.lock")
+    assert {"pytest", "ray"} <= set(dev)
+    assert not {k: (v, dev[k]) for k, v in cpu.items() if k in dev and dev[k] != v}
 
 
 def test_environment_yml_installs_the_lock(root):
     env = yaml.safe_load((root / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert pip == ["-r requirements/cpu.lock", "-e ."]
+    assert pip == ["-r requirements/cpu.lock"]  # hashed: the project goes in afterwards
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
     requires = tomllib.loads((root / "pyproject.toml").read_text())["project"]["requires-python"]
     from packaging.specifiers import SpecifierSet
@@ -199,6 +218,21 @@ def test_cli_rejects_a_bad_parameter_file(tmp_path, root):
                          cwd=root, capture_output=True, text=True)
     assert res.returncode == 2
     assert "typo.yaml: unknown parameter 'preprocess.imagesize'" in res.stderr
+
+
+def test_check_params_prints_the_resolved_parameters(root, capsys):
+    import yaml
+
+    from earth_lib.cli import main
+    from earth_lib.params import load_params
+
+    assert main(["check-params", "params/smoke.yaml", "--set", "train.epochs=7", "--print"]) == 0
+    out = capsys.readouterr().out
+    head, body = out.split("\n", 1)
+    assert head == "params/smoke.yaml with train.epochs=7: ok"
+    resolved = yaml.safe_load(body)
+    assert resolved == load_params("params/smoke.yaml", "train.epochs=7")
+    assert resolved["train"]["epochs"] == 7 and "model" in resolved  # defaults filled in
 
 
 def test_docs_document_every_parameter(root):
@@ -344,3 +378,13 @@ def test_build_and_warning_settings(root):
     for f in cfg["tool"]["pytest"]["ini_options"]["filterwarnings"]:
         action, message, category, module = (f.split(":") + [""] * 4)[:4]
         assert action != "ignore" or (message and module), f"too broad: {f}"
+
+
+def test_tensorflow_starts_quietly_under_earth_lib(root):
+    """TensorFlow's start-up log lines (oneDNN, CUDA factories, absl) do not reach a user."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    res = subprocess.run([sys.executable, "-c", "import earth_lib.cli\nimport tensorflow as tf\n"
+                          "print(float(tf.reduce_sum(tf.ones((2, 2)))))"],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "4.0"
+    assert res.stderr.strip() == "", res.stderr

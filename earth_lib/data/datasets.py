@@ -28,19 +28,30 @@ from earth_lib.progress import progress_bar
 
 @dataclass(frozen=True)
 class RemoteDataset:
-    """Where a public data set is published, its checksum and where its class folders sit."""
+    """Where a public data set is published, its checksum and where its class folders sit.
+
+    ``mirrors`` serve the same file (the same checksum), tried in order when ``url`` fails.
+    """
 
     url: str
     filename: str
     md5: str
     base_dir: str
     size: str
+    mirrors: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The address, then the mirrors: the order a download tries them in."""
+        return (self.url, *self.mirrors)
 
 
 REMOTE: dict[str, RemoteDataset] = {
     "eurosat": RemoteDataset(
         "https://madm.dfki.de/files/sentinel/EuroSAT.zip", "EuroSAT.zip",
-        "c8fa014336c82ac7804f0398fcb19387", "2750", "about 94 MB"),
+        "c8fa014336c82ac7804f0398fcb19387", "2750", "about 94 MB",
+        mirrors=("https://hf.co/datasets/torchgeo/eurosat/resolve/"
+                 "c877bcd43f099cd0196738f714544e355477f3fd/EuroSAT.zip",)),
     "eurosat_ms": RemoteDataset(
         "https://hf.co/datasets/torchgeo/eurosat/resolve/"
         "1ce6f1bfb56db63fd91b6ecc466ea67f2509774c/EuroSATallBands.zip", "EuroSATallBands.zip",
@@ -141,17 +152,10 @@ def fetch_dataset(name: str, root: str | Path, archive_dir: str | Path,
         if not allow_download:
             raise DatasetNotFoundError(
                 f"{name} not found in {root} and no archive at {archive}. Download "
-                f"{remote.url} ({remote.size}) and place it at {archive}, or set "
-                "data.download: true (make data DATASET=...)."
+                f"{' or '.join(remote.urls)} ({remote.size}) and place it at {archive}, or "
+                "set data.download: true (make data DATASET=...)."
             )
-        try:
-            download(remote.url, archive)
-        except OSError as err:
-            raise DatasetNotFoundError(
-                f"Could not download {name} from {remote.url} ({err}). A partial download is "
-                f"kept and resumed next time. Offline: download it elsewhere and place it at "
-                f"{archive}."
-            ) from err
+        download_from_any(name, remote, archive)
     got = file_digest(archive, "md5")
     if got != remote.md5:
         raise ChecksumMismatchError(
@@ -160,6 +164,22 @@ def fetch_dataset(name: str, root: str | Path, archive_dir: str | Path,
         )
     extract(archive, root, remote.base_dir)
     return classes
+
+
+def download_from_any(name: str, remote: RemoteDataset, archive: Path) -> Path:
+    """Download from the data set's address, then from each mirror, until one answers."""
+    failures = []
+    for url in remote.urls:
+        try:
+            return download(url, archive)
+        except OSError as err:
+            failures.append(f"{url} ({err})")
+            if url != remote.urls[-1]:
+                print(f"{name}: {url} failed ({err}); trying the next mirror")
+    raise DatasetNotFoundError(
+        f"Could not download {name} from {'; nor from '.join(failures)}. A partial download "
+        f"is kept and resumed next time. Offline: download it elsewhere and place it at "
+        f"{archive}.")
 
 
 def local_copy(params: dict[str, Any]) -> Path | None:

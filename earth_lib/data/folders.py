@@ -71,9 +71,14 @@ def index_folder(root: str | Path, min_classes: int = 2) -> DatasetIndex:
         else:
             skipped.append((str(entry), "empty class folder (no image files)"))
     if len(classes) < min_classes:
+        loose = sum(1 for f, why in skipped if why == "not inside a class folder"
+                    and Path(f).suffix.lower() in IMAGE_EXTENSIONS)
         raise DatasetNotFoundError(
             f"{root}: found {len(classes)} class folder(s) with images "
-            f"({', '.join(classes) or 'none'}); a classifier needs at least {min_classes}."
+            f"({', '.join(classes) or 'none'}); a classifier needs at least {min_classes}. "
+            + (f"{loose} image(s) lie directly in {root}; " if loose else "")
+            + f"the layout expected is one sub-folder per class, named after it: "
+            f"{root}/<class>/<image> (e.g. {root}/forest/0001.png, {root}/river/0001.png)."
         )
     return DatasetIndex(root, classes, files, skipped)
 
