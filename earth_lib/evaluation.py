@@ -115,10 +115,13 @@ def evaluate_folder(run_dir: str | Path, data_dir: str | Path, name: str | None 
     One class per image: class folders matched to the model's classes by name.
     Multi-label runs: the images of ``data_dir`` with their labels from ``labels_csv``,
     scored at the run's validation-tuned thresholds. Writes metrics.json, the confusion
-    matrix (or per-label scores) and a grid of the worst mistakes.
+    matrix (or per-label scores), a grid of the worst mistakes, and report.md / report.html
+    (the run's kind of report: headline with its interval, errors, Grad-CAM).
     """
+    from earth_lib.nn.explain import cam_examples
     from earth_lib.nn.training import predict_proba
     from earth_lib.report import plotting
+    from earth_lib.report.run_report import evaluation_report, write_report
 
     run = load_run(run_dir)
     model, card = run.load_model()
@@ -138,8 +141,10 @@ def evaluate_folder(run_dir: str | Path, data_dir: str | Path, name: str | None 
     atomic_write_json(out / METRICS_FILE, metrics)
     plotting.save_figure(plotting.plot_test_summary(metrics, names, _name(Path(data_dir))),
                          out / "figures" / f"{plotting.test_summary_name(metrics)}.png")
-    plotting.save_figure(plotting.plot_mistakes(images, y, proba, names, thresholds=thresholds),
-                         out / "figures" / "mistakes.png")
+    record = run.read_record() if run.record_path.is_file() else {}
+    seed = int(record.get("params", {}).get("seed", 0))  # the run's seed picks the examples
+    cams = cam_examples(model, images, y, proba, seed=seed)
+    write_report(evaluation_report(out, metrics, names, images, y, proba, cams, thresholds), out)
     return metrics
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
@@ -49,6 +50,12 @@ def test_evaluate_writes_metrics_and_figures(run):
     assert saved["accuracy"] == m["accuracy"] and len(saved["confusion_matrix"]) == 3
     assert (out / "figures" / "confusion_matrix.png").is_file()
     assert (out / "figures" / "mistakes.png").is_file()
+    report = (out / "report.md").read_text()
+    assert f"| ResNet | {100 * m['accuracy']:.1f} %" in report and "Grad-CAM" in report
+    for link in re.findall(r"\]\((figures/[^)]+)\)", report):
+        assert (out / link).is_file(), link
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == \
+        report.count("![")
 
 
 def test_evaluate_beats_chance_on_unseen_images(run):

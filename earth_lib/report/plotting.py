@@ -43,7 +43,8 @@ def save_figure(fig: plt.Figure, path: str | Path, show: bool = False, dpi: int 
     return Path(path)
 
 
-def _imshow(ax, img):
+def show_image(ax, img) -> None:
+    """Show a scene on an axis without ticks (see :func:`to_display`)."""
     shown = to_display(img)
     ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1)
     ax.set_xticks([])
@@ -54,8 +55,8 @@ def plot_before_after(pairs: list[tuple[str, np.ndarray, np.ndarray]]) -> plt.Fi
     """Raw (top) and enhanced (bottom) example per class: pairs of (class, raw, processed)."""
     fig, axes = plt.subplots(2, len(pairs), figsize=(1.8 * len(pairs), 3.8), squeeze=False)
     for j, (name, raw, proc) in enumerate(pairs):
-        _imshow(axes[0, j], raw)
-        _imshow(axes[1, j], proc)
+        show_image(axes[0, j], raw)
+        show_image(axes[1, j], proc)
         axes[0, j].set_title(name, fontsize=8)
     axes[0, 0].set_ylabel("raw")
     axes[1, 0].set_ylabel("processed")
@@ -75,7 +76,7 @@ def plot_sample_grid(images: np.ndarray, labels: np.ndarray, class_names: list[s
         for c in range(per_class):
             ax = axes[r, c]
             if c < len(pick):
-                _imshow(ax, images[pick[c]])
+                show_image(ax, images[pick[c]])
             else:
                 ax.axis("off")
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", fontsize=8)
@@ -127,7 +128,7 @@ def plot_image_row(images: np.ndarray, titles: list[str], cmap_signed: bool = Fa
             ax.set_xticks([])
             ax.set_yticks([])
         else:
-            _imshow(ax, img)
+            show_image(ax, img)
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
     return fig
@@ -242,7 +243,7 @@ def plot_mistakes(images: np.ndarray, y_true: np.ndarray, proba: np.ndarray,
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong, strict=False):
-        _imshow(ax, images[i])
+        show_image(ax, images[i])
         ax.axis("on")
         if multi:
             row = list(zip(class_names, y_true[i], pred[i], strict=True))

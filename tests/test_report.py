@@ -1,0 +1,142 @@
+"""The per-run report (report.md / report.html) and the Grad-CAM maps it shows."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from earth_lib.metrics import evaluate_predictions
+from earth_lib.report.run_report import (
+    accuracy_interval,
+    headline_sentence,
+    run_report,
+    write_report,
+)
+from earth_lib.run import Run
+
+NAMES = ["forest", "river", "urban"]
+
+
+def test_the_interval_is_wilsons():
+    low, high = accuracy_interval({"accuracy": 0.5, "n": 100})
+    assert (round(low, 4), round(high, 4)) == (0.4038, 0.5962)
+    low, high = accuracy_interval({"accuracy": 1.0, "n": 20})
+    assert high == pytest.approx(1.0) and 0.83 < low < 0.84  # never above 100 %
+
+
+def test_the_sentence_says_above_or_below_the_baseline():
+    test = {"accuracy": 0.9, "n": 50}
+    assert "45 of 50 test images (90.0 %), 10.0 points above" in headline_sentence(
+        test, {"accuracy": 0.8})
+    assert "5.0 points below" in headline_sentence(test, {"accuracy": 0.95})
+
+
+def _scored(rng, right: float, n: int = 60):
+    y = np.arange(n) % 3
+    pred = np.where(rng.random(n) < right, y, (y + 1) % 3)
+    proba = np.full((n, 3), 0.1)
+    proba[np.arange(n), pred] = 0.8
+    return evaluate_predictions(y, proba, NAMES)
+
+
+def _run_folder(tmp_path, searched: bool) -> Run:
+    rng = np.random.default_rng(0)
+    run = Run(tmp_path / "r")
+    run.figures.mkdir(parents=True)
+    hp = {"rotation": 30.0, "learning_rate": 0.002, "batch_size": 32}
+    search = {"best_hyperparameters": hp, "chosen_by": "search" if searched else "baseline",
+              "trials": 6 if searched else 0, "failed_trials": 0, "best_val_loss": 0.41,
+              "step_bounds": [{"step": 1, "rotation": {"bounds": [0, 180]},
+                               "learning_rate": {"bounds": [5e-4, 5e-3], "log": True},
+                               "batch_size": {"values": [16, 32]}}] if searched else []}
+    metrics = {"test": _scored(rng, 0.9), "classical_baseline": _scored(rng, 0.7),
+               "class_names": NAMES, "split_sizes": {"train": 200, "val": 40, "test": 60},
+               "search": search, "literature_baseline": {"val_loss": 0.52}}
+    run.metrics_path.write_text(json.dumps(metrics))
+    run.record_path.write_text(json.dumps({"params_file": "params/x.yaml", "overrides": "",
+                                           "git_commit": "abc", "params": {}}))
+    if searched:
+        pd.DataFrame({"step": [0, 1, 1, 2, 2, 2], "status": ["ok"] * 6,
+                      "rotation": rng.uniform(0, 180, 6),
+                      "learning_rate": rng.uniform(5e-4, 5e-3, 6),
+                      "batch_size": [16, 32] * 3, "val_loss": rng.uniform(0.4, 0.9, 6)}
+                     ).to_csv(run.search_history, index=False)
+    return run
+
+
+@pytest.mark.parametrize("searched", [True, False])
+def test_a_run_report_has_its_headline_figures_and_search(tmp_path, searched):
+    from earth_lib.nn.explain import CamExamples
+
+    run = _run_folder(tmp_path, searched)
+    m = json.loads(run.metrics_path.read_text())
+    cams = CamExamples(np.full((3, 8, 8, 3), 120.0), np.array([0, 1, 2]), np.array([0, 2, 2]),
+                       np.array([0.9, 0.6, 0.8]), np.random.default_rng(1).random((3, 8, 8)))
+    md_path, html_path = write_report(run_report(run, cams), run.path)
+    md = md_path.read_text()
+    acc, base = m["test"]["accuracy"], m["classical_baseline"]["accuracy"]
+    assert f"| ResNet ({'search' if searched else 'literature'} values) | {100 * acc:.1f} %" in md
+    assert f"| classical baseline | {100 * base:.1f} %" in md
+    assert f"{100 * (acc - base):.1f} points above the classical baseline" in md
+    links = re.findall(r"\]\((figures/[^)]+)\)", md)
+    assert {"figures/report_confusion.png", "figures/report_f1.png",
+            "figures/grad_cam.png"} <= set(links)
+    assert ("figures/report_values.png" in links and "figures/report_bounds.png" in links
+            and "6 trials" in md) == searched
+    assert ("No search ran" in md) != searched
+    for link in links:
+        assert (run.path / link).is_file(), link
+    page = html_path.read_text()
+    assert page.count("data:image/png;base64,") == len(links) and "<table" in page
+
+
+def _linear_net():
+    """image -> 1x1 conv (identity: the features are the bands) -> mean -> Dense -> softmax.
+
+    Class 0 reads band 0, class 1 band 1, class 2 band 2, so Grad-CAM of class k must be
+    band k itself, scaled to a peak of 1.
+    """
+    import keras
+
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(3, 1, use_bias=False, name="bands")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(3, activation="softmax", name="classes")(x)
+    model = keras.Model(inputs, out)
+    model.get_layer("bands").set_weights([np.eye(3).reshape(1, 1, 3, 3)])
+    model.get_layer("classes").set_weights([np.eye(3) * 2.0, np.zeros(3)])
+    return model
+
+
+def test_grad_cam_is_the_class_evidence_where_it_lies():
+    from earth_lib.nn.explain import grad_cam, last_feature_layer
+
+    model = _linear_net()
+    assert last_feature_layer(model) == "bands"
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (5, 6, 6, 3)).astype(np.float32)
+    classes = np.array([0, 1, 2, 0, 2])
+    maps = grad_cam(model, x, classes, batch_size=2)
+    want = np.stack([x[i, :, :, k] / x[i, :, :, k].max() for i, k in enumerate(classes)])
+    np.testing.assert_allclose(maps, want, atol=1e-5)  # the logit's gradient, not softmax's
+
+
+def test_cam_examples_take_a_few_images_of_each_class():
+    from earth_lib.nn.explain import cam_examples
+
+    model = _linear_net()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (30, 6, 6, 3)).astype(np.float32)
+    y = np.arange(30) % 3
+    proba = model.predict(x, verbose=0)
+    ex = cam_examples(model, x, y, proba, per_class=2, seed=1)
+    assert list(ex.true) == [0, 0, 1, 1, 2, 2] and ex.maps.shape == (6, 6, 6)
+    picked = model.predict(ex.images, verbose=0)
+    assert np.array_equal(ex.predicted, picked.argmax(1))
+    np.testing.assert_allclose(ex.confidence, picked.max(1), rtol=1e-5)
+    again = cam_examples(model, x, y, proba, per_class=2, seed=1)
+    assert np.array_equal(again.images, ex.images)  # the seed picks the same images
+    multi = cam_examples(model, x, np.eye(3)[y].astype(int), proba, per_class=1, seed=1)
+    assert list(multi.true) == [0, 1, 2]
