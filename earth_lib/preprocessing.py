@@ -278,7 +278,10 @@ def _jobs(files: list[tuple[Path, str]], raw_dir: Path, processed_dir: Path, gra
             dst = dst.with_name(src.name + dst.suffix)
         taken.add(dst)
         done = [p for p in (dst, alt) if p.exists()]
-        if not overwrite and done and (since is None or done[0].stat().st_mtime >= since):
+        # done: written after the source last changed (a regenerated or replaced image is
+        # redone) and, for an overwrite cut short, after that overwrite began
+        newest = max(src.stat().st_mtime, since or 0.0) if done else 0.0
+        if not overwrite and done and done[0].stat().st_mtime >= newest:
             result.already_done[label] += 1
         else:
             jobs.append((str(src), str(dst), label))

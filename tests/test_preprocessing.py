@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -116,6 +117,24 @@ def test_writes_per_class_and_skips_done_files(synthetic_raw, tmp_path):
     again = preprocess_folder(synthetic_raw, out, SETTINGS, progress=False)
     assert sum(again.written.values()) == 0 and sum(again.already_done.values()) == 18
     assert json.loads((out / "preprocessing.json").read_text())["image_size"] == 16
+
+
+def test_a_source_changed_after_processing_is_redone(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        for i in range(2):
+            write_png(tmp_path / "raw" / c / f"{i}.png", rng.integers(0, 255, (20, 20, 3),
+                                                                       dtype=np.uint8))
+    out = tmp_path / "proc"
+    preprocess_folder(tmp_path / "raw", out, SETTINGS, progress=False)
+    before = (out / "a" / "0.png").read_bytes()
+    changed = tmp_path / "raw" / "a" / "0.png"
+    write_png(changed, np.zeros((20, 20, 3), np.uint8))  # the set was regenerated
+    later = (out / "a" / "0.png").stat().st_mtime + 5
+    os.utime(changed, (later, later))
+    again = preprocess_folder(tmp_path / "raw", out, SETTINGS, progress=False)
+    assert sum(again.written.values()) == 1 and sum(again.already_done.values()) == 3
+    assert (out / "a" / "0.png").read_bytes() != before
 
 
 def test_interrupted_run_is_completed(synthetic_raw, tmp_path):

@@ -4,7 +4,9 @@ Six land-cover classes drawn with random orientation, scale, colour and noise,
 written as PNG files in class folders so that the real loading path runs on them.
 Classes overlap in colour (forest and water share dark tones; soil, crops and urban
 draw from one palette of browns, greens and greys), so texture and layout must be
-learned: learnable, not trivial.
+learned; and most patches, like real ones, show a second land cover over a fifth to
+nearly half of their area, so that neither the network nor the classical baseline is
+always right: learnable in minutes, not trivial.
 """
 
 from __future__ import annotations
@@ -117,9 +119,28 @@ _DRAW: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
 }
 
 
+# Share of the patches that show a second land cover, and the range of area it covers
+# (always less than the class's own, which stays the label).
+MIXED_SHARE = 0.6
+MIXED_COVER = (0.2, 0.45)
+
+
+def _second_cover(img: np.ndarray, class_name: str, size: int, rng: np.random.Generator
+                  ) -> np.ndarray:
+    """Another land cover (never cloud) over a smooth region of a fifth to ~half the patch."""
+    others = [c for c in _DRAW if c not in (class_name, "cloud")]
+    other = others[int(rng.integers(len(others)))]
+    field = _noise(rng, size, rng.uniform(size / 8, size / 4))
+    cover = np.quantile(field, 1 - rng.uniform(*MIXED_COVER))
+    mask = np.clip((field - cover) * 8 + 0.5, 0, 1)[..., None]  # a soft edge
+    return img * (1 - mask) + _DRAW[other](rng, size) * mask
+
+
 def make_scene(class_name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """Draw one RGB scene of a class as uint8 (size, size, 3), with haze, light and noise."""
     img = _DRAW[class_name](rng, size)
+    if rng.random() < MIXED_SHARE:
+        img = _second_cover(img, class_name, size, rng)
     img = img * rng.uniform(0.75, 1.25) + rng.uniform(-0.06, 0.06)  # illumination
     haze = rng.uniform(0, 0.25)
     img = img * (1 - haze) + haze * np.array([0.6, 0.65, 0.7])
@@ -142,12 +163,15 @@ def generate_synthetic_dataset(
     """
     root = Path(root)
     settings = {"images_per_class": images_per_class, "image_size": image_size,
-                "n_classes": n_classes, "seed": seed, "generator": "earth_lib.synthetic v3"}
+                "n_classes": n_classes, "seed": seed, "generator": "earth_lib.synthetic v4"}
     manifest = root / DATASET_FILE
-    if manifest.is_file() and json.loads(manifest.read_text()) != settings:
+    if manifest.is_file() and (made := json.loads(manifest.read_text())) != settings:
+        changed = ", ".join(f"{k} {made.get(k)} (now {v})" for k, v in settings.items()
+                            if made.get(k) != v)
         raise FileExistsError(
-            f"{root} holds a synthetic set made with other settings ({manifest}); "
-            "delete the folder or choose another data.raw_dir."
+            f"{root} holds a synthetic set made with other settings ({changed}; "
+            f"{manifest}); delete the folder (its processed copy is redone by itself) or "
+            "choose another data.raw_dir."
         )
     classes = CLASSES[:n_classes]
     counts = {}
