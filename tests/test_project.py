@@ -388,3 +388,13 @@ def test_tensorflow_starts_quietly_under_earth_lib(root):
                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "4.0"
     assert res.stderr.strip() == "", res.stderr
+
+
+def test_the_guide_and_docs_carry_no_history(root):
+    """History is the git log: no commit hashes or issue numbers in prose, code or params."""
+    pattern = re.compile(r"\bcommits?\s+[0-9a-f]{7,40}\b|\b[Ii]ssues? \d+\b|[\w-]\.[0-9a-f]{7}/")
+    files = [root / "README.md", *(root / "docs").glob("*.md"), *(root / "params").glob("*.yaml"),
+             *(root / "earth_lib").rglob("*.py")]
+    found = [f"{p.relative_to(root)}: {m.group(0)}" for p in files
+             for m in pattern.finditer(p.read_text(encoding="utf-8"))]
+    assert not found, found

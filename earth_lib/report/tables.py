@@ -109,7 +109,7 @@ def variants_markdown(outputs: str | Path, runs: list[str]) -> str:
 
 
 def bench_markdown(bench_json: str | Path) -> str:
-    """The figures of ``make bench`` as a table, each beside its target (issue 11)."""
+    """The figures of ``make bench`` as a table, each beside its target."""
     from earth_lib.run import read_json
 
     b = read_json(Path(bench_json))
