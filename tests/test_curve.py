@@ -252,6 +252,14 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     page = written[0].read_text()
     assert "| 250 | 67" in page or "| 250 |" in page
     assert "Fidelity" in page and all(p.stat().st_size > 10_000 for p in written[1:])
+    assert {p.name for p in written[1:]} == {"curve_accuracy.png", "curve_gain.png",
+                                              "curve_fidelity.png"}
+    assert "](figures/curve_fidelity.png)" in page
+    readme_block = curve_report.curve_verdicts(curve_report.load_records(folder),
+                                               str(tmp_path / "docs" / "figures"))
+    assert f"]({tmp_path / 'docs' / 'figures'}/curve_fidelity.png)" in readme_block
+    assert "curve_fidelity" not in curve_report.curve_verdicts(
+        curve_report.load_records(folder), str(tmp_path / "nowhere"))
 
 
 # The curve end to end ----------------------------------------------------------------------

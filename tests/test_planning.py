@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -159,3 +160,22 @@ def test_the_budget_table_reads_its_records():
     lines = table.splitlines()
     assert len(lines) == 4 and "| 30 min | 28.5 min | 20.3 min | 32 px | 18 (18) | no" in lines[2]
     assert "| 0.765 | 0.739 | - |" in lines[2] and "| 2,048 MB |" in lines[3]
+
+
+def test_the_budget_block_draws_its_figure_from_the_records(tmp_path, monkeypatch):
+    from earth_lib.report import tables
+
+    records = tmp_path / "budget"
+    records.mkdir()
+    row = {"data": {"images": 900, "classes": 6, "native_size": 64, "bands": 3},
+           "planned_minutes": 14.0, "image_size": 32, "epochs": 8, "epochs_run": 8,
+           "search": False, "cpus": 2, "cpu": "x"}
+    for minutes, acc in ((15, 0.7), (30, 0.8)):
+        (records / f"{minutes}.json").write_text(json.dumps(
+            {**row, "budget_minutes": minutes, "minutes": minutes - 1, "accuracy": acc,
+             "classical_accuracy": 0.65}))
+    monkeypatch.setattr(tables, "BUDGET_FIGURE", str(tmp_path / "fig.png"))
+    block = tables.outside_outputs("budget", [str(records)])
+    assert block.count("| 900 images") == 2 and block.endswith(f"]({tmp_path / 'fig.png'})")
+    assert (tmp_path / "fig.png").stat().st_size > 10_000
+    assert tables.outside_outputs("budget", [str(tmp_path / "none")]) is None

@@ -1,6 +1,7 @@
-"""The figures only a run's report draws: scores beside the baseline, the search, Grad-CAM.
+"""The figures of the reports: a run's, and those drawn from the budgeted runs' records.
 
-Each function takes results (metrics, a search history, maps) and returns a Figure.
+A run's: scores beside the baseline, the search, Grad-CAM. Each function takes results
+(metrics, a search history, maps, records) and returns a Figure.
 """
 
 from __future__ import annotations
@@ -121,5 +122,30 @@ def plot_grad_cam(images: np.ndarray, maps: np.ndarray, titles: list[str],
         axes[2 * r + 1, c].imshow(maps[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
     if not n:
         axes[0, 0].text(0.5, 0.5, "no images", ha="center")
+    fig.tight_layout()
+    return fig
+
+
+def plot_budget_accuracy(records: list[dict]) -> plt.Figure:
+    """Test accuracy against the time budget: the ResNet and the same runs' classical baseline."""
+    df = pd.DataFrame([{"data": f"{r['data']['images']:,} images, {r['data']['classes']} "
+                        f"classes, {r['data']['native_size']} px", "budget": r["budget_minutes"],
+                        "took": r["minutes"], "ResNet": 100 * r["accuracy"],
+                        "classical baseline": None if r["classical_accuracy"] is None
+                        else 100 * r["classical_accuracy"]} for r in records])
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for i, (data, g) in enumerate(df.sort_values("budget").groupby("data", sort=False)):
+        ax.plot(g["budget"], g["ResNet"], "-o", color=f"C{i}", label=f"ResNet, {data}")
+        if g["classical baseline"].notna().any():
+            ax.plot(g["budget"], g["classical baseline"], "--s", color=f"C{i}", alpha=0.6,
+                    label=f"classical baseline, {data}")
+        for _, r in g.iterrows():
+            ax.annotate(f"took {r['took']:.0f} min", (r["budget"], r["ResNet"]),
+                        textcoords="offset points", xytext=(4, 6), fontsize=7)
+    ax.set_xticks(sorted(df["budget"].unique()))
+    ax.set(xlabel="budget (minutes, 2 CPU cores)", ylabel="test accuracy (%)",
+           title="A run that plans itself: accuracy against its time budget")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

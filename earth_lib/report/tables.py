@@ -171,6 +171,7 @@ def bench_markdown(bench_json: str | Path) -> str:
     return "\n".join(rows) + f"\n\nMeasured on {where} in {b.get('seconds', '?')} s."
 
 
+BUDGET_FIGURE = "docs/figures/budget_accuracy.png"  # linked from the README's budget block
 GENERATED = re.compile(r"(<!-- generated: (?P<kind>\w+) (?P<args>[^>]*?) -->\n)(?P<body>.*?)"
                        r"(<!-- /generated -->)", re.S)
 
@@ -186,7 +187,14 @@ def outside_outputs(kind: str, args: list[str]) -> str | None:
     if kind == "budget":
         folder = Path(args[0] if args else "results/budget")
         found = sorted(folder.glob("*.json")) if folder.is_dir() else []
-        return budget_markdown([json.loads(p.read_text()) for p in found]) if found else None
+        if not found:
+            return None
+        from earth_lib.report.plotting import save_figure
+        from earth_lib.report.report_figures import plot_budget_accuracy
+
+        records = [json.loads(p.read_text()) for p in found]
+        save_figure(plot_budget_accuracy(records), BUDGET_FIGURE)
+        return budget_markdown(records) + f"\n\n![Accuracy against the budget]({BUDGET_FIGURE})"
     from earth_lib.experiments.report import curve_verdicts, load_records
 
     folder = Path(args[0] if args else "results/curve")
