@@ -116,7 +116,7 @@ $(OUT_ESC)/03_does_the_search_pay.ipynb: $(NB3) $(OUT_ESC)/01_preprocessing.ipyn
 
 ## all: create the environment, then run both notebooks with PARAMS (and SET) into outputs/<run>/
 all: env $(OUT_ESC)/02_earth_classifier.ipynb
-	@echo Results in $(call q,$(OUT))/ "(metrics.json, figures/, executed notebooks)"
+	@echo Results in $(call q,$(OUT))/ "(start with report.html or report.md; metrics.json, figures/, executed notebooks)"
 
 ## preprocess: run notebook 1 (enhancement) with PARAMS
 preprocess: env $(OUT_ESC)/01_preprocessing.ipynb

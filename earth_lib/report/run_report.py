@@ -79,10 +79,10 @@ def headline_table(models: dict[str, dict[str, Any] | None]) -> pd.DataFrame:
 
 def headline_sentence(test: dict[str, Any], baseline: dict[str, Any] | None) -> str:
     """What the ResNet got right, and by how much it beat (or lost to) the baseline."""
-    key, label = main_score(test)
+    key = main_score(test)[0]
     n, share = int(test["n"]), test[key]
-    text = (f"The ResNet is right on {round(share * n):,} of {n:,} test images "
-            f"({100 * share:.1f} %{'' if key == 'accuracy' else ', ' + label})")
+    what = "is right on" if key == "accuracy" else "gets every label right on"
+    text = f"The ResNet {what} {round(share * n):,} of {n:,} test images ({100 * share:.1f} %)"
     if baseline and key in baseline:
         diff = 100 * (share - baseline[key])
         text += (f", {abs(diff):.1f} points {'above' if diff >= 0 else 'below'} the classical "
