@@ -248,17 +248,23 @@ class Run:
         record = self.read_record() if self.record_path.is_file() else {}
         if not finished:
             record.pop("failed", None)
+        stage_rec = record.setdefault("stages", {}).setdefault(stage, {})
+        # the code that ran is the commit checked out when the stage began (its modules
+        # were imported then), even if the checkout moves while it runs
+        now = git_commit()
+        commit = stage_rec.get("git_commit", now) if finished else now
         record.update({"params_file": self.params_file, "overrides": self.overrides,
                        "params": self.params,
                        "packages": package_versions(), "installed": installed_packages(),
-                       "git_commit": git_commit(),
+                       "git_commit": commit,
                        "machine": {"platform": platform.platform(), "cpu": cpu_model(),
                                    "processor": platform.machine(), "cpus": os.cpu_count()}})
         if self.plan_path.is_file():
             record["plan"] = read_json(self.plan_path)
-        stage_rec = record.setdefault("stages", {}).setdefault(stage, {})
         if finished:
             stage_rec["finished"] = _now()
+            if now != commit:
+                stage_rec["git_commit_at_finish"] = now
             # this process's peak resident memory (Linux: kB; macOS: bytes)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             stage_rec["peak_rss_mb"] = round(peak / (1024 ** 2 if sys.platform == "darwin"
@@ -268,7 +274,7 @@ class Run:
                 stage_rec["compute"] = compute
         else:
             stage_rec.clear()
-            stage_rec["started"] = _now()
+            stage_rec.update({"started": _now(), "git_commit": commit})
         stage_rec.update(extra or {})
         atomic_write_json(self.record_path, record)
         return self.record_path

@@ -79,6 +79,23 @@ def test_begin_and_finish_record_each_stage(tmp_path, root):
     assert set(run.read_record()["stages"]) == {"classifier", "preprocessing"}
 
 
+def test_the_commit_recorded_is_the_one_a_stage_began_with(tmp_path, root, monkeypatch):
+    import earth_lib.run
+
+    head = iter(["aaa", "bbb", "bbb", "ccc"])
+    monkeypatch.setattr(earth_lib.run, "git_commit", lambda: next(head))
+    run = Run.begin("preprocessing", root / "params" / "smoke.yaml", tmp_path / "r")
+    run.finish("preprocessing")  # the checkout moved while it ran: the code was aaa's
+    rec = run.read_record()
+    assert rec["git_commit"] == "aaa" and rec["stages"]["preprocessing"]["git_commit"] == "aaa"
+    assert rec["stages"]["preprocessing"]["git_commit_at_finish"] == "bbb"
+    run = Run.begin("classifier", root / "params" / "smoke.yaml", tmp_path / "r")
+    run.finish("classifier")
+    rec = run.read_record()
+    assert rec["git_commit"] == "bbb" and "git_commit_at_finish" in rec["stages"]["classifier"]
+    assert rec["stages"]["preprocessing"]["git_commit"] == "aaa"
+
+
 def test_overrides_go_to_their_own_folder_and_into_the_record(tmp_path, root):
     plain = run_dir_for("params/smoke.yaml")
     tagged = run_dir_for("params/smoke.yaml", overrides="train.epochs=2 seed=3")
