@@ -237,6 +237,10 @@ def test_mosaic_data_set_is_built_once_and_rebuilt_when_its_settings_change(tmp_
     fewer = validate({"task": "multilabel", "data": {**data, "mosaic_count": 10}})
     prepare_raw(fewer, progress=False)
     assert len(read_labels_csv(out / "labels.csv", out).paths) == 10  # no stale mosaic left
+    stamp = (out / "labels.csv").stat().st_mtime_ns
+    (src / "dataset.json").write_text('{"generator": "tiles v2"}')  # the tiles were remade
+    prepare_raw(fewer, progress=False)
+    assert (out / "labels.csv").stat().st_mtime_ns != stamp  # so were the mosaics
     missing = validate({"task": "multilabel", "data": {**data, "mosaic_source": "nowhere"}})
     from earth_lib.errors import DatasetNotFoundError
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from earth_lib.data.folders import DATASET_FILE
 from earth_lib.data.multilabel import build_mosaics
 from earth_lib.data.splits import SPLITS
 from earth_lib.data.synthetic import generate_synthetic_dataset
@@ -241,7 +242,10 @@ def prepare_mosaics(params: dict[str, Any], progress: bool = True) -> Path:
     fractions = {s: sp[s] for s in SPLITS}
     counts = {s: int(round(f * d["mosaic_count"])) for s, f in fractions.items()}
     counts["train"] = d["mosaic_count"] - counts["val"] - counts["test"]
-    settings = {"source": source.as_posix(), "grid": d["mosaic_grid"],
+    made = source / DATASET_FILE  # the generated tiles' settings: new tiles, new mosaics
+    settings = {"source": source.as_posix(),
+                "tiles": json.loads(made.read_text()) if made.is_file() else None,
+                "grid": d["mosaic_grid"],
                 "labels_per_mosaic": list(d["mosaic_labels"]), "counts": counts,
                 "seed": params["seed"], "builder": "earth_lib.multilabel.build_mosaics v1"}
     stamp = out / "mosaics.json"
