@@ -138,5 +138,10 @@ def test_cam_examples_take_a_few_images_of_each_class():
     np.testing.assert_allclose(ex.confidence, picked.max(1), rtol=1e-5)
     again = cam_examples(model, x, y, proba, per_class=2, seed=1)
     assert np.array_equal(again.images, ex.images)  # the seed picks the same images
-    multi = cam_examples(model, x, np.eye(3)[y].astype(int), proba, per_class=1, seed=1)
-    assert list(multi.true) == [0, 1, 2]
+    both = np.eye(3)[y].astype(int)
+    both[:, 0] = 1  # every image also shows class 0
+    multi = cam_examples(model, x, both, proba, per_class=1, seed=1)
+    assert list(multi.true) == [0, 1, 2] and list(multi.predicted) == [0, 1, 2]
+    np.testing.assert_allclose(multi.confidence, [proba[x.tolist().index(img.tolist()), c]
+                                                  for img, c in zip(multi.images, [0, 1, 2],
+                                                                    strict=True)])

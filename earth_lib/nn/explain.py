@@ -73,17 +73,23 @@ def cam_examples(model: keras.Model, images: np.ndarray, labels: np.ndarray,
     """Grad-CAM for ``per_class`` images of each class (drawn with ``seed``).
 
     Multi-label ``labels`` (n, L): an image counts for each of its labels. Each map explains
-    the predicted class, so a wrong answer shows what misled the network.
+    the predicted class, so a wrong answer shows what misled the network (multi-label: the
+    label the image was picked for, with its probability).
     """
     rng = np.random.default_rng(seed)
     members = labels.astype(bool) if labels.ndim == 2 else \
         labels[:, None] == np.arange(proba.shape[1])[None, :]
     picked: list[int] = []
+    picked_for: list[int] = []
     for c in range(proba.shape[1]):
         pool = np.setdiff1d(np.flatnonzero(members[:, c]), picked)
-        picked.extend(rng.choice(pool, min(per_class, len(pool)), replace=False).tolist())
+        chosen = rng.choice(pool, min(per_class, len(pool)), replace=False).tolist()
+        picked.extend(chosen)
+        picked_for.extend([c] * len(chosen))
     idx = np.asarray(picked, dtype=int)
     x = read_rows(images, idx, np.float32)
-    predicted = proba[idx].argmax(1)
-    true = labels[idx].argmax(1) if labels.ndim == 2 else labels[idx]
+    true = np.asarray(picked_for, dtype=int)
+    # one class per image: the map explains the answer; several labels: the label it was
+    # picked for (another label being predicted is no mistake)
+    predicted = true if labels.ndim == 2 else proba[idx].argmax(1)
     return CamExamples(x, true, predicted, proba[idx, predicted], grad_cam(model, x, predicted))
