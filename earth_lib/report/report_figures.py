@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import LogLocator, NullFormatter
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from earth_lib.report.plotting import show_image
 
@@ -59,8 +59,8 @@ def plot_hyperparameter_scores(history: pd.DataFrame, names: list[str],
             ax.scatter(part[name], part[score], s=14, alpha=0.75,
                        label=f"step {step}" if step else "literature values")
         if name == "learning_rate" and len(ok) and (ok[name] > 0).all():
-            _log_axis(ax.xaxis)
             ax.set_xscale("log")
+            _log_axis(ax.xaxis)
         ax.set_xlabel(name, fontsize=8)
         ax.set_ylabel(score, fontsize=8)
         ax.tick_params(labelsize=7)
@@ -101,7 +101,8 @@ def plot_step_bounds(step_bounds: list[dict]) -> plt.Figure:
 
 def _log_axis(axis) -> None:
     """A log axis with a few plain labels (the default crowds its minor ticks)."""
-    axis.set_major_locator(LogLocator(numticks=4))
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
     axis.set_minor_formatter(NullFormatter())
 
 
