@@ -13,7 +13,7 @@ from earth_lib.errors import DatasetNotFoundError, EarthResnetError
 from earth_lib.io import run_lock
 from earth_lib.params import load_params, read_given, validate
 from earth_lib.paths import project_root, run_dir_for
-from earth_lib.planning import plan_is_current
+from earth_lib.planning import needs_new_plan
 from earth_lib.report.tables import params_markdown, regenerate_readme, results_markdown
 from earth_lib.run import Run, load_run, mark_failed
 
@@ -49,15 +49,16 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
     run_dir = Path(run_dir or run_dir_for(params_file, overrides=overrides))
     run = Run(run_dir)
     run.mark()
-    if params["budget_minutes"] is not None and not plan_is_current(run.plan, params, given):
+    name = Path(notebook).stem
+    finished = run_dir / f"{name}.ipynb"
+    if needs_new_plan(run.plan, params, given, finished):
         if not raw.is_dir():
             raise DatasetNotFoundError(f"{params_file}: budget_minutes plans from the images, "
                                        f"and {raw} is not a folder yet (make data first).")
         with run_lock(run_dir):
             make_plan({**params, "data": {**params["data"], "raw_dir": str(raw)}}, given,
                       run.plan_path)
-    name = Path(notebook).stem
-    running, done = run_dir / f"{name}.running.ipynb", run_dir / f"{name}.ipynb"
+    running, done = run_dir / f"{name}.running.ipynb", finished
     with run_lock(run_dir):
         try:
             pm.execute_notebook(str(notebook), str(running), kernel_name="python3",

@@ -92,6 +92,29 @@ def test_the_plan_goes_under_the_file_and_a_changed_file_needs_a_new_plan():
     assert RunPlan.from_json(plan.to_json()) == plan
 
 
+def test_a_rerun_plans_again_with_a_new_clock(tmp_path):
+    import os
+    from dataclasses import replace
+
+    from earth_lib.planning import needs_new_plan
+
+    given = {"data": {"raw_dir": "data/raw/mine"}, "budget_minutes": 30}
+    params = validate(given)
+    plan = replace(plan_run(params, given, CPU, AERIAL), started=1000.0)
+    first, second = tmp_path / "01_preprocessing.ipynb", tmp_path / "02_earth_classifier.ipynb"
+    assert needs_new_plan(None, params, given, first)  # no plan yet
+    assert not needs_new_plan(plan, params, given, first)  # the first pass: not run yet
+    first.write_text("{}")
+    os.utime(first, (1100.0, 1100.0))  # notebook 1 finished under this plan
+    assert not needs_new_plan(plan, params, given, second)  # notebook 2 of the same pass
+    assert needs_new_plan(plan, params, given, first)  # make all again: a new pass
+    second.write_text("{}")
+    os.utime(second, (900.0, 900.0))  # notebook 2 of an older pass
+    assert not needs_new_plan(plan, params, given, second)
+    assert not needs_new_plan(plan, validate({"data": given["data"]}), {"data": given["data"]},
+                              first)  # no budget: no plan
+
+
 def test_a_late_run_cuts_the_final_training_and_says_so():
     plan = _plan(30, EUROSAT)
     epochs = plan.choices["train.epochs"]

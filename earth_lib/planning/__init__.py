@@ -14,6 +14,7 @@ from earth_lib.planning.plan import (
     budget_line,
     final_epochs,
     fit_final,
+    needs_new_plan,
     plan_is_current,
     plan_run,
     read_plan,
@@ -21,4 +22,4 @@ from earth_lib.planning.plan import (
 )
 
 __all__ = ["DataSummary", "RunPlan", "Speed", "budget_line", "final_epochs", "fit_final",
-           "plan_is_current", "plan_run", "read_plan", "with_plan"]
+           "needs_new_plan", "plan_is_current", "plan_run", "read_plan", "with_plan"]

@@ -277,6 +277,20 @@ def plan_is_current(plan: RunPlan | None, params: dict[str, Any], given: Any) ->
         and plan.given == _flat(given or {})
 
 
+def needs_new_plan(plan: RunPlan | None, params: dict[str, Any], given: Any,
+                   executed: Path) -> bool:
+    """Whether a budgeted run must plan again before the notebook ``executed`` is made.
+
+    A plan serves one pass through the notebooks: when this notebook already finished
+    under it, this is a new pass (a rerun) that gets a new clock and this code's choices;
+    so does a changed budget or hand-set value.
+    """
+    if params["budget_minutes"] is None:
+        return False
+    rerun = plan is not None and executed.is_file() and executed.stat().st_mtime >= plan.started
+    return rerun or not plan_is_current(plan, params, given)
+
+
 def with_plan(given: Any, source: str, plan: RunPlan | None) -> dict[str, Any]:
     """The checked parameters: the file's values, the plan's under them."""
     if plan is None:
