@@ -341,7 +341,7 @@ def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures
     if said:
         parts.append("Verdict per size (the best search arm against the best arm without a "
                      "search):\n\n" + "\n".join(f"- {v}" for v in said.values()))
-    if figures:
+    if figures and len(table):
         parts.append(f"![Test accuracy against training-set size]({figures}/curve_accuracy.png)"
                      f"\n\n![The search's gain]({figures}/curve_gain.png)")
     if len(table):
