@@ -47,21 +47,18 @@ def setup_cell(repository: str) -> str:
 # find or clone the project and install what Colab lacks, at the tested versions;
 # elsewhere, nothing.
 # Not published yet, or no network? Upload the project (unzipped) to /content/earth-resnet,
-# or keep it in Google Drive (MyDrive/earth-resnet) and set USE_DRIVE = True.
+# or keep it in Google Drive and set COLAB_DIR to "/content/drive/MyDrive/earth-resnet".
 REPO_URL = "{repository}.git"  # or your fork or mirror
-USE_DRIVE = False
 import os, subprocess, sys  # noqa: E401
 IN_COLAB = "google.colab" in sys.modules
-COLAB_DIR = "/content/drive/MyDrive/earth-resnet" if USE_DRIVE else "/content/earth-resnet"
-if IN_COLAB and USE_DRIVE:
+COLAB_DIR = "/content/earth-resnet"
+if IN_COLAB and COLAB_DIR.startswith("/content/drive/"):
     from google.colab import drive
     drive.mount("/content/drive")
-CLONE = ["git", "clone", "-q", "--depth", "1", REPO_URL, COLAB_DIR]
-HAVE_COPY = os.path.isfile(os.path.join(COLAB_DIR, "pyproject.toml"))
-if IN_COLAB and not HAVE_COPY and subprocess.run(CLONE).returncode:
-    raise RuntimeError(f"Could not clone {{REPO_URL}} into {{COLAB_DIR}}. Set REPO_URL in this "
-                       "cell to a repository you can reach, or upload the project there (or "
-                       "to Drive, with USE_DRIVE = True), then run the cell again.")
+if IN_COLAB and not os.path.isfile(f"{{COLAB_DIR}}/pyproject.toml") and subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", REPO_URL, COLAB_DIR]).returncode:
+    raise RuntimeError(f"Could not clone {{REPO_URL}}. Set REPO_URL to a repository you can "
+                       f"reach, or upload the project to {{COLAB_DIR}}; run the cell again.")
 sys.path.insert(0, COLAB_DIR)
 from earth_lib.colab import colab_setup  # noqa: E402
 print(colab_setup(COLAB_DIR, IN_COLAB))'''

@@ -132,7 +132,7 @@ def test_badges_and_cells_follow_the_url_in_pyproject(root, tmp_path):
 
 def test_a_failed_clone_says_which_url_and_what_to_do(root, capsys, tmp_path, in_colab):
     with pytest.raises(RuntimeError,
-                       match=r"(?s)Could not clone .*nowhere.*Set REPO_URL in this cell.*upload"):
+                       match=r"(?s)Could not clone .*nowhere.*Set REPO_URL to a.*upload"):
         _run_cell(root, capsys, tmp_path / "nowhere", tmp_path / "t")
     assert not in_colab
 
