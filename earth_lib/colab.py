@@ -64,10 +64,6 @@ from earth_lib.colab import colab_setup  # noqa: E402
 print(colab_setup(COLAB_DIR, IN_COLAB))'''
 
 
-def _source_lines(text: str) -> list[str]:
-    return text.splitlines(keepends=True)
-
-
 def sync_colab(root: str | Path = ".") -> list[str]:
     """Rewrite the README's and the notebooks' badges and Colab cells from pyproject.toml.
 
@@ -91,9 +87,9 @@ def sync_colab(root: str | Path = ".") -> list[str]:
         for cell in nb["cells"]:
             src = "".join(cell["source"])
             if cell["cell_type"] == "markdown":
-                cell["source"] = _source_lines(badges(src))
+                cell["source"] = badges(src).splitlines(keepends=True)
             elif src.startswith(CELL_MARK):
-                cell["source"] = _source_lines(setup_cell(repository))
+                cell["source"] = setup_cell(repository).splitlines(keepends=True)
         if json.dumps(nb) != before:
             path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n",
                             encoding="utf-8")

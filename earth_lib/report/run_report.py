@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from earth_lib.experiments.report import markdown_table
 from earth_lib.io import atomic_write_text
 from earth_lib.nn.explain import CamExamples
 from earth_lib.report import report_figures as rf
@@ -216,11 +217,9 @@ def evaluation_report(folder: Path, metrics: dict[str, Any], names: list[str],
 
 
 def _markdown_table(df: pd.DataFrame) -> str:
-    head = "| | " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|---" * (len(df.columns) + 1) + "|"
-    rows = [f"| {i} | " + " | ".join(_fmt(v) for v in row) + " |"
+    rows = [[str(i), *map(_fmt, row)]
             for i, row in zip(df.index, df.itertuples(index=False), strict=True)]
-    return "\n".join([head, rule, *rows])
+    return markdown_table(["", *map(str, df.columns)], rows)
 
 
 def _fmt(v: Any) -> str:
