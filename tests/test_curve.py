@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -213,6 +214,22 @@ def test_holm_and_paired_differences():
     assert d["diff_points"] == pytest.approx(6.6) and d["ci_low"] > 0
     assert d["wilcoxon_p"] == pytest.approx(0.0625)  # 5 replicates, all positive: exact
     assert np.isnan(curve_report.paired_difference(np.array([0.9]), np.array([0.8]))["ci_low"])
+    assert d["t_low"] < d["ci_low"] and d["t_high"] > d["ci_high"]  # t is wider with 5
+
+
+def test_three_replicates_of_one_sign_are_not_a_verdict():
+    # +1, +3 and +8 points: the bootstrap interval excludes zero; three replicates of one
+    # sign happen one time in four by chance, and the t interval (Bonferroni) says so
+    rows = []
+    for rep, gain in enumerate((0.01, 0.03, 0.08)):
+        rows += [{"size": 500, "replicate": rep, "arm": "literature", "accuracy": 0.8},
+                 {"size": 500, "replicate": rep, "arm": "method", "accuracy": 0.8 + gain},
+                 {"size": 500, "replicate": rep, "arm": "random", "accuracy": 0.79}]
+    comp = curve_report.comparisons(pd.DataFrame(rows).assign(macro_f1=0.0, minutes=1.0))
+    row = comp[(comp["arm"] == "method") & (comp["against"] == "best no-search")].iloc[0]
+    assert row["ci_low"] > 0 > row["t_low"]
+    assert "no difference shown" in curve_report.verdicts(comp)[500]
+    assert "Bonferroni over 2 search arms" in curve_report.verdicts(comp)[500]
 
 
 def _record(size, rep, arm, acc, **extra):
@@ -286,6 +303,7 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
     assert len(rec["trials"]) == 3 and len(rec["test_correct"]) == 12
     assert rec["images"] == {"train": 24, "val": 6, "test": 12}
     assert load_run(run.path / "cells" / "n00024-r0-noisy_gp").load_card().class_names
+    assert not list(run.path.rglob(curve_run.BACKUP))  # finished trainings leave no backup
     assert curve_run.run_curve(P, run, log=lines.append) == 0  # all done: nothing rerun
     stale = run.path / "records" / "n00012-r0-literature.json"  # as if made by other settings
     rec = json.loads(stale.read_text())

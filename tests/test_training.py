@@ -323,3 +323,42 @@ def test_emulated_bfloat16_warns_and_unknown_precision_is_refused(monkeypatch):
         training.set_precision("float32")
     with pytest.raises(ValueError, match="train.precision must be one of"):
         training.set_precision("bfloat16")
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_training_goes_on_from_its_backup(tmp_path):
+    import keras
+    import pandas as pd
+
+    class StopAt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise _Interrupt
+
+    kw = dict(settings=settings(preset="tiny", epochs=4, early_stopping=False), seed=42,
+              verbose=False, backup_dir=tmp_path / "backup", csv_log=tmp_path / "log.csv")
+    with pytest.raises(_Interrupt):
+        train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), callbacks=[StopAt()], **kw)
+    assert (tmp_path / "backup" / "training_metadata.json").is_file()
+    model, hist = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), **kw)
+    assert hist["resumed_at_epoch"] == [2.0] and len(hist["loss"]) == 2
+    assert int(model.optimizer.iterations) == 4 * 6  # the schedule went on, not over
+    assert list(pd.read_csv(tmp_path / "log.csv")["epoch"]) == [0, 1, 2, 3]
+    assert not (tmp_path / "backup").exists()  # a finished training leaves no backup
+
+
+def test_an_unreadable_backup_is_dropped_and_early_stopping_refused(tmp_path):
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "training_metadata.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="unreadable training backup"):
+        _, hist = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3),
+                              settings(preset="tiny", epochs=1, early_stopping=False), seed=42,
+                              verbose=False, backup_dir=tmp_path / "backup")
+    assert "resumed_at_epoch" not in hist and len(hist["loss"]) == 1
+    with pytest.raises(ValueError, match="early stopping"):
+        train_model(HP, _toy(), _toy(1), 2, (8, 8, 3),
+                    settings(preset="tiny", epochs=1, early_stopping=True), seed=42,
+                    verbose=False, backup_dir=tmp_path / "b2")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -49,6 +50,10 @@ from earth_lib.preprocessing import read_settings
 from earth_lib.provenance import cpu_model, git_commit, package_versions
 from earth_lib.run import Run, read_json
 from earth_lib.search import SearchSpace, posterior_means, run_search
+
+#: A cell's final training is backed up at each epoch's end here (in its folder), and an
+#: interrupted one goes on from there.
+BACKUP = "final_backup"
 
 
 def _objective(P: dict[str, Any], train: data_mod.Split, val: data_mod.Split, n_classes: int,
@@ -116,7 +121,7 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
     t0 = time.perf_counter()
     model, curves = train_model(final_hp, train, val, n_classes, tuple(train.x.shape[1:]),
                                 final_settings(P), seed=train_seed, verbose=False,
-                                csv_log=folder.training_log)
+                                csv_log=folder.training_log, backup_dir=folder.path / BACKUP)
     final_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     proba = predict_proba(model, test.x, tta=P["train"]["tta"])
@@ -137,7 +142,9 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
                  "per_class": {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1-score")}
                                for k, v in scores["per_class"].items()}},
         "test_correct": "".join(map(str, right)),
-        "final_val_accuracy": curves.get("val_accuracy", [None])[-1],
+        "final_val_accuracy": (curves.get("val_accuracy") or [None])[-1],
+        **({"resumed_at_epoch": int(curves["resumed_at_epoch"][0])}
+           if "resumed_at_epoch" in curves else {}),
         "seconds": {"search": round(search_seconds, 1), "final": round(final_seconds, 1),
                     "test": round(time.perf_counter() - t0, 1)},
         "fingerprint": fp,
@@ -163,10 +170,11 @@ def record_state(path: Path, expected: dict[str, str]) -> tuple[str, list[str]]:
 
 
 def begin_cell(folder: Run, fp: dict[str, str]) -> None:
-    """Note the cell's fingerprint in its folder; a search begun with other settings restarts."""
+    """Note the cell's fingerprint; a search or final training begun otherwise restarts."""
     note = folder.path / "cell.json"
     if note.is_file() and read_json(note).get("fingerprint") != fp:
         folder.search_history.unlink(missing_ok=True)
+        shutil.rmtree(folder.path / BACKUP, ignore_errors=True)
     atomic_write_json(note, {"fingerprint": fp})
 
 

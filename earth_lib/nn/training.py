@@ -10,7 +10,9 @@ the objective is then the validation binary cross-entropy.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -236,6 +238,7 @@ def train_model(
     tensorboard_dir: str | Path | None = None,
     strategy: tf.distribute.Strategy | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    backup_dir: str | Path | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build and train one ResNet with these hyperparameters, as ``settings`` say.
 
@@ -255,7 +258,11 @@ def train_model(
     With a PCA ``decoder``, the splits hold PCA scores and the images are rebuilt batch by
     batch. ``csv_log`` gets one row per epoch as it ends (kept if the run is interrupted);
     ``tensorboard_dir`` gets TensorBoard curves. ``callbacks``: more Keras callbacks, run
-    after the built-in ones (e.g. a timer).
+    after the built-in ones (e.g. a timer). ``backup_dir``: the weights, optimiser state
+    and epoch are saved there at each epoch's end, and a training interrupted there goes
+    on from its last finished epoch (the history then holds ``resumed_at_epoch`` and only
+    the epochs run now; the images after it come in a new shuffle, so a resumed training
+    is not bit-identical); not with early stopping, whose state is not saved.
     """
     keras.utils.set_random_seed(int(seed) % 2**32)  # every valid seed (numpy takes 32 bits)
     set_precision(settings.precision)
@@ -287,9 +294,17 @@ def train_model(
             monitor="val_ce", mode="min", patience=settings.patience, restore_best_weights=True))
     limit = TimeLimit(settings.time_limit) if settings.time_limit else None
     built_in += ([limit] if limit else []) + ([EpochLog("  ")] if verbose else [])
+    resumed = 0
+    if backup_dir:
+        if settings.early_stopping:
+            raise ValueError("train_model: backup_dir cannot resume early stopping (its best "
+                             "weights are not saved); train without it.")
+        resumed = backed_up_epoch(backup_dir)
+        built_in.append(keras.callbacks.BackupAndRestore(str(backup_dir),
+                                                         double_checkpoint=True))
     if csv_log:
         Path(csv_log).parent.mkdir(parents=True, exist_ok=True)
-        built_in.append(keras.callbacks.CSVLogger(str(csv_log)))
+        built_in.append(keras.callbacks.CSVLogger(str(csv_log), append=resumed > 0))
     if tensorboard_dir:
         built_in.append(keras.callbacks.TensorBoard(str(tensorboard_dir), write_graph=False))
     hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps,
@@ -297,7 +312,26 @@ def train_model(
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     history["time_limit_hit"] = [float(bool(limit and limit.hit))]
     history["global_batch_size"] = [float(batch * passes)]
+    if resumed:
+        history["resumed_at_epoch"] = [float(resumed)]
     return model, history
+
+
+def backed_up_epoch(backup_dir: str | Path) -> int:
+    """The epochs a backup in ``backup_dir`` has finished (0: none).
+
+    An unreadable backup is removed, so the training starts over rather than failing.
+    """
+    meta = Path(backup_dir) / "training_metadata.json"
+    if not meta.is_file():
+        return 0
+    try:
+        return int(json.loads(meta.read_text(encoding="utf-8"))["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        warnings.warn(f"{backup_dir}: an unreadable training backup, removed; the training "
+                      "starts over.", stacklevel=2)
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        return 0
 
 
 def make_objective(train: Split, val: Split, num_classes: int, input_shape: tuple[int, int, int],
