@@ -188,6 +188,9 @@ def parser() -> argparse.ArgumentParser:
                                             "its records alone")
     p.add_argument("records", nargs="?", default="results/curve")
     p.add_argument("--docs", default="docs", help="where curve.md and its figures go")
+    p.add_argument("--evidence", default=None,
+                   help="where the planner's advice goes (default: the one the planner "
+                        "reads, earth_lib/planning/curve_evidence.json; '': nowhere)")
     p = sub.add_parser("record-budget", help="keep a finished budgeted run's plan, time and "
                                              "scores as a record (for the README's table)")
     p.add_argument("run")
@@ -322,8 +325,11 @@ def _curve(args: argparse.Namespace) -> None:
 def _curve_report(args: argparse.Namespace) -> None:
     """Write docs/curve.md and its figures from the curve's records."""
     from earth_lib.experiments.report import write_curve_report
+    from earth_lib.planning.evidence import EVIDENCE_FILE
 
-    print(f"written: {', '.join(map(str, write_curve_report(args.records, args.docs)))}")
+    evidence = EVIDENCE_FILE if args.evidence is None else args.evidence or None
+    written = write_curve_report(args.records, args.docs, evidence)
+    print(f"written: {', '.join(map(str, written))}")
 
 
 def _record_budget(args: argparse.Namespace) -> None:

@@ -46,7 +46,7 @@ import numpy as np
 from earth_lib import data as data_mod
 from earth_lib import params as params_mod
 from earth_lib.errors import ParameterError
-from earth_lib.params import AUGMENT_KEYS
+from earth_lib.params import AUGMENT_KEYS, POLICIES
 from earth_lib.search import SearchPlan
 from earth_lib.search import fingerprint as digest
 
@@ -54,7 +54,7 @@ from earth_lib.search import fingerprint as digest
 ARMS = tuple(params_mod.SCHEMA["curve"]["arms"].default)
 #: Arms that choose without a trial; of them, the policy-free augmentations.
 NO_SEARCH = ("none", "literature", "dihedral", "trivialaugment", "randaugment")
-POLICY_FREE = ("dihedral", "trivialaugment", "randaugment")
+POLICY_FREE = POLICIES[1:]
 SEARCH_ARMS = tuple(a for a in ARMS if a not in NO_SEARCH)
 FIDELITY = "fidelity"
 #: Raised when a cell's meaning changes in a way its settings do not show (records rerun).

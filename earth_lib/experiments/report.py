@@ -151,33 +151,71 @@ def comparisons(acc: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def verdicts(comp: pd.DataFrame) -> dict[int, str]:
-    """Per size, one sentence: does the best search arm beat the best no-search arm?
+def search_gains(comp: pd.DataFrame) -> pd.DataFrame:
+    """Per size: the best search arm against the best no-search arm, and the verdict.
 
     The best of ``m`` search arms is judged by its Student-t interval at 1 - 0.05 / m
     (Bonferroni: picking the best of m would otherwise find a gain by chance); "pays" and
     "loses" need that interval clear of zero.
     """
-    out = {}
+    rows = []
     gains = comp[(comp["against"] == "best no-search") & comp["arm"].isin(SEARCH_ARMS)]
     for size, g in gains.groupby("size"):
         best = g.loc[g["diff_points"].idxmax()]
         low, high = t_interval(best["diff_points"], best["sd_points"],
                                int(best["replicates"]), 1 - 0.05 / len(g))
-        ci = (f"95 % interval [{low:+.1f}, {high:+.1f}] (Student t, Bonferroni over "
-              f"{len(g)} search arm{'s' if len(g) > 1 else ''})"
-              if np.isfinite(low) else "one replicate, no interval yet")
-        if np.isfinite(low) and low > 0:
-            word = "the search pays"
-        elif np.isfinite(high) and high < 0:
-            word = "the search loses"
-        else:
-            word = "no difference shown"
-        out[int(size)] = (f"{int(size):,} images: {word}: the best search arm ({best['arm']}) "
-                          f"{best['diff_points']:+.1f} points against the best no-search arm "
-                          f"({best['reference']}), {ci}, {int(best['replicates'])} "
-                          "replicate(s).")
+        verdict = ("pays" if np.isfinite(low) and low > 0 else
+                   "loses" if np.isfinite(high) and high < 0 else "no difference shown")
+        rows.append({"size": int(size), "search_arm": best["arm"],
+                     "no_search_arm": best["reference"], "replicates": int(best["replicates"]),
+                     "search_arms": len(g), "gain_points": float(best["diff_points"]),
+                     "low": low, "high": high, "verdict": verdict})
+    return pd.DataFrame(rows, columns=["size", "search_arm", "no_search_arm", "replicates",
+                                       "search_arms", "gain_points", "low", "high", "verdict"])
+
+
+def verdicts(comp: pd.DataFrame) -> dict[int, str]:
+    """Per size, one sentence: does the best search arm beat the best no-search arm?"""
+    out = {}
+    for _, g in search_gains(comp).iterrows():
+        m = g["search_arms"]
+        ci = (f"95 % interval [{g['low']:+.1f}, {g['high']:+.1f}] (Student t, Bonferroni over "
+              f"{m} search arm{'s' if m > 1 else ''})"
+              if np.isfinite(g["low"]) else "one replicate, no interval yet")
+        word = {"pays": "the search pays", "loses": "the search loses"}.get(g["verdict"],
+                                                                         g["verdict"])
+        out[int(g["size"])] = (
+            f"{int(g['size']):,} images: {word}: the best search arm ({g['search_arm']}) "
+            f"{g['gain_points']:+.1f} points against the best no-search arm "
+            f"({g['no_search_arm']}), {ci}, {int(g['replicates'])} replicate(s).")
     return out
+
+
+def evidence(acc: pd.DataFrame, comp: pd.DataFrame) -> dict[str, Any]:
+    """What the curve tells a run at each size (the planner's advice; JSON-ready).
+
+    Per size: the replicates every arm there ran, the best no-search arm by mean accuracy
+    (what a run without a search should train with), and the search's verdict against it.
+    """
+    gains = search_gains(comp).set_index("size")
+    sizes = {}
+    for size, g in acc.groupby("size"):
+        means = g.groupby("arm")["accuracy"].agg(["mean", "count"])
+        best = best_arm(acc, size, NO_SEARCH)
+        entry: dict[str, Any] = {
+            "replicates": int(means["count"].min()),
+            "best_no_search": best,
+            "accuracy": {a: round(float(means.loc[a, "mean"]), 4)
+                         for a in ARMS if a in means.index}}
+        if size in gains.index:
+            r = gains.loc[size]
+            entry["search"] = {"verdict": r["verdict"], "arm": r["search_arm"],
+                               "gain_points": round(float(r["gain_points"]), 2),
+                               "interval": [round(float(r["low"]), 2), round(float(r["high"]), 2)]
+                               if np.isfinite(r["low"]) else None,
+                               "replicates": int(r["replicates"])}
+        sizes[str(int(size))] = entry
+    return {"sizes": sizes}
 
 
 def fidelity(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -411,12 +449,21 @@ def curve_verdicts(records: list[dict[str, Any]], figures: str = "docs/figures")
     return "\n".join(lines)
 
 
-def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs") -> list[Path]:
-    """``docs/curve.md`` and its two figures, regenerated from the records alone."""
+def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs",
+                       evidence_file: str | Path | None = None) -> list[Path]:
+    """``docs/curve.md`` and its figures, regenerated from the records alone.
+
+    ``evidence_file``: where the planner's advice (:func:`evidence`) goes too, if anywhere.
+    """
     records = load_records(records_dir)
     docs = Path(docs_dir)
     acc = accuracies(records)
     tables = summary(acc), comparisons(acc)
+    written = []
+    if evidence_file:
+        atomic_write_text(Path(evidence_file), json.dumps(
+            {"records": str(records_dir), **evidence(acc, tables[1])}, indent=1) + "\n")
+        written.append(Path(evidence_file))
     figures = curve_figures(*tables, docs / "figures") if len(acc) else []
     figures += [p for p in [fidelity_figure(records, docs / "figures")] if p]
     page = docs / "curve.md"
@@ -425,6 +472,13 @@ def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs") -
                       f"`{records_dir}`; do not edit by hand. How the curve is run: "
                       "`earth_lib/experiments/curve.py`; the statistics: "
                       "`earth_lib/experiments/report.py`.\n\n"
+                      "Replicates are the unit (arms paired within one). A verdict compares "
+                      "the best search arm with the best arm without a search by a Student-t "
+                      "95 % interval over replicates, widened (Bonferroni) for having picked "
+                      "the best of the search arms; the bootstrap intervals beside it are too "
+                      "narrow with 3 to 5 replicates. A budgeted run follows these verdicts "
+                      "near the sizes they cover (`earth_lib/planning/curve_evidence.json`)."
+                      "\n\n"
                       + curve_markdown(records, "figures" if figures else None, tables)
                       + "\n")
-    return [page, *figures]
+    return [page, *figures, *written]

@@ -28,9 +28,8 @@ import tensorflow as tf
 from keras import layers
 
 from earth_lib.nn.augmentation import affine_transforms, augmentation_layers
+from earth_lib.params import POLICIES  # the policies, by name (hp["policy"]); none adds none
 
-#: The policies, by name (``hp["policy"]``); ``none`` adds no layer.
-POLICIES = ("none", "dihedral", "trivialaugment", "randaugment")
 #: The operations, in torchvision's order.
 OPERATIONS = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate",
               "brightness", "color", "contrast", "sharpness", "posterize", "solarize",

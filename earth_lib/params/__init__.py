@@ -13,6 +13,7 @@ from earth_lib.params.schema import (
     DEFAULT_SPACE,
     HYPERPARAMETER_LIMITS,
     HYPERPARAMETERS,
+    POLICIES,
     REQUIRED_HYPERPARAMETERS,
     SCHEMA,
     TASKS,
@@ -41,6 +42,7 @@ from earth_lib.params.validation import (
 
 __all__ = [
     "AUGMENT_KEYS",
+    "POLICIES",
     "DATASETS",
     "DEFAULT_SPACE",
     "HYPERPARAMETERS",

@@ -30,6 +30,8 @@ HYPERPARAMETERS = (
 REQUIRED_HYPERPARAMETERS = HYPERPARAMETERS[:9]
 #: The six augmentation values among them (what ``augmentation.RandomAffine`` applies).
 AUGMENT_KEYS = HYPERPARAMETERS[:6]
+#: Policy-free augmentations (earth_lib.nn.policies), by name; ``none`` adds none.
+POLICIES = ("none", "dihedral", "trivialaugment", "randaugment")
 
 #: Hard limits each hyperparameter's declared bounds or values must respect.
 HYPERPARAMETER_LIMITS = {
@@ -203,6 +205,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "learning_rate": _p(1e-3, float, "Adam learning rate", low=1e-8, high=1.0),
         "batch_size": _p(32, int, "batch size", low=1),
         "kernel_size": _p(3, int, "convolution kernel size", low=1, high=15),
+        "policy": _p("none", str, "a policy-free augmentation instead of the six values "
+                     "above (which it sets to 0): dihedral (flips, quarter turns), "
+                     "trivialaugment or randaugment; none: the six values", choices=POLICIES),
     },
     "train": {
         "epochs": _p(20, int, "final training epochs (unless searched)", low=1),

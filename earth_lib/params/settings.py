@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from earth_lib.params.schema import AUGMENT_KEYS
 from earth_lib.params.validation import validate
 from earth_lib.search.plan import SearchPlan
 
@@ -142,8 +143,13 @@ def data_selection(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def baseline_hyperparameters(params: dict[str, Any]) -> dict[str, Any]:
-    """The literature values (METHOD.md) for the names the search explores."""
-    hp = {k: v for k, v in params["baseline"].items() if k != "enabled"}
+    """The literature values (METHOD.md) for the names the search explores.
+
+    With ``baseline.policy`` set, its policy-free augmentation replaces the six values.
+    """
+    hp = {k: v for k, v in params["baseline"].items() if k not in ("enabled", "policy")}
+    if params["baseline"]["policy"] != "none":
+        hp.update({**dict.fromkeys(AUGMENT_KEYS, 0), "policy": params["baseline"]["policy"]})
     if "epochs" in params["search"]["space"]:
         hp["epochs"] = params["search"]["epochs"]
     return hp

@@ -19,6 +19,7 @@ from earth_lib.data import index_folder, select_files
 from earth_lib.images import read_image
 from earth_lib.io import atomic_write_json
 from earth_lib.params import data_selection
+from earth_lib.planning.evidence import read_evidence
 from earth_lib.planning.plan import (
     CPU_RECIPE,
     GPU_PRESET,
@@ -82,7 +83,8 @@ def make_plan(params: dict[str, Any], given: Any, path: str | Path,
     log(f"planning the run for budget_minutes = {params['budget_minutes']:g} ...")
     data, files = summarize_folder(params["data"]["raw_dir"], data_selection(params),
                                    params["seed"])
-    plan = plan_run(params, given or {}, measure_speed(params, data, files, log), data)
+    plan = plan_run(params, given or {}, measure_speed(params, data, files, log), data,
+                    read_evidence())
     plan.started = t0  # the budget counts from the start of planning
     plan.stages = {"planning": round(time.time() - t0, 1), **plan.stages}
     log(plan.describe())

@@ -20,6 +20,7 @@ from typing import Any
 
 from earth_lib.errors import ParameterError
 from earth_lib.params import TrainSettings, apply_overrides, validate
+from earth_lib.planning.evidence import advice_for
 
 #: The sides (px) a plan chooses from, and the sizes it measures training speed at.
 CANDIDATE_SIZES = (32, 48, 64, 96, 128, 160, 192, 224)
@@ -143,12 +144,15 @@ def _flat(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
-             data: DataSummary) -> RunPlan:
+             data: DataSummary, evidence: dict[str, Any] | None = None) -> RunPlan:
     """Choose what the file leaves open so that the run fits ``params['budget_minutes']``.
 
     ``given``: the file's own mapping with its overrides (what a person set by hand wins).
-    Pure: the measurements come in ``speed`` and ``data``. Long on purpose: it reads as the
-    printed plan does, one choice after another, each with its reason.
+    ``evidence``: the learning curve's (:mod:`earth_lib.planning.evidence`); near a size it
+    measured, the plan augments like the best arm without a search there, and searches
+    only where the search paid. Pure: the measurements come in ``speed`` and ``data``.
+    Long on purpose: it reads as the printed plan does, one choice after another, each with
+    its reason.
     """
     budget = params["budget_minutes"]
     hand = _flat(given)
@@ -169,6 +173,9 @@ def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
         choose(key, value, "a GPU affords a wider network" if speed.gpu
                and key == "model.preset" else "the project's recipe for a CPU (there, "
                "epochs matter more than width)" if key == "model.preset" else "the recipe")
+    advice = advice_for(n_train, evidence or {})
+    for key, value in advice.overrides().items():
+        choose(key, value, advice.augmentation_reason())
     workers = choose("preprocess.workers", os.cpu_count() or 1, "every core")
     tta = hand.get("train.tta", True)
     preprocessing = data.images * speed.preprocess / workers
@@ -223,11 +230,15 @@ def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
     trial = trial_epochs * (trial_images * speed.train(size)
                             + sp["val"] * data.images * speed.train(size) / 3)
     trials = int(surplus // trial) if trial > 0 else 0
-    search = trials >= MIN_TRIALS
+    pays = advice.search_pays()
+    search = trials >= MIN_TRIALS and pays is not False
     choose("search.enabled", search,
            f"{trials} trials of {trial_epochs} epochs fit beside {epochs} final epochs"
-           if search else f"the budget leaves {trials} trial(s) (fewer than {MIN_TRIALS}) "
-           "after the final training: the literature values")
+           + (f"; {advice.search_reason()}" if pays else "") if search
+           else f"no search: {advice.search_reason()}; the run ends early rather than "
+           "search" if pays is False and trials >= MIN_TRIALS
+           else f"the budget leaves {trials} trial(s) (fewer than {MIN_TRIALS}) after the "
+           "final training: the literature values")
     choose("baseline.enabled", search, "the literature values scored as the search's "
            "yardstick" if search else "no search: no yardstick to score")
     search_seconds = _plan_search(choose, trials, trial_epochs, trial_images, trial) \

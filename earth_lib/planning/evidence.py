@@ -1,0 +1,119 @@
+"""The learning curve's advice to a run: what to augment with, and whether a search pays.
+
+``make curve-report`` writes :data:`EVIDENCE_FILE` from the curve's records (per measured
+training-set size: each arm's mean accuracy, the best arm without a search, the search's
+verdict against it). A run of ``n`` training images takes the advice of the nearest
+measured size (on a log scale, within a factor :data:`REACH`) once that size has
+:data:`MIN_REPLICATES` replicates; elsewhere, or before, it is told nothing and does what
+its parameters say. Pure: reads one JSON file, imports no training code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from earth_lib.params import AUGMENT_KEYS, POLICIES
+
+#: Written by ``make curve-report`` from ``results/curve`` (committed beside the code).
+EVIDENCE_FILE = Path(__file__).with_name("curve_evidence.json")
+#: A measured size advises data up to this factor smaller or larger.
+REACH = 2.0
+#: Fewer replicates than this at a size advise nothing (one replicate's winner is noise).
+MIN_REPLICATES = 3
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What the curve measured near one training-set size; empty when it measured nothing."""
+
+    images: int
+    size: int | None = None
+    replicates: int = 0
+    best_no_search: str | None = None
+    accuracy: dict[str, float] = field(default_factory=dict)
+    search: dict[str, Any] | None = None
+
+    @property
+    def where(self) -> str:
+        """Which measurement the advice comes from, in words."""
+        near = "" if self.size == self.images else f" (the nearest measured to {self.images:,})"
+        return f"the learning curve at {self.size:,} training images{near}"
+
+    def overrides(self) -> dict[str, Any]:
+        """The parameter values that train like the best arm without a search."""
+        arm = self.best_no_search
+        if self.size is None or arm in (None, "literature"):
+            return {}
+        if arm == "none":
+            return {f"baseline.{k}": 0 for k in AUGMENT_KEYS}
+        if arm in POLICIES[1:]:
+            return {"baseline.policy": arm}
+        raise ValueError(f"{EVIDENCE_FILE}: unknown arm {arm!r} at {self.size} images.")
+
+    def augmentation_reason(self) -> str:
+        """Why :meth:`overrides` are chosen."""
+        arm = self.best_no_search
+        lit = self.accuracy.get("literature")
+        against = (f" against {100 * lit:.1f} % for the literature values"
+                   if lit is not None and arm != "literature" else "")
+        return (f"{arm}: the best arm without a search in {self.where}, "
+                f"{100 * self.accuracy[arm]:.1f} %{against}, {self.replicates} replicates")
+
+    def search_pays(self) -> bool | None:
+        """Whether the curve found the search paying near this size (None: not measured)."""
+        if self.size is None or not self.search:
+            return None
+        return self.search["verdict"] == "pays"
+
+    def search_reason(self) -> str:
+        """The curve's verdict on the search near this size, in words."""
+        s = self.search or {}
+        ci = s.get("interval")
+        interval = f" (95 % interval {ci[0]:+.1f} to {ci[1]:+.1f})" if ci else ""
+        verdict = {"pays": "it pays", "loses": "it loses"}.get(s.get("verdict"),
+                                                               "no gain shown")
+        return (f"{verdict} in {self.where}: its best arm ({s.get('arm')}) "
+                f"{s.get('gain_points', float('nan')):+.1f} points{interval} against "
+                f"{self.best_no_search} without a search")
+
+
+def read_evidence(path: str | Path = EVIDENCE_FILE) -> dict[str, Any]:
+    """The evidence file's content (no sizes when it is missing)."""
+    path = Path(path)
+    if not path.is_file():
+        return {"sizes": {}}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def advice_for(images: int, evidence: dict[str, Any] | None = None) -> Advice:
+    """The advice for a run of ``images`` training images (empty beyond the curve's reach)."""
+    evidence = read_evidence() if evidence is None else evidence
+    ready = {int(k): v for k, v in evidence.get("sizes", {}).items()
+             if v.get("replicates", 0) >= MIN_REPLICATES and v.get("best_no_search")}
+    if not ready or images < 1:
+        return Advice(images)
+    size = min(ready, key=lambda s: abs(math.log(s / images)))
+    if abs(math.log(size / images)) > math.log(REACH):
+        return Advice(images)
+    e = ready[size]
+    return Advice(images, size, e["replicates"], e["best_no_search"], e.get("accuracy", {}),
+                  e.get("search"))
+
+
+def search_note(images: int, searching: bool, evidence: dict[str, Any] | None = None) -> str:
+    """One line for a run's log: what the learning curve says of a search at this size."""
+    advice = advice_for(images, evidence)
+    pays = advice.search_pays()
+    if pays is None:
+        return (f"The learning curve has not measured the search near {images:,} training "
+                "images (docs/curve.md).")
+    if pays or not searching:
+        return f"The search: {advice.search_reason()}."
+    train = ", ".join(f"{k}={v}" for k, v in advice.overrides().items()) \
+        or "the literature values"
+    return (f"The search: {advice.search_reason()}. search.enabled=false, training with "
+            f"{train}, would save its time.")

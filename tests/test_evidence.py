@@ -1,0 +1,120 @@
+"""The learning curve's advice to a run: the evidence file, the advice, the plan that follows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from earth_lib.experiments import report as curve_report
+from earth_lib.params import baseline_hyperparameters, validate
+from earth_lib.planning import DataSummary, plan_run
+from earth_lib.planning.evidence import EVIDENCE_FILE, advice_for, read_evidence
+from tests.test_planning import CPU, EUROSAT
+
+
+def _evidence(verdict="no difference shown", best="trivialaugment", replicates=5):
+    search = {"verdict": verdict, "arm": "method", "gain_points": 0.4,
+              "interval": [-1.1, 1.9], "replicates": replicates}
+    acc = {"none": 0.8, "literature": 0.85, "trivialaugment": 0.88, "method": 0.884}
+    return {"sizes": {"1000": {"replicates": replicates, "best_no_search": best,
+                               "accuracy": acc, "search": search},
+                      "5000": {"replicates": replicates, "best_no_search": "literature",
+                               "accuracy": acc, "search": {**search, "verdict": "pays"}}}}
+
+
+def test_a_run_takes_the_advice_of_the_nearest_measured_size_within_reach():
+    ev = _evidence()
+    assert advice_for(1000, ev).size == 1000
+    assert advice_for(1900, ev).size == 1000  # nearer 1,000 than 5,000 on a log scale
+    assert advice_for(3000, ev).size == 5000
+    assert advice_for(400, ev).size is None  # more than a factor 2 from any measured size
+    assert advice_for(20000, ev).size is None
+    assert advice_for(1000, _evidence(replicates=2)).size is None  # too few replicates
+    assert advice_for(1000, {"sizes": {}}).overrides() == {}
+
+
+def test_the_advice_names_what_to_train_and_whether_to_search():
+    a = advice_for(1200, _evidence())
+    assert a.overrides() == {"baseline.policy": "trivialaugment"}
+    assert a.search_pays() is False
+    assert "nearest measured to 1,200" in a.search_reason()
+    assert "88.0 % against 85.0 % for the literature values" in a.augmentation_reason()
+    assert advice_for(5000, _evidence()).overrides() == {}  # the literature values won
+    assert advice_for(5000, _evidence()).search_pays() is True
+    none = advice_for(1000, _evidence(best="none")).overrides()
+    assert set(none.values()) == {0} and "baseline.rotation" in none
+
+
+def _plan(evidence, data=EUROSAT, budget=3000, given=None):
+    given = {"data": {"raw_dir": "data/raw/mine"}, "budget_minutes": budget, **(given or {})}
+    return plan_run(validate(given), given, CPU, data, evidence)
+
+
+def test_the_plan_follows_the_evidence_and_says_why():
+    small = DataSummary(images=1500, classes=10, native_size=64, bands=3)  # 1,050 to train
+    without = _plan(None, small)
+    assert without.choices["search.enabled"] is True  # the budget affords trials
+    plan = _plan(_evidence(), small)
+    assert plan.choices["search.enabled"] is False
+    assert "no search: no gain shown in the learning curve at 1,000" in \
+        plan.reasons["search.enabled"]
+    assert plan.choices["baseline.policy"] == "trivialaugment"
+    assert "search" not in plan.stages and plan.expected_minutes < without.expected_minutes
+    big = DataSummary(images=6000, classes=10, native_size=64, bands=3)
+    paid = _plan(_evidence(), big)
+    assert paid.choices["search.enabled"] is True and "it pays" in paid.reasons["search.enabled"]
+    hand = _plan(_evidence(), small, given={"baseline": {"policy": "dihedral"},
+                                            "search": {"enabled": True}})
+    assert "baseline.policy" not in hand.choices and "search.enabled" not in hand.choices
+
+
+def test_a_policy_replaces_the_six_augmentation_values():
+    hp = baseline_hyperparameters(validate({"baseline": {"policy": "randaugment"}}))
+    assert hp["policy"] == "randaugment" and hp["rotation"] == 0 and hp["horizontal_flip"] == 0
+    assert "policy" not in baseline_hyperparameters(validate({}))  # the literature values
+    with pytest.raises(Exception, match="baseline.policy"):
+        validate({"baseline": {"policy": "autoaugment"}})
+
+
+def test_the_evidence_comes_from_the_records():
+    rng = np.random.default_rng(1)
+    rows = []
+    for rep in range(4):
+        for arm, acc in (("literature", 0.80), ("randaugment", 0.83), ("method", 0.835),
+                         ("random", 0.82)):
+            rows.append({"size": 500, "replicate": rep, "arm": arm,
+                         "accuracy": acc + 0.005 * rng.random(), "macro_f1": acc,
+                         "minutes": 1.0})
+    import pandas as pd
+
+    acc = pd.DataFrame(rows)
+    ev = curve_report.evidence(acc, curve_report.comparisons(acc))
+    entry = ev["sizes"]["500"]
+    assert entry["best_no_search"] == "randaugment" and entry["replicates"] == 4
+    assert entry["search"]["arm"] == "method" and entry["search"]["verdict"] in (
+        "pays", "no difference shown")
+    assert advice_for(500, ev).overrides() == {"baseline.policy": "randaugment"}
+
+
+def test_the_committed_evidence_is_the_committed_records():
+    """``make curve-report`` regenerates the planner's evidence; it must be in step."""
+    root = Path(__file__).resolve().parents[1]
+    records = curve_report.load_records(root / "results" / "curve")
+    acc = curve_report.accuracies(records)
+    expected = {"records": "results/curve",
+                **curve_report.evidence(acc, curve_report.comparisons(acc))}
+    assert read_evidence(EVIDENCE_FILE) == json.loads(json.dumps(expected)), \
+        "run make curve-report and commit earth_lib/planning/curve_evidence.json"
+
+
+def test_a_run_is_told_what_the_curve_says_of_its_search():
+    from earth_lib.planning.evidence import search_note
+
+    assert "has not measured" in search_note(300, True, _evidence())
+    note = search_note(1000, True, _evidence())
+    assert "no gain shown" in note and "baseline.policy=trivialaugment" in note
+    assert "would save" not in search_note(1000, False, _evidence())
+    assert "it pays" in search_note(5000, True, _evidence())
