@@ -326,3 +326,14 @@ def test_the_committed_records_still_match_the_code_that_would_rerun_them():
         cell = cells[record["cell"]]
         settings = curve.digest({"settings": curve.cell_settings(cell, P)})["settings"]
         assert settings == record["fingerprint"]["settings"], f"{path.name} would rerun"
+
+
+def test_the_time_left_counts_each_cells_steps():
+    c = {"final_steps": {250: 400, 5000: 1200}, "trial_fraction": 0.1, "trials": 8,
+         "workers": 2}
+    assert curve.planned_steps(curve.Cell(250, 0, "literature"), c) == 400
+    assert curve.planned_steps(curve.Cell(250, 0, "method"), c) == 400 + 8 * 40
+    assert curve.planned_steps(curve.Cell(5000, 0, curve.FIDELITY), c) == 1200 + 120
+    cells = [curve.Cell(250, 0, "literature"), curve.Cell(5000, 0, "method")]
+    # (400 + 2,160 steps at 0.5 s, and two tests of 60 s) on two workers
+    assert curve_run.hours_left(cells, c, 0.5, 60.0) == pytest.approx((1280 + 120) / 2 / 3600)

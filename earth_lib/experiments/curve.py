@@ -248,6 +248,13 @@ def trial_steps(final_steps: int, c: dict[str, Any]) -> int:
     return max(1, round(final_steps * c["trial_fraction"]))
 
 
+def planned_steps(cell: Cell, c: dict[str, Any]) -> int:
+    """The optimiser steps a cell takes: its trials' (if any) and its final training's."""
+    final = c["final_steps"][cell.size]
+    trials = 1 if cell.arm == FIDELITY else 0 if cell.arm in NO_SEARCH else c["trials"]
+    return final + trials * trial_steps(final, c)
+
+
 def cell_fingerprint(cell: Cell, P: dict[str, Any], cd: CurveData) -> dict[str, str]:
     """Digests of the data and the settings of one cell."""
     return digest({"data": cd.digest, "cell": cell.name, "settings": cell_settings(cell, P)})

@@ -40,6 +40,7 @@ from earth_lib.experiments.curve import (
     load_curve_data,
     loop_plan,
     plan_cells,
+    planned_steps,
     search_plan,
     trial_steps,
 )
@@ -185,6 +186,7 @@ def work_through(P: dict[str, Any], run: Run, results_dir: Path, cd: CurveData,
     Each cell is claimed by its folder's lock, so several processes share one plan.
     """
     cells, done_here, started = plan_cells(P["curve"]), 0, time.perf_counter()
+    steps_here, training_here, test_here = 0, 0.0, 0.0
     for i, cell in enumerate(cells):
         path = results_dir / f"{cell.name}.json"
         fp = cell_fingerprint(cell, P, cd)
@@ -208,13 +210,25 @@ def work_through(P: dict[str, Any], run: Run, results_dir: Path, cd: CurveData,
         keras.backend.clear_session()
         done_here += 1
         s, spent = record["seconds"], time.perf_counter() - started
-        left = sum(not (results_dir / f"{c.name}.json").is_file() for c in cells[i + 1:])
+        steps_here += planned_steps(cell, P["curve"])
+        training_here, test_here = training_here + s["search"] + s["final"], test_here + s["test"]
+        left = [c for c in cells[i + 1:] if not (results_dir / f"{c.name}.json").is_file()]
+        hours = hours_left(left, P["curve"], training_here / steps_here, test_here / done_here)
         log(f"[{i + 1}/{len(cells)}] {cell.name}: test accuracy "
             f"{record['test']['accuracy']:.3f}; search {s['search'] / 60:.1f} min, final "
-            f"{s['final'] / 60:.1f} min; {spent / 60:.0f} min so far, {left} cell(s) without "
-            f"a record, ~{spent / done_here * left / P['curve']['workers'] / 3600:.1f} h left "
-            "at this pace")
+            f"{s['final'] / 60:.1f} min; {spent / 60:.0f} min so far, {len(left)} cell(s) "
+            f"without a record, ~{hours:.1f} h left at this pace")
     return done_here
+
+
+def hours_left(cells: list[Cell], c: dict[str, Any], seconds_per_step: float,
+               test_seconds: float) -> float:
+    """Hours the ``cells`` take on ``curve.workers`` processes at this pace.
+
+    The pace: seconds per planned step (trials and final training) and per test.
+    """
+    steps = sum(planned_steps(cell, c) for cell in cells)
+    return (steps * seconds_per_step + len(cells) * test_seconds) / c["workers"] / 3600
 
 
 def results_folder(P: dict[str, Any], run: Run) -> Path:
