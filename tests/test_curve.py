@@ -337,3 +337,17 @@ def test_the_time_left_counts_each_cells_steps():
     cells = [curve.Cell(250, 0, "literature"), curve.Cell(5000, 0, "method")]
     # (400 + 2,160 steps at 0.5 s, and two tests of 60 s) on two workers
     assert curve_run.hours_left(cells, c, 0.5, 60.0) == pytest.approx((1280 + 120) / 2 / 3600)
+
+
+def test_the_warm_up_cap_reruns_exactly_the_cells_it_changes():
+    root = Path(__file__).resolve().parents[1]
+    P = load_params(root / "params" / "curve.yaml")
+    cells = {c.name: c for c in curve.plan_cells(P["curve"])}
+    batch = {n: curve.fidelity_point(c, P)["batch_size"] for n, c in cells.items()
+             if c.arm == curve.FIDELITY}
+    for name, b in batch.items():
+        settings = curve.cell_settings(cells[name], P)
+        one_epoch_trial = cells[name].size == 5000 and b == 32  # 120 steps of 157 an epoch
+        assert ("trial_warmup_steps" in settings) == one_epoch_trial, name
+        assert "final_warmup_steps" not in settings  # final trainings run 8 epochs or more
+    assert curve.cell_settings(cells["fidelity-n05000-p0-s0"], P)["trial_warmup_steps"] == 78

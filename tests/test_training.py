@@ -362,3 +362,18 @@ def test_an_unreadable_backup_is_dropped_and_early_stopping_refused(tmp_path):
         train_model(HP, _toy(), _toy(1), 2, (8, 8, 3),
                     settings(preset="tiny", epochs=1, early_stopping=True), seed=42,
                     verbose=False, backup_dir=tmp_path / "b2")
+
+
+def test_a_warm_up_never_takes_more_than_half_the_training():
+    s = settings(warmup_epochs=1)
+    assert s.warmup_steps(157, 1) == 78 and s.warmup_capped(157, 1)  # a one-epoch trial
+    assert s.warmup_steps(79, 2) == 79 and not s.warmup_capped(79, 2)
+    assert s.warmup_steps(16, 38) == 16
+    from earth_lib.nn.model import build_from_preset
+    from earth_lib.nn.training import compile_model
+
+    model = compile_model(build_from_preset((8, 8, 3), 2, "tiny"), 1e-2, 10, 1,
+                          settings(warmup_epochs=1))
+    schedule = model.optimizer._learning_rate  # the schedule itself, a function of the step
+    assert float(schedule(5)) == pytest.approx(1e-2)  # the peak at half the training
+    assert float(schedule(9)) < 0.5e-2  # then it decays: the training does not end at its peak

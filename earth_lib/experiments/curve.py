@@ -47,7 +47,7 @@ from earth_lib import data as data_mod
 from earth_lib import params as params_mod
 from earth_lib.errors import ParameterError
 from earth_lib.params import AUGMENT_KEYS, POLICIES
-from earth_lib.search import SearchPlan
+from earth_lib.search import SearchPlan, SearchSpace
 from earth_lib.search import fingerprint as digest
 
 #: The arms, in the order tables show them (declared in the parameter table: curve.arms).
@@ -221,12 +221,41 @@ def cell_settings(cell: Cell, P: dict[str, Any]) -> dict[str, Any]:
                           if k not in ("overwrite", "workers")}}
     if cell.arm == FIDELITY:
         out["fidelity"] = {"space": P["search"]["space"], "points": c["fidelity_points"]}
+        out |= _capped_warmups(cell, P, fidelity_point(cell, P)["batch_size"], trial=True)
     elif cell.arm in NO_SEARCH:
         out["values"] = fixed_values(cell.arm, P)
+        out |= _capped_warmups(cell, P, out["values"]["batch_size"], trial=False)
     else:
         out["search"] = search_plan(cell.arm, P)
         out["trials"] = c["trials"]
+        out["warmup"] = "at most half of each training"  # batch sizes vary from trial to trial
     return out
+
+
+def _capped_warmups(cell: Cell, P: dict[str, Any], batch_size: int,
+                    trial: bool) -> dict[str, int]:
+    """The warm-up steps of the cell's trainings that the half-training cap shortens.
+
+    Only those: a cell whose trainings the cap leaves alone keeps its fingerprint.
+    """
+    c, out = P["curve"], {}
+    per_epoch = math.ceil(cell.size / int(batch_size))
+    roles = [("final", final_settings(P), c["final_steps"][cell.size])]
+    if trial:
+        roles.append(("trial", params_mod.TrainSettings.trial(P),
+                      trial_steps(c["final_steps"][cell.size], c)))
+    for role, settings, steps in roles:
+        epochs = epochs_for(steps, cell.size, batch_size)
+        if settings.warmup_capped(per_epoch, epochs):
+            out[f"{role}_warmup_steps"] = settings.warmup_steps(per_epoch, epochs)
+    return out
+
+
+def fidelity_point(cell: Cell, P: dict[str, Any]) -> dict[str, Any]:
+    """The configuration a fidelity cell trains (a Latin-hypercube point of the space)."""
+    space = SearchSpace.from_dict(P["search"]["space"])
+    return space.latin_hypercube(P["curve"]["fidelity_points"],
+                                 seed=derive_seed(P["seed"], POINTS, cell.size))[cell.point]
 
 
 def final_settings(P: dict[str, Any]) -> params_mod.TrainSettings:

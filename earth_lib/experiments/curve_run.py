@@ -27,7 +27,6 @@ from earth_lib.errors import RunInUseError
 from earth_lib.experiments.curve import (
     FIDELITY,
     NO_SEARCH,
-    POINTS,
     SEARCH,
     TRAIN,
     Cell,
@@ -35,6 +34,7 @@ from earth_lib.experiments.curve import (
     cell_fingerprint,
     derive_seed,
     epochs_for,
+    fidelity_point,
     final_settings,
     fixed_values,
     load_curve_data,
@@ -110,9 +110,7 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
     t0 = time.perf_counter()
     trial_score = None
     if fidelity:
-        space = SearchSpace.from_dict(P["search"]["space"])
-        hp = space.latin_hypercube(c["fidelity_points"],
-                                   seed=derive_seed(seed, POINTS, cell.size))[cell.point]
+        hp = fidelity_point(cell, P)
         trial_score = objective_for({})(hp)
         trials = []
     else:

@@ -56,7 +56,6 @@ def compile_model(model: keras.Model, learning_rate: float, steps_per_epoch: int
     (``steps_per_epoch`` counts batches, as the schedule does).
     """
     optimizer, schedule = settings.optimizer, settings.schedule
-    warmup_epochs = settings.warmup_epochs
     weight_decay = settings.weight_decay
     label_smoothing = settings.label_smoothing
     if optimizer not in OPTIMIZERS or schedule not in SCHEDULES:
@@ -65,7 +64,7 @@ def compile_model(model: keras.Model, learning_rate: float, steps_per_epoch: int
     rate: float | keras.optimizers.schedules.LearningRateSchedule = learning_rate
     if schedule == "cosine":
         total = max(1, steps_per_epoch * epochs)
-        warm = min(steps_per_epoch * warmup_epochs, total - 1)
+        warm = settings.warmup_steps(steps_per_epoch, epochs)
         rate = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=learning_rate * 0.1 if warm else learning_rate,
             decay_steps=max(1, total - warm), alpha=0.01,

@@ -71,6 +71,18 @@ class TrainSettings:
         """A copy with ``changes``."""
         return dataclasses.replace(self, **changes)
 
+    def warmup_steps(self, steps_per_epoch: int, epochs: int) -> int:
+        """The learning rate's warm-up: ``warmup_epochs``, but never more than half the steps.
+
+        Half at most, so that a short training (a one-epoch trial) still decays its rate
+        and does not end at its peak.
+        """
+        return min(steps_per_epoch * self.warmup_epochs, steps_per_epoch * epochs // 2)
+
+    def warmup_capped(self, steps_per_epoch: int, epochs: int) -> bool:
+        """Whether :meth:`warmup_steps` is shorter than ``warmup_epochs`` here."""
+        return self.warmup_steps(steps_per_epoch, epochs) < steps_per_epoch * self.warmup_epochs
+
     def record(self) -> dict[str, Any]:
         """The values that shape this kind of training (fingerprints and records)."""
         return {k: v for k, v in dataclasses.asdict(self).items()
