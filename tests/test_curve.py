@@ -249,7 +249,8 @@ def _records():
     for point in range(4):
         for s in range(2):
             out.append(_record(1000, 0, "fidelity", 0.6 + 0.05 * point + 0.01 * s, point=point,
-                               seed_index=s, trial_score={"val_loss": 1.5 - 0.1 * point}))
+                               seed_index=s, trial_score={"val_loss": 1.5 - 0.1 * point},
+                               hyperparameters={"batch_size": 32 if point < 2 else 64}))
     return out
 
 
@@ -265,6 +266,8 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     fid = curve_report.fidelity(curve_report.load_records(folder))
     assert fid.loc[0, "rho"] > 0.9 and fid.loc[0, "rho_means"] == pytest.approx(1.0)
     assert fid.loc[0, "trainings"] == 8
+    # within each batch size (2 configurations x 2 seeds) the losses still rank the errors
+    assert fid.loc[0, "rho_within_batch"] > 0.8
     written = curve_report.write_curve_report(folder, tmp_path / "docs")
     page = written[0].read_text()
     assert "| 250 | 67" in page or "| 250 |" in page
