@@ -133,16 +133,21 @@ def test_the_plan_runs_the_fidelity_check_first_then_replicate_by_replicate():
                      "n00100-r1-method"]
 
 
-@pytest.mark.parametrize("trials", [4, 9, 12])
+@pytest.mark.parametrize("trials", [3, 9, 12])
 def test_every_search_arm_spends_the_same_number_of_trials(trials, tmp_path):
     P = validate({"curve": {"trials": trials}})
+    curve.check_trial_budget(P)
     for arm in curve.SEARCH_ARMS:
-        plan = curve.loop_plan(arm, P, seed=0)
-        budget = trials - trials % P["search"]["steps"] if arm in ("method", "lr_wd") else trials
-        assert plan.planned_trials == budget, arm
+        assert curve.loop_plan(arm, P, seed=0).planned_trials == trials, arm
     space, fixed, _ = curve.search_plan("lr_wd", P)
     assert set(space) == {"learning_rate", "weight_decay"} and fixed["rotation"] == 45
     assert curve.search_plan("noisy_gp", P)[2]["ard"] is True
+
+
+def test_a_trial_count_the_methods_steps_cannot_share_is_refused():
+    with pytest.raises(ParameterError, match=r"curve.trials: 8 trials .* 6 against 8 .* e.g. 9"):
+        curve.check_trial_budget(validate({"curve": {"trials": 8}}))
+    curve.check_trial_budget(validate({"curve": {"trials": 8, "arms": ["random", "none"]}}))
 
 
 def test_the_fixed_arms_values():

@@ -171,6 +171,17 @@ def fixed_values(arm: str, P: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(f"arm {arm!r} searches; it has no fixed values.")
 
 
+def check_trial_budget(P: dict[str, Any]) -> None:
+    """Refuse a trial count the method's steps cannot share evenly (it would get fewer)."""
+    trials, steps = P["curve"]["trials"], P["search"]["steps"]
+    if {"method", "lr_wd"} & set(P["curve"]["arms"]) and trials % min(steps, trials):
+        raise ParameterError(
+            f"curve.trials: {trials} trials do not split over the method's {steps} steps "
+            f"(search.steps): it would spend {trials - trials % steps} against {trials} for "
+            f"the other searches. Use a multiple of {steps}, e.g. "
+            f"{trials + steps - trials % steps}.")
+
+
 def search_plan(arm: str, P: dict[str, Any]) -> tuple[dict[str, dict], dict[str, Any], dict]:
     """A search arm's space, the values it keeps fixed, and the keyword arguments of its loop.
 

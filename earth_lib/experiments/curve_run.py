@@ -32,6 +32,7 @@ from earth_lib.experiments.curve import (
     Cell,
     CurveData,
     cell_fingerprint,
+    check_trial_budget,
     derive_seed,
     epochs_for,
     fidelity_point,
@@ -252,6 +253,7 @@ def run_curve(P: dict[str, Any], run: Run, worker_command: list[str] | None = No
     ``worker_command``: how to start one more worker (this process is the first); each
     claims cells by their locks, so a worker started by hand joins the same plan.
     """
+    check_trial_budget(P)
     workers = P["curve"]["workers"]
     limit_threads(workers)
     extra = [subprocess.Popen(worker_command) for _ in range(workers - 1)] \
