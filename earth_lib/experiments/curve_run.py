@@ -47,7 +47,7 @@ from earth_lib.experiments.curve import (
 )
 from earth_lib.io import atomic_write_json, run_lock
 from earth_lib.metrics import evaluate_predictions
-from earth_lib.nn.training import make_objective, predict_proba, train_model
+from earth_lib.nn.training import backed_up_epoch, make_objective, predict_proba, train_model
 from earth_lib.preprocessing import read_settings
 from earth_lib.provenance import cpu_model, git_commit, package_versions
 from earth_lib.run import Run, read_json
@@ -118,6 +118,9 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
         hp, trials = _choose(cell, P, objective_for, folder, search_seed, fp, log)
     search_seconds = time.perf_counter() - t0
     final_hp = {**hp, "epochs": epochs_for(steps, cell.size, hp["batch_size"])}
+    done = backed_up_epoch(folder.path / BACKUP)
+    if done:
+        log(f"final training: goes on from epoch {done} of {final_hp['epochs']} (a backup)")
     t0 = time.perf_counter()
     model, curves = train_model(final_hp, train, val, n_classes, tuple(train.x.shape[1:]),
                                 final_settings(P), seed=train_seed, verbose=False,
