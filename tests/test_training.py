@@ -377,3 +377,21 @@ def test_a_warm_up_never_takes_more_than_half_the_training():
     schedule = model.optimizer._learning_rate  # the schedule itself, a function of the step
     assert float(schedule(5)) == pytest.approx(1e-2)  # the peak at half the training
     assert float(schedule(9)) < 0.5e-2  # then it decays: the training does not end at its peak
+
+
+def test_a_backup_of_another_training_is_not_resumed(tmp_path):
+    import keras
+
+    class StopAt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise _Interrupt
+
+    kw = dict(settings=settings(preset="tiny", epochs=3, early_stopping=False), seed=42,
+              verbose=False, backup_dir=tmp_path / "backup")
+    with pytest.raises(_Interrupt):
+        train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), callbacks=[StopAt()], **kw)
+    other = dict(HP, learning_rate=1e-3)  # another training: its backup is no use
+    with pytest.warns(UserWarning, match="a backup of another training"):
+        _, hist = train_model(other, _toy(), _toy(1), 2, (8, 8, 3), **kw)
+    assert "resumed_at_epoch" not in hist and len(hist["loss"]) == 3

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from earth_lib.data import CHUNK, Split, chunks, read_rows, same_pixels_as_64px
+from earth_lib.io import atomic_write_json
 from earth_lib.metrics import tune_thresholds
 from earth_lib.nn.augmentation import make_dataset
 from earth_lib.nn.model import build_from_preset
@@ -298,7 +299,9 @@ def train_model(
         if settings.early_stopping:
             raise ValueError("train_model: backup_dir cannot resume early stopping (its best "
                              "weights are not saved); train without it.")
-        resumed = backed_up_epoch(backup_dir)
+        resumed = backed_up_epoch(backup_dir, {
+            "hp": hp, "settings": settings.record(), "seed": int(seed),
+            "images": [len(train.y), len(val.y)], "input_shape": list(input_shape)})
         built_in.append(keras.callbacks.BackupAndRestore(str(backup_dir),
                                                          double_checkpoint=True))
     if csv_log:
@@ -316,13 +319,31 @@ def train_model(
     return model, history
 
 
-def backed_up_epoch(backup_dir: str | Path) -> int:
+def backed_up_epoch(backup_dir: str | Path, training: dict[str, Any] | None = None) -> int:
     """The epochs a backup in ``backup_dir`` has finished (0: none).
 
-    An unreadable backup is removed, so the training starts over rather than failing.
+    ``training``: what defines the training (values, settings, seed, data sizes), kept
+    beside the backup; a backup of another training is removed, as is an unreadable one,
+    so the training starts over rather than going on from the wrong weights (a backup
+    with no such note, from before notes were kept, is taken as this training's).
     """
-    meta = Path(backup_dir) / "training_metadata.json"
-    if not meta.is_file():
+    folder = Path(backup_dir)
+    meta, tag = folder / "training_metadata.json", folder / "training.json"
+    try:
+        if training is not None:
+            stamp = json.loads(json.dumps(training, default=str))
+            if tag.is_file() and json.loads(tag.read_text(encoding="utf-8")) != stamp:
+                warnings.warn(f"{backup_dir}: a backup of another training, removed; the "
+                              "training starts over.", stacklevel=2)
+                shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(tag, stamp)
+        return int(json.loads(meta.read_text(encoding="utf-8"))["epoch"]) if meta.is_file() \
+            else 0
+    except (OSError, ValueError, KeyError, TypeError):
+        warnings.warn(f"{backup_dir}: an unreadable training backup, removed; the training "
+                      "starts over.", stacklevel=2)
+        shutil.rmtree(folder, ignore_errors=True)
         return 0
     try:
         return int(json.loads(meta.read_text(encoding="utf-8"))["epoch"])
