@@ -60,7 +60,7 @@ NEEDS_export := RUN
 $(foreach t,$(filter evaluate predict pair export,$(MAKECMDGOALS)),$(foreach v,$(NEEDS_$(t)),\
   $(if $(strip $($(v))),,$(error usage: make $(t) $(USAGE_$(t))))))
 # ... and what they name must exist, checked before an environment is built.
-$(foreach t,$(filter evaluate predict pair export record-budget,$(MAKECMDGOALS)),\
+$(foreach t,$(filter evaluate predict pair export record-budget record-run,$(MAKECMDGOALS)),\
   $(foreach v,RUN DATA OTHER,$(if $(and $(strip $($(v))),$(filter $(v),$(NEEDS_$(t)) RUN)),\
   $(if $(wildcard $(call esc,$($(v)))),,$(error $(v)=$($(v)): no such file or folder)))))
 ifneq ($(filter all preprocess classify compare curve,$(MAKECMDGOALS)),)
@@ -71,7 +71,7 @@ endif
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help env env-dev lock readme all preprocess classify compare curve curve-report record-budget data evaluate predict pair export test nbval-variants test-fast lint bench lab clean
+.PHONY: help env env-dev lock readme all preprocess classify compare curve curve-report record-budget record-run data evaluate predict pair export test nbval-variants test-fast lint bench lab clean
 
 ## help: list every target with its description
 help:
@@ -138,6 +138,10 @@ curve-report: env
 ## record-budget: keep a finished budgeted run as a record in results/budget/ (RUN=outputs/<run>)
 record-budget: env
 	$(PY) -m earth_lib.cli record-budget $(call q,$(RUN))
+
+## record-run: keep a finished run's records (its small JSON files) in results/runs/, so docs regenerate without outputs/ (RUN=outputs/<run>)
+record-run: env
+	$(PY) -m earth_lib.cli record-run $(call q,$(RUN))
 
 ## data: download, verify and extract a public data set (DATASET=eurosat|eurosat_ms|ucmerced)
 data: env

@@ -195,6 +195,10 @@ def parser() -> argparse.ArgumentParser:
                                              "scores as a record (for the README's table)")
     p.add_argument("run")
     p.add_argument("--to", default="results/budget")
+    p = sub.add_parser("record-run", help="keep a run's records (small JSON files) in "
+                                          "results/runs/ for the generated docs")
+    p.add_argument("run")
+    p.add_argument("--to", default=None, help="default: results/runs")
     p = sub.add_parser("store-checked-outputs",
                        help="keep only nbval-checked outputs, taken from an executed notebook")
     p.add_argument("executed")
@@ -343,6 +347,13 @@ def _record_budget(args: argparse.Namespace) -> None:
     print(f"written: {path}")
 
 
+def _record_run(args: argparse.Namespace) -> None:
+    """Copy a run's records to results/runs/<run>/."""
+    from earth_lib.report.tables import RUN_RECORDS, record_run
+
+    print(f"written: {record_run(args.run, args.to or RUN_RECORDS)}")
+
+
 def _store_checked_outputs(args: argparse.Namespace) -> None:
     """Keep only the nbval-checked outputs of an executed notebook."""
     n = store_checked_outputs(args.executed, args.notebook)
@@ -365,6 +376,7 @@ COMMANDS = {
     "curve": _curve,
     "curve-report": _curve_report,
     "record-budget": _record_budget,
+    "record-run": _record_run,
     "store-checked-outputs": _store_checked_outputs,
 }
 

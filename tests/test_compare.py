@@ -1,6 +1,8 @@
 """The comparison's plans, table and verdict (no training here; the smoke run is in
 test_pipeline)."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -141,13 +143,38 @@ def test_readme_blocks_are_regenerated_from_the_runs_and_kept_when_absent(tmp_pa
     report = regenerate_readme(readme, outputs)
     text = readme.read_text()
     assert report == ["compare cmp: regenerated", "compare gone: kept (gone not in "
-                      f"{outputs})", "variants cmp cmp.set-1: regenerated"]
+                      f"{outputs} or {Path('results') / 'runs'})",
+                      "variants cmp cmp.set-1: regenerated"]
     assert "old table" not in text and "| method | 2 | 89.0 ± 1.4 |" in text
     assert "Best search arm: method" in text and "gave 80.0 %, 84.0 %" in text
     assert "\nkept\n" in text and text.startswith("# x\n\nprose 1\n") and "prose 2" in text
     assert "| as in the file: method | 2 | 89.0 ± 1.4 |" in text
     assert "| search.acquisition=LCB: method | 2 | 71.0 ± 1.4 |" in text
     assert regenerate_readme(readme, outputs) and readme.read_text() == text  # stable
+
+
+def test_a_recorded_run_regenerates_its_blocks_without_outputs(tmp_path):
+    import shutil
+
+    from earth_lib.errors import RunNotFoundError
+    from earth_lib.report.tables import record_run, regenerate_readme
+
+    outputs, records = tmp_path / "outputs", tmp_path / "results" / "runs"
+    _write_compare(outputs / "cmp", [("literature", 1, 0.8), ("method", 1, 0.9)])
+    (outputs / "cmp" / "arms" / "method" / "seed1" / "model.keras").write_bytes(b"x" * 100)
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- generated: compare cmp -->\n<!-- /generated -->\n")
+    regenerate_readme(readme, outputs, records)
+    from_outputs = readme.read_text()
+    dest = record_run(outputs / "cmp", records)
+    assert not list(dest.rglob("*.keras"))  # records only, no models
+    shutil.rmtree(outputs)
+    readme.write_text("<!-- generated: compare cmp -->\n<!-- /generated -->\n")
+    assert regenerate_readme(readme, outputs, records) == ["compare cmp: regenerated"]
+    assert readme.read_text() == from_outputs and "| method | 1 | 90.0" in from_outputs
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunNotFoundError, match="no run records here"):
+        record_run(tmp_path / "empty", records)
 
 
 def test_the_bench_block_shows_each_figure_beside_its_target(tmp_path):

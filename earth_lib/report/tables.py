@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from earth_lib.errors import RunNotFoundError
 from earth_lib.run import METRICS_FILE, Run, load_run
 
 
@@ -202,8 +203,32 @@ def outside_outputs(kind: str, args: list[str]) -> str | None:
     return curve_verdicts(records) if records else None
 
 
-def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "outputs"
-                      ) -> list[str]:
+#: A run's records: the small JSON files its tables are made from (``make record-run``).
+RUN_RECORDS = Path("results") / "runs"
+RECORD_FILES = ("run.json", METRICS_FILE, "plan.json", "bench.json", "comparison.json",
+                "arms/*/seed*/result.json")
+
+
+def record_run(run_dir: str | Path, to: str | Path = RUN_RECORDS) -> Path:
+    """Copy a run's records (:data:`RECORD_FILES`, kilobytes) to ``to/<run>/``.
+
+    Committed, they let a clone without ``outputs/`` regenerate the blocks of that run.
+    """
+    from earth_lib.io import atomic_write_bytes
+
+    src = Path(run_dir)
+    found = [f for pattern in RECORD_FILES for f in sorted(src.glob(pattern))]
+    if not (src / "run.json").is_file() or len(found) < 2:
+        raise RunNotFoundError(f"{src}: no run records here (run.json with metrics.json, "
+                               "comparison.json or bench.json); is it a run folder?")
+    dest = Path(to) / src.name
+    for f in found:
+        atomic_write_bytes(dest / f.relative_to(src), f.read_bytes())
+    return dest
+
+
+def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "outputs",
+                      records: str | Path = RUN_RECORDS) -> list[str]:
     """Rewrite README's generated blocks from the run folders; returns what was done.
 
     A block is ``<!-- generated: KIND RUN... -->`` ... ``<!-- /generated -->``; KIND is
@@ -213,7 +238,8 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
     ``bench`` (``make bench``'s figures beside their targets), ``params`` (the parameter
     table), ``curve`` (the learning curve's verdicts, from its records) or ``budget``
     (budgeted runs, from their records in ``results/budget``). A block
-    whose runs are not under ``outputs`` is left as it is (a fresh clone keeps the README).
+    whose runs are not under ``outputs`` is made from their copies under ``records``
+    (:func:`record_run`), else left as it is (a fresh clone keeps the README).
     """
     from earth_lib.experiments.compare import (
         evidence,
@@ -234,10 +260,16 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
             report.append(f"{kind} {' '.join(runs)}: "
                           + ("kept (no records)" if body is None else "regenerated"))
             return match[0] if body is None else f"{match[1]}{body}\n{match[5]}"
-        missing = [r for r in runs if not (Path(outputs) / r).is_dir()]
-        if missing:
-            report.append(f"{kind} {' '.join(runs)}: kept ({', '.join(missing)} not in {outputs})")
+        base = next((Path(d) for d in (outputs, records)
+                     if all((Path(d) / r).is_dir() for r in runs)), None)
+        if base is None:
+            missing = [r for r in runs if not (Path(outputs) / r).is_dir()]
+            report.append(f"{kind} {' '.join(runs)}: kept ({', '.join(missing)} not in "
+                          f"{outputs} or {records})")
             return match[0]
+        return render_runs(match, kind, runs, base)
+
+    def render_runs(match: re.Match, kind: str, runs: list[str], outputs: Path) -> str:
         unfinished = [r for r in runs if kind in ("results", "multilabel")
                       and (Run(Path(outputs) / r).state() != "finished"
                            or not (Path(outputs) / r / METRICS_FILE).is_file())]
