@@ -273,6 +273,8 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     assert fid.loc[0, "trainings"] == 8
     # within each batch size (2 configurations x 2 seeds) the losses still rank the errors
     assert fid.loc[0, "rho_within_batch"] > 0.8
+    # configurations 5 points apart, seeds 1: there is something to rank
+    assert fid.loc[0, "configurations_sd"] > 5 * fid.loc[0, "seeds_sd"] > 0
     written = curve_report.write_curve_report(folder, tmp_path / "docs")
     page = written[0].read_text()
     assert "| 250 | 67" in page or "| 250 |" in page

@@ -221,6 +221,9 @@ def evidence(acc: pd.DataFrame, comp: pd.DataFrame) -> dict[str, Any]:
 def fidelity(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Per size: does a trial's validation loss rank the fully trained test error?
 
+    Beside them, how far apart the configurations are (the sd of their mean test error)
+    against how far one configuration's seeds are (the pooled sd within a configuration):
+    where the first is not larger, there is little for any trial to rank.
     Spearman's rho over every (configuration, seed), over the configurations' means, and
     within a batch size (the mean of each batch size's rho, weighted by its trainings): a
     fixed number of steps gives batch 64 twice the images of batch 32, in trials as in
@@ -242,7 +245,11 @@ def fidelity(records: list[dict[str, Any]]) -> pd.DataFrame:
         rho, p = spearmanr(g["loss"], g["error"]) if len(g) > 2 else (np.nan, np.nan)
         rho_m, p_m = spearmanr(means["loss"], means["error"]) if len(means) > 2 else (np.nan,
                                                                                      np.nan)
+        seeds_sd = float(np.sqrt(g.groupby("point")["error"].var(ddof=1).mean())) \
+            if len(g) > len(means) else np.nan
         rows.append({"size": size, "trainings": len(g), "configurations": len(means),
+                     "configurations_sd": float(means["error"].std(ddof=1))
+                     if len(means) > 1 else np.nan, "seeds_sd": seeds_sd,
                      "rho": float(rho), "p": float(p), "rho_means": float(rho_m),
                      "p_means": float(p_m), "rho_within_batch": float(rho_w),
                      "test_error_range": float(g["error"].max() - g["error"].min())})
@@ -302,12 +309,14 @@ def fidelity_markdown(fid: pd.DataFrame) -> str:
     rows = [[f"{int(r['size']):,}", str(int(r["trainings"])), str(int(r["configurations"])),
              _num(r["rho"], "+.2f"), _num(r["p"], ".3f"), _num(r["rho_means"], "+.2f"),
              _num(r["p_means"], ".3f"), _num(r["rho_within_batch"], "+.2f"),
-             f"{100 * r['test_error_range']:.1f} points"]
+             f"{100 * r['test_error_range']:.1f} points",
+             f"{_num(100 * r['configurations_sd'], '.1f')} / {_num(100 * r['seeds_sd'], '.1f')}"]
             for _, r in fid.iterrows()]
     return markdown_table(["images", "trainings", "configurations",
                            "Spearman rho (trial loss vs test error)", "p",
                            "rho of the configurations' means", "p", "rho within a batch size",
-                           "spread of test error"], rows)
+                           "spread of test error",
+                           "sd between configurations / between seeds (points)"], rows)
 
 
 def progress_line(records: list[dict[str, Any]], planned: int | None = None) -> str:
