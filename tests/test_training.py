@@ -329,19 +329,25 @@ class _Interrupt(Exception):
     pass
 
 
-def test_an_interrupted_training_goes_on_from_its_backup(tmp_path):
+def _interrupted(at_epoch: int, **kw) -> None:
+    """A training killed as epoch ``at_epoch`` begins (its backup stays)."""
     import keras
-    import pandas as pd
 
     class StopAt(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 2:
+            if epoch == at_epoch:
                 raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), callbacks=[StopAt()], **kw)
+
+
+def test_an_interrupted_training_goes_on_from_its_backup(tmp_path):
+    import pandas as pd
 
     kw = dict(settings=settings(preset="tiny", epochs=4, early_stopping=False), seed=42,
               verbose=False, backup_dir=tmp_path / "backup", csv_log=tmp_path / "log.csv")
-    with pytest.raises(_Interrupt):
-        train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), callbacks=[StopAt()], **kw)
+    _interrupted(2, **kw)
     assert (tmp_path / "backup" / "training_metadata.json").is_file()
     model, hist = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), **kw)
     assert hist["resumed_at_epoch"] == [2.0] and len(hist["loss"]) == 2
@@ -380,17 +386,9 @@ def test_a_warm_up_never_takes_more_than_half_the_training():
 
 
 def test_a_backup_of_another_training_is_not_resumed(tmp_path):
-    import keras
-
-    class StopAt(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise _Interrupt
-
     kw = dict(settings=settings(preset="tiny", epochs=3, early_stopping=False), seed=42,
               verbose=False, backup_dir=tmp_path / "backup")
-    with pytest.raises(_Interrupt):
-        train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), callbacks=[StopAt()], **kw)
+    _interrupted(1, **kw)
     other = dict(HP, learning_rate=1e-3)  # another training: its backup is no use
     with pytest.warns(UserWarning, match="a backup of another training"):
         _, hist = train_model(other, _toy(), _toy(1), 2, (8, 8, 3), **kw)
