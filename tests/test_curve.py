@@ -121,16 +121,27 @@ def test_subsets_are_nested_stratified_and_apart_from_validation_and_test():
         cd.subset(450, 0, 0.25, seed=1)
 
 
-def test_the_plan_runs_the_fidelity_check_first_then_replicate_by_replicate():
-    c = validate({"curve": {"sizes": [100, 200], "replicates": {100: 2, 200: 1},
-                            "final_steps": {100: 5, 200: 6},
-                            "arms": ["literature", "method"], "fidelity_sizes": [200],
-                            "fidelity_points": 2, "fidelity_seeds": 2}})["curve"]
+def test_the_plan_runs_the_fidelity_check_then_each_size_to_a_verdict_then_the_rest():
+    c = validate({"curve": {"sizes": [100, 200], "replicates": {100: 5, 200: 3},
+                            "final_steps": {100: 5, 200: 6}, "arms": ["literature", "method"],
+                            "fidelity_sizes": [200], "fidelity_points": 2,
+                            "fidelity_seeds": 2}})["curve"]
     names = [cell.name for cell in curve.plan_cells(c)]
-    assert names == ["fidelity-n00200-p0-s0", "fidelity-n00200-p0-s1", "fidelity-n00200-p1-s0",
-                     "fidelity-n00200-p1-s1", "n00100-r0-literature", "n00100-r0-method",
-                     "n00200-r0-literature", "n00200-r0-method", "n00100-r1-literature",
-                     "n00100-r1-method"]
+    fidelity = ["fidelity-n00200-p0-s0", "fidelity-n00200-p0-s1", "fidelity-n00200-p1-s0",
+                "fidelity-n00200-p1-s1"]
+    first = [f"n{n:05d}-r{r}-{arm}" for n in (100, 200) for r in range(3)
+             for arm in ("literature", "method")]
+    rest = [f"n00100-r{r}-{arm}" for r in (3, 4) for arm in ("literature", "method")]
+    assert names == fidelity + first + rest
+
+
+def test_the_plan_holds_every_cell_once_with_fewer_replicates_than_a_verdict_needs():
+    c = validate({"curve": {"sizes": [100, 200], "replicates": {100: 1, 200: 4},
+                            "final_steps": {100: 5, 200: 6}, "arms": ["method"],
+                            "fidelity_sizes": []}})["curve"]
+    names = [cell.name for cell in curve.plan_cells(c)]
+    assert names == ["n00100-r0-method", "n00200-r0-method", "n00200-r1-method",
+                     "n00200-r2-method", "n00200-r3-method"]
 
 
 @pytest.mark.parametrize("trials", [3, 9, 12])

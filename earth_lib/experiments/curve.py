@@ -47,6 +47,7 @@ from earth_lib import data as data_mod
 from earth_lib import params as params_mod
 from earth_lib.errors import ParameterError
 from earth_lib.params import AUGMENT_KEYS, POLICIES
+from earth_lib.planning.evidence import MIN_REPLICATES
 from earth_lib.search import SearchPlan, SearchSpace
 from earth_lib.search import fingerprint as digest
 
@@ -87,16 +88,20 @@ class Cell:
 
 
 def plan_cells(c: dict[str, Any]) -> list[Cell]:
-    """Every cell, in the order they run: the fidelity check, then replicate by replicate.
+    """Every cell, in the order they run: the fidelity check, then the curve in two passes.
 
-    Within a replicate the sizes go from small to large, so one pass over every size
-    finishes before the second replicate starts.
+    The first pass runs, size by size from small to large, the replicates a verdict needs
+    (:data:`~earth_lib.planning.evidence.MIN_REPLICATES`), so each size gets its verdict as
+    early as it can; the second adds the remaining replicates, replicate by replicate.
     """
     cells = [Cell(size, 0, FIDELITY, k, s) for size in c["fidelity_sizes"]
              for k in range(c["fidelity_points"]) for s in range(c["fidelity_seeds"])]
+    first = {size: min(MIN_REPLICATES, c["replicates"][size]) for size in c["sizes"]}
+    cells += [Cell(size, r, arm) for size in c["sizes"] for r in range(first[size])
+              for arm in c["arms"]]
     for r in range(max(c["replicates"].values())):
-        cells += [Cell(size, r, arm) for size in c["sizes"] if r < c["replicates"][size]
-                  for arm in c["arms"]]
+        cells += [Cell(size, r, arm) for size in c["sizes"]
+                  if first[size] <= r < c["replicates"][size] for arm in c["arms"]]
     return cells
 
 
