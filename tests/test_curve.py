@@ -133,6 +133,13 @@ def test_the_plan_runs_the_fidelity_check_then_each_size_to_a_verdict_then_the_r
              for arm in ("literature", "method")]
     rest = [f"n00100-r{r}-{arm}" for r in (3, 4) for arm in ("literature", "method")]
     assert names == fidelity + first + rest
+    c = validate({"curve": {**c, "fidelity_trial_fractions": {200: [0.3], 100: [0.5]}}})["curve"]
+    names = [cell.name for cell in curve.plan_cells(c)]
+    assert names[4:8] == ["fidelity-n00200-p0-s0-t030", "fidelity-n00200-p0-s1-t030",
+                          "fidelity-n00200-p1-s0-t030", "fidelity-n00200-p1-s1-t030"]
+    assert names[8:] == first + rest  # 100 is no fidelity size: no longer trials there
+    cell = curve.plan_cells(c)[4]
+    assert curve.trial_steps(cell, c) == 2 and curve.planned_steps(cell, c) == 2  # 0.3 x 6
 
 
 def test_the_plan_holds_every_cell_once_with_fewer_replicates_than_a_verdict_needs():
@@ -177,6 +184,8 @@ def test_the_fixed_arms_values():
     ({"arms": ["method", "hyperband"]}, "curve.arms"),
     ({"weight_decay_bounds": [0.1, 0.01]}, "curve.weight_decay_bounds"),
     ({"fidelity_sizes": [300]}, "curve.fidelity_sizes"),
+    ({"fidelity_trial_fractions": {5000: [0.0]}}, "curve.fidelity_trial_fractions"),
+    ({"fidelity_trial_fractions": {5000: 0.3}}, "curve.fidelity_trial_fractions"),
     ({"trails": 9}, "curve.trails"),
 ])
 def test_bad_curve_parameters_name_their_key(given, key):
@@ -188,7 +197,9 @@ def test_the_committed_curve_file_is_valid_and_one_cell_can_be_run_alone(root):
     P = load_params(root / "params" / "curve.yaml")
     assert P["curve"]["results_dir"] == "results/curve"
     c = P["curve"]
-    assert len(curve.plan_cells(c)) == 32 + sum(c["replicates"].values()) * len(curve.ARMS)
+    longer = sum(len(f) for f in c["fidelity_trial_fractions"].values()) * 16
+    assert len(curve.plan_cells(c)) == (32 + longer
+                                        + sum(c["replicates"].values()) * len(curve.ARMS))
     one = load_params(root / "params" / "curve.yaml", "curve.sizes=[500] curve.replicates=1 "
                       "curve.arms=[method] curve.fidelity_sizes=[]")
     assert [c.name for c in curve.plan_cells(one["curve"])] == ["n00500-r0-method"]
@@ -267,6 +278,10 @@ def _records():
             out.append(_record(1000, 0, "fidelity", 0.6 + 0.05 * point + 0.01 * s, point=point,
                                seed_index=s, trial_score={"val_loss": 1.5 - 0.1 * point},
                                hyperparameters={"batch_size": 32 if point < 2 else 64}))
+            out.append({"size": 1000, "replicate": 0, "arm": "fidelity_trial", "point": point,
+                        "seed_index": s, "trial_steps": 60, "fraction": 0.1,
+                        "trial_score": {"val_loss": 1.0 + 0.1 * point + 0.01 * s},
+                        "seconds": {"search": 30, "final": 0.0, "test": 0.0}})
     return out
 
 
@@ -286,6 +301,10 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     assert fid.loc[0, "rho_within_batch"] > 0.8
     # configurations 5 points apart, seeds 1: there is something to rank
     assert fid.loc[0, "configurations_sd"] > 5 * fid.loc[0, "seeds_sd"] > 0
+    assert list(fid["trial_steps"]) == [0, 60]  # the arms' trials, then the longer ones
+    # the longer trials rank the configurations backwards (their losses rise with accuracy)
+    assert fid.loc[1, "rho"] < -0.9 and fid.loc[1, "trainings"] == 8
+    assert fid.loc[1, "configurations_sd"] == fid.loc[0, "configurations_sd"]
     written = curve_report.write_curve_report(folder, tmp_path / "docs")
     page = written[0].read_text()
     assert "| 250 | 67" in page or "| 250 |" in page
@@ -316,10 +335,19 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
                                d["synthetic_classes"], P["seed"], progress=False)
     preprocess_folder(images, processed, {**DEFAULTS, "image_size": 16}, progress=False)
     run, lines = Run(tmp_path / "run"), []
-    assert curve_run.run_curve(P, run, log=lines.append) == 6
+    assert curve_run.run_curve(P, run, log=lines.append) == 8
     records = sorted(p.stem for p in (run.path / "records").glob("*.json"))
-    assert records == ["fidelity-n00024-p0-s0", "fidelity-n00024-p1-s0", "n00012-r0-literature",
-                       "n00012-r0-noisy_gp", "n00024-r0-literature", "n00024-r0-noisy_gp"]
+    assert records == ["fidelity-n00024-p0-s0", "fidelity-n00024-p0-s0-t100",
+                       "fidelity-n00024-p1-s0", "fidelity-n00024-p1-s0-t100",
+                       "n00012-r0-literature", "n00012-r0-noisy_gp", "n00024-r0-literature",
+                       "n00024-r0-noisy_gp"]
+    longer = json.loads((run.path / "records" / "fidelity-n00024-p1-s0-t100.json").read_text())
+    short = json.loads((run.path / "records" / "fidelity-n00024-p1-s0.json").read_text())
+    assert longer["trial_steps"] == 4 and "test" not in longer  # a trial alone, no model
+    assert longer["seeds"]["train"] == short["seeds"]["train"]  # the full training's seed
+    assert longer["trial_score"]["val_loss"] != short["trial_score"]["val_loss"]
+    fid = curve_report.fidelity(curve_report.load_records(run.path / "records"))
+    assert list(fid["trial_steps"]) == [0, 4] and list(fid["trainings"]) == [2, 2]
     rec = json.loads((run.path / "records" / "n00024-r0-noisy_gp.json").read_text())
     assert len(rec["trials"]) == 3 and len(rec["test_correct"]) == 12
     assert rec["images"] == {"train": 24, "val": 6, "test": 12}

@@ -58,6 +58,8 @@ NO_SEARCH = ("none", "literature", "dihedral", "trivialaugment", "randaugment")
 POLICY_FREE = POLICIES[1:]
 SEARCH_ARMS = tuple(a for a in ARMS if a not in NO_SEARCH)
 FIDELITY = "fidelity"
+#: A fidelity configuration trained as a longer trial only (``curve.fidelity_trial_fractions``).
+FIDELITY_TRIAL = "fidelity_trial"
 #: Raised when a cell's meaning changes in a way its settings do not show (records rerun).
 PROTOCOL = 1
 #: Tags of the seeds derived from ``seed`` (:func:`derive_seed`).
@@ -78,17 +80,23 @@ class Cell:
     arm: str
     point: int = 0  # fidelity: the configuration
     seed_index: int = 0  # fidelity: the seed
+    fraction: float = 0.0  # a longer fidelity trial: its share of the final training
 
     @property
     def name(self) -> str:
         """The cell's file and folder name (sorted names run size by size)."""
         if self.arm == FIDELITY:
             return f"{FIDELITY}-n{self.size:05d}-p{self.point}-s{self.seed_index}"
+        if self.arm == FIDELITY_TRIAL:
+            return (f"{FIDELITY}-n{self.size:05d}-p{self.point}-s{self.seed_index}"
+                    f"-t{round(100 * self.fraction):03d}")
         return f"n{self.size:05d}-r{self.replicate}-{self.arm}"
 
 
 def plan_cells(c: dict[str, Any]) -> list[Cell]:
     """Every cell, in the order they run: the fidelity check, then the curve in two passes.
+
+    The fidelity check's cells, then its longer trials (``curve.fidelity_trial_fractions``).
 
     The first pass runs, size by size from small to large, the replicates a verdict needs
     (:data:`~earth_lib.planning.evidence.MIN_REPLICATES`), so each size gets its verdict as
@@ -96,6 +104,9 @@ def plan_cells(c: dict[str, Any]) -> list[Cell]:
     """
     cells = [Cell(size, 0, FIDELITY, k, s) for size in c["fidelity_sizes"]
              for k in range(c["fidelity_points"]) for s in range(c["fidelity_seeds"])]
+    cells += [Cell(size, 0, FIDELITY_TRIAL, k, s, f) for size in c["fidelity_sizes"]
+              for f in c["fidelity_trial_fractions"].get(size, [])
+              for k in range(c["fidelity_points"]) for s in range(c["fidelity_seeds"])]
     first = {size: min(MIN_REPLICATES, c["replicates"][size]) for size in c["sizes"]}
     cells += [Cell(size, r, arm) for size in c["sizes"] for r in range(first[size])
               for arm in c["arms"]]
@@ -232,10 +243,10 @@ def cell_settings(cell: Cell, P: dict[str, Any]) -> dict[str, Any]:
            "val_fraction": c["val_fraction"], "final_steps": steps,
            "final": final_settings(P).record(),
            "trial": params_mod.TrainSettings.trial(P).record(),
-           "trial_steps": trial_steps(steps, c), "tta": P["train"]["tta"],
+           "trial_steps": trial_steps(cell, c), "tta": P["train"]["tta"],
            "preprocess": {k: v for k, v in P["preprocess"].items()
                           if k not in ("overwrite", "workers")}}
-    if cell.arm == FIDELITY:
+    if cell.arm in (FIDELITY, FIDELITY_TRIAL):
         out["fidelity"] = {"space": P["search"]["space"], "points": c["fidelity_points"]}
         out |= _capped_warmups(cell, P, fidelity_point(cell, P)["batch_size"], trial=True)
     elif cell.arm in NO_SEARCH:
@@ -258,8 +269,7 @@ def _capped_warmups(cell: Cell, P: dict[str, Any], batch_size: int,
     per_epoch = math.ceil(cell.size / int(batch_size))
     roles = [("final", final_settings(P), c["final_steps"][cell.size])]
     if trial:
-        roles.append(("trial", params_mod.TrainSettings.trial(P),
-                      trial_steps(c["final_steps"][cell.size], c)))
+        roles.append(("trial", params_mod.TrainSettings.trial(P), trial_steps(cell, c)))
     for role, settings, steps in roles:
         epochs = epochs_for(steps, cell.size, batch_size)
         if settings.warmup_capped(per_epoch, epochs):
@@ -288,16 +298,18 @@ def loop_plan(arm: str, P: dict[str, Any], seed: int) -> SearchPlan:
     return plain.replace(**kwargs)
 
 
-def trial_steps(final_steps: int, c: dict[str, Any]) -> int:
-    """A trial's optimiser steps."""
-    return max(1, round(final_steps * c["trial_fraction"]))
+def trial_steps(cell: Cell, c: dict[str, Any]) -> int:
+    """The optimiser steps of a trial in ``cell`` (a longer fidelity trial's, or the arms')."""
+    fraction = cell.fraction if cell.arm == FIDELITY_TRIAL else c["trial_fraction"]
+    return max(1, round(c["final_steps"][cell.size] * fraction))
 
 
 def planned_steps(cell: Cell, c: dict[str, Any]) -> int:
     """The optimiser steps a cell takes: its trials' (if any) and its final training's."""
-    final = c["final_steps"][cell.size]
+    if cell.arm == FIDELITY_TRIAL:
+        return trial_steps(cell, c)
     trials = 1 if cell.arm == FIDELITY else 0 if cell.arm in NO_SEARCH else c["trials"]
-    return final + trials * trial_steps(final, c)
+    return c["final_steps"][cell.size] + trials * trial_steps(cell, c)
 
 
 def cell_fingerprint(cell: Cell, P: dict[str, Any], cd: CurveData) -> dict[str, str]:

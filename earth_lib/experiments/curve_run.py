@@ -26,6 +26,7 @@ from earth_lib import params as params_mod
 from earth_lib.errors import RunInUseError
 from earth_lib.experiments.curve import (
     FIDELITY,
+    FIDELITY_TRIAL,
     NO_SEARCH,
     SEARCH,
     TRAIN,
@@ -94,21 +95,33 @@ def _choose(cell: Cell, P: dict[str, Any], objective_for: Callable, folder: Run,
 
 def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Choose one cell's values, train them finally, test them; returns its record."""
+    """Choose one cell's values, train them finally, test them; returns its record.
+
+    A longer fidelity trial (``fidelity_trial``) trains its configuration as a trial only.
+    """
     c, seed = P["curve"], P["seed"]
     fp = cell_fingerprint(cell, P, cd)
     train_idx, val_idx = cd.subset(cell.size, cell.replicate, c["val_fraction"], seed)
     train, val, test = cd.split(train_idx), cd.split(val_idx), cd.split(cd.test)
     steps = c["final_steps"][cell.size]
     n_classes = len(cd.class_names)
-    fidelity = cell.arm == FIDELITY
+    fidelity = cell.arm in (FIDELITY, FIDELITY_TRIAL)
     train_seed = derive_seed(seed, TRAIN, 1000 + cell.seed_index if fidelity else cell.replicate)
     search_seed = derive_seed(seed, SEARCH, cell.replicate)
 
     def objective_for(fixed: dict[str, Any]) -> Callable[..., dict[str, Any]]:
-        return _objective(P, train, val, n_classes, trial_steps(steps, c), train_seed, fixed)
+        return _objective(P, train, val, n_classes, trial_steps(cell, c), train_seed, fixed)
 
     t0 = time.perf_counter()
+    if cell.arm == FIDELITY_TRIAL:
+        score = objective_for({})(fidelity_point(cell, P))
+        return {"cell": cell.name, "size": cell.size, "replicate": cell.replicate,
+                "arm": cell.arm, "point": cell.point, "seed_index": cell.seed_index,
+                "fraction": cell.fraction, "trial_steps": trial_steps(cell, c),
+                "seeds": {"train": train_seed}, "trial_score": score,
+                "seconds": {"search": round(time.perf_counter() - t0, 1), "final": 0.0,
+                            "test": 0.0},
+                "fingerprint": fp, "provenance": _provenance()}
     trial_score = None
     if fidelity:
         hp = fidelity_point(cell, P)
@@ -151,11 +164,15 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
         "seconds": {"search": round(search_seconds, 1), "final": round(final_seconds, 1),
                     "test": round(time.perf_counter() - t0, 1)},
         "fingerprint": fp,
-        "provenance": {"git_commit": git_commit(), "packages": package_versions(),
-                       "cpu": cpu_model(), "threads": _threads(),
-                       "finished": datetime.datetime.now(datetime.UTC).isoformat(
-                           timespec="seconds")},
+        "provenance": _provenance(),
     }
+
+
+def _provenance() -> dict[str, Any]:
+    """What produced a record: commit, packages, CPU, threads, when it finished."""
+    return {"git_commit": git_commit(), "packages": package_versions(), "cpu": cpu_model(),
+            "threads": _threads(),
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 
 def _threads() -> int | None:
@@ -216,10 +233,11 @@ def work_through(P: dict[str, Any], run: Run, results_dir: Path, cd: CurveData,
         training_here, test_here = training_here + s["search"] + s["final"], test_here + s["test"]
         left = [c for c in cells[i + 1:] if not (results_dir / f"{c.name}.json").is_file()]
         hours = hours_left(left, P["curve"], training_here / steps_here, test_here / done_here)
-        log(f"[{i + 1}/{len(cells)}] {cell.name}: test accuracy "
-            f"{record['test']['accuracy']:.3f}; search {s['search'] / 60:.1f} min, final "
-            f"{s['final'] / 60:.1f} min; {spent / 60:.0f} min so far, {len(left)} cell(s) "
-            f"without a record, ~{hours:.1f} h left at this pace")
+        scored = (f"test accuracy {record['test']['accuracy']:.3f}" if "test" in record else
+                  f"trial val loss {record['trial_score']['val_loss']:.3f}")
+        log(f"[{i + 1}/{len(cells)}] {cell.name}: {scored}; search {s['search'] / 60:.1f} "
+            f"min, final {s['final'] / 60:.1f} min; {spent / 60:.0f} min so far, "
+            f"{len(left)} cell(s) without a record, ~{hours:.1f} h left at this pace")
     return done_here
 
 

@@ -27,7 +27,14 @@ import pandas as pd
 from scipy import stats
 from scipy.stats import spearmanr, wilcoxon
 
-from earth_lib.experiments.curve import ARMS, FIDELITY, NO_SEARCH, POLICY_FREE, SEARCH_ARMS
+from earth_lib.experiments.curve import (
+    ARMS,
+    FIDELITY,
+    FIDELITY_TRIAL,
+    NO_SEARCH,
+    POLICY_FREE,
+    SEARCH_ARMS,
+)
 from earth_lib.io import atomic_write_text
 
 RESAMPLES = 10000
@@ -46,7 +53,7 @@ def accuracies(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows = [{"size": r["size"], "replicate": r["replicate"], "arm": r["arm"],
              "accuracy": r["test"]["accuracy"], "macro_f1": r["test"]["macro_f1"],
              "minutes": (r["seconds"]["search"] + r["seconds"]["final"]) / 60}
-            for r in records if r["arm"] != FIDELITY]
+            for r in records if r["arm"] in ARMS]
     return pd.DataFrame(rows, columns=["size", "replicate", "arm", "accuracy", "macro_f1",
                                        "minutes"])
 
@@ -218,8 +225,30 @@ def evidence(acc: pd.DataFrame, comp: pd.DataFrame) -> dict[str, Any]:
     return {"sizes": sizes}
 
 
+def fidelity_pairs(records: list[dict[str, Any]]) -> dict[tuple[int, int], pd.DataFrame]:
+    """Each trial's validation loss beside its configuration's fully trained test error.
+
+    Keyed by (size, trial steps): steps 0 for the arms' trials (the fidelity cells' own),
+    the steps of each longer trial (``fidelity_trial`` records, paired with the fidelity
+    cell of the same configuration and seed).
+    """
+    cells = [r for r in records if r["arm"] == FIDELITY and r.get("trial_score")]
+    full = {(r["size"], r["point"], r["seed_index"]): r for r in cells}
+    pairs: dict[tuple[int, int], list[tuple[dict, dict]]] = {}
+    for r in cells:
+        pairs.setdefault((r["size"], 0), []).append((r, r))
+    for r in (r for r in records if r["arm"] == FIDELITY_TRIAL):
+        key = (r["size"], r["point"], r["seed_index"])
+        if key in full:
+            pairs.setdefault((r["size"], r["trial_steps"]), []).append((r, full[key]))
+    return {k: pd.DataFrame([{"point": t["point"], "loss": t["trial_score"]["val_loss"],
+                              "error": 1 - f["test"]["accuracy"],
+                              "batch": f.get("hyperparameters", {}).get("batch_size")}
+                             for t, f in v]) for k, v in sorted(pairs.items())}
+
+
 def fidelity(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Per size: does a trial's validation loss rank the fully trained test error?
+    """Per size and trial length: does a trial's validation loss rank the test error?
 
     Beside them, how far apart the configurations are (the sd of their mean test error)
     against how far one configuration's seeds are (the pooled sd within a configuration):
@@ -230,12 +259,7 @@ def fidelity(records: list[dict[str, Any]]) -> pd.DataFrame:
     the final training, so batch size alone could make the ranking look good.
     """
     rows = []
-    cells = [r for r in records if r["arm"] == FIDELITY and r.get("trial_score")]
-    for size in sorted({r["size"] for r in cells}):
-        g = pd.DataFrame([{"point": r["point"], "loss": r["trial_score"]["val_loss"],
-                           "error": 1 - r["test"]["accuracy"],
-                           "batch": r.get("hyperparameters", {}).get("batch_size")}
-                          for r in cells if r["size"] == size])
+    for (size, steps), g in fidelity_pairs(records).items():
         within = [(len(b), spearmanr(b["loss"], b["error"])[0])
                   for _, b in g.groupby("batch") if len(b) > 2]
         within = [(n, r) for n, r in within if np.isfinite(r)]
@@ -247,7 +271,8 @@ def fidelity(records: list[dict[str, Any]]) -> pd.DataFrame:
                                                                                      np.nan)
         seeds_sd = float(np.sqrt(g.groupby("point")["error"].var(ddof=1).mean())) \
             if len(g) > len(means) else np.nan
-        rows.append({"size": size, "trainings": len(g), "configurations": len(means),
+        rows.append({"size": size, "trial_steps": steps, "trainings": len(g),
+                     "configurations": len(means),
                      "configurations_sd": float(means["error"].std(ddof=1))
                      if len(means) > 1 else np.nan, "seeds_sd": seeds_sd,
                      "rho": float(rho), "p": float(p), "rho_means": float(rho_m),
@@ -305,14 +330,15 @@ def _interval(low: float, high: float) -> str:
 
 
 def fidelity_markdown(fid: pd.DataFrame) -> str:
-    """The fidelity check as Markdown, one row per size."""
-    rows = [[f"{int(r['size']):,}", str(int(r["trainings"])), str(int(r["configurations"])),
+    """The fidelity check as Markdown, one row per size and trial length."""
+    rows = [[f"{int(r['size']):,}", f"{int(r['trial_steps'])} steps" if r["trial_steps"]
+             else "the arms'", str(int(r["trainings"])), str(int(r["configurations"])),
              _num(r["rho"], "+.2f"), _num(r["p"], ".3f"), _num(r["rho_means"], "+.2f"),
              _num(r["p_means"], ".3f"), _num(r["rho_within_batch"], "+.2f"),
              f"{100 * r['test_error_range']:.1f} points",
              f"{_num(100 * r['configurations_sd'], '.1f')} / {_num(100 * r['seeds_sd'], '.1f')}"]
             for _, r in fid.iterrows()]
-    return markdown_table(["images", "trainings", "configurations",
+    return markdown_table(["images", "trial", "trainings", "configurations",
                            "Spearman rho (trial loss vs test error)", "p",
                            "rho of the configurations' means", "p", "rho within a batch size",
                            "spread of test error",
@@ -381,12 +407,13 @@ FIDELITY_FIGURE = "curve_fidelity.png"
 
 
 def fidelity_figure(records: list[dict[str, Any]], folder: Path) -> Path | None:
-    """Each trial's validation loss against the fully trained test accuracy, per size.
+    """Each trial's validation loss against the fully trained test accuracy.
 
-    One colour per configuration; its seeds joined by a line. None without fidelity cells.
+    One panel per size and trial length; one colour per configuration, its seeds joined
+    by a line. None without fidelity cells.
     """
-    cells = [r for r in records if r["arm"] == FIDELITY and r.get("trial_score")]
-    if not cells:
+    pairs = fidelity_pairs(records)
+    if not pairs:
         return None
     import matplotlib
 
@@ -394,14 +421,10 @@ def fidelity_figure(records: list[dict[str, Any]], folder: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    sizes = sorted({r["size"] for r in cells})
-    fid = fidelity(records).set_index("size")
-    fig, axes = plt.subplots(1, len(sizes), figsize=(5.2 * len(sizes), 4), squeeze=False)
-    for ax, size in zip(axes[0], sizes, strict=True):
-        g = pd.DataFrame([{"point": r["point"], "loss": r["trial_score"]["val_loss"],
-                           "acc": 100 * r["test"]["accuracy"],
-                           "batch": r.get("hyperparameters", {}).get("batch_size")}
-                          for r in cells if r["size"] == size]).sort_values(["point", "loss"])
+    fid = fidelity(records).set_index(["size", "trial_steps"])
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4), squeeze=False)
+    for ax, ((size, steps), g) in zip(axes[0], pairs.items(), strict=True):
+        g = g.assign(acc=100 * (1 - g["error"])).sort_values(["point", "loss"])
         marks = {b: m for b, m in zip(sorted(g["batch"].dropna().unique()), "osD^v",
                                       strict=False)}
         for point, p in g.groupby("point"):
@@ -411,10 +434,12 @@ def fidelity_figure(records: list[dict[str, Any]], folder: Path) -> Path | None:
             ax.plot([], [], m, color="grey", label=f"batch {int(b)}")
         if marks:
             ax.legend(fontsize=8)
-        rho = fid.loc[size, "rho"]
+        rho = fid.loc[(size, steps), "rho"]
+        trial = f"trials of {steps} steps" if steps else "the arms' trials"
         ax.set(xlabel="trial's validation loss (lower is better)",
                ylabel="test accuracy after the full training (%)",
-               title=f"{size:,} images: Spearman rho {rho:+.2f} over {len(g)} trainings")
+               title=f"{size:,} images, {trial}:\nSpearman rho {rho:+.2f} over {len(g)} "
+                     "trainings")
         ax.grid(alpha=0.3)
     fig.suptitle("Does a short trial rank the full training?\n"
                  "One colour per configuration, its seeds joined", fontsize=10)

@@ -275,6 +275,11 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                              "score rank fully trained results? ([]: none)"),
         "fidelity_points": _p(8, int, "configurations of the fidelity check", low=2),
         "fidelity_seeds": _p(2, int, "seeds per configuration of the fidelity check", low=1),
+        "fidelity_trial_fractions": _p({}, dict, "longer trials to measure too, {size: "
+                                       "[share of the final training, ...]}: each trains "
+                                       "every fidelity configuration and seed as a trial "
+                                       "only, ranked against the full trainings (at the sizes of "
+                                       "curve.fidelity_sizes)"),
         "workers": _p(1, int, "cells trained at once, each in its own process", low=1,
                       high=64),
         "results_dir": _p(None, str, "where each finished cell's record goes (null: "

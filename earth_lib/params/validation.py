@@ -265,6 +265,14 @@ def _check_curve(c: dict[str, Any], source: str) -> None:
         if size not in sizes:
             raise _fail(source, "curve.fidelity_sizes", f"sizes among curve.sizes {sizes}",
                         c["fidelity_sizes"])
+    longer = c["fidelity_trial_fractions"]
+    for size, fractions in longer.items():
+        if not whole(size, 2) or not isinstance(fractions, list) or not all(
+                isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1
+                for f in fractions):
+            raise _fail(source, "curve.fidelity_trial_fractions",
+                        "{size: [shares of the final training, each in (0, 1]]} (used at the "
+                        "sizes of curve.fidelity_sizes)", longer)
 
 
 def parse_overrides(overrides: str | list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
