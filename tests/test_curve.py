@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -348,6 +349,8 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
     assert longer["trial_score"]["val_loss"] != short["trial_score"]["val_loss"]
     fid = curve_report.fidelity(curve_report.load_records(run.path / "records"))
     assert list(fid["trial_steps"]) == [0, 4] and list(fid["trainings"]) == [2, 2]
+    assert all(re.fullmatch(r"\d+ at batch \d+( / \d+ at batch \d+)*", e)
+               for e in fid["trial_epochs"])  # the whole epochs the trials ran
     rec = json.loads((run.path / "records" / "n00024-r0-noisy_gp.json").read_text())
     assert len(rec["trials"]) == 3 and len(rec["test_correct"]) == 12
     assert rec["images"] == {"train": 24, "val": 6, "test": 12}

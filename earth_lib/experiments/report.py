@@ -242,6 +242,7 @@ def fidelity_pairs(records: list[dict[str, Any]]) -> dict[tuple[int, int], pd.Da
         if key in full:
             pairs.setdefault((r["size"], r["trial_steps"]), []).append((r, full[key]))
     return {k: pd.DataFrame([{"point": t["point"], "loss": t["trial_score"]["val_loss"],
+                              "epochs": t["trial_score"].get("epochs_run"),
                               "error": 1 - f["test"]["accuracy"],
                               "batch": f.get("hyperparameters", {}).get("batch_size")}
                              for t, f in v]) for k, v in sorted(pairs.items())}
@@ -271,7 +272,11 @@ def fidelity(records: list[dict[str, Any]]) -> pd.DataFrame:
                                                                                      np.nan)
         seeds_sd = float(np.sqrt(g.groupby("point")["error"].var(ddof=1).mean())) \
             if len(g) > len(means) else np.nan
-        rows.append({"size": size, "trial_steps": steps, "trainings": len(g),
+        epochs = " / ".join(f"{int(e)} at batch {int(b)}" for b, e in
+                            g.dropna(subset=["epochs", "batch"]).groupby("batch")["epochs"].max()
+                            .items())
+        rows.append({"size": size, "trial_steps": steps, "trial_epochs": epochs,
+                     "trainings": len(g),
                      "configurations": len(means),
                      "configurations_sd": float(means["error"].std(ddof=1))
                      if len(means) > 1 else np.nan, "seeds_sd": seeds_sd,
@@ -331,14 +336,15 @@ def _interval(low: float, high: float) -> str:
 
 def fidelity_markdown(fid: pd.DataFrame) -> str:
     """The fidelity check as Markdown, one row per size and trial length."""
-    rows = [[f"{int(r['size']):,}", f"{int(r['trial_steps'])} steps" if r["trial_steps"]
-             else "the arms'", str(int(r["trainings"])), str(int(r["configurations"])),
+    rows = [[f"{int(r['size']):,}", (f"{int(r['trial_steps'])} steps" if r["trial_steps"]
+             else "the arms'") + (f" ({r['trial_epochs']})" if r["trial_epochs"] else ""),
+             str(int(r["trainings"])), str(int(r["configurations"])),
              _num(r["rho"], "+.2f"), _num(r["p"], ".3f"), _num(r["rho_means"], "+.2f"),
              _num(r["p_means"], ".3f"), _num(r["rho_within_batch"], "+.2f"),
              f"{100 * r['test_error_range']:.1f} points",
              f"{_num(100 * r['configurations_sd'], '.1f')} / {_num(100 * r['seeds_sd'], '.1f')}"]
             for _, r in fid.iterrows()]
-    return markdown_table(["images", "trial", "trainings", "configurations",
+    return markdown_table(["images", "trial (whole epochs run)", "trainings", "configurations",
                            "Spearman rho (trial loss vs test error)", "p",
                            "rho of the configurations' means", "p", "rho within a batch size",
                            "spread of test error",
