@@ -85,11 +85,9 @@ class Cell:
     @property
     def name(self) -> str:
         """The cell's file and folder name (sorted names run size by size)."""
-        if self.arm == FIDELITY:
-            return f"{FIDELITY}-n{self.size:05d}-p{self.point}-s{self.seed_index}"
-        if self.arm == FIDELITY_TRIAL:
-            return (f"{FIDELITY}-n{self.size:05d}-p{self.point}-s{self.seed_index}"
-                    f"-t{round(100 * self.fraction):03d}")
+        if self.arm in (FIDELITY, FIDELITY_TRIAL):
+            name = f"{FIDELITY}-n{self.size:05d}-p{self.point}-s{self.seed_index}"
+            return name + (f"-t{round(100 * self.fraction):03d}" if self.fraction else "")
         return f"n{self.size:05d}-r{self.replicate}-{self.arm}"
 
 

@@ -102,7 +102,7 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
     c, seed = P["curve"], P["seed"]
     fp = cell_fingerprint(cell, P, cd)
     train_idx, val_idx = cd.subset(cell.size, cell.replicate, c["val_fraction"], seed)
-    train, val, test = cd.split(train_idx), cd.split(val_idx), cd.split(cd.test)
+    train, val = cd.split(train_idx), cd.split(val_idx)
     steps = c["final_steps"][cell.size]
     n_classes = len(cd.class_names)
     fidelity = cell.arm in (FIDELITY, FIDELITY_TRIAL)
@@ -139,6 +139,7 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
                                 final_settings(P), seed=train_seed, verbose=False,
                                 csv_log=folder.training_log, backup_dir=folder.path / BACKUP)
     final_seconds = time.perf_counter() - t0
+    test = cd.split(cd.test)
     t0 = time.perf_counter()
     proba = predict_proba(model, test.x, tta=P["train"]["tta"])
     scores = evaluate_predictions(test.y, proba, cd.class_names)
