@@ -258,6 +258,9 @@ def test_three_replicates_of_one_sign_are_not_a_verdict():
     assert row["ci_low"] > 0 > row["t_low"]
     assert "no difference shown" in curve_report.verdicts(comp)[500]
     assert "Bonferroni over 2 search arms" in curve_report.verdicts(comp)[500]
+    one = curve_report.comparisons(pd.DataFrame(rows[:3]).assign(macro_f1=0.0, minutes=1.0))
+    assert curve_report.verdicts(one)[500].startswith(  # one replicate judges nothing
+        "500 images: not judged yet: the best search arm (method) +1.0 points")
 
 
 def _record(size, rep, arm, acc, **extra):
@@ -273,7 +276,8 @@ def _records():
             base = 0.7 + 0.05 * rng.random()
             for arm, shift in (("none", -0.05), ("literature", 0.0), ("trivialaugment", 0.01),
                                ("method", gain), ("random", 0.0)):
-                out.append(_record(size, rep, arm, base + shift + 0.002 * rng.random()))
+                out.append(_record(size, rep, arm, base + shift + 0.002 * rng.random(),
+                                   **({"final_steps": 400} if size == 250 else {})))
     for point in range(4):
         for s in range(2):
             out.append(_record(1000, 0, "fidelity", 0.6 + 0.05 * point + 0.01 * s, point=point,
@@ -308,7 +312,9 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     assert fid.loc[1, "configurations_sd"] == fid.loc[0, "configurations_sd"]
     written = curve_report.write_curve_report(folder, tmp_path / "docs")
     page = written[0].read_text()
-    assert "| 250 | 67" in page or "| 250 |" in page
+    # each size's training length beside its accuracies ("-": records without it)
+    assert "| images | final steps | none |" in page
+    assert "| 250 | 400 | " in page and "| 1,000 | - | " in page
     assert "Fidelity" in page and all(p.stat().st_size > 10_000 for p in written[1:])
     assert {p.name for p in written[1:]} == {"curve_accuracy.png", "curve_gain.png",
                                               "curve_fidelity.png"}
@@ -316,6 +322,7 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     readme_block = curve_report.curve_verdicts(curve_report.load_records(folder),
                                                str(tmp_path / "docs" / "figures"))
     assert f"]({tmp_path / 'docs' / 'figures'}/curve_fidelity.png)" in readme_block
+    assert "optimiser steps (250 images: 400); the verdicts hold" in readme_block
     assert "curve_fidelity" not in curve_report.curve_verdicts(
         curve_report.load_records(folder), str(tmp_path / "nowhere"))
 

@@ -20,7 +20,7 @@ def _evidence(verdict="no difference shown", best="trivialaugment", replicates=5
               "interval": [-1.1, 1.9], "replicates": replicates}
     acc = {"none": 0.8, "literature": 0.85, "trivialaugment": 0.88, "method": 0.884}
     return {"sizes": {"1000": {"replicates": replicates, "best_no_search": best,
-                               "accuracy": acc, "search": search},
+                               "accuracy": acc, "search": search, "final_steps": 600},
                       "5000": {"replicates": replicates, "best_no_search": "literature",
                                "accuracy": acc, "search": {**search, "verdict": "pays"}}}}
 
@@ -42,6 +42,7 @@ def test_the_advice_names_what_to_train_and_whether_to_search():
     assert a.search_pays() is False
     assert "nearest measured to 1,200" in a.search_reason()
     assert "88.0 % against 85.0 % for the literature values" in a.augmentation_reason()
+    assert "trained 600 optimiser steps" in a.augmentation_reason()  # the verdict's length
     assert advice_for(5000, _evidence()).overrides() == {}  # the literature values won
     assert advice_for(5000, _evidence()).search_pays() is True
     none = advice_for(1000, _evidence(best="none")).overrides()
@@ -87,13 +88,14 @@ def test_the_evidence_comes_from_the_records():
                          ("random", 0.82)):
             rows.append({"size": 500, "replicate": rep, "arm": arm,
                          "accuracy": acc + 0.005 * rng.random(), "macro_f1": acc,
-                         "minutes": 1.0})
+                         "minutes": 1.0, "steps": 500})
     import pandas as pd
 
     acc = pd.DataFrame(rows)
     ev = curve_report.evidence(acc, curve_report.comparisons(acc))
     entry = ev["sizes"]["500"]
     assert entry["best_no_search"] == "randaugment" and entry["replicates"] == 4
+    assert entry["final_steps"] == 500
     assert entry["search"]["arm"] == "method" and entry["search"]["verdict"] in (
         "pays", "no difference shown")
     assert advice_for(500, ev).overrides() == {"baseline.policy": "randaugment"}

@@ -49,13 +49,23 @@ def load_records(folder: str | Path) -> list[dict[str, Any]]:
 
 
 def accuracies(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Test accuracy (and macro F1, minutes) of every arm cell: size x replicate x arm."""
+    """Every arm cell's test accuracy, macro F1, minutes and final training steps."""
     rows = [{"size": r["size"], "replicate": r["replicate"], "arm": r["arm"],
              "accuracy": r["test"]["accuracy"], "macro_f1": r["test"]["macro_f1"],
-             "minutes": (r["seconds"]["search"] + r["seconds"]["final"]) / 60}
+             "minutes": (r["seconds"]["search"] + r["seconds"]["final"]) / 60,
+             "steps": r.get("final_steps")}
             for r in records if r["arm"] in ARMS]
     return pd.DataFrame(rows, columns=["size", "replicate", "arm", "accuracy", "macro_f1",
-                                       "minutes"])
+                                       "minutes", "steps"])
+
+
+def final_steps(acc: pd.DataFrame, size: int) -> int | None:
+    """The optimiser steps of the final trainings at ``size`` (None: not recorded).
+
+    Every verdict holds at this training length: a longer one favours strong augmentation.
+    """
+    steps = acc.loc[acc["size"] == size, "steps"].dropna() if "steps" in acc else []
+    return int(steps.max()) if len(steps) else None
 
 
 def bootstrap_interval(values: np.ndarray, resamples: int = RESAMPLES,
@@ -113,9 +123,10 @@ def summary(acc: pd.DataFrame) -> pd.DataFrame:
                                else float("nan"), len(a))
         rows.append({"size": size, "arm": arm, "replicates": len(g),
                      "accuracy": g["accuracy"].mean(), "ci_low": low, "ci_high": high,
-                     "macro_f1": g["macro_f1"].mean(), "minutes": g["minutes"].mean()})
+                     "macro_f1": g["macro_f1"].mean(), "minutes": g["minutes"].mean(),
+                     "steps": final_steps(acc, size)})
     out = pd.DataFrame(rows, columns=["size", "arm", "replicates", "accuracy", "ci_low",
-                                      "ci_high", "macro_f1", "minutes"])
+                                      "ci_high", "macro_f1", "minutes", "steps"])
     out["order"] = out["arm"].map({a: i for i, a in enumerate(ARMS)})
     return out.sort_values(["size", "order"]).drop(columns="order").reset_index(drop=True)
 
@@ -171,8 +182,8 @@ def search_gains(comp: pd.DataFrame) -> pd.DataFrame:
         best = g.loc[g["diff_points"].idxmax()]
         low, high = t_interval(best["diff_points"], best["sd_points"],
                                int(best["replicates"]), 1 - 0.05 / len(g))
-        verdict = ("pays" if np.isfinite(low) and low > 0 else
-                   "loses" if np.isfinite(high) and high < 0 else "no difference shown")
+        verdict = ("not judged yet" if not np.isfinite(low) else "pays" if low > 0 else
+                   "loses" if high < 0 else "no difference shown")
         rows.append({"size": int(size), "search_arm": best["arm"],
                      "no_search_arm": best["reference"], "replicates": int(best["replicates"]),
                      "search_arms": len(g), "gain_points": float(best["diff_points"]),
@@ -187,14 +198,14 @@ def verdicts(comp: pd.DataFrame) -> dict[int, str]:
     for _, g in search_gains(comp).iterrows():
         m = g["search_arms"]
         ci = (f"95 % interval [{g['low']:+.1f}, {g['high']:+.1f}] (Student t, Bonferroni over "
-              f"{m} search arm{'s' if m > 1 else ''})"
+              f"{m} search arm{'s' if m > 1 else ''}), {int(g['replicates'])} replicates"
               if np.isfinite(g["low"]) else "one replicate, no interval yet")
         word = {"pays": "the search pays", "loses": "the search loses"}.get(g["verdict"],
                                                                          g["verdict"])
         out[int(g["size"])] = (
             f"{int(g['size']):,} images: {word}: the best search arm ({g['search_arm']}) "
             f"{g['gain_points']:+.1f} points against the best no-search arm "
-            f"({g['no_search_arm']}), {ci}, {int(g['replicates'])} replicate(s).")
+            f"({g['no_search_arm']}), {ci}.")
     return out
 
 
@@ -211,6 +222,7 @@ def evidence(acc: pd.DataFrame, comp: pd.DataFrame) -> dict[str, Any]:
         best = best_arm(acc, size, NO_SEARCH)
         entry: dict[str, Any] = {
             "replicates": int(means["count"].min()),
+            "final_steps": final_steps(acc, size),
             "best_no_search": best,
             "accuracy": {a: round(float(means.loc[a, "mean"]), 4)
                          for a in ARMS if a in means.index}}
@@ -301,11 +313,15 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def summary_markdown(table: pd.DataFrame) -> str:
-    """Accuracy per size (rows) and arm (columns): mean % [95 % interval] (replicates)."""
+    """Accuracy per size (rows) and arm (columns): mean % [95 % interval] (replicates).
+
+    Beside each size, the final trainings' optimiser steps: the verdicts hold at that length.
+    """
     arms = [a for a in ARMS if a in set(table["arm"])]
     rows = []
     for size, g in table.groupby("size"):
-        cells = [f"{int(size):,}"]
+        steps = g["steps"].dropna()
+        cells = [f"{int(size):,}", f"{int(steps.max()):,}" if len(steps) else "-"]
         for arm in arms:
             r = g[g["arm"] == arm]
             if r.empty:
@@ -316,7 +332,7 @@ def summary_markdown(table: pd.DataFrame) -> str:
                   if np.isfinite(r["ci_low"]) else "")
             cells.append(f"{_pct(r['accuracy'])}{ci} ({int(r['replicates'])})")
         rows.append(cells)
-    return markdown_table(["images", *arms], rows)
+    return markdown_table(["images", "final steps", *arms], rows)
 
 
 def comparisons_markdown(comp: pd.DataFrame, against: str) -> str:
@@ -496,10 +512,17 @@ def curve_verdicts(records: list[dict[str, Any]], figures: str = "docs/figures")
 
     ``figures``: where ``make curve-report`` put them, relative to the README.
     """
-    said = verdicts(comparisons(accuracies(records)))
+    acc = accuracies(records)
+    said = verdicts(comparisons(acc))
     lines = [progress_line(records)] + [f"- {v}" for v in said.values()]
     if not said:
         lines.append("No size has both a search arm and a no-search arm recorded yet.")
+    lengths = {int(s): final_steps(acc, s) for s in sorted(acc["size"].unique())}
+    if any(lengths.values()):
+        lines.append("\nEvery arm's final training at a size runs the same number of "
+                     "optimiser steps (" + ", ".join(f"{s:,} images: {n:,}" for s, n in
+                                                     lengths.items() if n)
+                     + "); the verdicts hold at that length.")
     for name, what in ((FIDELITY_FIGURE, "Trial loss against test accuracy"),
                        ("curve_accuracy.png", "Test accuracy against training-set size")):
         if (Path(figures) / name).is_file():

@@ -36,12 +36,14 @@ class Advice:
     best_no_search: str | None = None
     accuracy: dict[str, float] = field(default_factory=dict)
     search: dict[str, Any] | None = None
+    final_steps: int | None = None
 
     @property
     def where(self) -> str:
         """Which measurement the advice comes from, in words."""
         near = "" if self.size == self.images else f" (the nearest measured to {self.images:,})"
-        return f"the learning curve at {self.size:,} training images{near}"
+        steps = f", trained {self.final_steps:,} optimiser steps" if self.final_steps else ""
+        return f"the learning curve at {self.size:,} training images{near}{steps}"
 
     def overrides(self) -> dict[str, Any]:
         """The parameter values that train like the best arm without a search."""
@@ -101,7 +103,7 @@ def advice_for(images: int, evidence: dict[str, Any] | None = None) -> Advice:
         return Advice(images)
     e = ready[size]
     return Advice(images, size, e["replicates"], e["best_no_search"], e.get("accuracy", {}),
-                  e.get("search"))
+                  e.get("search"), e.get("final_steps"))
 
 
 def search_note(images: int, searching: bool, evidence: dict[str, Any] | None = None) -> str:
