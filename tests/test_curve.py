@@ -143,6 +143,24 @@ def test_the_plan_runs_the_fidelity_check_then_each_size_to_a_verdict_then_the_r
     assert curve.trial_steps(cell, c) == 2 and curve.planned_steps(cell, c) == 2  # 0.3 x 6
 
 
+def test_the_length_check_follows_its_sizes_first_replicates():
+    c = validate({"curve": {"sizes": [100, 200], "replicates": {100: 4, 200: 3},
+                            "final_steps": {100: 5, 200: 6}, "arms": ["none", "method"],
+                            "fidelity_sizes": [], "length_check": {100: 3}}})["curve"]
+    cells = curve.plan_cells(c)
+    names = [cell.name for cell in cells]
+    # after 100's three replicates, its one arm without a search, three times longer
+    assert names[5:7] == ["n00100-r2-method", "n00100-r0-none-x3"]
+    assert names[7] == "n00200-r0-none" and names[-1] == "n00100-r3-method"
+    long, short = cells[6], cells[0]
+    assert curve.final_steps(long, c) == 15 and curve.planned_steps(long, c) == 15
+    assert curve.final_steps(short, c) == 5 and len(names) == len(set(names)) == 4 * 2 + 3 * 2 + 1
+    P = validate({"curve": c, "seed": 1})
+    settings = curve.cell_settings(long, P)
+    assert settings["final_steps"] == 15 and settings["values"] == curve.fixed_values("none", P)
+    assert curve.cell_settings(short, P)["final_steps"] == 5
+
+
 def test_the_plan_holds_every_cell_once_with_fewer_replicates_than_a_verdict_needs():
     c = validate({"curve": {"sizes": [100, 200], "replicates": {100: 1, 200: 4},
                             "final_steps": {100: 5, 200: 6}, "arms": ["method"],
@@ -188,6 +206,8 @@ def test_the_fixed_arms_values():
     ({"fidelity_trial_fractions": {5000: [0.0]}}, "curve.fidelity_trial_fractions"),
     ({"fidelity_trial_fractions": {5000: 0.3}}, "curve.fidelity_trial_fractions"),
     ({"trails": 9}, "curve.trails"),
+    ({"length_check": {300: 3}}, "curve.length_check"),
+    ({"length_check": {250: 1}}, "curve.length_check"),
 ])
 def test_bad_curve_parameters_name_their_key(given, key):
     with pytest.raises(ParameterError, match=key.replace(".", r"\.")):
@@ -199,10 +219,11 @@ def test_the_committed_curve_file_is_valid_and_one_cell_can_be_run_alone(root):
     assert P["curve"]["results_dir"] == "results/curve"
     c = P["curve"]
     longer = sum(len(f) for f in c["fidelity_trial_fractions"].values()) * 16
-    assert len(curve.plan_cells(c)) == (32 + longer
+    lengths = len(c["length_check"]) * len(curve.NO_SEARCH)
+    assert len(curve.plan_cells(c)) == (32 + longer + lengths
                                         + sum(c["replicates"].values()) * len(curve.ARMS))
     one = load_params(root / "params" / "curve.yaml", "curve.sizes=[500] curve.replicates=1 "
-                      "curve.arms=[method] curve.fidelity_sizes=[]")
+                      "curve.arms=[method] curve.fidelity_sizes=[] curve.length_check={}")
     assert [c.name for c in curve.plan_cells(one["curve"])] == ["n00500-r0-method"]
     assert one["curve"]["final_steps"] == {500: P["curve"]["final_steps"][500]}
 
@@ -287,6 +308,8 @@ def _records():
                         "seed_index": s, "trial_steps": 60, "fraction": 0.1,
                         "trial_score": {"val_loss": 1.0 + 0.1 * point + 0.01 * s},
                         "seconds": {"search": 30, "final": 0.0, "test": 0.0}})
+    for arm, acc in (("none", 0.99), ("trivialaugment", 0.9)):  # the length check
+        out.append(_record(250, 0, arm, acc, final_steps=1200, length_factor=3))
     return out
 
 
@@ -315,6 +338,9 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     # each size's training length beside its accuracies ("-": records without it)
     assert "| images | final steps | none |" in page
     assert "| 250 | 400 | " in page and "| 1,000 | - | " in page
+    # the longer trainings: beside their cells, apart from the curve's accuracies
+    assert "| 250 | 0 | none | " in page and "(1,200 steps)" in page
+    assert "the best of these arms trained longer is none, not trivialaugment" in page
     assert "Fidelity" in page and all(p.stat().st_size > 10_000 for p in written[1:])
     assert {p.name for p in written[1:]} == {"curve_accuracy.png", "curve_gain.png",
                                               "curve_fidelity.png"}
@@ -343,12 +369,18 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
                                d["synthetic_classes"], P["seed"], progress=False)
     preprocess_folder(images, processed, {**DEFAULTS, "image_size": 16}, progress=False)
     run, lines = Run(tmp_path / "run"), []
-    assert curve_run.run_curve(P, run, log=lines.append) == 8
+    assert curve_run.run_curve(P, run, log=lines.append) == 9
     records = sorted(p.stem for p in (run.path / "records").glob("*.json"))
     assert records == ["fidelity-n00024-p0-s0", "fidelity-n00024-p0-s0-t100",
                        "fidelity-n00024-p1-s0", "fidelity-n00024-p1-s0-t100",
-                       "n00012-r0-literature", "n00012-r0-noisy_gp", "n00024-r0-literature",
-                       "n00024-r0-noisy_gp"]
+                       "n00012-r0-literature", "n00012-r0-literature-x2", "n00012-r0-noisy_gp",
+                       "n00024-r0-literature", "n00024-r0-noisy_gp"]
+    long, base = (json.loads((run.path / "records" / f"n00012-r0-literature{x}.json").read_text())
+                  for x in ("-x2", ""))
+    assert long["final_steps"] == 2 * base["final_steps"] and long["length_factor"] == 2
+    assert long["seeds"] == base["seeds"] and long["hyperparameters"]["epochs"] == \
+        2 * base["hyperparameters"]["epochs"]  # the same training, twice as long
+    assert len(curve_report.accuracies(curve_report.load_records(run.path / "records"))) == 4
     longer = json.loads((run.path / "records" / "fidelity-n00024-p1-s0-t100.json").read_text())
     short = json.loads((run.path / "records" / "fidelity-n00024-p1-s0.json").read_text())
     assert longer["trial_steps"] == 4 and "test" not in longer  # a trial alone, no model

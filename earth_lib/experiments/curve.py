@@ -26,7 +26,9 @@ Every search arm spends ``curve.trials`` trials of ``curve.trial_fraction`` of t
 training. The *fidelity check* (cells ``fidelity-*``, run first) trains
 ``curve.fidelity_points`` Latin-hypercube points of the method's space on
 ``curve.fidelity_seeds`` seeds, as a trial and fully: does a trial's score rank the fully
-trained results?
+trained results? The *length check* (cells ``n<size>-r0-<arm>-x<factor>``, after a size's
+first replicates) trains the arms without a search ``curve.length_check[size]`` times
+longer: do the verdicts, taken at ``curve.final_steps``, depend on training length?
 
 Each finished cell writes a small JSON record (``curve.results_dir``): what was chosen, its
 trials, the test scores, times, provenance and a fingerprint of what shaped it. A record
@@ -81,6 +83,7 @@ class Cell:
     point: int = 0  # fidelity: the configuration
     seed_index: int = 0  # fidelity: the seed
     fraction: float = 0.0  # a longer fidelity trial: its share of the final training
+    factor: int = 1  # the length check: times curve.final_steps of its final training
 
     @property
     def name(self) -> str:
@@ -88,7 +91,8 @@ class Cell:
         if self.arm in (FIDELITY, FIDELITY_TRIAL):
             name = f"{FIDELITY}-n{self.size:05d}-p{self.point}-s{self.seed_index}"
             return name + (f"-t{round(100 * self.fraction):03d}" if self.fraction else "")
-        return f"n{self.size:05d}-r{self.replicate}-{self.arm}"
+        return f"n{self.size:05d}-r{self.replicate}-{self.arm}" + (
+            f"-x{self.factor}" if self.factor > 1 else "")
 
 
 def plan_cells(c: dict[str, Any]) -> list[Cell]:
@@ -98,7 +102,9 @@ def plan_cells(c: dict[str, Any]) -> list[Cell]:
 
     The first pass runs, size by size from small to large, the replicates a verdict needs
     (:data:`~earth_lib.planning.evidence.MIN_REPLICATES`), so each size gets its verdict as
-    early as it can; the second adds the remaining replicates, replicate by replicate.
+    early as it can, then that size's length check (``curve.length_check``: the arms
+    without a search, replicate 0, trained longer); the second adds the remaining
+    replicates, replicate by replicate.
     """
     cells = [Cell(size, 0, FIDELITY, k, s) for size in c["fidelity_sizes"]
              for k in range(c["fidelity_points"]) for s in range(c["fidelity_seeds"])]
@@ -106,8 +112,11 @@ def plan_cells(c: dict[str, Any]) -> list[Cell]:
               for f in c["fidelity_trial_fractions"].get(size, [])
               for k in range(c["fidelity_points"]) for s in range(c["fidelity_seeds"])]
     first = {size: min(MIN_REPLICATES, c["replicates"][size]) for size in c["sizes"]}
-    cells += [Cell(size, r, arm) for size in c["sizes"] for r in range(first[size])
-              for arm in c["arms"]]
+    for size in c["sizes"]:
+        cells += [Cell(size, r, arm) for r in range(first[size]) for arm in c["arms"]]
+        factor = c["length_check"].get(size, 1)
+        cells += [Cell(size, 0, arm, factor=factor) for arm in c["arms"]
+                  if arm in NO_SEARCH and factor > 1]
     for r in range(max(c["replicates"].values())):
         cells += [Cell(size, r, arm) for size in c["sizes"]
                   if first[size] <= r < c["replicates"][size] for arm in c["arms"]]
@@ -236,7 +245,7 @@ def search_plan(arm: str, P: dict[str, Any]) -> tuple[dict[str, dict], dict[str,
 def cell_settings(cell: Cell, P: dict[str, Any]) -> dict[str, Any]:
     """Everything besides the data that gives a cell's result its meaning (its fingerprint)."""
     c = P["curve"]
-    steps = c["final_steps"][cell.size]
+    steps = final_steps(cell, c)
     out = {"protocol": PROTOCOL, "seed": P["seed"], "test_images": c["test_images"],
            "val_fraction": c["val_fraction"], "final_steps": steps,
            "final": final_settings(P).record(),
@@ -265,7 +274,7 @@ def _capped_warmups(cell: Cell, P: dict[str, Any], batch_size: int,
     """
     c, out = P["curve"], {}
     per_epoch = math.ceil(cell.size / int(batch_size))
-    roles = [("final", final_settings(P), c["final_steps"][cell.size])]
+    roles = [("final", final_settings(P), final_steps(cell, c))]
     if trial:
         roles.append(("trial", params_mod.TrainSettings.trial(P), trial_steps(cell, c)))
     for role, settings, steps in roles:
@@ -302,12 +311,17 @@ def trial_steps(cell: Cell, c: dict[str, Any]) -> int:
     return max(1, round(c["final_steps"][cell.size] * fraction))
 
 
+def final_steps(cell: Cell, c: dict[str, Any]) -> int:
+    """The optimiser steps of a cell's final training (the length check's are longer)."""
+    return c["final_steps"][cell.size] * cell.factor
+
+
 def planned_steps(cell: Cell, c: dict[str, Any]) -> int:
     """The optimiser steps a cell takes: its trials' (if any) and its final training's."""
     if cell.arm == FIDELITY_TRIAL:
         return trial_steps(cell, c)
     trials = 1 if cell.arm == FIDELITY else 0 if cell.arm in NO_SEARCH else c["trials"]
-    return c["final_steps"][cell.size] + trials * trial_steps(cell, c)
+    return final_steps(cell, c) + trials * trial_steps(cell, c)
 
 
 def cell_fingerprint(cell: Cell, P: dict[str, Any], cd: CurveData) -> dict[str, str]:

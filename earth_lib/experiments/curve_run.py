@@ -38,6 +38,7 @@ from earth_lib.experiments.curve import (
     epochs_for,
     fidelity_point,
     final_settings,
+    final_steps,
     fixed_values,
     load_curve_data,
     loop_plan,
@@ -103,7 +104,7 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
     fp = cell_fingerprint(cell, P, cd)
     train_idx, val_idx = cd.subset(cell.size, cell.replicate, c["val_fraction"], seed)
     train, val = cd.split(train_idx), cd.split(val_idx)
-    steps = c["final_steps"][cell.size]
+    steps = final_steps(cell, c)
     n_classes = len(cd.class_names)
     fidelity = cell.arm in (FIDELITY, FIDELITY_TRIAL)
     train_seed = derive_seed(seed, TRAIN, 1000 + cell.seed_index if fidelity else cell.replicate)
@@ -153,6 +154,7 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
         "seeds": {"search": search_seed, "train": train_seed},
         "images": {"train": len(train_idx), "val": len(val_idx), "test": len(cd.test)},
         "hyperparameters": final_hp, "final_steps": steps, "trial_score": trial_score,
+        **({"length_factor": cell.factor} if cell.factor > 1 else {}),
         "trials": trials,
         "test": {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
                  "cross_entropy": scores["cross_entropy"],

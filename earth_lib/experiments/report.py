@@ -54,9 +54,47 @@ def accuracies(records: list[dict[str, Any]]) -> pd.DataFrame:
              "accuracy": r["test"]["accuracy"], "macro_f1": r["test"]["macro_f1"],
              "minutes": (r["seconds"]["search"] + r["seconds"]["final"]) / 60,
              "steps": r.get("final_steps")}
-            for r in records if r["arm"] in ARMS]
+            for r in records if r["arm"] in ARMS and not r.get("length_factor")]
     return pd.DataFrame(rows, columns=["size", "replicate", "arm", "accuracy", "macro_f1",
                                        "minutes", "steps"])
+
+
+def length_check(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Each longer final training (``length_factor``) beside the same cell at the curve's length.
+
+    Same subset, seed and values; only the steps differ, so the difference is the length's.
+    """
+    base = {(r["size"], r["replicate"], r["arm"]): r for r in records
+            if r["arm"] in ARMS and not r.get("length_factor")}
+    rows = []
+    for r in records:
+        short = base.get((r["size"], r["replicate"], r["arm"]))
+        if r.get("length_factor") and short:
+            rows.append({"size": r["size"], "replicate": r["replicate"], "arm": r["arm"],
+                         "steps": short["final_steps"], "accuracy": short["test"]["accuracy"],
+                         "long_steps": r["final_steps"], "long_accuracy": r["test"]["accuracy"],
+                         "gain_points": 100 * (r["test"]["accuracy"]
+                                               - short["test"]["accuracy"])})
+    out = pd.DataFrame(rows, columns=["size", "replicate", "arm", "steps", "accuracy",
+                                      "long_steps", "long_accuracy", "gain_points"])
+    out["order"] = out["arm"].map({a: i for i, a in enumerate(ARMS)})
+    return out.sort_values(["size", "replicate", "order"]).drop(columns="order")
+
+
+def length_markdown(lengths: pd.DataFrame) -> str:
+    """The length check as Markdown, with the best arm at either length per size."""
+    rows = [[f"{int(r['size']):,}", str(int(r["replicate"])), r["arm"],
+             f"{_pct(r['accuracy'])} ({int(r['steps']):,} steps)",
+             f"{_pct(r['long_accuracy'])} ({int(r['long_steps']):,} steps)",
+             f"{r['gain_points']:+.1f}"] for _, r in lengths.iterrows()]
+    lines = [markdown_table(["images", "replicate", "arm", "the curve's length", "longer",
+                             "difference (points)"], rows)]
+    for (size, rep), g in lengths.groupby(["size", "replicate"]):
+        short, long = (g.loc[g[col].idxmax(), "arm"] for col in ("accuracy", "long_accuracy"))
+        same = "the same" if short == long else f"{long}, not {short}"
+        lines.append(f"- {int(size):,} images, replicate {int(rep)}: the best of these arms "
+                     f"trained longer is {same}.")
+    return "\n".join(lines[:1]) + "\n\n" + "\n".join(lines[1:])
 
 
 def final_steps(acc: pd.DataFrame, size: int) -> int | None:
@@ -498,6 +536,11 @@ def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures
         if (comp["against"] == against).any():
             parts.append(f"Paired differences against the {against} arm:\n\n"
                          + comparisons_markdown(comp, against))
+    lengths = length_check(records)
+    if len(lengths):
+        parts.append("Training length: the arms without a search trained longer (same "
+                     "subset, seed and values), against the curve's length:\n\n"
+                     + length_markdown(lengths))
     fid = fidelity(records)
     if len(fid):
         parts.append("Fidelity: does a trial's validation loss rank the fully trained test "

@@ -280,6 +280,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                                        "every fidelity configuration and seed as a trial "
                                        "only, ranked against the full trainings (at the sizes of "
                                        "curve.fidelity_sizes)"),
+        "length_check": _p({}, dict, "longer final trainings to measure too, {size: factor}: "
+                           "each arm without a search, replicate 0, trained factor times "
+                           "curve.final_steps; do the verdicts depend on training length?"),
         "workers": _p(1, int, "cells trained at once, each in its own process", low=1,
                       high=64),
         "results_dir": _p(None, str, "where each finished cell's record goes (null: "

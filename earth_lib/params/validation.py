@@ -273,6 +273,11 @@ def _check_curve(c: dict[str, Any], source: str) -> None:
             raise _fail(source, "curve.fidelity_trial_fractions",
                         "{size: [shares of the final training, each in (0, 1]]} (used at the "
                         "sizes of curve.fidelity_sizes)", longer)
+    for size, factor in c["length_check"].items():
+        if size not in sizes or not whole(factor, 2):
+            raise _fail(source, "curve.length_check",
+                        f"{{size: whole factor >= 2}} for sizes among curve.sizes {sizes}",
+                        c["length_check"])
 
 
 def parse_overrides(overrides: str | list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
