@@ -220,7 +220,8 @@ def test_the_committed_curve_file_is_valid_and_one_cell_can_be_run_alone(root):
     c = P["curve"]
     longer = sum(len(f) for f in c["fidelity_trial_fractions"].values()) * 16
     lengths = len(c["length_check"]) * len(curve.NO_SEARCH)
-    assert len(curve.plan_cells(c)) == (32 + longer + lengths
+    fidelity = len(c["fidelity_sizes"]) * c["fidelity_points"] * c["fidelity_seeds"]
+    assert len(curve.plan_cells(c)) == (fidelity + longer + lengths
                                         + sum(c["replicates"].values()) * len(curve.ARMS))
     one = load_params(root / "params" / "curve.yaml", "curve.sizes=[500] curve.replicates=1 "
                       "curve.arms=[method] curve.fidelity_sizes=[] curve.length_check={}")
