@@ -97,7 +97,7 @@ def length_markdown(lengths: pd.DataFrame) -> str:
     return "\n".join(lines[:1]) + "\n\n" + "\n".join(lines[1:])
 
 
-def final_steps(acc: pd.DataFrame, size: int) -> int | None:
+def steps_at(acc: pd.DataFrame, size: int) -> int | None:
     """The optimiser steps of the final trainings at ``size`` (None: not recorded).
 
     Every verdict holds at this training length: a longer one favours strong augmentation.
@@ -162,7 +162,7 @@ def summary(acc: pd.DataFrame) -> pd.DataFrame:
         rows.append({"size": size, "arm": arm, "replicates": len(g),
                      "accuracy": g["accuracy"].mean(), "ci_low": low, "ci_high": high,
                      "macro_f1": g["macro_f1"].mean(), "minutes": g["minutes"].mean(),
-                     "steps": final_steps(acc, size)})
+                     "steps": steps_at(acc, size)})
     out = pd.DataFrame(rows, columns=["size", "arm", "replicates", "accuracy", "ci_low",
                                       "ci_high", "macro_f1", "minutes", "steps"])
     out["order"] = out["arm"].map({a: i for i, a in enumerate(ARMS)})
@@ -260,7 +260,7 @@ def evidence(acc: pd.DataFrame, comp: pd.DataFrame) -> dict[str, Any]:
         best = best_arm(acc, size, NO_SEARCH)
         entry: dict[str, Any] = {
             "replicates": int(means["count"].min()),
-            "final_steps": final_steps(acc, size),
+            "final_steps": steps_at(acc, size),
             "best_no_search": best,
             "accuracy": {a: round(float(means.loc[a, "mean"]), 4)
                          for a in ARMS if a in means.index}}
@@ -560,7 +560,7 @@ def curve_verdicts(records: list[dict[str, Any]], figures: str = "docs/figures")
     lines = [progress_line(records)] + [f"- {v}" for v in said.values()]
     if not said:
         lines.append("No size has both a search arm and a no-search arm recorded yet.")
-    lengths = {int(s): final_steps(acc, s) for s in sorted(acc["size"].unique())}
+    lengths = {int(s): steps_at(acc, s) for s in sorted(acc["size"].unique())}
     if any(lengths.values()):
         lines.append("\nEvery arm's final training at a size runs the same number of "
                      "optimiser steps (" + ", ".join(f"{s:,} images: {n:,}" for s, n in
