@@ -237,6 +237,7 @@ def test_paired_differences_count_images_only_one_arm_got_right():
     assert (row["only_arm_right"], row["only_ref_right"]) == (45, 0)
     assert 0 < row["ci_low"] < 15 < row["ci_high"] and row["mcnemar_p"] < 1e-6
     assert "| method | literature | 3 x 100 | +15.0 |" in paired_markdown(paired)
+    assert paired_markdown(paired).endswith("so both are secondary to it.")  # seeds pooled
     # swapped roles: the same images, the sign turns and the p-value stays
     back = paired_differences(results, references=("method",))
     lit_row = back[back["arm"] == "literature"].iloc[0]

@@ -300,8 +300,15 @@ def paired_differences(results: list[ArmResult], references: tuple[str, ...] = (
     return pd.DataFrame(rows).round(4)
 
 
+#: Under every paired table: what its image-level figures leave out.
+PAIRED_CAVEAT = ("The interval resamples test images within each seed, and McNemar's test "
+                 "pools the seeds' images as if independent: neither counts how far a new "
+                 "training seed moves an arm (the spread between seeds above), so both are "
+                 "secondary to it.")
+
+
 def paired_markdown(paired: pd.DataFrame) -> str:
-    """The paired differences as Markdown, one row per (arm, reference)."""
+    """The paired differences as Markdown, one row per (arm, reference), and their caveat."""
     rows = ["| arm | against | seeds x images | difference (points) | 95 % interval | "
             "only this arm right / only the other | McNemar p |", "|---|---|---|---|---|---|---|"]
     for _, r in paired.iterrows():
@@ -309,7 +316,7 @@ def paired_markdown(paired: pd.DataFrame) -> str:
                     f"{int(r['images']) // int(r['seeds'])} | {r['diff_points']:+.1f} | "
                     f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}] | {int(r['only_arm_right'])} / "
                     f"{int(r['only_ref_right'])} | {r['mcnemar_p']:.2f} |")
-    return "\n".join(rows)
+    return "\n".join(rows) + "\n\n" + PAIRED_CAVEAT
 
 
 def evidence(results: list[ArmResult]) -> str:
