@@ -161,6 +161,16 @@ def test_the_length_check_follows_its_sizes_first_replicates():
     assert curve.cell_settings(short, P)["final_steps"] == 5
 
 
+def test_a_trials_share_of_the_final_training_can_differ_by_size():
+    given = {"sizes": [100, 200], "final_steps": {100: 100, 200: 200}, "replicates": 1,
+             "fidelity_sizes": []}
+    one = validate({"curve": {**given, "trial_fraction": 0.1}})["curve"]
+    assert [curve.trial_steps(curve.Cell(n, 0, "method"), one) for n in (100, 200)] == [10, 20]
+    per = validate({"curve": {**given, "trial_fraction": {100: 0.3, 200: 0.1}}})["curve"]
+    assert [curve.trial_steps(curve.Cell(n, 0, "method"), per) for n in (100, 200)] == [30, 20]
+    assert curve.planned_steps(curve.Cell(100, 0, "method"), per) == 100 + 9 * 30
+
+
 def test_the_plan_holds_every_cell_once_with_fewer_replicates_than_a_verdict_needs():
     c = validate({"curve": {"sizes": [100, 200], "replicates": {100: 1, 200: 4},
                             "final_steps": {100: 5, 200: 6}, "arms": ["method"],
@@ -207,6 +217,8 @@ def test_the_fixed_arms_values():
     ({"fidelity_trial_fractions": {5000: 0.3}}, "curve.fidelity_trial_fractions"),
     ({"trails": 9}, "curve.trails"),
     ({"length_check": {300: 3}}, "curve.length_check"),
+    ({"trial_fraction": 0.0}, "curve.trial_fraction"),
+    ({"trial_fraction": {250: 0.3}}, "curve.trial_fraction"),  # not every size
     ({"length_check": {250: 1}}, "curve.length_check"),
 ])
 def test_bad_curve_parameters_name_their_key(given, key):
@@ -421,8 +433,8 @@ def test_the_committed_records_still_match_the_code_that_would_rerun_them():
 
 
 def test_the_time_left_counts_each_cells_steps():
-    c = {"final_steps": {250: 400, 5000: 1200}, "trial_fraction": 0.1, "trials": 8,
-         "workers": 2}
+    c = {"final_steps": {250: 400, 5000: 1200}, "trial_fraction": {250: 0.1, 5000: 0.1},
+         "trials": 8, "workers": 2}
     assert curve.planned_steps(curve.Cell(250, 0, "literature"), c) == 400
     assert curve.planned_steps(curve.Cell(250, 0, "method"), c) == 400 + 8 * 40
     assert curve.planned_steps(curve.Cell(5000, 0, curve.FIDELITY), c) == 1200 + 120

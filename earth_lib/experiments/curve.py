@@ -307,7 +307,7 @@ def loop_plan(arm: str, P: dict[str, Any], seed: int) -> SearchPlan:
 
 def trial_steps(cell: Cell, c: dict[str, Any]) -> int:
     """The optimiser steps of a trial in ``cell`` (a longer fidelity trial's, or the arms')."""
-    fraction = cell.fraction if cell.arm == FIDELITY_TRIAL else c["trial_fraction"]
+    fraction = cell.fraction if cell.arm == FIDELITY_TRIAL else c["trial_fraction"][cell.size]
     return max(1, round(c["final_steps"][cell.size] * fraction))
 
 

@@ -267,8 +267,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                           "optimiser steps of every arm's final training, {size: steps} for "
                           "every size"),
         "trials": _p(9, int, "trials of each search arm (the same budget for all)", low=3),
-        "trial_fraction": _p(0.15, float, "a trial's optimiser steps as a share of the final "
-                             "training's", low=0.01, high=1.0),
+        "trial_fraction": _p(0.15, (dict, float), "a trial's optimiser steps as a share of "
+                             "the final training's ({size: share}, or one share for every "
+                             "size), each in (0, 1]"),
         "weight_decay_bounds": _p([1e-4, 0.3], list, "the lr_wd arm's weight-decay range "
                                   "(log scale)"),
         "fidelity_sizes": _p([1000, 5000], list, "sizes of the fidelity check: does a trial's "

@@ -250,6 +250,15 @@ def _check_curve(c: dict[str, Any], source: str) -> None:
             raise _fail(source, f"curve.{key}", f"{{size: whole number >= 1}} for every size "
                         f"of {sizes}", given)
         c[key] = {size: given[size] for size in sizes}
+    share = c["trial_fraction"]
+    if isinstance(share, (int, float)) and not isinstance(share, bool):
+        share = dict.fromkeys(sizes, share)
+    if not isinstance(share, dict) or not all(
+            size in share and isinstance(share[size], (int, float))
+            and not isinstance(share[size], bool) and 0 < share[size] <= 1 for size in sizes):
+        raise _fail(source, "curve.trial_fraction", f"a share in (0, 1], or {{size: share}} "
+                    f"for every size of {sizes}", c["trial_fraction"])
+    c["trial_fraction"] = {size: share[size] for size in sizes}
     known = SCHEMA["curve"]["arms"].default
     for arm in c["arms"]:
         if arm not in known:
