@@ -169,6 +169,8 @@ def test_a_trials_share_of_the_final_training_can_differ_by_size():
     per = validate({"curve": {**given, "trial_fraction": {100: 0.3, 200: 0.1}}})["curve"]
     assert [curve.trial_steps(curve.Cell(n, 0, "method"), per) for n in (100, 200)] == [30, 20]
     assert curve.planned_steps(curve.Cell(100, 0, "method"), per) == 100 + 9 * 30
+    # a fidelity training keeps its own first trial (curve.fidelity_first_trial, 0.1)
+    assert curve.trial_steps(curve.Cell(100, 0, curve.FIDELITY), per) == 10
 
 
 def test_the_plan_holds_every_cell_once_with_fewer_replicates_than_a_verdict_needs():
@@ -342,7 +344,7 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     assert fid.loc[0, "rho_within_batch"] > 0.8
     # configurations 5 points apart, seeds 1: there is something to rank
     assert fid.loc[0, "configurations_sd"] > 5 * fid.loc[0, "seeds_sd"] > 0
-    assert list(fid["trial_steps"]) == [0, 60]  # the arms' trials, then the longer ones
+    assert list(fid["trial_steps"]) == [0, 60]  # the first trials, then the longer ones
     # the longer trials rank the configurations backwards (their losses rise with accuracy)
     assert fid.loc[1, "rho"] < -0.9 and fid.loc[1, "trainings"] == 8
     assert fid.loc[1, "configurations_sd"] == fid.loc[0, "configurations_sd"]
@@ -397,6 +399,7 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
     longer = json.loads((run.path / "records" / "fidelity-n00024-p1-s0-t100.json").read_text())
     short = json.loads((run.path / "records" / "fidelity-n00024-p1-s0.json").read_text())
     assert longer["trial_steps"] == 4 and "test" not in longer  # a trial alone, no model
+    assert short["trial_steps"] == 2  # its own trial: curve.fidelity_first_trial, 0.5 of 4
     assert longer["seeds"]["train"] == short["seeds"]["train"]  # the full training's seed
     assert longer["trial_score"]["val_loss"] != short["trial_score"]["val_loss"]
     fid = curve_report.fidelity(curve_report.load_records(run.path / "records"))
@@ -405,6 +408,7 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
                for e in fid["trial_epochs"])  # the whole epochs the trials ran
     rec = json.loads((run.path / "records" / "n00024-r0-noisy_gp.json").read_text())
     assert len(rec["trials"]) == 3 and len(rec["test_correct"]) == 12
+    assert rec["trial_steps"] == 2  # curve.trial_fraction, 0.5 of 4
     assert rec["images"] == {"train": 24, "val": 6, "test": 12}
     assert load_run(run.path / "cells" / "n00024-r0-noisy_gp").load_card().class_names
     assert not list(run.path.rglob(curve_run.BACKUP))  # finished trainings leave no backup
@@ -434,6 +438,7 @@ def test_the_committed_records_still_match_the_code_that_would_rerun_them():
 
 def test_the_time_left_counts_each_cells_steps():
     c = {"final_steps": {250: 400, 5000: 1200}, "trial_fraction": {250: 0.1, 5000: 0.1},
+         "fidelity_first_trial": 0.1,
          "trials": 8, "workers": 2}
     assert curve.planned_steps(curve.Cell(250, 0, "literature"), c) == 400
     assert curve.planned_steps(curve.Cell(250, 0, "method"), c) == 400 + 8 * 40

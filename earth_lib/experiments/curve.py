@@ -306,8 +306,9 @@ def loop_plan(arm: str, P: dict[str, Any], seed: int) -> SearchPlan:
 
 
 def trial_steps(cell: Cell, c: dict[str, Any]) -> int:
-    """The optimiser steps of a trial in ``cell`` (a longer fidelity trial's, or the arms')."""
-    fraction = cell.fraction if cell.arm == FIDELITY_TRIAL else c["trial_fraction"][cell.size]
+    """The optimiser steps of a trial in ``cell``: the arms', or a fidelity cell's own."""
+    fraction = (cell.fraction if cell.arm == FIDELITY_TRIAL else c["fidelity_first_trial"]
+                if cell.arm == FIDELITY else c["trial_fraction"][cell.size])
     return max(1, round(c["final_steps"][cell.size] * fraction))
 
 

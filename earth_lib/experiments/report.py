@@ -278,7 +278,8 @@ def evidence(acc: pd.DataFrame, comp: pd.DataFrame) -> dict[str, Any]:
 def fidelity_pairs(records: list[dict[str, Any]]) -> dict[tuple[int, int], pd.DataFrame]:
     """Each trial's validation loss beside its configuration's fully trained test error.
 
-    Keyed by (size, trial steps): steps 0 for the arms' trials (the fidelity cells' own),
+    Keyed by (size, trial steps): steps 0 for the fidelity cells' own trials
+    (``curve.fidelity_first_trial``),
     the steps of each longer trial (``fidelity_trial`` records, paired with the fidelity
     cell of the same configuration and seed).
     """
@@ -391,7 +392,7 @@ def _interval(low: float, high: float) -> str:
 def fidelity_markdown(fid: pd.DataFrame) -> str:
     """The fidelity check as Markdown, one row per size and trial length."""
     rows = [[f"{int(r['size']):,}", (f"{int(r['trial_steps'])} steps" if r["trial_steps"]
-             else "the arms'") + (f" ({r['trial_epochs']})" if r["trial_epochs"] else ""),
+             else "the first") + (f" ({r['trial_epochs']})" if r["trial_epochs"] else ""),
              str(int(r["trainings"])), str(int(r["configurations"])),
              _num(r["rho"], "+.2f"), _num(r["p"], ".3f"), _num(r["rho_means"], "+.2f"),
              _num(r["p_means"], ".3f"), _num(r["rho_within_batch"], "+.2f"),
@@ -495,7 +496,7 @@ def fidelity_figure(records: list[dict[str, Any]], folder: Path) -> Path | None:
         if marks:
             ax.legend(fontsize=8)
         rho = fid.loc[(size, steps), "rho"]
-        trial = f"trials of {steps} steps" if steps else "the arms' trials"
+        trial = f"trials of {steps} steps" if steps else "the first trials"
         ax.set(xlabel="trial's validation loss (lower is better)",
                ylabel="test accuracy after the full training (%)",
                title=f"{size:,} images, {trial}:\nSpearman rho {rho:+.2f} over {len(g)} "

@@ -276,6 +276,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                              "score rank fully trained results? ([]: none)"),
         "fidelity_points": _p(8, int, "configurations of the fidelity check", low=2),
         "fidelity_seeds": _p(2, int, "seeds per configuration of the fidelity check", low=1),
+        "fidelity_first_trial": _p(0.1, float, "share of the final training of the trial that "
+                                   "scores each fidelity training (longer ones: "
+                                   "curve.fidelity_trial_fractions)", low=0.01, high=1.0),
         "fidelity_trial_fractions": _p({}, dict, "longer trials to measure too, {size: "
                                        "[share of the final training, ...]}: each trains "
                                        "every fidelity configuration and seed as a trial "
