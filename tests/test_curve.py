@@ -318,7 +318,8 @@ def _records():
         for s in range(2):
             out.append(_record(1000, 0, "fidelity", 0.6 + 0.05 * point + 0.01 * s, point=point,
                                seed_index=s, trial_score={"val_loss": 1.5 - 0.1 * point},
-                               hyperparameters={"batch_size": 32 if point < 2 else 64}))
+                               hyperparameters={"batch_size": 32 if point < 2 else 64},
+                               final_val_accuracy=0.9 - 0.1 * (point % 2)))
             out.append({"size": 1000, "replicate": 0, "arm": "fidelity_trial", "point": point,
                         "seed_index": s, "trial_steps": 60, "fraction": 0.1,
                         "trial_score": {"val_loss": 1.0 + 0.1 * point + 0.01 * s},
@@ -344,7 +345,9 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     assert fid.loc[0, "rho_within_batch"] > 0.8
     # configurations 5 points apart, seeds 1: there is something to rank
     assert fid.loc[0, "configurations_sd"] > 5 * fid.loc[0, "seeds_sd"] > 0
-    assert list(fid["trial_steps"]) == [0, 60]  # the first trials, then the longer ones
+    # the first trials, the longer ones, then the full trainings' own validation error
+    assert list(fid["trial_steps"]) == [0, 60, curve_report.FULL_TRAINING]
+    assert abs(fid.loc[2, "rho"]) < 0.5  # a validation set that ranks by odd or even point
     # the longer trials rank the configurations backwards (their losses rise with accuracy)
     assert fid.loc[1, "rho"] < -0.9 and fid.loc[1, "trainings"] == 8
     assert fid.loc[1, "configurations_sd"] == fid.loc[0, "configurations_sd"]
@@ -353,6 +356,7 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     # each size's training length beside its accuracies ("-": records without it)
     assert "| images | final steps | none |" in page
     assert "| 250 | 400 | " in page and "| 1,000 | - | " in page
+    assert "| 1,000 | none: the full training's own validation error | 8 |" in page
     # the longer trainings: beside their cells, apart from the curve's accuracies
     assert "| 250 | 0 | none | " in page and "(1,200 steps)" in page
     assert "the best of these arms trained longer is none, not trivialaugment" in page
@@ -403,7 +407,7 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
     assert longer["seeds"]["train"] == short["seeds"]["train"]  # the full training's seed
     assert longer["trial_score"]["val_loss"] != short["trial_score"]["val_loss"]
     fid = curve_report.fidelity(curve_report.load_records(run.path / "records"))
-    assert list(fid["trial_steps"]) == [0, 4] and list(fid["trainings"]) == [2, 2]
+    assert list(fid["trial_steps"]) == [0, 4, -1] and list(fid["trainings"]) == [2, 2, 2]
     assert all(re.fullmatch(r"\d+ at batch \d+( / \d+ at batch \d+)*", e)
                for e in fid["trial_epochs"])  # the whole epochs the trials ran
     rec = json.loads((run.path / "records" / "n00024-r0-noisy_gp.json").read_text())

@@ -19,6 +19,7 @@ of the search arms (Bonferroni), not on the bootstrap.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -275,28 +276,40 @@ def evidence(acc: pd.DataFrame, comp: pd.DataFrame) -> dict[str, Any]:
     return {"sizes": sizes}
 
 
+#: The key of the fidelity rows that score each full training by its own final validation
+#: error: the most any trial could rank with that many validation images.
+FULL_TRAINING = -1
+
+
 def fidelity_pairs(records: list[dict[str, Any]]) -> dict[tuple[int, int], pd.DataFrame]:
     """Each trial's validation loss beside its configuration's fully trained test error.
 
     Keyed by (size, trial steps): steps 0 for the fidelity cells' own trials
-    (``curve.fidelity_first_trial``),
-    the steps of each longer trial (``fidelity_trial`` records, paired with the fidelity
-    cell of the same configuration and seed).
+    (``curve.fidelity_first_trial``), the steps of each longer trial (``fidelity_trial``
+    records, paired with the fidelity cell of the same configuration and seed), and
+    :data:`FULL_TRAINING` for the full training's own final validation error (its ``loss``).
     """
     cells = [r for r in records if r["arm"] == FIDELITY and r.get("trial_score")]
     full = {(r["size"], r["point"], r["seed_index"]): r for r in cells}
-    pairs: dict[tuple[int, int], list[tuple[dict, dict]]] = {}
+    pairs: dict[tuple[int, int], list[tuple[float, Any, dict]]] = {}
     for r in cells:
-        pairs.setdefault((r["size"], 0), []).append((r, r))
+        pairs.setdefault((r["size"], 0), []).append(
+            (r["trial_score"]["val_loss"], r["trial_score"].get("epochs_run"), r))
     for r in (r for r in records if r["arm"] == FIDELITY_TRIAL):
         key = (r["size"], r["point"], r["seed_index"])
         if key in full:
-            pairs.setdefault((r["size"], r["trial_steps"]), []).append((r, full[key]))
-    return {k: pd.DataFrame([{"point": t["point"], "loss": t["trial_score"]["val_loss"],
-                              "epochs": t["trial_score"].get("epochs_run"),
+            pairs.setdefault((r["size"], r["trial_steps"]), []).append(
+                (r["trial_score"]["val_loss"], r["trial_score"].get("epochs_run"), full[key]))
+    for r in cells:
+        if r.get("final_val_accuracy") is not None:
+            pairs.setdefault((r["size"], FULL_TRAINING), []).append(
+                (1 - r["final_val_accuracy"], None, r))
+    return {k: pd.DataFrame([{"point": f["point"], "loss": loss, "epochs": epochs,
                               "error": 1 - f["test"]["accuracy"],
                               "batch": f.get("hyperparameters", {}).get("batch_size")}
-                             for t, f in v]) for k, v in sorted(pairs.items())}
+                             for loss, epochs, f in v])
+            for k, v in sorted(pairs.items(), key=lambda kv: (kv[0][0], kv[0][1] == FULL_TRAINING,
+                                                              kv[0][1]))}
 
 
 def fidelity(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -389,10 +402,16 @@ def _interval(low: float, high: float) -> str:
     return f"[{low:+.1f}, {high:+.1f}]" if np.isfinite(low) else "-"
 
 
+def _trial_label(steps: int) -> str:
+    """A fidelity row's trial, in words."""
+    return ("none: the full training's own validation error" if steps == FULL_TRAINING
+            else f"{int(steps)} steps" if steps else "the first")
+
+
 def fidelity_markdown(fid: pd.DataFrame) -> str:
     """The fidelity check as Markdown, one row per size and trial length."""
-    rows = [[f"{int(r['size']):,}", (f"{int(r['trial_steps'])} steps" if r["trial_steps"]
-             else "the first") + (f" ({r['trial_epochs']})" if r["trial_epochs"] else ""),
+    rows = [[f"{int(r['size']):,}", _trial_label(r["trial_steps"])
+             + (f" ({r['trial_epochs']})" if r["trial_epochs"] else ""),
              str(int(r["trainings"])), str(int(r["configurations"])),
              _num(r["rho"], "+.2f"), _num(r["p"], ".3f"), _num(r["rho_means"], "+.2f"),
              _num(r["p_means"], ".3f"), _num(r["rho_within_batch"], "+.2f"),
@@ -473,7 +492,7 @@ def fidelity_figure(records: list[dict[str, Any]], folder: Path) -> Path | None:
     One panel per size and trial length; one colour per configuration, its seeds joined
     by a line. None without fidelity cells.
     """
-    pairs = fidelity_pairs(records)
+    pairs = {k: g for k, g in fidelity_pairs(records).items() if k[1] != FULL_TRAINING}
     if not pairs:
         return None
     import matplotlib
@@ -483,8 +502,12 @@ def fidelity_figure(records: list[dict[str, Any]], folder: Path) -> Path | None:
 
     folder.mkdir(parents=True, exist_ok=True)
     fid = fidelity(records).set_index(["size", "trial_steps"])
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4), squeeze=False)
-    for ax, ((size, steps), g) in zip(axes[0], pairs.items(), strict=True):
+    cols = min(4, len(pairs))
+    rows = math.ceil(len(pairs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(pairs):]:
+        ax.set_visible(False)
+    for ax, ((size, steps), g) in zip(axes.flat, pairs.items(), strict=False):
         g = g.assign(acc=100 * (1 - g["error"])).sort_values(["point", "loss"])
         marks = {b: m for b, m in zip(sorted(g["batch"].dropna().unique()), "osD^v",
                                       strict=False)}
