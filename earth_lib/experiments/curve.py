@@ -307,8 +307,12 @@ def loop_plan(arm: str, P: dict[str, Any], seed: int) -> SearchPlan:
 
 def trial_steps(cell: Cell, c: dict[str, Any]) -> int:
     """The optimiser steps of a trial in ``cell``: the arms', or a fidelity cell's own."""
-    fraction = (cell.fraction if cell.arm == FIDELITY_TRIAL else c["fidelity_first_trial"]
-                if cell.arm == FIDELITY else c["trial_fraction"][cell.size])
+    if cell.arm == FIDELITY_TRIAL:
+        fraction = cell.fraction
+    elif cell.arm == FIDELITY:
+        fraction = c["fidelity_first_trial"]
+    else:
+        fraction = c["trial_fraction"][cell.size]
     return max(1, round(c["final_steps"][cell.size] * fraction))
 
 

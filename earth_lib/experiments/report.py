@@ -49,13 +49,18 @@ def load_records(folder: str | Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
 
 
+def _arm_cell(r: dict[str, Any]) -> bool:
+    """A record of the curve proper: an arm at the curve's length (not a length check)."""
+    return r["arm"] in ARMS and not r.get("length_factor")
+
+
 def accuracies(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Every arm cell's test accuracy, macro F1, minutes and final training steps."""
     rows = [{"size": r["size"], "replicate": r["replicate"], "arm": r["arm"],
              "accuracy": r["test"]["accuracy"], "macro_f1": r["test"]["macro_f1"],
              "minutes": (r["seconds"]["search"] + r["seconds"]["final"]) / 60,
              "steps": r.get("final_steps")}
-            for r in records if r["arm"] in ARMS and not r.get("length_factor")]
+            for r in records if _arm_cell(r)]
     return pd.DataFrame(rows, columns=["size", "replicate", "arm", "accuracy", "macro_f1",
                                        "minutes", "steps"])
 
@@ -65,8 +70,7 @@ def length_check(records: list[dict[str, Any]]) -> pd.DataFrame:
 
     Same subset, seed and values; only the steps differ, so the difference is the length's.
     """
-    base = {(r["size"], r["replicate"], r["arm"]): r for r in records
-            if r["arm"] in ARMS and not r.get("length_factor")}
+    base = {(r["size"], r["replicate"], r["arm"]): r for r in records if _arm_cell(r)}
     rows = []
     for r in records:
         short = base.get((r["size"], r["replicate"], r["arm"]))

@@ -241,24 +241,19 @@ def _check_curve(c: dict[str, Any], source: str) -> None:
     sizes = c["sizes"]
     if not sizes or not all(whole(v, 2) for v in sizes) or sorted(set(sizes)) != sizes:
         raise _fail(source, "curve.sizes", "increasing whole numbers >= 2", sizes)
-    if whole(c["replicates"]):
-        c["replicates"] = dict.fromkeys(sizes, c["replicates"])
-    for key in ("replicates", "final_steps"):
-        given = c[key]
+    def share(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1
+
+    # {size: value} for every size; where one value may stand for all, it is spread out
+    for key, ok, what, one_for_all in (("replicates", whole, "whole number >= 1", True),
+                                       ("final_steps", whole, "whole number >= 1", False),
+                                       ("trial_fraction", share, "share in (0, 1]", True)):
+        given = dict.fromkeys(sizes, c[key]) if one_for_all and ok(c[key]) else c[key]
         if not isinstance(given, dict) or not all(
-                size in given and whole(given[size]) for size in sizes):
-            raise _fail(source, f"curve.{key}", f"{{size: whole number >= 1}} for every size "
-                        f"of {sizes}", given)
+                size in given and ok(given[size]) for size in sizes):
+            raise _fail(source, f"curve.{key}", f"{{size: {what}}} for every size of {sizes}"
+                        + (f", or one {what} for all" if one_for_all else ""), c[key])
         c[key] = {size: given[size] for size in sizes}
-    share = c["trial_fraction"]
-    if isinstance(share, (int, float)) and not isinstance(share, bool):
-        share = dict.fromkeys(sizes, share)
-    if not isinstance(share, dict) or not all(
-            size in share and isinstance(share[size], (int, float))
-            and not isinstance(share[size], bool) and 0 < share[size] <= 1 for size in sizes):
-        raise _fail(source, "curve.trial_fraction", f"a share in (0, 1], or {{size: share}} "
-                    f"for every size of {sizes}", c["trial_fraction"])
-    c["trial_fraction"] = {size: share[size] for size in sizes}
     known = SCHEMA["curve"]["arms"].default
     for arm in c["arms"]:
         if arm not in known:
