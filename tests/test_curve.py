@@ -408,8 +408,10 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
     assert longer["trial_score"]["val_loss"] != short["trial_score"]["val_loss"]
     fid = curve_report.fidelity(curve_report.load_records(run.path / "records"))
     assert list(fid["trial_steps"]) == [0, 4, -1] and list(fid["trainings"]) == [2, 2, 2]
+    trials = fid[fid["trial_steps"] != curve_report.FULL_TRAINING]  # rows that ran a trial
     assert all(re.fullmatch(r"\d+ at batch \d+( / \d+ at batch \d+)*", e)
-               for e in fid["trial_epochs"])  # the whole epochs the trials ran
+               for e in trials["trial_epochs"])  # the whole epochs the trials ran
+    assert fid["trial_epochs"].iloc[-1] == ""  # the full training's row ran no trial
     rec = json.loads((run.path / "records" / "n00024-r0-noisy_gp.json").read_text())
     assert len(rec["trials"]) == 3 and len(rec["test_correct"]) == 12
     assert rec["trial_steps"] == 2  # curve.trial_fraction, 0.5 of 4
