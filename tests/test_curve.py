@@ -143,6 +143,31 @@ def test_the_plan_runs_the_fidelity_check_then_each_size_to_a_verdict_then_the_r
     assert curve.trial_steps(cell, c) == 2 and curve.planned_steps(cell, c) == 2  # 0.3 x 6
 
 
+def test_refreshed_fidelity_trials_follow_the_longer_ones_and_keep_the_rest_as_they_were():
+    given = {"sizes": [100, 200], "replicates": 3, "final_steps": {100: 5, 200: 10},
+             "arms": ["literature", "method"], "fidelity_sizes": [200], "fidelity_points": 2,
+             "fidelity_seeds": 1, "fidelity_trial_fractions": {200: [0.3]},
+             "fidelity_refreshed": {200: [0.1]}}
+    P = validate({"curve": given, "seed": 1})
+    cells = curve.plan_cells(P["curve"])
+    names = [cell.name for cell in cells]
+    assert names[:6] == ["fidelity-n00200-p0-s0", "fidelity-n00200-p1-s0",
+                         "fidelity-n00200-p0-s0-t030", "fidelity-n00200-p1-s0-t030",
+                         "fidelity-n00200-p0-s0-t010-bn", "fidelity-n00200-p1-s0-t010-bn"]
+    fresh, longer, full, arm = cells[4], cells[2], cells[0], curve.Cell(200, 0, "method")
+    assert curve.trial_settings(fresh, P).refresh_bn and curve.trial_steps(fresh, P["curve"]) == 1
+    cd = _curve_data()
+    on = validate({"curve": given, "seed": 1, "search": {"refresh_bn": True}})
+    # search.refresh_bn is the arms' switch: it reruns their cells, not the fidelity check's
+    for cell in (fresh, longer, full):
+        assert curve.cell_fingerprint(cell, P, cd) == curve.cell_fingerprint(cell, on, cd)
+        assert curve.trial_settings(cell, on).refresh_bn == cell.refresh
+    assert curve.trial_settings(arm, on).refresh_bn and not curve.trial_settings(arm, P).refresh_bn
+    assert curve.cell_fingerprint(arm, P, cd) != curve.cell_fingerprint(arm, on, cd)
+    with pytest.raises(ParameterError, match="curve.fidelity_refreshed"):
+        validate({"curve": {**given, "fidelity_refreshed": {200: [1.5]}}})
+
+
 def test_the_length_check_follows_its_sizes_first_replicates():
     c = validate({"curve": {"sizes": [100, 200], "replicates": {100: 4, 200: 3},
                             "final_steps": {100: 5, 200: 6}, "arms": ["none", "method"],
@@ -232,7 +257,8 @@ def test_the_committed_curve_file_is_valid_and_one_cell_can_be_run_alone(root):
     P = load_params(root / "params" / "curve.yaml")
     assert P["curve"]["results_dir"] == "results/curve"
     c = P["curve"]
-    longer = sum(len(f) for f in c["fidelity_trial_fractions"].values()) * 16
+    longer = sum(len(f) for key in ("fidelity_trial_fractions", "fidelity_refreshed")
+                 for f in c[key].values()) * 16
     lengths = len(c["length_check"]) * len(curve.NO_SEARCH)
     fidelity = len(c["fidelity_sizes"]) * c["fidelity_points"] * c["fidelity_seeds"]
     assert len(curve.plan_cells(c)) == (fidelity + longer + lengths
@@ -324,6 +350,10 @@ def _records():
                         "seed_index": s, "trial_steps": 60, "fraction": 0.1,
                         "trial_score": {"val_loss": 1.0 + 0.1 * point + 0.01 * s},
                         "seconds": {"search": 30, "final": 0.0, "test": 0.0}})
+            out.append({"size": 1000, "replicate": 0, "arm": "fidelity_trial", "point": point,
+                        "seed_index": s, "trial_steps": 60, "fraction": 0.1, "refresh_bn": True,
+                        "trial_score": {"val_loss": 2.0 - 0.1 * point - 0.01 * s},
+                        "seconds": {"search": 30, "final": 0.0, "test": 0.0}})
     for arm, acc in (("none", 0.99), ("trivialaugment", 0.9)):  # the length check
         out.append(_record(250, 0, arm, acc, final_steps=1200, length_factor=3))
     return out
@@ -346,8 +376,10 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     # configurations 5 points apart, seeds 1: there is something to rank
     assert fid.loc[0, "configurations_sd"] > 5 * fid.loc[0, "seeds_sd"] > 0
     # the first trials, the longer ones, then the full trainings' own validation error
-    assert list(fid["trial_steps"]) == [0, 60, curve_report.FULL_TRAINING]
-    assert abs(fid.loc[2, "rho"]) < 0.5  # a validation set that ranks by odd or even point
+    assert list(fid["trial_steps"]) == [0, 60, 60, curve_report.FULL_TRAINING]
+    assert list(fid["refreshed"]) == [False, False, True, False]
+    assert fid.loc[2, "rho"] > 0.9  # the same trials' refreshed losses rank them the right way
+    assert abs(fid.loc[3, "rho"]) < 0.5  # a validation set that ranks by odd or even point
     # the longer trials rank the configurations backwards (their losses rise with accuracy)
     assert fid.loc[1, "rho"] < -0.9 and fid.loc[1, "trainings"] == 8
     assert fid.loc[1, "configurations_sd"] == fid.loc[0, "configurations_sd"]
@@ -357,6 +389,7 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     assert "| images | final steps | none |" in page
     assert "| 250 | 400 | " in page and "| 1,000 | - | " in page
     assert "| 1,000 | none: the full training's own validation error | 8 |" in page
+    assert "| 1,000 | 60 steps, BatchNorm refreshed | 8 |" in page
     # the longer trainings: beside their cells, apart from the curve's accuracies
     assert "| 250 | 0 | none | " in page and "(1,200 steps)" in page
     assert "the best of these arms trained longer is none, not trivialaugment" in page

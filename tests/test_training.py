@@ -393,3 +393,32 @@ def test_a_backup_of_another_training_is_not_resumed(tmp_path):
     with pytest.warns(UserWarning, match="a backup of another training"):
         _, hist = train_model(other, _toy(), _toy(1), 2, (8, 8, 3), **kw)
     assert "resumed_at_epoch" not in hist and len(hist["loss"]) == 3
+
+
+def test_a_batchnorm_refresh_takes_the_mean_of_clean_batch_statistics():
+    import keras
+
+    from earth_lib.nn.training import refresh_batchnorm
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.BatchNormalization(),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    data = _toy(n=40)
+    # five batches of 8 images: the mean of their means is the mean of all 40
+    assert refresh_batchnorm(model, data, batch_size=8) == 5
+    bn = model.layers[0]
+    want = data.x.reshape(-1, 3).astype(float).mean(axis=0)
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), want, rtol=1e-4)
+    assert bn.momentum == pytest.approx(0.99)  # its own momentum back
+    assert refresh_batchnorm(model, data, batch_size=8, images=16) == 2  # at most 16 images
+
+
+def test_a_refreshed_trial_scores_after_the_refresh_and_keeps_the_trained_score():
+    plain = make_objective(_toy(), _toy(seed=1), 2, (8, 8, 3),
+                           settings("trial", preset="tiny", epochs=2), seed=42)(HP)
+    fresh = make_objective(_toy(), _toy(seed=1), 2, (8, 8, 3),
+                           settings("trial", preset="tiny", epochs=2, refresh_bn=True),
+                           seed=42)(HP)
+    assert "moving_stats_val_loss" not in plain
+    # the same training (same seed): the score as trained is kept beside the refreshed one
+    assert fresh["moving_stats_val_loss"] == pytest.approx(plain["val_loss"])
+    assert np.isfinite(fresh["val_loss"]) and fresh["val_loss"] != plain["val_loss"]

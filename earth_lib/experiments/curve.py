@@ -26,9 +26,11 @@ Every search arm spends ``curve.trials`` trials of ``curve.trial_fraction`` of t
 training. The *fidelity check* (cells ``fidelity-*``, run first) trains
 ``curve.fidelity_points`` Latin-hypercube points of the method's space on
 ``curve.fidelity_seeds`` seeds, as a trial and fully: does a trial's score rank the fully
-trained results? The *length check* (cells ``n<size>-r0-<arm>-x<factor>``, after a size's
-first replicates) trains the arms without a search ``curve.length_check[size]`` times
-longer: do the verdicts, taken at ``curve.final_steps``, depend on training length?
+trained results? Longer trials, and trials scored after a BatchNorm refresh
+(``search.refresh_bn``), are measured on the same configurations as trials only. The
+*length check* (cells ``n<size>-r0-<arm>-x<factor>``, after a size's first replicates)
+trains the arms without a search ``curve.length_check[size]`` times longer: do the
+verdicts, taken at ``curve.final_steps``, depend on training length?
 
 Each finished cell writes a small JSON record (``curve.results_dir``): what was chosen, its
 trials, the test scores, times, provenance and a fingerprint of what shaped it. A record
@@ -84,13 +86,15 @@ class Cell:
     seed_index: int = 0  # fidelity: the seed
     fraction: float = 0.0  # a longer fidelity trial: its share of the final training
     factor: int = 1  # the length check: times curve.final_steps of its final training
+    refresh: bool = False  # a fidelity trial scored after a BatchNorm refresh
 
     @property
     def name(self) -> str:
         """The cell's file and folder name (sorted names run size by size)."""
         if self.arm in (FIDELITY, FIDELITY_TRIAL):
             name = f"{FIDELITY}-n{self.size:05d}-p{self.point}-s{self.seed_index}"
-            return name + (f"-t{round(100 * self.fraction):03d}" if self.fraction else "")
+            return (name + (f"-t{round(100 * self.fraction):03d}" if self.fraction else "")
+                    + ("-bn" if self.refresh else ""))
         return f"n{self.size:05d}-r{self.replicate}-{self.arm}" + (
             f"-x{self.factor}" if self.factor > 1 else "")
 
@@ -98,7 +102,8 @@ class Cell:
 def plan_cells(c: dict[str, Any]) -> list[Cell]:
     """Every cell, in the order they run: the fidelity check, then the curve in two passes.
 
-    The fidelity check's cells, then its longer trials (``curve.fidelity_trial_fractions``).
+    The fidelity check's cells, then its longer trials (``curve.fidelity_trial_fractions``),
+    then its trials scored after a BatchNorm refresh (``curve.fidelity_refreshed``).
 
     The first pass runs, size by size from small to large, the replicates a verdict needs
     (:data:`~earth_lib.planning.evidence.MIN_REPLICATES`), so each size gets its verdict as
@@ -108,8 +113,10 @@ def plan_cells(c: dict[str, Any]) -> list[Cell]:
     """
     cells = [Cell(size, 0, FIDELITY, k, s) for size in c["fidelity_sizes"]
              for k in range(c["fidelity_points"]) for s in range(c["fidelity_seeds"])]
-    cells += [Cell(size, 0, FIDELITY_TRIAL, k, s, f) for size in c["fidelity_sizes"]
-              for f in c["fidelity_trial_fractions"].get(size, [])
+    cells += [Cell(size, 0, FIDELITY_TRIAL, k, s, f, refresh=refresh)
+              for key, refresh in (("fidelity_trial_fractions", False),
+                                   ("fidelity_refreshed", True))
+              for size in c["fidelity_sizes"] for f in c[key].get(size, [])
               for k in range(c["fidelity_points"]) for s in range(c["fidelity_seeds"])]
     first = {size: min(MIN_REPLICATES, c["replicates"][size]) for size in c["sizes"]}
     for size in c["sizes"]:
@@ -249,7 +256,7 @@ def cell_settings(cell: Cell, P: dict[str, Any]) -> dict[str, Any]:
     out = {"protocol": PROTOCOL, "seed": P["seed"], "test_images": c["test_images"],
            "val_fraction": c["val_fraction"], "final_steps": steps,
            "final": final_settings(P).record(),
-           "trial": params_mod.TrainSettings.trial(P).record(),
+           "trial": trial_settings(cell, P).record(),
            "trial_steps": trial_steps(cell, c), "tta": P["train"]["tta"],
            "preprocess": {k: v for k, v in P["preprocess"].items()
                           if k not in ("overwrite", "workers")}}
@@ -276,7 +283,7 @@ def _capped_warmups(cell: Cell, P: dict[str, Any], batch_size: int,
     per_epoch = math.ceil(cell.size / int(batch_size))
     roles = [("final", final_settings(P), final_steps(cell, c))]
     if trial:
-        roles.append(("trial", params_mod.TrainSettings.trial(P), trial_steps(cell, c)))
+        roles.append(("trial", trial_settings(cell, P), trial_steps(cell, c)))
     for role, settings, steps in roles:
         epochs = epochs_for(steps, cell.size, batch_size)
         if settings.warmup_capped(per_epoch, epochs):
@@ -303,6 +310,16 @@ def loop_plan(arm: str, P: dict[str, Any], seed: int) -> SearchPlan:
                                    finalist_budget=1.0, finalist_repeats=1, workers=1,
                                    trial_timeout=None, ard=False)
     return plain.replace(**kwargs)
+
+
+def trial_settings(cell: Cell, P: dict[str, Any]) -> params_mod.TrainSettings:
+    """How a cell's trials train: the run's trials; a fidelity cell's refresh is its own.
+
+    The fidelity check's trials keep their meaning whatever ``search.refresh_bn`` says.
+    """
+    settings = params_mod.TrainSettings.trial(P)
+    return settings.replace(refresh_bn=cell.refresh) if cell.arm in (
+        FIDELITY, FIDELITY_TRIAL) else settings
 
 
 def trial_steps(cell: Cell, c: dict[str, Any]) -> int:

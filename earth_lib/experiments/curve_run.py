@@ -45,6 +45,7 @@ from earth_lib.experiments.curve import (
     plan_cells,
     planned_steps,
     search_plan,
+    trial_settings,
     trial_steps,
 )
 from earth_lib.io import atomic_write_json, run_lock
@@ -60,11 +61,11 @@ from earth_lib.search import SearchSpace, posterior_means, run_search
 BACKUP = "final_backup"
 
 
-def _objective(P: dict[str, Any], train: data_mod.Split, val: data_mod.Split, n_classes: int,
-               steps: int, seed: int, fixed: dict[str, Any]) -> Callable[..., dict[str, Any]]:
+def _objective(settings: params_mod.TrainSettings, train: data_mod.Split, val: data_mod.Split,
+               n_classes: int, steps: int, seed: int,
+               fixed: dict[str, Any]) -> Callable[..., dict[str, Any]]:
     """A trial: ``fixed`` values under the point's, ``steps`` optimiser steps, val loss."""
-    inner = make_objective(train, val, n_classes, tuple(train.x.shape[1:]),
-                           params_mod.TrainSettings.trial(P), seed=seed)
+    inner = make_objective(train, val, n_classes, tuple(train.x.shape[1:]), settings, seed=seed)
 
     def objective(hp: dict, budget: float = 1.0, repeat: int = 0) -> dict[str, Any]:
         full = {**fixed, **hp}
@@ -111,7 +112,8 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
     search_seed = derive_seed(seed, SEARCH, cell.replicate)
 
     def objective_for(fixed: dict[str, Any]) -> Callable[..., dict[str, Any]]:
-        return _objective(P, train, val, n_classes, trial_steps(cell, c), train_seed, fixed)
+        return _objective(trial_settings(cell, P), train, val, n_classes, trial_steps(cell, c),
+                          train_seed, fixed)
 
     t0 = time.perf_counter()
     if cell.arm == FIDELITY_TRIAL:
@@ -119,6 +121,7 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
         return {"cell": cell.name, "size": cell.size, "replicate": cell.replicate,
                 "arm": cell.arm, "point": cell.point, "seed_index": cell.seed_index,
                 "fraction": cell.fraction, "trial_steps": trial_steps(cell, c),
+                **({"refresh_bn": True} if cell.refresh else {}),
                 "seeds": {"train": train_seed}, "trial_score": score,
                 "seconds": {"search": round(time.perf_counter() - t0, 1), "final": 0.0,
                             "test": 0.0},

@@ -285,35 +285,37 @@ def evidence(acc: pd.DataFrame, comp: pd.DataFrame) -> dict[str, Any]:
 FULL_TRAINING = -1
 
 
-def fidelity_pairs(records: list[dict[str, Any]]) -> dict[tuple[int, int], pd.DataFrame]:
+def fidelity_pairs(records: list[dict[str, Any]]
+                   ) -> dict[tuple[int, int, bool], pd.DataFrame]:
     """Each trial's validation loss beside its configuration's fully trained test error.
 
-    Keyed by (size, trial steps): steps 0 for the fidelity cells' own trials
-    (``curve.fidelity_first_trial``), the steps of each longer trial (``fidelity_trial``
-    records, paired with the fidelity cell of the same configuration and seed), and
-    :data:`FULL_TRAINING` for the full training's own final validation error (its ``loss``).
+    Keyed by (size, trial steps, BatchNorm refreshed): steps 0 for the fidelity cells' own
+    trials (``curve.fidelity_first_trial``), the steps of each trial-only cell
+    (``fidelity_trial`` records, paired with the fidelity cell of the same configuration
+    and seed; refreshed where ``refresh_bn``), and :data:`FULL_TRAINING` for the full
+    training's own final validation error (its ``loss``).
     """
     cells = [r for r in records if r["arm"] == FIDELITY and r.get("trial_score")]
     full = {(r["size"], r["point"], r["seed_index"]): r for r in cells}
-    pairs: dict[tuple[int, int], list[tuple[float, Any, dict]]] = {}
+    pairs: dict[tuple[int, int, bool], list[tuple[float, Any, dict]]] = {}
     for r in cells:
-        pairs.setdefault((r["size"], 0), []).append(
+        pairs.setdefault((r["size"], 0, False), []).append(
             (r["trial_score"]["val_loss"], r["trial_score"].get("epochs_run"), r))
     for r in (r for r in records if r["arm"] == FIDELITY_TRIAL):
         key = (r["size"], r["point"], r["seed_index"])
         if key in full:
-            pairs.setdefault((r["size"], r["trial_steps"]), []).append(
+            pairs.setdefault((r["size"], r["trial_steps"], bool(r.get("refresh_bn"))), []).append(
                 (r["trial_score"]["val_loss"], r["trial_score"].get("epochs_run"), full[key]))
     for r in cells:
         if r.get("final_val_accuracy") is not None:
-            pairs.setdefault((r["size"], FULL_TRAINING), []).append(
+            pairs.setdefault((r["size"], FULL_TRAINING, False), []).append(
                 (1 - r["final_val_accuracy"], None, r))
     return {k: pd.DataFrame([{"point": f["point"], "loss": loss, "epochs": epochs,
                               "error": 1 - f["test"]["accuracy"],
                               "batch": f.get("hyperparameters", {}).get("batch_size")}
                              for loss, epochs, f in v])
             for k, v in sorted(pairs.items(), key=lambda kv: (kv[0][0], kv[0][1] == FULL_TRAINING,
-                                                              kv[0][1]))}
+                                                              kv[0][2], kv[0][1]))}
 
 
 def fidelity(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -328,7 +330,7 @@ def fidelity(records: list[dict[str, Any]]) -> pd.DataFrame:
     the final training, so batch size alone could make the ranking look good.
     """
     rows = []
-    for (size, steps), g in fidelity_pairs(records).items():
+    for (size, steps, refreshed), g in fidelity_pairs(records).items():
         within = [(len(b), spearmanr(b["loss"], b["error"])[0])
                   for _, b in g.groupby("batch") if len(b) > 2]
         within = [(n, r) for n, r in within if np.isfinite(r)]
@@ -343,7 +345,8 @@ def fidelity(records: list[dict[str, Any]]) -> pd.DataFrame:
         epochs = " / ".join(f"{int(e)} at batch {int(b)}" for b, e in
                             g.dropna(subset=["epochs", "batch"]).groupby("batch")["epochs"].max()
                             .items())
-        rows.append({"size": size, "trial_steps": steps, "trial_epochs": epochs,
+        rows.append({"size": size, "trial_steps": steps, "refreshed": refreshed,
+                     "trial_epochs": epochs,
                      "trainings": len(g),
                      "configurations": len(means),
                      "configurations_sd": float(means["error"].std(ddof=1))
@@ -406,15 +409,16 @@ def _interval(low: float, high: float) -> str:
     return f"[{low:+.1f}, {high:+.1f}]" if np.isfinite(low) else "-"
 
 
-def _trial_label(steps: int) -> str:
+def _trial_label(steps: int, refreshed: bool = False) -> str:
     """A fidelity row's trial, in words."""
     return ("none: the full training's own validation error" if steps == FULL_TRAINING
-            else f"{int(steps)} steps" if steps else "the first")
+            else (f"{int(steps)} steps" if steps else "the first")
+            + (", BatchNorm refreshed" if refreshed else ""))
 
 
 def fidelity_markdown(fid: pd.DataFrame) -> str:
     """The fidelity check as Markdown, one row per size and trial length."""
-    rows = [[f"{int(r['size']):,}", _trial_label(r["trial_steps"])
+    rows = [[f"{int(r['size']):,}", _trial_label(r["trial_steps"], r["refreshed"])
              + (f" ({r['trial_epochs']})" if r["trial_epochs"] else ""),
              str(int(r["trainings"])), str(int(r["configurations"])),
              _num(r["rho"], "+.2f"), _num(r["p"], ".3f"), _num(r["rho_means"], "+.2f"),
@@ -505,13 +509,13 @@ def fidelity_figure(records: list[dict[str, Any]], folder: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    fid = fidelity(records).set_index(["size", "trial_steps"])
+    fid = fidelity(records).set_index(["size", "trial_steps", "refreshed"])
     cols = min(4, len(pairs))
     rows = math.ceil(len(pairs) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4 * rows), squeeze=False)
     for ax in axes.flat[len(pairs):]:
         ax.set_visible(False)
-    for ax, ((size, steps), g) in zip(axes.flat, pairs.items(), strict=False):
+    for ax, (key, g) in zip(axes.flat, pairs.items(), strict=False):
         g = g.assign(acc=100 * (1 - g["error"])).sort_values(["point", "loss"])
         marks = {b: m for b, m in zip(sorted(g["batch"].dropna().unique()), "osD^v",
                                       strict=False)}
@@ -522,8 +526,9 @@ def fidelity_figure(records: list[dict[str, Any]], folder: Path) -> Path | None:
             ax.plot([], [], m, color="grey", label=f"batch {int(b)}")
         if marks:
             ax.legend(fontsize=8)
-        rho = fid.loc[(size, steps), "rho"]
-        trial = f"trials of {steps} steps" if steps else "the first trials"
+        rho, (size, steps, refreshed) = fid.loc[key, "rho"], key
+        trial = (f"trials of {steps} steps" if steps else "the first trials") + (
+            ",\nBatchNorm refreshed" if refreshed else "")
         ax.set(xlabel="trial's validation loss (lower is better)",
                ylabel="test accuracy after the full training (%)",
                title=f"{size:,} images, {trial}:\nSpearman rho {rho:+.2f} over {len(g)} "

@@ -359,6 +359,9 @@ def make_objective(train: Split, val: Split, num_classes: int, input_shape: tupl
                    decoder: PCAResult | None = None) -> Callable[..., dict[str, Any]]:
     """The search objective: train with ``hp`` and return the best epoch's val cross-entropy.
 
+    With ``settings.refresh_bn`` the score is the last weights' after
+    :func:`refresh_batchnorm` (the best epoch's, as trained, kept beside it).
+
     ``objective(hp, budget=b, repeat=r)`` trains ``b`` times as many epochs (a promoted,
     longer trial) with training seed ``seed + 1000 r`` (a re-evaluation with fresh noise).
     Every epoch runs (``settings`` as :meth:`TrainSettings.trial` gives them).
@@ -367,19 +370,70 @@ def make_objective(train: Split, val: Split, num_classes: int, input_shape: tupl
         n = max(1, round(float(hp.get("epochs", settings.epochs)) * budget))
         hp = {**hp, "epochs": n} if "epochs" in hp else hp
         try:
-            _, hist = train_model(hp, train, val, num_classes, input_shape,
-                                  settings.replace(epochs=n, patience=n), decoder=decoder,
-                                  seed=seed + 1000 * repeat, verbose=False)
+            model, hist = train_model(hp, train, val, num_classes, input_shape,
+                                      settings.replace(epochs=n, patience=n), decoder=decoder,
+                                      seed=seed + 1000 * repeat, verbose=False)
+            refreshed = refreshed_scores(
+                model, train, val, int(hp["batch_size"]), input_shape, seed=seed + 1000 * repeat,
+                decoder=decoder) if settings.refresh_bn else None
         finally:
             keras.backend.clear_session()
         ce = np.array(hist["val_ce"], dtype=float)
         ce = np.where(np.isfinite(ce), ce, np.inf)
         best = int(np.argmin(ce))
-        return {"val_loss": float(ce[best]), "val_accuracy": float(hist["val_accuracy"][best]),
-                "epochs_run": len(ce),
+        score = {"val_loss": float(ce[best]), "val_accuracy": float(hist["val_accuracy"][best])}
+        if refreshed:
+            score = {**refreshed, "moving_stats_val_loss": score["val_loss"]}
+        return {**score, "epochs_run": len(ce),
                 "status": "time_limit" if hist["time_limit_hit"][0] else "ok"}
 
     return objective
+
+
+#: At most this many training images recompute the BatchNorm statistics of a trial.
+REFRESH_IMAGES = 1024
+
+
+def refresh_batchnorm(model: keras.Model, train: Split, batch_size: int, *, seed: int = 0,
+                      decoder: PCAResult | None = None, images: int = REFRESH_IMAGES) -> int:
+    """Replace every BatchNorm layer's moving statistics by those of clean training images.
+
+    "Precise BN": the mean of the batch statistics of up to ``images`` training images (a
+    sample drawn with ``seed``), in batches of ``batch_size``, unaugmented. After a short
+    training the moving averages trail weights that still change fast and come from
+    augmented batches (measured at 250 images, 40 steps: validation accuracy 0.16 as
+    trained, 0.61 refreshed). Returns the number of batches used.
+    """
+    layers = [la for la in model._flatten_layers()
+              if isinstance(la, keras.layers.BatchNormalization)]
+    if not layers:
+        return 0
+    momenta = [la.momentum for la in layers]
+    # a seeded sample, in order: a split sorted by class still gives every class its share
+    pick = np.sort(np.random.default_rng(seed).permutation(len(train.y))[:images])
+    ds = make_dataset(read_rows(train.x, pick), np.asarray(train.y)[pick],
+                      model.output_shape[-1], batch_size, decoder=decoder)
+    batches = 0
+    try:
+        for batches, (x, _) in enumerate(ds, start=1):
+            for la in layers:  # moving = the running mean of the batch statistics so far
+                la.momentum = (batches - 1) / batches
+            model(x, training=True)
+    finally:
+        for la, m in zip(layers, momenta, strict=True):
+            la.momentum = m
+    return batches
+
+
+def refreshed_scores(model: keras.Model, train: Split, val: Split, batch_size: int,
+                     input_shape: tuple[int, int, int], *, seed: int = 0,
+                     decoder: PCAResult | None = None) -> dict[str, float]:
+    """Validation cross-entropy and accuracy after :func:`refresh_batchnorm`."""
+    refresh_batchnorm(model, train, batch_size, seed=seed, decoder=decoder)
+    val_ds = make_dataset(val.x, val.y, model.output_shape[-1],
+                          same_pixels_as_64px(256, input_shape), decoder=decoder)
+    got = model.evaluate(val_ds, verbose=0, return_dict=True)
+    return {"val_loss": float(got["ce"]), "val_accuracy": float(got["accuracy"])}
 
 
 def log_trials_to_tensorboard(history: list[dict[str, Any]], names: list[str],

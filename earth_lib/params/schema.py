@@ -181,6 +181,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                               low=1.0, high=100.0),
         "finalist_repeats": _p(1, int, "finalists' trials per point (other training seeds); "
                                "the choice is by mean", low=1, high=10),
+        "refresh_bn": _p(False, bool, "score each trial after recomputing its BatchNorm "
+                         "statistics on clean training images: a short trial's moving "
+                         "statistics trail its weights (see docs/curve.md)"),
         "max_trial_seconds": _p(None, float, "stop a trial at the first epoch end past this "
                                 "(recorded as time_limit)", nullable=True, low=1.0),
         "workers": _p(1, int, "trials run at once, as Ray tasks (pip install -e '.[distributed]'"
@@ -284,6 +287,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                                        "every fidelity configuration and seed as a trial "
                                        "only, ranked against the full trainings (at the sizes of "
                                        "curve.fidelity_sizes)"),
+        "fidelity_refreshed": _p({}, dict, "trials scored after a BatchNorm refresh "
+                                 "(search.refresh_bn) to measure too, {size: [share of the "
+                                 "final training, ...]}: as curve.fidelity_trial_fractions"),
         "length_check": _p({}, dict, "longer final trainings to measure too, {size: factor}: "
                            "each arm without a search, replicate 0, trained factor times "
                            "curve.final_steps; do the verdicts depend on training length?"),

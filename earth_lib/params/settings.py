@@ -46,6 +46,7 @@ class TrainSettings:
     precision: str
     distribute: str
     time_limit: float | None
+    refresh_bn: bool = False
 
     @classmethod
     def final(cls, params: dict[str, Any]) -> TrainSettings:
@@ -59,7 +60,8 @@ class TrainSettings:
         """A search trial: ``search.epochs`` epochs, all of them, within ``max_trial_seconds``."""
         s = params["search"]
         return cls(role="trial", epochs=s["epochs"], patience=s["epochs"], early_stopping=False,
-                   time_limit=s["max_trial_seconds"], **_common(params))
+                   time_limit=s["max_trial_seconds"], refresh_bn=s["refresh_bn"],
+                   **_common(params))
 
     @classmethod
     def of(cls, role: Literal["trial", "final"] = "final", **changes: Any) -> TrainSettings:
@@ -84,9 +86,13 @@ class TrainSettings:
         return self.warmup_steps(steps_per_epoch, epochs) < steps_per_epoch * self.warmup_epochs
 
     def record(self) -> dict[str, Any]:
-        """The values that shape this kind of training (fingerprints and records)."""
+        """The values that shape this kind of training (fingerprints and records).
+
+        ``refresh_bn`` only when on, so records made before it existed keep their meaning.
+        """
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k != "role" and k not in _NOT_RECORDED[self.role]}
+                if k != "role" and k not in _NOT_RECORDED[self.role]
+                and not (k == "refresh_bn" and not v)}
 
 
 def _common(params: dict[str, Any]) -> dict[str, Any]:

@@ -269,14 +269,13 @@ def _check_curve(c: dict[str, Any], source: str) -> None:
         if size not in sizes:
             raise _fail(source, "curve.fidelity_sizes", f"sizes among curve.sizes {sizes}",
                         c["fidelity_sizes"])
-    longer = c["fidelity_trial_fractions"]
-    for size, fractions in longer.items():
-        if not whole(size, 2) or not isinstance(fractions, list) or not all(
-                isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1
-                for f in fractions):
-            raise _fail(source, "curve.fidelity_trial_fractions",
-                        "{size: [shares of the final training, each in (0, 1]]} (used at the "
-                        "sizes of curve.fidelity_sizes)", longer)
+    for key in ("fidelity_trial_fractions", "fidelity_refreshed"):
+        for size, fractions in c[key].items():
+            if not whole(size, 2) or not isinstance(fractions, list) or not all(
+                    map(share, fractions)):
+                raise _fail(source, f"curve.{key}",
+                            "{size: [shares of the final training, each in (0, 1]]} (used at "
+                            "the sizes of curve.fidelity_sizes)", c[key])
     for size, factor in c["length_check"].items():
         if size not in sizes or not whole(factor, 2):
             raise _fail(source, "curve.length_check",
