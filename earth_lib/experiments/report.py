@@ -497,10 +497,11 @@ FIDELITY_FIGURE = "curve_fidelity.png"
 def fidelity_figure(records: list[dict[str, Any]], folder: Path) -> Path | None:
     """Each trial's validation loss against the fully trained test accuracy.
 
-    One panel per size and trial length; one colour per configuration, its seeds joined
-    by a line. None without fidelity cells.
+    One panel per size and trial (three trainings or more); one colour per configuration,
+    its seeds joined by a line. None without fidelity cells.
     """
-    pairs = {k: g for k, g in fidelity_pairs(records).items() if k[1] != FULL_TRAINING}
+    pairs = {k: g for k, g in fidelity_pairs(records).items()
+             if k[1] != FULL_TRAINING and len(g) > 2}  # fewer: no rank to show yet
     if not pairs:
         return None
     import matplotlib
