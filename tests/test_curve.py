@@ -155,11 +155,13 @@ def test_refreshed_fidelity_trials_follow_the_longer_ones_and_keep_the_rest_as_t
                          "fidelity-n00200-p0-s0-t030", "fidelity-n00200-p1-s0-t030",
                          "fidelity-n00200-p0-s0-t010-bn", "fidelity-n00200-p1-s0-t010-bn"]
     fresh, longer, full, arm = cells[4], cells[2], cells[0], curve.Cell(200, 0, "method")
+    fixed = curve.Cell(200, 0, "literature")
     assert curve.trial_settings(fresh, P).refresh_bn and curve.trial_steps(fresh, P["curve"]) == 1
     cd = _curve_data()
     on = validate({"curve": given, "seed": 1, "search": {"refresh_bn": True}})
-    # search.refresh_bn is the arms' switch: it reruns their cells, not the fidelity check's
-    for cell in (fresh, longer, full):
+    # search.refresh_bn is the search arms' switch: it reruns their cells, not the fidelity
+    # check's, nor those of the arms without a search (they run no trial)
+    for cell in (fresh, longer, full, fixed):
         assert curve.cell_fingerprint(cell, P, cd) == curve.cell_fingerprint(cell, on, cd)
         assert curve.trial_settings(cell, on).refresh_bn == cell.refresh
     assert curve.trial_settings(arm, on).refresh_bn and not curve.trial_settings(arm, P).refresh_bn

@@ -313,13 +313,13 @@ def loop_plan(arm: str, P: dict[str, Any], seed: int) -> SearchPlan:
 
 
 def trial_settings(cell: Cell, P: dict[str, Any]) -> params_mod.TrainSettings:
-    """How a cell's trials train: the run's trials; a fidelity cell's refresh is its own.
+    """How a cell's trials train: the run's trials; only a search arm follows its refresh.
 
-    The fidelity check's trials keep their meaning whatever ``search.refresh_bn`` says.
+    ``search.refresh_bn`` changes what a search arm's trials rank, so it reruns them; a
+    fidelity trial's refresh is its cell's own, and an arm without a search runs no trial.
     """
     settings = params_mod.TrainSettings.trial(P)
-    return settings.replace(refresh_bn=cell.refresh) if cell.arm in (
-        FIDELITY, FIDELITY_TRIAL) else settings
+    return settings if cell.arm in SEARCH_ARMS else settings.replace(refresh_bn=cell.refresh)
 
 
 def trial_steps(cell: Cell, c: dict[str, Any]) -> int:
