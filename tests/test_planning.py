@@ -52,6 +52,8 @@ def test_more_time_buys_larger_images_then_a_search():
     big = _plan(3000, EUROSAT)  # native 64 px: the surplus goes to trials
     assert big.choices["search.enabled"] is True and big.choices["preprocess.image_size"] == 64
     assert "search" in big.stages and big.expected_minutes <= 3000
+    assert big.choices["search.refresh_bn"] is True  # trials scored after a BatchNorm refresh
+    assert "search.refresh_bn" not in _plan(15, AERIAL).choices  # no search, no trials
 
 
 def test_a_budget_too_small_says_the_smallest_that_would_do():

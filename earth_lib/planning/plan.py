@@ -273,6 +273,9 @@ def _plan_search(choose: Callable[[str, Any, str], Any], trials: int, trial_epoc
     choose("search.iterations_per_step", per_step - initial, f"{trials} trials in all")
     choose("search.epochs", trial_epochs, "a sixth of the final training's epochs")
     choose("search.max_train_images", trial_images, "trials on a share of the images")
+    choose("search.refresh_bn", True, "a short trial's BatchNorm statistics trail its "
+           "weights: scored as trained, the learning curve's trials at 250 images ranked "
+           "the full trainings backwards (docs/curve.md, fidelity)")
     return steps * per_step * trial_seconds
 
 
