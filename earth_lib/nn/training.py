@@ -284,10 +284,7 @@ def train_model(
     # 4,096 images of 64 px, an epoch's ~20 s of work took up to 40 s)
     train_ds = make_dataset(train.x, train.y, num_classes, batch, training_augmentation(hp, seed),
                             shuffle=True, seed=seed, decoder=decoder).repeat()
-    # inference batches hold the pixels of 256 images of 64 px at any size (at 224 px,
-    # batches of 256 images took 0.8 GB more than 32)
-    val_ds = make_dataset(val.x, val.y, num_classes, same_pixels_as_64px(256, input_shape),
-                          decoder=decoder)
+    val_ds = validation_dataset(val, num_classes, input_shape, decoder)
     built_in: list[keras.callbacks.Callback] = []
     if settings.early_stopping:
         built_in.append(keras.callbacks.EarlyStopping(
@@ -317,6 +314,15 @@ def train_model(
     if resumed:
         history["resumed_at_epoch"] = [float(resumed)]
     return model, history
+
+
+def validation_dataset(val: Split, num_classes: int, input_shape: tuple[int, int, int],
+                       decoder: PCAResult | None = None) -> tf.data.Dataset:
+    """The validation images in inference batches, unshuffled and unaugmented."""
+    # inference batches hold the pixels of 256 images of 64 px at any size (at 224 px,
+    # batches of 256 images took 0.8 GB more than 32)
+    return make_dataset(val.x, val.y, num_classes, same_pixels_as_64px(256, input_shape),
+                        decoder=decoder)
 
 
 def backed_up_epoch(backup_dir: str | Path, training: dict[str, Any] | None = None) -> int:
@@ -373,8 +379,10 @@ def make_objective(train: Split, val: Split, num_classes: int, input_shape: tupl
             model, hist = train_model(hp, train, val, num_classes, input_shape,
                                       settings.replace(epochs=n, patience=n), decoder=decoder,
                                       seed=seed + 1000 * repeat, verbose=False)
+            # in the trial's batches, or its micro-batches where memory asked for them
+            batch = min(int(hp["batch_size"]), settings.micro_batch or int(hp["batch_size"]))
             refreshed = refreshed_scores(
-                model, train, val, int(hp["batch_size"]), input_shape, seed=seed + 1000 * repeat,
+                model, train, val, batch, input_shape, seed=seed + 1000 * repeat,
                 decoder=decoder) if settings.refresh_bn else None
         finally:
             keras.backend.clear_session()
@@ -430,9 +438,8 @@ def refreshed_scores(model: keras.Model, train: Split, val: Split, batch_size: i
                      decoder: PCAResult | None = None) -> dict[str, float]:
     """Validation cross-entropy and accuracy after :func:`refresh_batchnorm`."""
     refresh_batchnorm(model, train, batch_size, seed=seed, decoder=decoder)
-    val_ds = make_dataset(val.x, val.y, model.output_shape[-1],
-                          same_pixels_as_64px(256, input_shape), decoder=decoder)
-    got = model.evaluate(val_ds, verbose=0, return_dict=True)
+    got = model.evaluate(validation_dataset(val, model.output_shape[-1], input_shape, decoder),
+                         verbose=0, return_dict=True)
     return {"val_loss": float(got["ce"]), "val_accuracy": float(got["accuracy"])}
 
 
