@@ -423,11 +423,10 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
                                d["synthetic_classes"], P["seed"], progress=False)
     preprocess_folder(images, processed, {**DEFAULTS, "image_size": 16}, progress=False)
     run, lines = Run(tmp_path / "run"), []
-    assert curve_run.run_curve(P, run, log=lines.append) == 11
+    assert curve_run.run_curve(P, run, log=lines.append) == 9
     records = sorted(p.stem for p in (run.path / "records").glob("*.json"))
-    assert records == ["fidelity-n00024-p0-s0", "fidelity-n00024-p0-s0-t100",
-                       "fidelity-n00024-p0-s0-t100-bn", "fidelity-n00024-p1-s0",
-                       "fidelity-n00024-p1-s0-t100", "fidelity-n00024-p1-s0-t100-bn",
+    assert records == ["fidelity-n00024-p0-s0", "fidelity-n00024-p0-s0-t050-bn",
+                       "fidelity-n00024-p1-s0", "fidelity-n00024-p1-s0-t050-bn",
                        "n00012-r0-literature", "n00012-r0-literature-x2", "n00012-r0-noisy_gp",
                        "n00024-r0-literature", "n00024-r0-noisy_gp"]
     long, base = (json.loads((run.path / "records" / f"n00012-r0-literature{x}.json").read_text())
@@ -436,20 +435,20 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
     assert long["seeds"] == base["seeds"] and long["hyperparameters"]["epochs"] == \
         2 * base["hyperparameters"]["epochs"]  # the same training, twice as long
     assert len(curve_report.accuracies(curve_report.load_records(run.path / "records"))) == 4
-    longer = json.loads((run.path / "records" / "fidelity-n00024-p1-s0-t100.json").read_text())
+    fresh = json.loads((run.path / "records" / "fidelity-n00024-p1-s0-t050-bn.json").read_text())
     short = json.loads((run.path / "records" / "fidelity-n00024-p1-s0.json").read_text())
-    assert longer["trial_steps"] == 4 and "test" not in longer  # a trial alone, no model
+    assert fresh["trial_steps"] == 2 and "test" not in fresh  # a trial alone, no model
     assert short["trial_steps"] == 2  # its own trial: curve.fidelity_first_trial, 0.5 of 4
-    assert longer["seeds"]["train"] == short["seeds"]["train"]  # the full training's seed
-    assert longer["trial_score"]["val_loss"] != short["trial_score"]["val_loss"]
-    fresh = json.loads((run.path / "records" / "fidelity-n00024-p1-s0-t100-bn.json").read_text())
-    assert fresh["refresh_bn"] and "refresh_bn" not in longer
-    # the same trial, scored once more after the refresh: its score as trained is the other's
+    assert fresh["seeds"]["train"] == short["seeds"]["train"]  # the full training's seed
+    assert fresh["refresh_bn"] and "refresh_bn" not in short
+    # the fidelity cell's own trial, scored once more after the refresh: its score as
+    # trained is the other's, the refreshed one another
     assert fresh["trial_score"]["moving_stats_val_loss"] == pytest.approx(
-        longer["trial_score"]["val_loss"], rel=1e-3)
+        short["trial_score"]["val_loss"], rel=1e-3)
+    assert fresh["trial_score"]["val_loss"] != short["trial_score"]["val_loss"]
     fid = curve_report.fidelity(curve_report.load_records(run.path / "records"))
-    assert list(fid["trial_steps"]) == [0, 4, 4, -1] and list(fid["trainings"]) == [2] * 4
-    assert list(fid["refreshed"]) == [False, False, True, False]
+    assert list(fid["trial_steps"]) == [0, 2, -1] and list(fid["trainings"]) == [2] * 3
+    assert list(fid["refreshed"]) == [False, True, False]
     trials = fid[fid["trial_steps"] != curve_report.FULL_TRAINING]  # rows that ran a trial
     assert all(re.fullmatch(r"\d+ at batch \d+( / \d+ at batch \d+)*", e)
                for e in trials["trial_epochs"])  # the whole epochs the trials ran
