@@ -422,3 +422,29 @@ def test_a_refreshed_trial_scores_after_the_refresh_and_keeps_the_trained_score(
     # the same training (same seed): the score as trained is kept beside the refreshed one
     assert fresh["moving_stats_val_loss"] == pytest.approx(plain["val_loss"])
     assert np.isfinite(fresh["val_loss"]) and fresh["val_loss"] != plain["val_loss"]
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_compile_model_creates_the_training_state_before_fit(multilabel):
+    # what fit would otherwise create inside its first trace (and then trace again)
+    from earth_lib.nn.model import build_from_preset
+    from earth_lib.nn.training import compile_model
+
+    model = compile_model(build_from_preset((8, 8, 3), 3, "tiny", multilabel=multilabel),
+                          1e-3, 4, 2, settings(), multilabel=multilabel, accumulation=2)
+    assert model.optimizer.built and model.optimizer.variables
+    names = {v.path.split("/")[0] for v in model.metrics_variables}
+    assert {"accuracy", "ce"} <= names, names  # the compiled metrics, not only the loss
+
+
+def test_the_training_state_built_early_trains_to_the_same_bits(monkeypatch):
+    # the early build only saves a trace: switched off, the same seed gives the same weights
+    run = dict(hp=dict(HP, batch_size=16), train=_toy(40), val=_toy(9, seed=1), num_classes=2,
+               input_shape=(8, 8, 3), settings=settings(preset="tiny", epochs=2),
+               verbose=False, seed=3)
+    early, hist_early = train_model(**run)
+    monkeypatch.setattr("earth_lib.nn.training.build_training_state", lambda model: None)
+    late, hist_late = train_model(**run)
+    assert hist_early["loss"] == hist_late["loss"]
+    for a, b in zip(early.get_weights(), late.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
