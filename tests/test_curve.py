@@ -327,6 +327,21 @@ def test_three_replicates_of_one_sign_are_not_a_verdict():
         "500 images: not judged yet: the best search arm (method) +1.0 points")
 
 
+def test_the_best_policy_free_arm_is_compared_only_where_it_is_not_the_best_no_search_arm():
+    rows = []
+    for rep in range(3):
+        for size, best in ((250, "dihedral"), (500, "literature")):  # literature: not policy-free
+            rows += [{"size": size, "replicate": rep, "arm": arm, "accuracy": acc}
+                     for arm, acc in (("literature", 0.8), ("dihedral", 0.78), ("method", 0.7),
+                                      ("trivialaugment", 0.75))]
+            rows[-4 if best == "literature" else -3]["accuracy"] = 0.9
+    comp = curve_report.comparisons(pd.DataFrame(rows).assign(macro_f1=0.0, minutes=1.0))
+    free = comp[comp["against"] == "best policy-free"]
+    assert set(free["size"]) == {500} and set(free["reference"]) == {"dihedral"}
+    assert set(comp[comp["against"] == "best no-search"]["reference"]) == {"dihedral",
+                                                                            "literature"}
+
+
 def _record(size, rep, arm, acc, **extra):
     return {"size": size, "replicate": rep, "arm": arm, "test": {"accuracy": acc,
             "macro_f1": acc}, "seconds": {"search": 60, "final": 60, "test": 1}, **extra}

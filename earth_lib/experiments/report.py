@@ -185,13 +185,16 @@ def comparisons(acc: pd.DataFrame) -> pd.DataFrame:
 
     Per size, on the replicates both arms ran; Holm-corrected across sizes within each
     (arm, reference) family. The best arms are picked by mean at that size (after seeing
-    the results, which favours them).
+    the results, which favours them). Where the best policy-free arm is also the best
+    no-search arm, its rows would repeat those and are left out.
     """
     rows = []
     for size in sorted(acc["size"].unique()):
+        no_search = best_arm(acc, size, NO_SEARCH)
+        policy_free = best_arm(acc, size, POLICY_FREE)
         refs = {"literature": "literature",
-                "best policy-free": best_arm(acc, size, POLICY_FREE),
-                "best no-search": best_arm(acc, size, NO_SEARCH)}
+                "best policy-free": policy_free if policy_free != no_search else None,
+                "best no-search": no_search}
         wide = acc[acc["size"] == size].pivot(index="replicate", columns="arm",
                                               values="accuracy")
         for label, ref in refs.items():
@@ -568,7 +571,9 @@ def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures
                      + summary_markdown(table))
     for against in ("best no-search", "best policy-free", "literature"):
         if (comp["against"] == against).any():
-            parts.append(f"Paired differences against the {against} arm:\n\n"
+            where = (" (at the sizes where it is not the best no-search arm too)"
+                     if against == "best policy-free" else "")
+            parts.append(f"Paired differences against the {against} arm{where}:\n\n"
                          + comparisons_markdown(comp, against))
     lengths = length_check(records)
     if len(lengths):
