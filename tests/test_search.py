@@ -1,4 +1,5 @@
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,7 @@ def test_interrupted_search_resumes_without_rerunning(tmp_path):
         calls.append(hp)
         if len(calls) == 7:
             raise Interrupt
+        time.sleep(0.01)
         return bowl(hp)
 
     with pytest.raises(Interrupt):
@@ -94,6 +96,9 @@ def test_interrupted_search_resumes_without_rerunning(tmp_path):
                          plan(steps=2, initial_points=3, iterations_per_step=3, seed=1),
                          log=lambda m: None)
     assert bowl_counter.n == 6  # only the 6 missing trials ran
+    first_six = SearchHistory(tmp_path / "h.csv", SMALL.names).trials[:6]
+    assert resumed.resumed_seconds == pytest.approx(sum(t.seconds for t in first_six))
+    assert resumed.resumed_seconds >= 0.05  # their time counts in the resumed search's cost
     fresh = run_search(bowl, SMALL, tmp_path / "fresh.csv",
                        plan(steps=2, initial_points=3, iterations_per_step=3, seed=1),
                        log=lambda m: None)

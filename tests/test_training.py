@@ -351,6 +351,7 @@ def test_an_interrupted_training_goes_on_from_its_backup(tmp_path):
     assert (tmp_path / "backup" / "training_metadata.json").is_file()
     model, hist = train_model(HP, _toy(), _toy(1), 2, (8, 8, 3), **kw)
     assert hist["resumed_at_epoch"] == [2.0] and len(hist["loss"]) == 2
+    assert hist["seconds_before_resume"][0] > 0  # the two epochs before count in its time
     assert int(model.optimizer.iterations) == 4 * 6  # the schedule went on, not over
     assert list(pd.read_csv(tmp_path / "log.csv")["epoch"]) == [0, 1, 2, 3]
     assert not (tmp_path / "backup").exists()  # a finished training leaves no backup
@@ -448,3 +449,15 @@ def test_the_training_state_built_early_trains_to_the_same_bits(monkeypatch):
     assert hist_early["loss"] == hist_late["loss"]
     for a, b in zip(early.get_weights(), late.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_seconds_before_a_resume_come_from_the_ledger_beside_the_backup(tmp_path):
+    from earth_lib.nn.training import ELAPSED_FILE, seconds_before_resume
+
+    assert seconds_before_resume(tmp_path, 2) == 0.0  # no ledger: nothing known
+    (tmp_path / ELAPSED_FILE).write_text('{"epoch": 2, "seconds": 30.0}')
+    assert seconds_before_resume(tmp_path, 2) == 30.0
+    assert seconds_before_resume(tmp_path, 3) == 45.0  # a kill between backup and ledger
+    assert seconds_before_resume(tmp_path, 0) == 0.0
+    (tmp_path / ELAPSED_FILE).write_text("{not json")
+    assert seconds_before_resume(tmp_path, 2) == 0.0

@@ -77,10 +77,10 @@ def _objective(settings: params_mod.TrainSettings, train: data_mod.Split, val: d
 
 def _choose(cell: Cell, P: dict[str, Any], objective_for: Callable, folder: Run,
             search_seed: int, fp: dict[str, str], log: Callable[[str], None]
-            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The values an arm trains finally, and its trials (none for a fixed arm)."""
+            ) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
+    """The values an arm trains finally, its trials, and those trials' seconds before a resume."""
     if cell.arm in NO_SEARCH:
-        return fixed_values(cell.arm, P), []
+        return fixed_values(cell.arm, P), [], 0.0
     space_dict, fixed, _ = search_plan(cell.arm, P)
     space = SearchSpace.from_dict(space_dict)
     result = run_search(objective_for(fixed), space, folder.search_history,
@@ -92,7 +92,7 @@ def _choose(cell: Cell, P: dict[str, Any], objective_for: Callable, folder: Run,
         hp = dict(ok[int(np.argmin(means))].hp)
     else:
         hp = dict(result.best.hp)
-    return {**fixed, **hp}, result.table()
+    return {**fixed, **hp}, result.table(), result.resumed_seconds
 
 
 def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
@@ -126,14 +126,14 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
                 "seconds": {"search": round(time.perf_counter() - t0, 1), "final": 0.0,
                             "test": 0.0},
                 "fingerprint": fp, "provenance": _provenance()}
-    trial_score = None
+    trial_score, earlier = None, 0.0
     if fidelity:
         hp = fidelity_point(cell, P)
         trial_score = objective_for({})(hp)
         trials = []
     else:
-        hp, trials = _choose(cell, P, objective_for, folder, search_seed, fp, log)
-    search_seconds = time.perf_counter() - t0
+        hp, trials, earlier = _choose(cell, P, objective_for, folder, search_seed, fp, log)
+    search_seconds = time.perf_counter() - t0 + earlier
     final_hp = {**hp, "epochs": epochs_for(steps, cell.size, hp["batch_size"])}
     done = backed_up_epoch(folder.path / BACKUP)
     if done:
@@ -142,7 +142,7 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
     model, curves = train_model(final_hp, train, val, n_classes, tuple(train.x.shape[1:]),
                                 final_settings(P), seed=train_seed, verbose=False,
                                 csv_log=folder.training_log, backup_dir=folder.path / BACKUP)
-    final_seconds = time.perf_counter() - t0
+    final_seconds = time.perf_counter() - t0 + curves.get("seconds_before_resume", [0.0])[0]
     test = cd.split(cd.test)
     t0 = time.perf_counter()
     proba = predict_proba(model, test.x, tta=P["train"]["tta"])

@@ -175,6 +175,45 @@ class TimeLimit(keras.callbacks.Callback):
             self.model.stop_training, self.hit = True, True
 
 
+#: Beside a training's backup: the seconds its finished epochs took, across interruptions.
+ELAPSED_FILE = "elapsed.json"
+
+
+class ElapsedLedger(keras.callbacks.Callback):
+    """Write, beside a backup, the training seconds of the epochs finished so far.
+
+    ``before``: the seconds of the epochs an interrupted run finished (then resumed), so
+    that a resumed training's time counts them as well as its own.
+    """
+
+    def __init__(self, path: str | Path, before: float = 0.0):
+        super().__init__()
+        self.path, self.before = Path(path), before
+
+    def on_train_begin(self, logs=None):
+        """Start the clock."""
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Record the finished epochs and their seconds (atomically: a kill keeps the last)."""
+        atomic_write_json(self.path, {"epoch": epoch + 1, "seconds": round(
+            self.before + time.perf_counter() - self.start, 2)})
+
+
+def seconds_before_resume(backup_dir: str | Path, resumed: int) -> float:
+    """The training seconds of the ``resumed`` epochs a backup holds (0.0: none recorded).
+
+    Proportional where the record is an epoch behind the backup (a kill between the two).
+    """
+    if not resumed:
+        return 0.0
+    try:
+        ledger = json.loads((Path(backup_dir) / ELAPSED_FILE).read_text(encoding="utf-8"))
+        return float(ledger["seconds"]) * resumed / max(1, int(ledger["epoch"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
 class EpochLog(keras.callbacks.Callback):
     """One short line per epoch, with the time so far and left (notebook, terminal, log file).
 
@@ -279,9 +318,10 @@ def train_model(
     ``tensorboard_dir`` gets TensorBoard curves. ``callbacks``: more Keras callbacks, run
     after the built-in ones (e.g. a timer). ``backup_dir``: the weights, optimiser state
     and epoch are saved there at each epoch's end, and a training interrupted there goes
-    on from its last finished epoch (the history then holds ``resumed_at_epoch`` and only
-    the epochs run now; the images after it come in a new shuffle, so a resumed training
-    is not bit-identical); not with early stopping, whose state is not saved.
+    on from its last finished epoch (the history then holds only the epochs run now, with
+    ``resumed_at_epoch`` and ``seconds_before_resume``, what the epochs before took; the
+    images after it come in a new shuffle, so a resumed training is not bit-identical);
+    not with early stopping, whose state is not saved.
     """
     keras.utils.set_random_seed(int(seed) % 2**32)  # every valid seed (numpy takes 32 bits)
     set_precision(settings.precision)
@@ -320,6 +360,8 @@ def train_model(
             "images": [len(train.y), len(val.y)], "input_shape": list(input_shape)})
         built_in.append(keras.callbacks.BackupAndRestore(str(backup_dir),
                                                          double_checkpoint=True))
+        before = seconds_before_resume(backup_dir, resumed)
+        built_in.append(ElapsedLedger(Path(backup_dir) / ELAPSED_FILE, before))
     if csv_log:
         Path(csv_log).parent.mkdir(parents=True, exist_ok=True)
         built_in.append(keras.callbacks.CSVLogger(str(csv_log), append=resumed > 0))
@@ -332,6 +374,7 @@ def train_model(
     history["global_batch_size"] = [float(batch * passes)]
     if resumed:
         history["resumed_at_epoch"] = [float(resumed)]
+        history["seconds_before_resume"] = [before]
     return model, history
 
 

@@ -33,6 +33,9 @@ class SearchResult:
     trials: list[Trial]
     spaces: list[SearchSpace]
     stop_reasons: list[str] = field(default_factory=list)
+    #: training seconds of the trials taken from the history (run before this search
+    #: resumed), so that a resumed search's cost counts them too
+    resumed_seconds: float = 0.0
 
     @property
     def best(self) -> Trial:
@@ -142,6 +145,7 @@ class SearchLoop:
         self.history = SearchHistory(history_path, space.names,
                                      history_fingerprint(space, fingerprint))
         self.started, self.resumed = time.perf_counter(), len(self.history.trials)
+        self.resumed_seconds = float(sum(t.seconds for t in self.history.trials))
 
     def run(self) -> SearchResult:
         """Every step, then the finalists; the trials, each step's space and why it stopped."""
@@ -164,7 +168,7 @@ class SearchLoop:
                                           _settled(current, self._searched(), best.hp))
         if self.plan.finalists:
             self._finalists()
-        return SearchResult(self._searched(), spaces, reasons)
+        return SearchResult(self._searched(), spaces, reasons, self.resumed_seconds)
 
     # Steps ---------------------------------------------------------------------------------
     def _design(self, step: int, current: SearchSpace) -> None:
