@@ -413,6 +413,21 @@ def test_a_batchnorm_refresh_takes_the_mean_of_clean_batch_statistics():
     assert refresh_batchnorm(model, data, batch_size=8, images=16) == 2  # at most 16 images
 
 
+def test_the_refresh_finds_batchnorm_in_nested_models_and_in_the_resnet():
+    import keras
+
+    from earth_lib.nn.model import build_from_preset
+    from earth_lib.nn.training import batchnorm_layers
+
+    inner = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.BatchNormalization()])
+    outer = keras.Sequential([keras.Input((8, 8, 3)), inner, keras.layers.BatchNormalization(),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    assert len(batchnorm_layers(outer)) == 2
+    resnet = build_from_preset((8, 8, 3), 2, "tiny")
+    bns = [la for la in resnet.layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert bns and batchnorm_layers(resnet) == bns
+
+
 def test_a_refreshed_trial_scores_after_the_refresh_and_keeps_the_trained_score():
     plain = make_objective(_toy(), _toy(seed=1), 2, (8, 8, 3),
                            settings("trial", preset="tiny", epochs=2), seed=42)(HP)

@@ -464,6 +464,20 @@ def make_objective(train: Split, val: Split, num_classes: int, input_shape: tupl
 REFRESH_IMAGES = 1024
 
 
+def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """Every BatchNormalization layer of ``model``, nested models' included, once each."""
+    found: dict[int, keras.layers.BatchNormalization] = {}
+
+    def walk(layer: keras.layers.Layer) -> None:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.setdefault(id(layer), layer)
+        for inner in getattr(layer, "layers", ()):
+            walk(inner)
+
+    walk(model)
+    return list(found.values())
+
+
 def refresh_batchnorm(model: keras.Model, train: Split, batch_size: int, *, seed: int = 0,
                       decoder: PCAResult | None = None, images: int = REFRESH_IMAGES) -> int:
     """Replace every BatchNorm layer's moving statistics by those of clean training images.
@@ -474,8 +488,7 @@ def refresh_batchnorm(model: keras.Model, train: Split, batch_size: int, *, seed
     augmented batches (measured at 250 images, 40 steps: validation accuracy 0.16 as
     trained, 0.61 refreshed). Returns the number of batches used.
     """
-    layers = [la for la in model._flatten_layers()
-              if isinstance(la, keras.layers.BatchNormalization)]
+    layers = batchnorm_layers(model)
     if not layers:
         return 0
     momenta = [la.momentum for la in layers]
