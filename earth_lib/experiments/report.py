@@ -461,11 +461,14 @@ def curve_figures(table: pd.DataFrame, comp: pd.DataFrame, folder: Path) -> list
         ax.minorticks_off()
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for arm, g in table.groupby("arm", sort=False):
-        style = "-" if arm in SEARCH_ARMS else "--"
-        ax.plot(g["size"], 100 * g["accuracy"], style, marker="o", label=arm)
-        ok = np.isfinite(g["ci_low"])
-        ax.fill_between(g["size"][ok], 100 * g["ci_low"][ok], 100 * g["ci_high"][ok], alpha=0.12)
+    groups = list(table.groupby("arm", sort=False))
+    for i, (arm, g) in enumerate(groups):
+        # each arm a little apart along the size axis, so that nine intervals stay apart
+        x = g["size"] * 10 ** (0.012 * (i - (len(groups) - 1) / 2))
+        mean, low, high = (100 * g[k].to_numpy(float) for k in ("accuracy", "ci_low", "ci_high"))
+        err = np.where(np.isfinite([mean - low, high - mean]), [mean - low, high - mean], 0.0)
+        ax.errorbar(x, mean, yerr=err, fmt=("-" if arm in SEARCH_ARMS else "--") + "o",
+                    capsize=2, elinewidth=0.8, markersize=4, label=arm)
     size_axis(ax)
     ax.set(xlabel="training images (log scale)", ylabel="test accuracy (%)",
            title="Test accuracy against training-set size\n(mean, Student t 95 % interval)")
