@@ -379,7 +379,10 @@ def _records():
 def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     folder = tmp_path / "records"
     folder.mkdir()
-    for i, r in enumerate(_records()):
+    records = _records()
+    for r in records[:3]:  # one machine named, the rest unrecorded
+        r["provenance"] = {"cpu": "Example CPU"}
+    for i, r in enumerate(records):
         (folder / f"{i:03d}.json").write_text(json.dumps(r))
     said = curve_report.verdicts(curve_report.comparisons(
         curve_report.accuracies(curve_report.load_records(folder))))
@@ -404,6 +407,7 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     page = written[0].read_text()
     # each size's training length beside its accuracies ("-": records without it)
     assert "| images | final steps | none |" in page
+    assert f"Cells run: {len(records) - 3} on an unrecorded machine, 3 on Example CPU." in page
     assert "| 250 | 400 | " in page and "| 1,000 | - | " in page
     assert "| 1,000 | none: the full training's own validation error | 8 |" in page
     assert "| 1,000 | 60 steps, BatchNorm refreshed | 8 |" in page

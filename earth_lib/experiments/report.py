@@ -436,6 +436,16 @@ def fidelity_markdown(fid: pd.DataFrame) -> str:
                            "sd between configurations / between seeds (points)"], rows)
 
 
+def machines_line(records: list[dict[str, Any]]) -> str:
+    """Which machines (CPU models) ran the cells, and how many each: their times differ."""
+    counts: dict[str, int] = {}
+    for r in records:
+        cpu = str((r.get("provenance") or {}).get("cpu") or "an unrecorded machine")
+        counts[cpu] = counts.get(cpu, 0) + 1
+    ran = ", ".join(f"{n} on {cpu}" for cpu, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"Cells run: {ran}." if ran else ""
+
+
 def progress_line(records: list[dict[str, Any]], planned: int | None = None) -> str:
     """How many cells are done, and the CPU hours they took."""
     hours = sum(r["seconds"]["search"] + r["seconds"]["final"] + r["seconds"]["test"]
@@ -560,7 +570,7 @@ def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures
         acc = accuracies(records)
         tables = summary(acc), comparisons(acc)
     table, comp = tables
-    parts = [progress_line(records)]
+    parts = [progress_line(records) + (" " + machines_line(records) if records else "")]
     said = verdicts(comp)
     if said:
         parts.append("Verdict per size (the best search arm against the best arm without a "
