@@ -1,6 +1,7 @@
 """The comparison's plans, table and verdict (no training here; the smoke run is in
 test_pipeline)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +244,34 @@ def test_paired_differences_count_images_only_one_arm_got_right():
     lit_row = back[back["arm"] == "literature"].iloc[0]
     assert lit_row["diff_points"] == pytest.approx(-15.0)
     assert lit_row["mcnemar_p"] == pytest.approx(row["mcnemar_p"])
+
+
+def test_a_pair_block_says_what_make_pair_found_from_the_record(tmp_path):
+    import shutil
+
+    from earth_lib.report.tables import record_run, regenerate_readme
+
+    outputs, records = tmp_path / "outputs", tmp_path / "results" / "runs"
+    run = outputs / "a"
+    (run / "paired").mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    (run / "metrics.json").write_text("{}")
+    (run / "paired" / "b.json").write_text(json.dumps({
+        "run_a": "outputs/a", "run_b": "outputs/b", "accuracy_a": 0.9855, "accuracy_b": 0.9755,
+        "images": 2200, "diff_points": 1.0, "ci_low": 0.41, "ci_high": 1.59,
+        "mcnemar_p": 0.00126, "only_a_right": 33, "only_b_right": 11}))
+    readme = tmp_path / "README.md"
+    block = "<!-- generated: pair a b -->\n<!-- /generated -->\n"
+    readme.write_text(block)
+    assert regenerate_readme(readme, outputs, records) == ["pair a b: regenerated"]
+    text = readme.read_text()
+    assert "`a` against `b` on the same 2,200 test images: 98.55 % against 97.55 %, +1.00 " \
+           "points (bootstrap 95 % interval +0.41 to +1.59); only `a` right on 33 images, " \
+           "only `b` on 11; McNemar p = 0.0013." in text
+    record_run(run, records)
+    shutil.rmtree(outputs)
+    readme.write_text(block)
+    regenerate_readme(readme, outputs, records)
+    assert readme.read_text() == text  # from the committed record alone
+    readme.write_text(block.replace("pair a b", "pair a c"))
+    assert regenerate_readme(readme, outputs, records) == ["pair a c: kept (no paired record)"]

@@ -206,7 +206,7 @@ def outside_outputs(kind: str, args: list[str]) -> str | None:
 #: A run's records: the small JSON files its tables are made from (``make record-run``).
 RUN_RECORDS = Path("results") / "runs"
 RECORD_FILES = ("run.json", METRICS_FILE, "plan.json", "bench.json", "comparison.json",
-                "arms/*/seed*/result.json")
+                "arms/*/seed*/result.json", "paired/*.json")
 
 
 def record_run(run_dir: str | Path, to: str | Path = RUN_RECORDS) -> Path:
@@ -227,6 +227,18 @@ def record_run(run_dir: str | Path, to: str | Path = RUN_RECORDS) -> Path:
     return dest
 
 
+def pair_sentence(path: str | Path) -> str:
+    """What ``make pair`` found for two runs on the same test images, in one sentence."""
+    p = json.loads(Path(path).read_text(encoding="utf-8"))
+    a, b = (Path(p[k]).name for k in ("run_a", "run_b"))
+    return (f"`{a}` against `{b}` on the same {p['images']:,} test images: "
+            f"{100 * p['accuracy_a']:.2f} % against {100 * p['accuracy_b']:.2f} %, "
+            f"{p['diff_points']:+.2f} points (bootstrap 95 % interval {p['ci_low']:+.2f} to "
+            f"{p['ci_high']:+.2f}); only `{a}` right on {p['only_a_right']} images, only "
+            f"`{b}` on {p['only_b_right']}; McNemar p = {p['mcnemar_p']:.2g}. One training "
+            "each: the interval and p are over test images, not over training seeds.")
+
+
 def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "outputs",
                       records: str | Path = RUN_RECORDS) -> list[str]:
     """Rewrite README's generated blocks from the run folders; returns what was done.
@@ -236,8 +248,9 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
     ``compare`` (a comparison's table, verdict
     and evidence), ``variants`` (several comparisons, one row per arm and folder) or
     ``bench`` (``make bench``'s figures beside their targets), ``params`` (the parameter
-    table), ``curve`` (the learning curve's verdicts, from its records) or ``budget``
-    (budgeted runs, from their records in ``results/budget``). A block
+    table), ``curve`` (the learning curve's verdicts, from its records), ``budget``
+    (budgeted runs, from their records in ``results/budget``) or ``pair`` (``RUN OTHER``:
+    what ``make pair`` found, from ``RUN/paired/OTHER.json``). A block
     whose runs are not under ``outputs`` is made from their copies under ``records``
     (:func:`record_run`), else left as it is (a fresh clone keeps the README).
     """
@@ -260,6 +273,13 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
             report.append(f"{kind} {' '.join(runs)}: "
                           + ("kept (no records)" if body is None else "regenerated"))
             return match[0] if body is None else f"{match[1]}{body}\n{match[5]}"
+        if kind == "pair":
+            found = next((f for d in (outputs, records)
+                          if (f := Path(d) / runs[0] / "paired" / f"{runs[-1]}.json").is_file()),
+                         None)
+            report.append(f"pair {' '.join(runs)}: "
+                          + ("regenerated" if found else "kept (no paired record)"))
+            return f"{match[1]}{pair_sentence(found)}\n{match[5]}" if found else match[0]
         base = next((Path(d) for d in (outputs, records)
                      if all((Path(d) / r).is_dir() for r in runs)), None)
         if base is None:
