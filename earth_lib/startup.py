@@ -72,17 +72,16 @@ class _QuietImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports ``tensorflow`` once through :func:`filtered_stderr`, then steps aside."""
 
     def __init__(self, level: int):
-        self.level, self.spec = level, None
+        self.level = level
 
     def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow" or self.spec is not None:
+        if name != "tensorflow":
             return None
-        sys.meta_path.remove(self)
-        self.spec = importlib.util.find_spec(name)
-        if self.spec is None or self.spec.loader is None:
-            return self.spec
-        self.inner, self.spec.loader = self.spec.loader, self
-        return self.spec
+        sys.meta_path.remove(self)  # once: the import below, and every later one, are plain
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            self.inner, spec.loader = spec.loader, self
+        return spec
 
     def create_module(self, spec):
         return self.inner.create_module(spec)
