@@ -171,21 +171,35 @@ def test_refreshed_fidelity_trials_follow_the_longer_ones_and_keep_the_rest_as_t
 
 
 def test_the_length_check_follows_its_sizes_first_replicates():
-    c = validate({"curve": {"sizes": [100, 200], "replicates": {100: 4, 200: 3},
+    c = validate({"curve": {"sizes": [100, 200], "replicates": {100: 5, 200: 3},
                             "final_steps": {100: 5, 200: 6}, "arms": ["none", "method"],
-                            "fidelity_sizes": [], "length_check": {100: 3}}})["curve"]
+                            "fidelity_sizes": [], "length_check": {100: 3},
+                            "length_check_replicates": 2}})["curve"]
     cells = curve.plan_cells(c)
     names = [cell.name for cell in cells]
-    # after 100's three replicates, its one arm without a search, three times longer
-    assert names[5:7] == ["n00100-r2-method", "n00100-r0-none-x3"]
-    assert names[7] == "n00200-r0-none" and names[-1] == "n00100-r3-method"
-    long, short = cells[6], cells[0]
+    # after 100's three replicates, both arms of replicate 0, three times longer: the
+    # search arm's after the cell whose values it trains
+    assert names[5:8] == ["n00100-r2-method", "n00100-r0-none-x3", "n00100-r0-method-x3"]
+    assert names[8] == "n00200-r0-none"
+    # the second pass: the length check's other replicate, then the remaining replicates
+    assert names[14:] == ["n00100-r1-none-x3", "n00100-r1-method-x3", "n00100-r3-none",
+                          "n00100-r3-method", "n00100-r4-none", "n00100-r4-method"]
+    assert len(names) == len(set(names)) == 5 * 2 + 3 * 2 + 2 * 2
+    long, short, searched = cells[6], cells[0], cells[7]
     assert curve.final_steps(long, c) == 15 and curve.planned_steps(long, c) == 15
-    assert curve.final_steps(short, c) == 5 and len(names) == len(set(names)) == 4 * 2 + 3 * 2 + 1
+    # no trials: the values are those n00100-r0-method chose
+    assert curve.planned_steps(searched, c) == 15 and curve.values_cell(searched) == cells[1]
+    assert curve.values_cell(long) is None and curve.values_cell(cells[1]) is None
+    assert curve.final_steps(short, c) == 5
     P = validate({"curve": c, "seed": 1})
     settings = curve.cell_settings(long, P)
     assert settings["final_steps"] == 15 and settings["values"] == curve.fixed_values("none", P)
     assert curve.cell_settings(short, P)["final_steps"] == 5
+    assert curve.cell_settings(searched, P)["values_from"] == {"cell": "n00100-r0-method",
+                                                               "final_steps": 5}
+    # more length-check replicates than a size has: as many as it has
+    few = validate({"curve": {**c, "length_check_replicates": 9}})["curve"]
+    assert sum(cell.factor > 1 for cell in curve.plan_cells(few)) == 5 * 2
 
 
 def test_a_trials_share_of_the_final_training_can_differ_by_size():
@@ -261,7 +275,8 @@ def test_the_committed_curve_file_is_valid_and_one_cell_can_be_run_alone(root):
     c = P["curve"]
     longer = sum(len(f) for key in ("fidelity_trial_fractions", "fidelity_refreshed")
                  for f in c[key].values()) * 16
-    lengths = len(c["length_check"]) * len(curve.NO_SEARCH)
+    lengths = sum(min(c["length_check_replicates"], c["replicates"][size]) for size in
+                  c["length_check"]) * len(curve.ARMS)
     fidelity = len(c["fidelity_sizes"]) * c["fidelity_points"] * c["fidelity_seeds"]
     assert len(curve.plan_cells(c)) == (fidelity + longer + lengths
                                         + sum(c["replicates"].values()) * len(curve.ARMS))
@@ -412,8 +427,10 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     assert "| 1,000 | none: the full training's own validation error | 8 |" in page
     assert "| 1,000 | 60 steps, BatchNorm refreshed | 8 |" in page
     # the longer trainings: beside their cells, apart from the curve's accuracies
-    assert "| 250 | 0 | none | " in page and "(1,200 steps)" in page
-    assert "the best of these arms trained longer is none, not trivialaugment" in page
+    assert "| 250 | none | 1 | " in page and "(1,200 steps)" in page
+    assert "250 images (replicate 0): the best of these arms trained longer is none, not " \
+        "trivialaugment" in page
+    assert "at the longer training" not in page  # one replicate, no search arm: no verdict
     assert "Fidelity" in page and all(p.stat().st_size > 10_000 for p in written[1:])
     assert {p.name for p in written[1:]} == {"curve_accuracy.png", "curve_gain.png",
                                               "curve_fidelity.png"}
@@ -424,6 +441,47 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     assert "optimiser steps (250 images: 400); the verdicts hold" in readme_block
     assert "curve_fidelity" not in curve_report.curve_verdicts(
         curve_report.load_records(folder), str(tmp_path / "nowhere"))
+
+
+def test_the_length_check_gets_its_own_verdict_and_advice_once_it_has_replicates(tmp_path):
+    from earth_lib.planning.evidence import advice_for
+
+    records = [r for r in _records() if not r.get("length_factor")]
+    short = {(r["size"], r["replicate"], r["arm"]): r["test"]["accuracy"] for r in records
+             if "test" in r}
+    for rep in range(3):  # trained longer, literature overtakes, the search loses
+        for arm, shift in (("none", -0.01), ("literature", 0.08), ("trivialaugment", 0.03),
+                           ("method", 0.0)):
+            records.append(_record(250, rep, arm, short[250, rep, arm] + shift + 0.001 * rep,
+                                   final_steps=1200, length_factor=3))
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for i, r in enumerate(records):
+        (folder / f"{i:03d}.json").write_text(json.dumps(r))
+    curve_report.write_curve_report(folder, tmp_path / "docs", tmp_path / "evidence.json")
+    page = (tmp_path / "docs" / "curve.md").read_text()
+    assert "| 250 | literature | 3 | " in page
+    assert "250 images (replicates 0, 1, 2): the best of these arms trained longer is " \
+        "literature, not method" in page
+    assert "Verdict per size at the longer training" in page
+    long_said = page.split("Verdict per size at the longer training")[1]
+    assert "250 images: the search loses: the best search arm (method)" in long_said
+    assert "against the best no-search arm (literature)" in long_said
+    ev = json.loads((tmp_path / "evidence.json").read_text())
+    longer = ev["sizes"]["250"]["longer"]
+    assert longer["best_no_search"] == "literature" and longer["final_steps"] == 1200
+    assert longer["replicates"] == 3 and longer["search"]["verdict"] == "loses"
+    assert "longer" not in ev["sizes"]["1000"]
+    # the advice follows the longer training where it has the replicates
+    assert ev["sizes"]["250"]["best_no_search"] == "trivialaugment"
+    advice = advice_for(250, ev)
+    assert advice.overrides() == {} and advice.final_steps == 1200  # the literature values
+    assert advice.search_pays() is False
+    ev["sizes"]["250"]["longer"]["replicates"] = 2
+    assert advice_for(250, ev).overrides() == {"baseline.policy": "trivialaugment"}
+    block = curve_report.curve_verdicts(curve_report.load_records(folder), "nowhere")
+    assert "Trained longer (the length check: 250 images: 1,200 steps)" in block
+    assert block.count("250 images: the search") == 2
 
 
 # The curve end to end ----------------------------------------------------------------------
@@ -442,12 +500,19 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
                                d["synthetic_classes"], P["seed"], progress=False)
     preprocess_folder(images, processed, {**DEFAULTS, "image_size": 16}, progress=False)
     run, lines = Run(tmp_path / "run"), []
-    assert curve_run.run_curve(P, run, log=lines.append) == 9
+    assert curve_run.run_curve(P, run, log=lines.append) == 10
     records = sorted(p.stem for p in (run.path / "records").glob("*.json"))
     assert records == ["fidelity-n00024-p0-s0", "fidelity-n00024-p0-s0-t050-bn",
                        "fidelity-n00024-p1-s0", "fidelity-n00024-p1-s0-t050-bn",
                        "n00012-r0-literature", "n00012-r0-literature-x2", "n00012-r0-noisy_gp",
-                       "n00024-r0-literature", "n00024-r0-noisy_gp"]
+                       "n00012-r0-noisy_gp-x2", "n00024-r0-literature", "n00024-r0-noisy_gp"]
+    searched, chose = (json.loads((run.path / "records" / f"n00012-r0-noisy_gp{x}.json")
+                                  .read_text()) for x in ("-x2", ""))
+    # the values the search chose, trained twice as long, without a search of its own
+    assert searched["values_from"] == "n00012-r0-noisy_gp" and searched["trials"] == []
+    assert {k: v for k, v in searched["hyperparameters"].items() if k != "epochs"} == \
+        {k: v for k, v in chose["hyperparameters"].items() if k != "epochs"}
+    assert searched["seconds"]["search"] < chose["seconds"]["search"]
     long, base = (json.loads((run.path / "records" / f"n00012-r0-literature{x}.json").read_text())
                   for x in ("-x2", ""))
     assert long["final_steps"] == 2 * base["final_steps"] and long["length_factor"] == 2

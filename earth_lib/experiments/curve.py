@@ -28,9 +28,10 @@ training. The *fidelity check* (cells ``fidelity-*``, run first) trains
 ``curve.fidelity_seeds`` seeds, as a trial and fully: does a trial's score rank the fully
 trained results? Longer trials, and trials scored after a BatchNorm refresh
 (``search.refresh_bn``), are measured on the same configurations as trials only. The
-*length check* (cells ``n<size>-r0-<arm>-x<factor>``, after a size's first replicates)
-trains the arms without a search ``curve.length_check[size]`` times longer: do the
-verdicts, taken at ``curve.final_steps``, depend on training length?
+*length check* (cells ``n<size>-r<k>-<arm>-x<factor>``) trains every arm's values
+``curve.length_check[size]`` times longer on the first ``curve.length_check_replicates``
+replicates, a search arm the values its cell at the curve's length chose (no new search):
+do the verdicts, taken at ``curve.final_steps``, depend on training length?
 
 Each finished cell writes a small JSON record (``curve.results_dir``): what was chosen, its
 trials, the test scores, times, provenance and a fingerprint of what shaped it. A record
@@ -107,9 +108,10 @@ def plan_cells(c: dict[str, Any]) -> list[Cell]:
 
     The first pass runs, size by size from small to large, the replicates a verdict needs
     (:data:`~earth_lib.planning.evidence.MIN_REPLICATES`), so each size gets its verdict as
-    early as it can, then that size's length check (``curve.length_check``: the arms
-    without a search, replicate 0, trained longer); the second adds the remaining
-    replicates, replicate by replicate.
+    early as it can, then that size's length check on replicate 0 (``curve.length_check``:
+    every arm trained longer); the second adds, replicate by replicate, the length check's
+    other replicates (``curve.length_check_replicates``) and the remaining replicates.
+    A search arm's length-check cell comes after the cell whose values it trains.
     """
     cells = [Cell(size, 0, FIDELITY, k, s) for size in c["fidelity_sizes"]
              for k in range(c["fidelity_points"]) for s in range(c["fidelity_seeds"])]
@@ -119,15 +121,27 @@ def plan_cells(c: dict[str, Any]) -> list[Cell]:
               for size in c["fidelity_sizes"] for f in c[key].get(size, [])
               for k in range(c["fidelity_points"]) for s in range(c["fidelity_seeds"])]
     first = {size: min(MIN_REPLICATES, c["replicates"][size]) for size in c["sizes"]}
+
+    def longer(size: int, r: int) -> list[Cell]:
+        factor = c["length_check"].get(size, 1)
+        runs = factor > 1 and r < min(c["length_check_replicates"], c["replicates"][size])
+        return [Cell(size, r, arm, factor=factor) for arm in c["arms"]] if runs else []
+
     for size in c["sizes"]:
         cells += [Cell(size, r, arm) for r in range(first[size]) for arm in c["arms"]]
-        factor = c["length_check"].get(size, 1)
-        cells += [Cell(size, 0, arm, factor=factor) for arm in c["arms"]
-                  if arm in NO_SEARCH and factor > 1]
+        cells += longer(size, 0)
     for r in range(max(c["replicates"].values())):
         cells += [Cell(size, r, arm) for size in c["sizes"]
                   if first[size] <= r < c["replicates"][size] for arm in c["arms"]]
+        cells += [cell for size in c["sizes"] if r > 0 for cell in longer(size, r)]
     return cells
+
+
+def values_cell(cell: Cell) -> Cell | None:
+    """The cell whose chosen values a search arm's length-check cell trains (else None)."""
+    if cell.factor > 1 and cell.arm in SEARCH_ARMS:
+        return Cell(cell.size, cell.replicate, cell.arm)
+    return None
 
 
 @dataclass
@@ -270,6 +284,9 @@ def cell_settings(cell: Cell, P: dict[str, Any]) -> dict[str, Any]:
         out["search"] = search_plan(cell.arm, P)
         out["trials"] = c["trials"]
         out["warmup"] = "at most half of each training"  # batch sizes vary from trial to trial
+        base = values_cell(cell)
+        if base:
+            out["values_from"] = {"cell": base.name, "final_steps": final_steps(base, c)}
     return out
 
 
@@ -342,7 +359,8 @@ def planned_steps(cell: Cell, c: dict[str, Any]) -> int:
     """The optimiser steps a cell takes: its trials' (if any) and its final training's."""
     if cell.arm == FIDELITY_TRIAL:
         return trial_steps(cell, c)
-    trials = 1 if cell.arm == FIDELITY else 0 if cell.arm in NO_SEARCH else c["trials"]
+    trials = 1 if cell.arm == FIDELITY else 0 if cell.arm in NO_SEARCH or values_cell(cell) \
+        else c["trials"]
     return final_steps(cell, c) + trials * trial_steps(cell, c)
 
 

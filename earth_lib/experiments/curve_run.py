@@ -47,6 +47,7 @@ from earth_lib.experiments.curve import (
     search_plan,
     trial_settings,
     trial_steps,
+    values_cell,
 )
 from earth_lib.io import atomic_write_json, run_lock
 from earth_lib.metrics import evaluate_predictions
@@ -96,10 +97,13 @@ def _choose(cell: Cell, P: dict[str, Any], objective_for: Callable, folder: Run,
 
 
 def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+             log: Callable[[str], None] = print,
+             chosen: dict[str, Any] | None = None) -> dict[str, Any]:
     """Choose one cell's values, train them finally, test them; returns its record.
 
     A longer fidelity trial (``fidelity_trial``) trains its configuration as a trial only.
+    ``chosen``: a search arm's length-check cell trains these values (its
+    :func:`~earth_lib.experiments.curve.values_cell`'s record's) without a search.
     """
     c, seed = P["curve"], P["seed"]
     fp = cell_fingerprint(cell, P, cd)
@@ -131,6 +135,8 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
         hp = fidelity_point(cell, P)
         trial_score = objective_for({})(hp)
         trials = []
+    elif chosen is not None:
+        hp, trials = {k: v for k, v in chosen.items() if k != "epochs"}, []
     else:
         hp, trials, earlier = _choose(cell, P, objective_for, folder, search_seed, fp, log)
     search_seconds = time.perf_counter() - t0 + earlier
@@ -159,6 +165,7 @@ def run_cell(cell: Cell, P: dict[str, Any], cd: CurveData, folder: Run,
         "hyperparameters": final_hp, "final_steps": steps, "trial_score": trial_score,
         "trial_steps": trial_steps(cell, c) if trial_score or trials else None,
         **({"length_factor": cell.factor} if cell.factor > 1 else {}),
+        **({"values_from": values_cell(cell).name} if chosen is not None else {}),
         "trials": trials,
         "test": {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
                  "cross_entropy": scores["cross_entropy"],
@@ -205,11 +212,30 @@ def begin_cell(folder: Run, fp: dict[str, str]) -> None:
     atomic_write_json(note, {"fingerprint": fp})
 
 
+def chosen_values(cell: Cell, P: dict[str, Any], cd: CurveData,
+                  results_dir: Path) -> dict[str, Any] | None:
+    """The values a search arm's length-check cell trains: its values cell's, once recorded.
+
+    None where the cell chooses its own; raises :class:`LookupError` while that record is
+    missing or stale (its cell runs earlier in the plan, perhaps in another process).
+    """
+    base = values_cell(cell)
+    if base is None:
+        return None
+    path = results_dir / f"{base.name}.json"
+    if record_state(path, cell_fingerprint(base, P, cd))[0] != "done":
+        raise LookupError(f"{cell.name} trains the values {base.name} chooses: not recorded "
+                          "yet")
+    return read_json(path)["hyperparameters"]
+
+
 def work_through(P: dict[str, Any], run: Run, results_dir: Path, cd: CurveData,
                  log: Callable[[str], None] = print) -> int:
     """Run every cell without a current record that no other process holds; returns how many.
 
-    Each cell is claimed by its folder's lock, so several processes share one plan.
+    Each cell is claimed by its folder's lock, so several processes share one plan. A cell
+    that trains another's values waits for that record (the process running it comes to
+    this cell after it).
     """
     cells, done_here, started = plan_cells(P["curve"]), 0, time.perf_counter()
     steps_here, training_here, test_here = 0, 0.0, 0.0
@@ -218,6 +244,11 @@ def work_through(P: dict[str, Any], run: Run, results_dir: Path, cd: CurveData,
         fp = cell_fingerprint(cell, P, cd)
         state, changed = record_state(path, fp)
         if state == "done":
+            continue
+        try:
+            chosen = chosen_values(cell, P, cd, results_dir)
+        except LookupError as why:
+            log(f"[{i + 1}/{len(cells)}] left for now: {why}")
             continue
         folder = Run(run.path / "cells" / cell.name)
         try:
@@ -229,7 +260,7 @@ def work_through(P: dict[str, Any], run: Run, results_dir: Path, cd: CurveData,
                 log(f"[{i + 1}/{len(cells)}] {cell.name}{why}")
                 begin_cell(folder, fp)
                 record = run_cell(cell, P, cd, folder,
-                                  log=lambda m, n=cell.name: log(f"  {n}: {m}"))
+                                  log=lambda m, n=cell.name: log(f"  {n}: {m}"), chosen=chosen)
                 atomic_write_json(path, record)
         except RunInUseError:
             continue

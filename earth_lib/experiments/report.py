@@ -49,18 +49,21 @@ def load_records(folder: str | Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
 
 
-def _arm_cell(r: dict[str, Any]) -> bool:
-    """A record of the curve proper: an arm at the curve's length (not a length check)."""
-    return r["arm"] in ARMS and not r.get("length_factor")
+def _arm_cell(r: dict[str, Any], longer: bool = False) -> bool:
+    """A record of an arm at the curve's length, or (``longer``) of its length check."""
+    return r["arm"] in ARMS and bool(r.get("length_factor")) == longer
 
 
-def accuracies(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Every arm cell's test accuracy, macro F1, minutes and final training steps."""
+def accuracies(records: list[dict[str, Any]], longer: bool = False) -> pd.DataFrame:
+    """Every arm cell's test accuracy, macro F1, minutes and final training steps.
+
+    ``longer``: the length check's cells instead (the same tables and verdicts apply).
+    """
     rows = [{"size": r["size"], "replicate": r["replicate"], "arm": r["arm"],
              "accuracy": r["test"]["accuracy"], "macro_f1": r["test"]["macro_f1"],
              "minutes": (r["seconds"]["search"] + r["seconds"]["final"]) / 60,
              "steps": r.get("final_steps")}
-            for r in records if _arm_cell(r)]
+            for r in records if _arm_cell(r, longer)]
     return pd.DataFrame(rows, columns=["size", "replicate", "arm", "accuracy", "macro_f1",
                                        "minutes", "steps"])
 
@@ -87,19 +90,28 @@ def length_check(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def length_markdown(lengths: pd.DataFrame) -> str:
-    """The length check as Markdown, with the best arm at either length per size."""
-    rows = [[f"{int(r['size']):,}", str(int(r["replicate"])), r["arm"],
-             f"{_pct(r['accuracy'])} ({int(r['steps']):,} steps)",
-             f"{_pct(r['long_accuracy'])} ({int(r['long_steps']):,} steps)",
-             f"{r['gain_points']:+.1f}"] for _, r in lengths.iterrows()]
-    lines = [markdown_table(["images", "replicate", "arm", "the curve's length", "longer",
-                             "difference (points)"], rows)]
-    for (size, rep), g in lengths.groupby(["size", "replicate"]):
-        short, long = (g.loc[g[col].idxmax(), "arm"] for col in ("accuracy", "long_accuracy"))
+    """The length check as Markdown, per size and arm over its replicates, and the best arm.
+
+    Each row: the mean at both lengths and their mean difference; under the table, per
+    size, the best arm at either length.
+    """
+    rows, notes = [], []
+    for size, g in lengths.groupby("size", sort=True):
+        for arm, a in g.groupby("arm", sort=False):
+            rows.append([f"{int(size):,}", arm, str(len(a)),
+                         f"{_pct(a['accuracy'].mean())} ({int(a['steps'].iloc[0]):,} steps)",
+                         f"{_pct(a['long_accuracy'].mean())} "
+                         f"({int(a['long_steps'].iloc[0]):,} steps)",
+                         f"{a['gain_points'].mean():+.1f}"])
+        means = g.groupby("arm")[["accuracy", "long_accuracy"]].mean()
+        short, long = (means[col].idxmax() for col in ("accuracy", "long_accuracy"))
         same = "the same" if short == long else f"{long}, not {short}"
-        lines.append(f"- {int(size):,} images, replicate {int(rep)}: the best of these arms "
-                     f"trained longer is {same}.")
-    return "\n".join(lines[:1]) + "\n\n" + "\n".join(lines[1:])
+        reps = sorted(g["replicate"].unique())
+        notes.append(f"- {int(size):,} images (replicate{'s' if len(reps) > 1 else ''} "
+                     f"{', '.join(map(str, reps))}): the best of these arms trained longer "
+                     f"is {same}.")
+    return (markdown_table(["images", "arm", "replicates", "the curve's length", "longer",
+                            "difference (points)"], rows) + "\n\n" + "\n".join(notes))
 
 
 def steps_at(acc: pd.DataFrame, size: int) -> int | None:
@@ -255,12 +267,17 @@ def verdicts(comp: pd.DataFrame) -> dict[int, str]:
     return out
 
 
-def evidence(acc: pd.DataFrame, comp: pd.DataFrame) -> dict[str, Any]:
+def evidence(acc: pd.DataFrame, comp: pd.DataFrame,
+             longer: pd.DataFrame | None = None) -> dict[str, Any]:
     """What the curve tells a run at each size (the planner's advice; JSON-ready).
 
     Per size: the replicates every arm there ran, the best no-search arm by mean accuracy
-    (what a run without a search should train with), and the search's verdict against it.
+    (what a run without a search should train with), and the search's verdict against it;
+    under ``longer``, the same from the length check's cells (``accuracies(..., longer=True)``)
+    where it ran.
     """
+    long = evidence(longer, comparisons(longer))["sizes"] if longer is not None \
+        and len(longer) else {}
     gains = search_gains(comp).set_index("size")
     sizes = {}
     for size, g in acc.groupby("size"):
@@ -279,6 +296,8 @@ def evidence(acc: pd.DataFrame, comp: pd.DataFrame) -> dict[str, Any]:
                                "interval": [round(float(r["low"]), 2), round(float(r["high"]), 2)]
                                if np.isfinite(r["low"]) else None,
                                "replicates": int(r["replicates"])}
+        if str(int(size)) in long:
+            entry["longer"] = long[str(int(size))]
         sizes[str(int(size))] = entry
     return {"sizes": sizes}
 
@@ -590,9 +609,16 @@ def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures
                          + comparisons_markdown(comp, against))
     lengths = length_check(records)
     if len(lengths):
-        parts.append("Training length: the arms without a search trained longer (same "
-                     "subset, seed and values), against the curve's length:\n\n"
-                     + length_markdown(lengths))
+        parts.append("Training length: the arms' values trained longer (same subset, seed and "
+                     "values; a search arm's as its cell chose them), against the curve's "
+                     "length:\n\n" + length_markdown(lengths))
+        longer = accuracies(records, longer=True)
+        said_long = verdicts(comparisons(longer))
+        if said_long:
+            parts.append("Verdict per size at the longer training (the same rule):\n\n"
+                         + "\n".join(f"- {v}" for v in said_long.values())
+                         + "\n\nTest accuracy (%) at the longer training:\n\n"
+                         + summary_markdown(summary(longer)))
     fid = fidelity(records)
     if len(fid):
         parts.append("Fidelity: does a trial's validation loss rank the fully trained test "
@@ -618,6 +644,13 @@ def curve_verdicts(records: list[dict[str, Any]], figures: str = "docs/figures")
                      "optimiser steps (" + ", ".join(f"{s:,} images: {n:,}" for s, n in
                                                      lengths.items() if n)
                      + "); the verdicts hold at that length.")
+    longer = accuracies(records, longer=True)
+    said_long = verdicts(comparisons(longer))
+    if said_long:
+        lines.append("Trained longer (the length check: "
+                     + ", ".join(f"{int(s):,} images: {steps_at(longer, s):,} steps"
+                                 for s in sorted(longer["size"].unique())) + "):\n")
+        lines += [f"- {v}" for v in said_long.values()]
     for name, what in ((FIDELITY_FIGURE, "Trial loss against test accuracy"),
                        ("curve_accuracy.png", "Test accuracy against training-set size")):
         if (Path(figures) / name).is_file():
@@ -638,7 +671,8 @@ def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs",
     written = []
     if evidence_file:
         atomic_write_text(Path(evidence_file), json.dumps(
-            {"records": str(records_dir), **evidence(acc, tables[1])}, indent=1) + "\n")
+            {"records": str(records_dir),
+             **evidence(acc, tables[1], accuracies(records, longer=True))}, indent=1) + "\n")
         written.append(Path(evidence_file))
     figures = curve_figures(*tables, docs / "figures") if len(acc) else []
     figures += [p for p in [fidelity_figure(records, docs / "figures")] if p]

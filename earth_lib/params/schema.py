@@ -291,8 +291,11 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                                  "(search.refresh_bn) to measure too, {size: [share of the "
                                  "final training, ...]}: as curve.fidelity_trial_fractions"),
         "length_check": _p({}, dict, "longer final trainings to measure too, {size: factor}: "
-                           "each arm without a search, replicate 0, trained factor times "
-                           "curve.final_steps; do the verdicts depend on training length?"),
+                           "each arm's values trained factor times curve.final_steps (a "
+                           "search arm's as its cell chose them); do the verdicts depend on "
+                           "training length?"),
+        "length_check_replicates": _p(1, int, "replicates of the length check (the first "
+                                      "ones; a verdict needs 3)", low=1),
         "workers": _p(1, int, "cells trained at once, each in its own process", low=1,
                       high=64),
         "results_dir": _p(None, str, "where each finished cell's record goes (null: "
