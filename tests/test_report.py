@@ -92,6 +92,36 @@ def test_a_run_report_has_its_headline_figures_and_search(tmp_path, searched):
     assert page.count("data:image/png;base64,") == len(links) and "<table" in page
 
 
+def test_a_run_trained_with_a_policy_says_so_not_the_literature_values(tmp_path):
+    from earth_lib.report.tables import results_markdown
+
+    run = _run_folder(tmp_path, searched=False)
+    m = json.loads(run.metrics_path.read_text())
+    m["literature_baseline"] = {"hyperparameters": {"rotation": 0, "policy": "dihedral"},
+                                "val_loss": 0.52}
+    run.metrics_path.write_text(json.dumps(m))
+    md = write_report(run_report(run), run.path)[0].read_text()
+    assert "| ResNet (dihedral augmentation) |" in md and "literature" not in md
+    assert "the final training used the dihedral augmentation." in md
+
+
+
+def test_the_results_table_names_the_baselines_policy(tmp_path, root):
+    import shutil
+
+    from earth_lib.report.tables import results_markdown
+
+    # a committed record: all 22,000 EuroSAT images, the dihedral group, no search
+    shutil.copytree(root / "results" / "runs" / "eurosat_full_cpu.set-026eba00", tmp_path / "r")
+    table = results_markdown(tmp_path, runs=["r"])
+    assert "| baseline val loss |" in table.splitlines()[0]
+    assert "| baseline (dihedral augmentation) | - | 0.771 |" in table
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    del m["literature_baseline"]["hyperparameters"]["policy"]
+    (tmp_path / "r" / "metrics.json").write_text(json.dumps(m))
+    assert "| baseline (literature values) |" in results_markdown(tmp_path, runs=["r"])
+
+
 def _linear_net():
     """image -> 1x1 conv (identity: the features are the bands) -> mean -> Dense -> softmax.
 

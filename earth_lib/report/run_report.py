@@ -25,6 +25,7 @@ from earth_lib.nn.explain import CamExamples
 from earth_lib.report import report_figures as rf
 from earth_lib.report.plotting import plot_mistakes, save_figure, test_summary_name
 from earth_lib.run import Run, read_json
+from earth_lib.search.selection import baseline_name
 
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 
@@ -135,9 +136,10 @@ def cam_blocks(report: Report, folder: Path, names: list[str], cams: CamExamples
 
 
 def _chosen(metrics: dict[str, Any]) -> str:
-    """Whose values the final training used, in words: "search" or "literature"."""
-    chosen = (metrics.get("search") or {}).get("chosen_by", "literature")
-    return "literature" if chosen == "baseline" else chosen
+    """Whose values the final training used, in words: the search's or the baseline's."""
+    chosen = (metrics.get("search") or {}).get("chosen_by", "baseline")
+    return baseline_name(metrics.get("literature_baseline")) if chosen == "baseline" \
+        else f"{chosen} values"
 
 
 def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
@@ -145,16 +147,17 @@ def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
     search = record.get("search") or {}
     report.add("h2", "The search")
     if not run.search_history.is_file() or not search.get("trials"):
-        report.add("p", f"No search ran in this run: the final training used the {_chosen(record)} "
-                   "values" + (" (the budget left no room for one: see plan.json)."
+        report.add("p", "No search ran in this run: the final training used the "
+                   f"{_chosen(record)}" + (" (the budget left no room for one: see plan.json)."
                                if run.plan_path.is_file() else "."))
         return
     history = pd.read_csv(run.search_history)
     lit = (record.get("literature_baseline") or {}).get("val_loss")
     report.add("p", f"{search['trials']} trials ({search.get('failed_trials', 0)} failed); "
                f"best validation loss {search['best_val_loss']:.3f}"
-               + (f" against {lit:.3f} for the literature values" if lit is not None else "")
-               + f"; the final training used the {_chosen(record)} values.")
+               + (f" against {lit:.3f} for the {baseline_name(record.get('literature_baseline'))}"
+                  if lit is not None else "")
+               + f"; the final training used the {_chosen(record)}.")
     values = pd.DataFrame({"chosen": search["best_hyperparameters"]})
     report.add("table", values.T)
     if run.figure("convergence").is_file():
@@ -182,7 +185,7 @@ def run_report(run: Run, cams: CamExamples | None = None) -> Report:
                + f"; commit `{str(record.get('git_commit'))[:12]}`.")
     report.add("h2", "Headline")
     chosen = _chosen(m)
-    report.add("table", headline_table({f"ResNet ({chosen} values)": test,
+    report.add("table", headline_table({f"ResNet ({chosen})": test,
                                         "classical baseline": base}))
     report.add("p", headline_sentence(test, base))
     report.add("h2", "Where it errs")

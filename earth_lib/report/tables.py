@@ -15,6 +15,7 @@ from typing import Any
 
 from earth_lib.errors import RunNotFoundError
 from earth_lib.run import METRICS_FILE, Run, load_run
+from earth_lib.search.selection import baseline_name
 
 
 def params_markdown() -> str:
@@ -35,7 +36,7 @@ def params_markdown() -> str:
 def results_markdown(outputs: str | Path = "outputs", runs: list[str] | None = None) -> str:
     """A Markdown table of the finished runs under ``outputs/`` (all, or those named)."""
     rows = ["| run | data | test images | ResNet test acc. | macro F1 | classical baseline acc. "
-            "| values from | search best val loss | literature val loss | trials | wall time |",
+            "| values from | search best val loss | baseline val loss | trials | wall time |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     folders = ([Path(outputs) / r for r in runs] if runs
                else sorted(p.parent for p in Path(outputs).glob(f"*/{METRICS_FILE}")
@@ -49,10 +50,13 @@ def results_markdown(outputs: str | Path = "outputs", runs: list[str] | None = N
         m, rec, wall = run.load_metrics(), run.read_record(), run.wall_minutes()
         if "accuracy" not in m.test:  # multi-label runs have their own table
             continue
+        values_from = m.search["chosen_by"]
+        if values_from == "baseline":
+            values_from = f"baseline ({baseline_name(m.literature_baseline)})"
         rows.append(
             f"| {folder.name} | {rec['params']['data']['dataset']} | {m.test['n']} "
             f"| {m.test['accuracy']:.3f} | {m.test['macro_f1']:.3f} "
-            f"| {num((m.classical_baseline or {}).get('accuracy'))} | {m.search['chosen_by']} "
+            f"| {num((m.classical_baseline or {}).get('accuracy'))} | {values_from} "
             f"| {num(m.search.get('best_val_loss'))} "
             f"| {num(m.literature_baseline.get('val_loss'))} | {m.search['trials']} "
             f"| {'?' if wall is None else f'{wall:.1f} min'} |")

@@ -82,6 +82,15 @@ class Selection:
         }
 
 
+def baseline_name(literature_baseline: dict[str, Any] | None) -> str:
+    """What the baseline trained, in words: the literature values, or a policy's augmentation.
+
+    ``baseline.policy`` replaces the six augmentation values where it is set.
+    """
+    policy = ((literature_baseline or {}).get("hyperparameters") or {}).get("policy")
+    return "literature values" if policy in (None, "none") else f"{policy} augmentation"
+
+
 def literature_trial(objective: Callable[..., dict[str, float]], space: SearchSpace,
                      history_path: str | Path, baseline: dict[str, float | int],
                      fingerprint: dict[str, str] | None = None) -> Trial:
