@@ -433,7 +433,8 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     assert "at the longer training" not in page  # one replicate, no search arm: no verdict
     assert "Fidelity" in page and all(p.stat().st_size > 10_000 for p in written[1:])
     assert {p.name for p in written[1:]} == {"curve_accuracy.png", "curve_gain.png",
-                                              "curve_fidelity.png"}
+                                              "curve_length.png", "curve_fidelity.png"}
+    assert "](figures/curve_length.png)" in page
     assert "](figures/curve_fidelity.png)" in page
     readme_block = curve_report.curve_verdicts(curve_report.load_records(folder),
                                                str(tmp_path / "docs" / "figures"))
@@ -480,7 +481,8 @@ def test_the_length_check_gets_its_own_verdict_and_advice_once_it_has_replicates
     ev["sizes"]["250"]["longer"]["replicates"] = 2
     assert advice_for(250, ev).overrides() == {"baseline.policy": "trivialaugment"}
     block = curve_report.curve_verdicts(curve_report.load_records(folder), "nowhere")
-    assert "Trained longer (the length check: 250 images: 1,200 steps)" in block
+    assert "hold at that length. Trained longer (the length check: 250 images: 1,200 " \
+        "steps), they are:\n- 250 images: the search loses" in block
     assert block.count("250 images: the search") == 2
 
 

@@ -93,8 +93,6 @@ def test_a_run_report_has_its_headline_figures_and_search(tmp_path, searched):
 
 
 def test_a_run_trained_with_a_policy_says_so_not_the_literature_values(tmp_path):
-    from earth_lib.report.tables import results_markdown
-
     run = _run_folder(tmp_path, searched=False)
     m = json.loads(run.metrics_path.read_text())
     m["literature_baseline"] = {"hyperparameters": {"rotation": 0, "policy": "dihedral"},

@@ -526,6 +526,49 @@ def curve_figures(table: pd.DataFrame, comp: pd.DataFrame, folder: Path) -> list
     return paths
 
 
+LENGTH_FIGURE = "curve_length.png"
+
+
+def length_figure(lengths: pd.DataFrame, folder: Path) -> Path | None:
+    """Each arm's mean accuracy at the curve's length and trained longer, one panel a size.
+
+    An arrow per arm from the first to the second: where strong augmentation gains more
+    from the longer training than weak, the ranking changes. None without a length check.
+    """
+    if not len(lengths):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = sorted(lengths["size"].unique())
+    fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4), squeeze=False)
+    for ax, size in zip(axes.flat, sizes, strict=True):
+        g = lengths[lengths["size"] == size]
+        means = g.groupby("arm", sort=False)[["accuracy", "long_accuracy"]].mean() * 100
+        x = np.arange(len(means))
+        ax.scatter(x, means["accuracy"], color="grey",
+                   label=f"the curve's length ({int(g['steps'].iloc[0]):,} steps)")
+        ax.scatter(x, means["long_accuracy"], color="C3",
+                   label=f"longer ({int(g['long_steps'].iloc[0]):,} steps)")
+        for i, (a, b) in enumerate(zip(means["accuracy"], means["long_accuracy"], strict=True)):
+            ax.annotate("", (i, b), (i, a), arrowprops={"arrowstyle": "->", "color": "C3"})
+        ax.set_xticks(x, means.index, rotation=35, ha="right")
+        reps = g["replicate"].nunique()
+        ax.set(ylabel="test accuracy (%)",
+               title=f"{int(size):,} images: mean of {reps} replicate{'s' if reps > 1 else ''}")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Does the ranking hold when every arm trains longer?", fontsize=10)
+    fig.tight_layout()
+    path = folder / LENGTH_FIGURE
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 FIDELITY_FIGURE = "curve_fidelity.png"
 
 
@@ -611,9 +654,11 @@ def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures
     if len(lengths):
         parts.append("Training length: the arms' values trained longer (same subset, seed and "
                      "values; a search arm's as its cell chose them), against the curve's "
-                     "length:\n\n" + length_markdown(lengths))
+                     "length:\n\n" + length_markdown(lengths)
+                     + (f"\n\n![Accuracy at either length]({figures}/{LENGTH_FIGURE})"
+                        if figures else ""))
         longer = accuracies(records, longer=True)
-        said_long = verdicts(comparisons(longer))
+        said_long = verdicts(comparisons(longer)) if len(longer) else {}
         if said_long:
             parts.append("Verdict per size at the longer training (the same rule):\n\n"
                          + "\n".join(f"- {v}" for v in said_long.values())
@@ -639,17 +684,17 @@ def curve_verdicts(records: list[dict[str, Any]], figures: str = "docs/figures")
     if not said:
         lines.append("No size has both a search arm and a no-search arm recorded yet.")
     lengths = {int(s): steps_at(acc, s) for s in sorted(acc["size"].unique())}
+    longer = accuracies(records, longer=True)
+    said_long = verdicts(comparisons(longer)) if len(longer) else {}
     if any(lengths.values()):
         lines.append("\nEvery arm's final training at a size runs the same number of "
                      "optimiser steps (" + ", ".join(f"{s:,} images: {n:,}" for s, n in
                                                      lengths.items() if n)
-                     + "); the verdicts hold at that length.")
-    longer = accuracies(records, longer=True)
-    said_long = verdicts(comparisons(longer))
-    if said_long:
-        lines.append("Trained longer (the length check: "
-                     + ", ".join(f"{int(s):,} images: {steps_at(longer, s):,} steps"
-                                 for s in sorted(longer["size"].unique())) + "):\n")
+                     + "); the verdicts hold at that length."
+                     + (" Trained longer (the length check: "
+                        + ", ".join(f"{int(s):,} images: {steps_at(longer, s):,} steps"
+                                    for s in sorted(longer["size"].unique()))
+                        + "), they are:" if said_long else ""))
         lines += [f"- {v}" for v in said_long.values()]
     for name, what in ((FIDELITY_FIGURE, "Trial loss against test accuracy"),
                        ("curve_accuracy.png", "Test accuracy against training-set size")):
@@ -675,7 +720,8 @@ def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs",
              **evidence(acc, tables[1], accuracies(records, longer=True))}, indent=1) + "\n")
         written.append(Path(evidence_file))
     figures = curve_figures(*tables, docs / "figures") if len(acc) else []
-    figures += [p for p in [fidelity_figure(records, docs / "figures")] if p]
+    figures += [p for p in [length_figure(length_check(records), docs / "figures"),
+                            fidelity_figure(records, docs / "figures")] if p]
     page = docs / "curve.md"
     atomic_write_text(page, "# The learning curve: where does the search pay?\n\n"
                       "Generated by `make curve-report` from the records in "
