@@ -200,6 +200,14 @@ def test_the_length_check_follows_its_sizes_first_replicates():
     # more length-check replicates than a size has: as many as it has
     few = validate({"curve": {**c, "length_check_replicates": 9}})["curve"]
     assert sum(cell.factor > 1 for cell in curve.plan_cells(few)) == 5 * 2
+    # per size: 200's length check on one replicate, 100's on three
+    per = validate({"curve": {**c, "length_check": {100: 3, 200: 2},
+                              "length_check_replicates": {100: 3, 200: 1}}})["curve"]
+    longer = [cell.name for cell in curve.plan_cells(per) if cell.factor > 1]
+    assert len(longer) == 3 * 2 + 2 and "n00200-r0-method-x2" in longer
+    assert "n00200-r1-none-x2" not in longer
+    with pytest.raises(ParameterError, match="curve.length_check_replicates"):
+        validate({"curve": {**c, "length_check_replicates": {100: 3}}})  # 200 missing
 
 
 def test_a_trials_share_of_the_final_training_can_differ_by_size():
@@ -275,7 +283,7 @@ def test_the_committed_curve_file_is_valid_and_one_cell_can_be_run_alone(root):
     c = P["curve"]
     longer = sum(len(f) for key in ("fidelity_trial_fractions", "fidelity_refreshed")
                  for f in c[key].values()) * 16
-    lengths = sum(min(c["length_check_replicates"], c["replicates"][size]) for size in
+    lengths = sum(min(c["length_check_replicates"][size], c["replicates"][size]) for size in
                   c["length_check"]) * len(curve.ARMS)
     fidelity = len(c["fidelity_sizes"]) * c["fidelity_points"] * c["fidelity_seeds"]
     assert len(curve.plan_cells(c)) == (fidelity + longer + lengths

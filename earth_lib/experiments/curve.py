@@ -124,7 +124,7 @@ def plan_cells(c: dict[str, Any]) -> list[Cell]:
 
     def longer(size: int, r: int) -> list[Cell]:
         factor = c["length_check"].get(size, 1)
-        runs = factor > 1 and r < min(c["length_check_replicates"], c["replicates"][size])
+        runs = factor > 1 and r < min(c["length_check_replicates"][size], c["replicates"][size])
         return [Cell(size, r, arm, factor=factor) for arm in c["arms"]] if runs else []
 
     for size in c["sizes"]:

@@ -294,8 +294,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                            "each arm's values trained factor times curve.final_steps (a "
                            "search arm's as its cell chose them); do the verdicts depend on "
                            "training length?"),
-        "length_check_replicates": _p(1, int, "replicates of the length check (the first "
-                                      "ones; a verdict needs 3)", low=1),
+        "length_check_replicates": _p(1, (dict, int), "replicates of the length check, the "
+                                      "first ones ({size: n}, or one n for every size; a "
+                                      "verdict needs 3)"),
         "workers": _p(1, int, "cells trained at once, each in its own process", low=1,
                       high=64),
         "results_dir": _p(None, str, "where each finished cell's record goes (null: "

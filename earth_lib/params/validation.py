@@ -247,7 +247,9 @@ def _check_curve(c: dict[str, Any], source: str) -> None:
     # {size: value} for every size; where one value may stand for all, it is spread out
     for key, ok, what, one_for_all in (("replicates", whole, "whole number >= 1", True),
                                        ("final_steps", whole, "whole number >= 1", False),
-                                       ("trial_fraction", share, "share in (0, 1]", True)):
+                                       ("trial_fraction", share, "share in (0, 1]", True),
+                                       ("length_check_replicates", whole, "whole number >= 1",
+                                        True)):
         given = dict.fromkeys(sizes, c[key]) if one_for_all and ok(c[key]) else c[key]
         if not isinstance(given, dict) or not all(
                 size in given and ok(given[size]) for size in sizes):
