@@ -446,9 +446,16 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     assert "](figures/curve_fidelity.png)" in page
     readme_block = curve_report.curve_verdicts(curve_report.load_records(folder),
                                                str(tmp_path / "docs" / "figures"))
-    assert f"]({tmp_path / 'docs' / 'figures'}/curve_fidelity.png)" in readme_block
-    assert "optimiser steps (250 images: 400); the verdicts hold" in readme_block
-    assert "curve_fidelity" not in curve_report.curve_verdicts(
+    assert f"]({tmp_path / 'docs' / 'figures'}/curve_accuracy.png)" in readme_block
+    assert "| images | final steps | none | literature |" in readme_block
+    # one row a size: its steps, the means (no interval), the verdict
+    row = readme_block.split("| 250 | 400 |")[1].splitlines()[0]
+    assert row.count("(5)") == 5 and row.endswith(" against trivialaugment |")
+    assert re.search(r"\| pays: method \+\d\.\d \[\+\d\.\d, \+\d\.\d\] against", row)
+    assert "| loses: random -" in readme_block.split("| 1,000 | - |")[1].splitlines()[0]
+    # the length check: one replicate, no search arm, so no verdict
+    assert "| 250 (longer) | 1,200 | 99.0 (1) |" in readme_block
+    assert "curve_accuracy" not in curve_report.curve_verdicts(
         curve_report.load_records(folder), str(tmp_path / "nowhere"))
 
 
@@ -489,9 +496,9 @@ def test_the_length_check_gets_its_own_verdict_and_advice_once_it_has_replicates
     ev["sizes"]["250"]["longer"]["replicates"] = 2
     assert advice_for(250, ev).overrides() == {"baseline.policy": "trivialaugment"}
     block = curve_report.curve_verdicts(curve_report.load_records(folder), "nowhere")
-    assert "hold at that length. Trained longer (the length check: 250 images: 1,200 " \
-        "steps), they are:\n- 250 images: the search loses" in block
-    assert block.count("250 images: the search") == 2
+    assert "| 250 (longer) | 1,200 | " in block
+    assert re.search(r"\| loses: method -\d\.\d \[-\d\.\d, -\d\.\d\] against literature \|$",
+                     block.split("| 250 (longer) |")[1].splitlines()[0])
 
 
 # The curve end to end ----------------------------------------------------------------------

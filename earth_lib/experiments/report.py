@@ -673,34 +673,56 @@ def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures
     return "\n\n".join(parts)
 
 
-def curve_verdicts(records: list[dict[str, Any]], figures: str = "docs/figures") -> str:
-    """The README's lines: progress, the verdict per size so far, and the curve's figures.
+def short_verdict(gain: pd.Series) -> str:
+    """One row of :func:`search_gains` in a few words (a table cell)."""
+    ci = (f" [{gain['low']:+.1f}, {gain['high']:+.1f}]" if np.isfinite(gain["low"]) else "")
+    return (f"{gain['verdict']}: {gain['search_arm']} {gain['gain_points']:+.1f}{ci} "
+            f"against {gain['no_search_arm']}")
 
-    ``figures``: where ``make curve-report`` put them, relative to the README.
+
+def readme_table(acc: pd.DataFrame, longer: pd.DataFrame) -> str:
+    """The README's table: mean accuracy per size and arm, and the search's verdict.
+
+    Each length check's row comes under its size's; the intervals and paired tables are in
+    ``docs/curve.md``.
     """
-    acc = accuracies(records)
-    said = verdicts(comparisons(acc))
-    lines = [progress_line(records)] + [f"- {v}" for v in said.values()]
-    if not said:
-        lines.append("No size has both a search arm and a no-search arm recorded yet.")
-    lengths = {int(s): steps_at(acc, s) for s in sorted(acc["size"].unique())}
-    longer = accuracies(records, longer=True)
-    said_long = verdicts(comparisons(longer)) if len(longer) else {}
-    if any(lengths.values()):
-        lines.append("\nEvery arm's final training at a size runs the same number of "
-                     "optimiser steps (" + ", ".join(f"{s:,} images: {n:,}" for s, n in
-                                                     lengths.items() if n)
-                     + "); the verdicts hold at that length."
-                     + (" Trained longer (the length check: "
-                        + ", ".join(f"{int(s):,} images: {steps_at(longer, s):,} steps"
-                                    for s in sorted(longer["size"].unique()))
-                        + "), they are:" if said_long else ""))
-        lines += [f"- {v}" for v in said_long.values()]
-    for name, what in ((FIDELITY_FIGURE, "Trial loss against test accuracy"),
-                       ("curve_accuracy.png", "Test accuracy against training-set size")):
-        if (Path(figures) / name).is_file():
-            lines.append(f"\n![{what}]({figures}/{name})")
-    return "\n".join(lines)
+    arms = [a for a in ARMS if a in set(acc["arm"]) | set(longer["arm"])]
+    rows = []
+    for frame, label in ((acc, ""), (longer, " (longer)")):
+        if not len(frame):
+            continue
+        gains = search_gains(comparisons(frame)).set_index("size")
+        for size, g in summary(frame).groupby("size"):
+            means = {r.arm: f"{_pct(r.accuracy)} ({r.replicates})" for r in g.itertuples()}
+            steps = g["steps"].dropna()
+            rows.append((size, label, [f"{int(size):,}{label}",
+                                       f"{int(steps.max()):,}" if len(steps) else "-",
+                                       *[means.get(a, "") for a in arms],
+                                       short_verdict(gains.loc[size]) if size in gains.index
+                                       else ""]))
+    return markdown_table(["images", "final steps", *arms, "the best search arm against the "
+                           "best arm without one (points)"], [r[2] for r in sorted(rows)])
+
+
+def curve_verdicts(records: list[dict[str, Any]], figures: str = "docs/figures") -> str:
+    """The README's lines: progress, a table of means and verdicts per size, and the figure.
+
+    ``figures``: where ``make curve-report`` put them, relative to the README (the other
+    figures and the intervals are in ``docs/curve.md``).
+    """
+    acc, longer = accuracies(records), accuracies(records, longer=True)
+    if not len(acc):
+        return progress_line(records) + " No cell of the curve proper is recorded yet."
+    tests = sorted({r["images"]["test"] for r in records if "images" in r})
+    on = f" on the {tests[0]:,} test images" if len(tests) == 1 else ""
+    lines = [progress_line(records) + f" Mean test accuracy (%){on} "
+             "(replicates); every arm at a size trains the same optimiser steps, its "
+             "length-check row (longer) the same values longer. The verdict: the best search "
+             "arm against the best arm without one, Student t 95 % interval, Bonferroni over "
+             "the search arms.", readme_table(acc, longer)]
+    if (Path(figures) / "curve_accuracy.png").is_file():
+        lines.append(f"![Test accuracy against training-set size]({figures}/curve_accuracy.png)")
+    return "\n\n".join(lines)
 
 
 def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs",
