@@ -755,7 +755,9 @@ def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs",
                       "95 % interval over replicates, widened (Bonferroni) for having picked "
                       "the best of the search arms; the bootstrap intervals beside it are too "
                       "narrow with 3 to 5 replicates. A budgeted run follows these verdicts "
-                      "near the sizes they cover (`earth_lib/planning/curve_evidence.json`)."
+                      "near the sizes they cover (`earth_lib/planning/curve_evidence.json`), "
+                      "the length check's where it has three replicates (a planned run on "
+                      "a few hundred images trains nearer its length)."
                       "\n\n"
                       + curve_markdown(records, "figures" if figures else None, tables)
                       + "\n")
