@@ -210,6 +210,28 @@ def test_the_length_check_follows_its_sizes_first_replicates():
         validate({"curve": {**c, "length_check_replicates": {100: 3}}})  # 200 missing
 
 
+def test_a_search_arms_longer_cell_waits_for_the_values_its_cell_chose(tmp_path):
+    P = validate({"curve": {"sizes": [100], "replicates": 1, "final_steps": {100: 5},
+                            "arms": ["none", "method"], "fidelity_sizes": [],
+                            "length_check": {100: 3}}, "seed": 1})
+    cd = _curve_data()
+    longer, fixed = curve.Cell(100, 0, "method", factor=3), curve.Cell(100, 0, "none", factor=3)
+    assert curve_run.chosen_values(fixed, P, cd, tmp_path) is None  # it has its own values
+    with pytest.raises(LookupError, match="n00100-r0-method-x3 trains the values "
+                                          "n00100-r0-method chooses: not recorded yet"):
+        curve_run.chosen_values(longer, P, cd, tmp_path)
+    base = curve.Cell(100, 0, "method")
+    chosen = {"rotation": 12.0, "learning_rate": 0.002, "batch_size": 32, "epochs": 2}
+    record = {"hyperparameters": chosen, "fingerprint": curve.cell_fingerprint(base, P, cd)}
+    (tmp_path / f"{base.name}.json").write_text(json.dumps(record))
+    assert curve_run.chosen_values(longer, P, cd, tmp_path) == chosen
+    # a record another setting made is no source: it is rerun first
+    stale = {**record, "fingerprint": {**record["fingerprint"], "settings": "other"}}
+    (tmp_path / f"{base.name}.json").write_text(json.dumps(stale))
+    with pytest.raises(LookupError):
+        curve_run.chosen_values(longer, P, cd, tmp_path)
+
+
 def test_a_trials_share_of_the_final_training_can_differ_by_size():
     given = {"sizes": [100, 200], "final_steps": {100: 100, 200: 200}, "replicates": 1,
              "fidelity_sizes": []}
