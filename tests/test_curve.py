@@ -15,9 +15,11 @@ from earth_lib.data import stratified_order
 from earth_lib.errors import ParameterError
 from earth_lib.experiments import curve, curve_run
 from earth_lib.experiments import report as curve_report
+from earth_lib.io import atomic_write_json
 from earth_lib.nn.policies import OPERATIONS, PolicyAugment, training_augmentation
 from earth_lib.nn.training import dihedral_views
 from earth_lib.params import load_params, search_plan, validate
+from earth_lib.provenance import cpu_model
 from earth_lib.search import SearchLoop, SearchSpace, posterior_means
 
 
@@ -616,6 +618,29 @@ def test_the_time_left_counts_each_cells_steps():
     cells = [curve.Cell(250, 0, "literature"), curve.Cell(5000, 0, "method")]
     # (400 + 2,160 steps at 0.5 s, and two tests of 60 s) on two workers
     assert curve_run.hours_left(cells, c, 0.5, 60.0) == pytest.approx((1280 + 120) / 2 / 3600)
+
+
+def test_the_pace_comes_from_the_latest_records_made_like_this_process(tmp_path):
+    c = {"final_steps": {250: 400}, "trial_fraction": {250: 0.1}, "trials": 8, "workers": 2}
+    cells = [curve.Cell(250, 0, "literature"), curve.Cell(250, 0, "method"),
+             curve.Cell(250, 1, "literature")]
+    here = {"cpu": cpu_model(), "threads": curve_run._threads()}
+
+    def record(cell, seconds, finished, **prov):
+        atomic_write_json(tmp_path / f"{cell.name}.json", {
+            "cell": cell.name, "seconds": {"search": seconds[0], "final": seconds[1],
+                                           "test": seconds[2]},
+            "provenance": {**here, "finished": finished, **prov}})
+
+    record(cells[0], (0.0, 200.0, 10.0), "2026-01-01T00:00:00+00:00")  # oldest: left out
+    record(cells[1], (360.0, 400.0, 20.0), "2026-01-02T00:00:00+00:00")  # 720 steps
+    record(cells[2], (0.0, 40.0, 30.0), "2026-01-03T00:00:00+00:00")     # 400 steps
+    atomic_write_json(tmp_path / "n00250-r2-literature.json", {"cell": "not in the plan"})
+    other = curve.Cell(250, 0, "dihedral")  # in the plan, on another machine: left out
+    record(other, (0.0, 4000.0, 99.0), "2026-01-04T00:00:00+00:00", cpu="another CPU")
+    cells.append(other)
+    per_step, per_test = curve_run.recent_pace(tmp_path, cells, c, last=2)
+    assert per_step == pytest.approx(800.0 / 1120) and per_test == pytest.approx(25.0)
 
 
 def test_the_warm_up_cap_reruns_exactly_the_cells_it_changes():

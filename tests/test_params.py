@@ -9,6 +9,7 @@ from earth_lib.params import (
     REQUIRED_HYPERPARAMETERS,
     load_params,
     parameter_table,
+    parse_overrides,
     validate,
 )
 
@@ -202,6 +203,10 @@ def test_overrides_set_values_read_as_yaml(root):
     assert p["train"]["epochs"] == 5 and p["search"]["acquisition"] == "LCB"
     assert p["preprocess"]["clahe"] is False and p["search"]["max_train_images"] is None
     assert load_params(f, ["seed=3"])["seed"] == 3
+    assert parse_overrides("curve.length_check={500:8,1000:{a:[1,2]}}") == [
+        ("curve.length_check", {500: 8, 1000: {"a": [1, 2]}})]  # not 500:8 = 30008 (base 60)
+    assert parse_overrides("curve.length_check={} a={'b':1}") == [("curve.length_check", {}),
+                                                                  ("a", {"b": 1})]
     assert load_params(f, "")["train"]["epochs"] == load_params(f)["train"]["epochs"]
 
 

@@ -238,7 +238,6 @@ def work_through(P: dict[str, Any], run: Run, results_dir: Path, cd: CurveData,
     this cell after it).
     """
     cells, done_here, started = plan_cells(P["curve"]), 0, time.perf_counter()
-    steps_here, training_here, test_here = 0, 0.0, 0.0
     for i, cell in enumerate(cells):
         path = results_dir / f"{cell.name}.json"
         fp = cell_fingerprint(cell, P, cd)
@@ -267,16 +266,35 @@ def work_through(P: dict[str, Any], run: Run, results_dir: Path, cd: CurveData,
         keras.backend.clear_session()
         done_here += 1
         s, spent = record["seconds"], time.perf_counter() - started
-        steps_here += planned_steps(cell, P["curve"])
-        training_here, test_here = training_here + s["search"] + s["final"], test_here + s["test"]
         left = [c for c in cells[i + 1:] if not (results_dir / f"{c.name}.json").is_file()]
-        hours = hours_left(left, P["curve"], training_here / steps_here, test_here / done_here)
+        hours = hours_left(left, P["curve"], *recent_pace(results_dir, cells, P["curve"]))
         scored = (f"test accuracy {record['test']['accuracy']:.3f}" if "test" in record else
                   f"trial val loss {record['trial_score']['val_loss']:.3f}")
         log(f"[{i + 1}/{len(cells)}] {cell.name}: {scored}; search {s['search'] / 60:.1f} "
             f"min, final {s['final'] / 60:.1f} min; {spent / 60:.0f} min so far, "
             f"{len(left)} cell(s) without a record, ~{hours:.1f} h left at this pace")
     return done_here
+
+
+def recent_pace(results_dir: Path, cells: list[Cell], c: dict[str, Any],
+                last: int = 20) -> tuple[float, float]:
+    """Seconds per planned step and per test over the ``last`` records made like this process.
+
+    Records of this plan's cells from every worker, on this CPU model and thread count: a
+    steadier pace than this process's few cells, whose steps cost more at batch 64.
+    """
+    by_name, here = {cell.name: cell for cell in cells}, (cpu_model(), _threads())
+    records = []
+    for path in results_dir.glob("*.json"):
+        record = read_json(path)
+        prov = record.get("provenance", {})
+        if record.get("cell") in by_name and (prov.get("cpu"), prov.get("threads")) == here:
+            records.append(record)
+    records = sorted(records, key=lambda r: r["provenance"].get("finished", ""))[-last:]
+    steps = sum(planned_steps(by_name[r["cell"]], c) for r in records)
+    training = sum(r["seconds"]["search"] + r["seconds"]["final"] for r in records)
+    tests = sum(r["seconds"]["test"] for r in records)
+    return training / max(steps, 1), tests / max(len(records), 1)
 
 
 def hours_left(cells: list[Cell], c: dict[str, Any], seconds_per_step: float,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -288,8 +289,9 @@ def _check_curve(c: dict[str, Any], source: str) -> None:
 def parse_overrides(overrides: str | list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
     """``"train.epochs=5 search.steps=1"`` (or a list of items) -> ``[(key, value), ...]``.
 
-    Values are read as YAML (``5``, ``true``, ``[0, 90]`` written ``[0,90]``), so an override
-    means what the same value means in a file. Items are separated by whitespace.
+    Values are read as YAML (``5``, ``true``, ``[0, 90]`` written ``[0,90]``, ``{500: 8}``
+    written ``{500:8}``), so an override means what the same value means in a file. Items are
+    separated by whitespace.
     """
     items = overrides.split() if isinstance(overrides, str) else list(overrides)
     out = []
@@ -299,11 +301,18 @@ def parse_overrides(overrides: str | list[str] | tuple[str, ...]) -> list[tuple[
             raise ParameterError(
                 f"override {item!r}: expected section.key=value (e.g. train.epochs=5).")
         try:
-            out.append((key, yaml.safe_load(text)))
+            out.append((key, yaml.safe_load(_spaced_pairs(text))))
         except yaml.YAMLError as err:
             raise ParameterError(f"override {item!r}: the value is not valid YAML ({err})") \
                 from err
     return out
+
+
+def _spaced_pairs(text: str) -> str:
+    """``{500:8}`` -> ``{500: 8}``: without the space YAML reads ``500:8`` as one number."""
+    if not text.startswith("{") or "'" in text or '"' in text:
+        return text
+    return re.sub(r":(?=\S)", ": ", text)
 
 
 def apply_overrides(raw: dict | None, items: list[tuple[str, Any]],
