@@ -481,6 +481,13 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     assert "| 250 (longer) | 1,200 | 99.0 (1) |" in readme_block
     assert "curve_accuracy" not in curve_report.curve_verdicts(
         curve_report.load_records(folder), str(tmp_path / "nowhere"))
+    # the README's opening sentence: where it pays, grouped by verdict, sizes from records
+    pays = curve_report.where_search_pays(curve_report.load_records(folder))
+    assert "5 arms on 250 and 1,000 training images" in pays
+    assert ": at 250 training images. The search pays at 250 images (the best search arm +" in pays
+    assert "the search loses at 1,000 images (the best search arm -" in pays
+    assert "Trained longer (the length check): not judged yet at 250 images" in pays
+    assert curve_report.where_search_pays([]).endswith("has no record yet.")
 
 
 def test_the_length_check_gets_its_own_verdict_and_advice_once_it_has_replicates(tmp_path):
@@ -523,6 +530,9 @@ def test_the_length_check_gets_its_own_verdict_and_advice_once_it_has_replicates
     assert "| 250 (longer) | 1,200 | " in block
     assert re.search(r"\| loses: method -\d\.\d \[-\d\.\d, -\d\.\d\] against literature \|$",
                      block.split("| 250 (longer) |")[1].splitlines()[0])
+    pays = curve_report.where_search_pays(curve_report.load_records(folder))
+    assert "Trained longer (the length check): the search loses at 250 images (the best " \
+        "search arm -" in pays and "points against literature, 3 replicates)" in pays
 
 
 # The curve end to end ----------------------------------------------------------------------

@@ -113,6 +113,20 @@ def test_the_committed_evidence_is_the_committed_records():
         "run make curve-report and commit earth_lib/planning/curve_evidence.json"
 
 
+def test_the_readmes_curve_blocks_are_the_committed_records(monkeypatch):
+    """README's opening answer and curve table regenerate from ``results/curve`` alone."""
+    from earth_lib.report.tables import GENERATED
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    records = curve_report.load_records("results/curve")
+    blocks = {m["kind"]: m["body"] for m in GENERATED.finditer(Path("README.md").read_text())
+              if m["args"].strip() == "results/curve"}
+    assert set(blocks) == {"pays", "curve"}
+    assert blocks["pays"] == curve_report.where_search_pays(records) + "\n", "run make readme"
+    assert blocks["curve"] == curve_report.curve_verdicts(records) + "\n", "run make readme"
+
+
 def test_a_run_is_told_what_the_curve_says_of_its_search():
     from earth_lib.planning.evidence import search_note
 

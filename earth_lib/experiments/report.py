@@ -704,6 +704,55 @@ def readme_table(acc: pd.DataFrame, longer: pd.DataFrame) -> str:
                            "best arm without one (points)"], [r[2] for r in sorted(rows)])
 
 
+def _sizes(sizes: list[int]) -> str:
+    """``[250, 500, 1000]`` -> ``"250, 500 and 1,000"``."""
+    words = [f"{int(n):,}" for n in sizes]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def where_search_pays(records: list[dict[str, Any]]) -> str:
+    """The README's opening answer: at which sizes the search pays, so far, and how sure.
+
+    Sizes grouped by verdict (:func:`search_gains`) at the curve's length, then at the
+    length check's where it has judged one.
+    """
+    acc = accuracies(records)
+    if not len(acc):
+        return "**Where the search pays**: the learning curve (`make curve`) has no record yet."
+    parts, pays = [], []
+    for label, frame in (("", acc), ("trained longer (the length check)",
+                                     accuracies(records, longer=True))):
+        if not len(frame):
+            continue
+        gains = search_gains(comparisons(frame)).set_index("size")
+        judged = gains[gains["verdict"] != "not judged yet"]
+        groups = []
+        for verdict in ("pays", "loses", "no difference shown"):
+            g = judged[judged["verdict"] == verdict]
+            if g.empty:
+                continue
+            pays += list(g.index) if verdict == "pays" and not label else []
+            refs = sorted(set(g["no_search_arm"]))
+            groups.append(
+                f"{'the search ' if verdict != 'no difference shown' else ''}{verdict} at "
+                f"{_sizes(list(g.index))} images (the best search arm "
+                f"{' and '.join(f'{v:+.1f}' for v in g['gain_points'])} points against "
+                f"{' / '.join(refs)}, {_sizes(sorted(set(g['replicates'])))} replicates)")
+        waiting = sorted(set(frame["size"]) - set(judged.index))
+        if waiting:
+            groups.append(f"not judged yet at {_sizes(waiting)} images (fewer than three "
+                          "replicates of every arm)")
+        parts.append((f"{label[0].upper() + label[1:]}: " if label else "")
+                     + "; ".join(groups) + ".")
+    head = (f"at {_sizes(sorted(pays))} training images" if pays else "at no size measured")
+    tests = sorted({r["images"]["test"] for r in records if "images" in r})
+    on = f", one test set of {tests[0]:,}" if len(tests) == 1 else ""
+    return (f"**Where the search pays**, so far ([the learning curve](docs/curve.md): "
+            f"{acc['arm'].nunique()} arms on {_sizes(sorted(set(acc['size'])))} training "
+            f"images{on}): {head}. "
+            + " ".join(p[0].upper() + p[1:] for p in parts))
+
+
 def curve_verdicts(records: list[dict[str, Any]], figures: str = "docs/figures") -> str:
     """The README's lines: progress, a table of means and verdicts per size, and the figure.
 

@@ -185,6 +185,7 @@ def outside_outputs(kind: str, args: list[str]) -> str | None:
     """A block made without run folders: the parameter table, or one from records.
 
     ``curve RECORDS``: the verdict per size and the figure (docs/curve.md has the rest);
+    ``pays RECORDS``: the sizes where the search pays, in a sentence or three;
     ``budget RECORDS``: the budgeted runs' table. None where the folder holds no record.
     """
     if kind == "params":
@@ -200,11 +201,13 @@ def outside_outputs(kind: str, args: list[str]) -> str | None:
         records = [json.loads(p.read_text()) for p in found]
         save_figure(plot_budget_accuracy(records), BUDGET_FIGURE)
         return budget_markdown(records) + f"\n\n![Accuracy against the budget]({BUDGET_FIGURE})"
-    from earth_lib.experiments.report import curve_verdicts, load_records
+    from earth_lib.experiments.report import curve_verdicts, load_records, where_search_pays
 
     folder = Path(args[0] if args else "results/curve")
     records = load_records(folder) if folder.is_dir() else []
-    return curve_verdicts(records) if records else None
+    if not records:
+        return None
+    return where_search_pays(records) if kind == "pays" else curve_verdicts(records)
 
 
 #: A run's records: the small JSON files its tables are made from (``make record-run``).
@@ -252,7 +255,8 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
     ``compare`` (a comparison's table, verdict
     and evidence), ``variants`` (several comparisons, one row per arm and folder) or
     ``bench`` (``make bench``'s figures beside their targets), ``params`` (the parameter
-    table), ``curve`` (the learning curve's verdicts, from its records), ``budget``
+    table), ``curve`` (the learning curve's verdicts, from its records), ``pays`` (at which
+    sizes the search pays, from the same records), ``budget``
     (budgeted runs, from their records in ``results/budget``) or ``pair`` (``RUN OTHER``:
     what ``make pair`` found, from ``RUN/paired/OTHER.json``). A block
     whose runs are not under ``outputs`` is made from their copies under ``records``
@@ -272,7 +276,7 @@ def regenerate_readme(readme: str | Path = "README.md", outputs: str | Path = "o
 
     def render(match: re.Match) -> str:
         kind, runs = match["kind"], match["args"].split()
-        if kind in ("params", "curve", "budget"):
+        if kind in ("params", "curve", "pays", "budget"):
             body = outside_outputs(kind, runs)
             report.append(f"{kind} {' '.join(runs)}: "
                           + ("kept (no records)" if body is None else "regenerated"))
