@@ -233,6 +233,14 @@ def test_bad_overrides_name_the_key_and_say_where_it_came_from(root, overrides, 
         load_params(root / "params" / "smoke.yaml", overrides)
 
 
+def test_a_mapping_written_without_spaces_in_a_file_gets_a_hint(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("curve:\n  length_check: {500:8}\n")
+    with pytest.raises(ParameterError, match=r"curve.length_check.*Got \{30008: None\}.*"
+                                             r"write \{500: 8\}"):
+        load_params(path)
+
+
 def test_overrides_leave_the_file_untouched(tmp_path):
     path = _write(tmp_path, {"train": {"epochs": 3}})
     before = path.read_text()

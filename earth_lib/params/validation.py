@@ -26,8 +26,11 @@ from earth_lib.paths import MOSAIC_LABELS
 
 
 def _fail(source: str, key: str, expected: str, got: Any) -> ParameterError:
+    hint = (" (a mapping written without a space after its colons? YAML reads {500:8} as "
+            "{30008: null}; write {500: 8})"
+            if isinstance(got, dict) and None in got.values() else "")
     return ParameterError(
-        f"{source}: the '{key}' parameter must be {expected}. Got {got!r} instead."
+        f"{source}: the '{key}' parameter must be {expected}. Got {got!r} instead.{hint}"
     )
 
 
