@@ -460,7 +460,7 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     assert "| 1,000 | 60 steps, BatchNorm refreshed | 8 |" in page
     # the longer trainings: beside their cells, apart from the curve's accuracies
     assert "| 250 | none | 1 | " in page and "(1,200 steps)" in page
-    assert "250 images (replicate 0): the best of these arms trained longer is none, not " \
+    assert "250 images (replicate 0): the best of these arms trained 1,200 steps is none, not " \
         "trivialaugment" in page
     assert "at the longer training" not in page  # one replicate, no search arm: no verdict
     assert "Fidelity" in page and all(p.stat().st_size > 10_000 for p in written[1:])
@@ -508,7 +508,7 @@ def test_the_length_check_gets_its_own_verdict_and_advice_once_it_has_replicates
     curve_report.write_curve_report(folder, tmp_path / "docs", tmp_path / "evidence.json")
     page = (tmp_path / "docs" / "curve.md").read_text()
     assert "| 250 | literature | 3 | " in page
-    assert "250 images (replicates 0, 1, 2): the best of these arms trained longer is " \
+    assert "250 images (replicates 0, 1, 2): the best of these arms trained 1,200 steps is " \
         "literature, not method" in page
     assert "Verdict per size at the longer training" in page
     long_said = page.split("Verdict per size at the longer training")[1]
@@ -533,6 +533,23 @@ def test_the_length_check_gets_its_own_verdict_and_advice_once_it_has_replicates
     pays = curve_report.where_search_pays(curve_report.load_records(folder))
     assert "Trained longer (the length check): the search loses at 250 images (the best " \
         "search arm -" in pays and "points against literature, 3 replicates)" in pays
+
+
+def test_a_cell_trained_at_two_lengths_gets_a_row_each_and_the_verdict_the_shorter(tmp_path):
+    records = [r for r in _records() if not r.get("length_factor")]
+    for factor, acc in ((3, 0.8), (8, 0.9)):
+        for arm in ("literature", "method"):
+            records.append(_record(250, 0, arm, acc + (arm == "method") * 0.01,
+                                   final_steps=400 * factor, length_factor=factor))
+    longer = curve_report.accuracies(records, longer=True)
+    assert set(longer["steps"]) == {1200} and len(longer) == 2  # the smallest factor only
+    lengths = curve_report.length_check(records)
+    assert list(zip(lengths["factor"], lengths["arm"], strict=True)) == [
+        (3, "literature"), (3, "method"), (8, "literature"), (8, "method")]
+    table = curve_report.length_markdown(lengths)
+    assert "| 250 | literature | 1 | " in table and "| 90.0 (3,200 steps) | " in table
+    assert "the best of these arms trained 3,200 steps is the same." in table
+    assert curve_report.length_figure(lengths, tmp_path).stat().st_size > 10_000
 
 
 # The curve end to end ----------------------------------------------------------------------

@@ -57,13 +57,19 @@ def _arm_cell(r: dict[str, Any], longer: bool = False) -> bool:
 def accuracies(records: list[dict[str, Any]], longer: bool = False) -> pd.DataFrame:
     """Every arm cell's test accuracy, macro F1, minutes and final training steps.
 
-    ``longer``: the length check's cells instead (the same tables and verdicts apply).
+    ``longer``: the length check's cells instead (the same tables and verdicts apply), of
+    its smallest factor at each size where records of several factors are there.
     """
+    cells = [r for r in records if _arm_cell(r, longer)]
+    main: dict[int, int] = {}
+    for r in cells:
+        main[r["size"]] = min(main.get(r["size"], r.get("length_factor", 1)),
+                              r.get("length_factor", 1))
     rows = [{"size": r["size"], "replicate": r["replicate"], "arm": r["arm"],
              "accuracy": r["test"]["accuracy"], "macro_f1": r["test"]["macro_f1"],
              "minutes": (r["seconds"]["search"] + r["seconds"]["final"]) / 60,
              "steps": r.get("final_steps")}
-            for r in records if _arm_cell(r, longer)]
+            for r in cells if r.get("length_factor", 1) == main[r["size"]]]
     return pd.DataFrame(rows, columns=["size", "replicate", "arm", "accuracy", "macro_f1",
                                        "minutes", "steps"])
 
@@ -72,21 +78,23 @@ def length_check(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Each longer final training (``length_factor``) beside the same cell at the curve's length.
 
     Same subset, seed and values; only the steps differ, so the difference is the length's.
+    A cell trained at several factors gives a row for each.
     """
     base = {(r["size"], r["replicate"], r["arm"]): r for r in records if _arm_cell(r)}
     rows = []
     for r in records:
         short = base.get((r["size"], r["replicate"], r["arm"]))
         if r.get("length_factor") and short:
-            rows.append({"size": r["size"], "replicate": r["replicate"], "arm": r["arm"],
+            rows.append({"size": r["size"], "factor": r["length_factor"],
+                         "replicate": r["replicate"], "arm": r["arm"],
                          "steps": short["final_steps"], "accuracy": short["test"]["accuracy"],
                          "long_steps": r["final_steps"], "long_accuracy": r["test"]["accuracy"],
                          "gain_points": 100 * (r["test"]["accuracy"]
                                                - short["test"]["accuracy"])})
-    out = pd.DataFrame(rows, columns=["size", "replicate", "arm", "steps", "accuracy",
+    out = pd.DataFrame(rows, columns=["size", "factor", "replicate", "arm", "steps", "accuracy",
                                       "long_steps", "long_accuracy", "gain_points"])
     out["order"] = out["arm"].map({a: i for i, a in enumerate(ARMS)})
-    return out.sort_values(["size", "replicate", "order"]).drop(columns="order")
+    return out.sort_values(["size", "factor", "replicate", "order"]).drop(columns="order")
 
 
 def length_markdown(lengths: pd.DataFrame) -> str:
@@ -96,7 +104,7 @@ def length_markdown(lengths: pd.DataFrame) -> str:
     size, the best arm at either length.
     """
     rows, notes = [], []
-    for size, g in lengths.groupby("size", sort=True):
+    for (size, _), g in lengths.groupby(["size", "factor"], sort=True):
         for arm, a in g.groupby("arm", sort=False):
             rows.append([f"{int(size):,}", arm, str(len(a)),
                          f"{_pct(a['accuracy'].mean())} ({int(a['steps'].iloc[0]):,} steps)",
@@ -108,8 +116,8 @@ def length_markdown(lengths: pd.DataFrame) -> str:
         same = "the same" if short == long else f"{long}, not {short}"
         reps = sorted(g["replicate"].unique())
         notes.append(f"- {int(size):,} images (replicate{'s' if len(reps) > 1 else ''} "
-                     f"{', '.join(map(str, reps))}): the best of these arms trained longer "
-                     f"is {same}.")
+                     f"{', '.join(map(str, reps))}): the best of these arms trained "
+                     f"{int(g['long_steps'].iloc[0]):,} steps is {same}.")
     return (markdown_table(["images", "arm", "replicates", "the curve's length", "longer",
                             "difference (points)"], rows) + "\n\n" + "\n".join(notes))
 
@@ -543,10 +551,10 @@ def length_figure(lengths: pd.DataFrame, folder: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    sizes = sorted(lengths["size"].unique())
-    fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4), squeeze=False)
-    for ax, size in zip(axes.flat, sizes, strict=True):
-        g = lengths[lengths["size"] == size]
+    panels = sorted(set(zip(lengths["size"], lengths["factor"], strict=True)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (size, factor) in zip(axes.flat, panels, strict=True):
+        g = lengths[(lengths["size"] == size) & (lengths["factor"] == factor)]
         means = g.groupby("arm", sort=False)[["accuracy", "long_accuracy"]].mean() * 100
         x = np.arange(len(means))
         ax.scatter(x, means["accuracy"], color="grey",
