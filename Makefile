@@ -131,7 +131,7 @@ compare: env $(OUT_ESC)/03_does_the_search_pay.ipynb
 curve: env $(OUT_ESC)/01_preprocessing.ipynb
 	$(PY) -m earth_lib.cli curve $(call q,$(PARAMS)) --run-dir $(call q,$(OUT)) --set $(call q,$(strip $(SET)))
 
-## curve-report: docs/curve.md and its figures, from the curve's records alone (RECORDS=results/curve)
+## curve-report: docs/curve.md and its figures, from the curve's records alone (RECORDS=results/curve; another folder: docs/<its name>/curve.md, the planner's evidence untouched)
 curve-report: env
 	$(PY) -m earth_lib.cli curve-report $(call q,$(RECORDS))
 

@@ -12,7 +12,7 @@ from earth_lib import progress
 from earth_lib.errors import DatasetNotFoundError, EarthResnetError
 from earth_lib.io import run_lock
 from earth_lib.params import load_params, read_given, validate
-from earth_lib.paths import project_root, run_dir_for
+from earth_lib.paths import CURVE_RECORDS, project_root, run_dir_for
 from earth_lib.planning import needs_new_plan
 from earth_lib.report.tables import params_markdown, regenerate_readme, results_markdown
 from earth_lib.run import Run, load_run, mark_failed
@@ -186,11 +186,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p = sub.add_parser("curve-report", help="the learning curve's tables and figures, from "
                                             "its records alone")
-    p.add_argument("records", nargs="?", default="results/curve")
-    p.add_argument("--docs", default="docs", help="where curve.md and its figures go")
+    p.add_argument("records", nargs="?", default=CURVE_RECORDS)
+    p.add_argument("--docs", default=None,
+                   help="where curve.md and its figures go (default: docs/ for "
+                        f"{CURVE_RECORDS}, docs/<folder name>/ for other records)")
     p.add_argument("--evidence", default=None,
-                   help="where the planner's advice goes (default: the one the planner "
-                        "reads, earth_lib/planning/curve_evidence.json; '': nowhere)")
+                   help="where the planner's advice goes (default: for "
+                        f"{CURVE_RECORDS}, the file the planner reads, "
+                        "earth_lib/planning/curve_evidence.json; for other records and '': "
+                        "nowhere)")
+    p.add_argument("--title", default=None, help="the page's title (default: the curve's)")
     p = sub.add_parser("record-budget", help="keep a finished budgeted run's plan, time and "
                                              "scores as a record (for the README's table)")
     p.add_argument("run")
@@ -331,8 +336,12 @@ def _curve_report(args: argparse.Namespace) -> None:
     from earth_lib.experiments.report import write_curve_report
     from earth_lib.planning.evidence import EVIDENCE_FILE
 
-    evidence = EVIDENCE_FILE if args.evidence is None else args.evidence or None
-    written = write_curve_report(args.records, args.docs, evidence)
+    main = Path(args.records).resolve() == Path(CURVE_RECORDS).resolve()
+    evidence = (EVIDENCE_FILE if main else None) if args.evidence is None \
+        else args.evidence or None
+    docs = args.docs or ("docs" if main else str(Path("docs") / Path(args.records).name))
+    written = write_curve_report(args.records, docs, evidence,
+                                 **({"title": args.title} if args.title else {}))
     print(f"written: {', '.join(map(str, written))}")
 
 

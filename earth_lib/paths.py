@@ -20,6 +20,8 @@ MARKER = ".earth-resnet"
 MOSAIC_LABELS = "labels.csv"
 #: The folder of the project's own parameter files: their runs are named by the stem alone.
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
+#: The committed learning curve's records (``make curve``), relative to the project root.
+CURVE_RECORDS = "results/curve"
 
 
 def overrides_tag(overrides: str) -> str:

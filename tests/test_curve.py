@@ -552,6 +552,23 @@ def test_a_cell_trained_at_two_lengths_gets_a_row_each_and_the_verdict_the_short
     assert curve_report.length_figure(lengths, tmp_path).stat().st_size > 10_000
 
 
+def test_another_records_folder_gets_its_own_page_and_leaves_the_planner_alone(tmp_path,
+                                                                                monkeypatch):
+    from earth_lib.cli import main
+    from earth_lib.planning.evidence import EVIDENCE_FILE
+
+    before = EVIDENCE_FILE.read_bytes()
+    (tmp_path / "extra").mkdir()
+    for i, r in enumerate(_records()):
+        (tmp_path / "extra" / f"{i:03d}.json").write_text(json.dumps(r))
+    monkeypatch.chdir(tmp_path)
+    assert main(["curve-report", "extra", "--title", "Longer still"]) == 0
+    page = (tmp_path / "docs" / "extra" / "curve.md").read_text()
+    assert page.startswith("# Longer still\n") and "`extra`" in page
+    assert not (tmp_path / "docs" / "curve.md").exists()
+    assert EVIDENCE_FILE.read_bytes() == before
+
+
 # The curve end to end ----------------------------------------------------------------------
 
 @pytest.mark.slow

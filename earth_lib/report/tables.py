@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from earth_lib.errors import RunNotFoundError
+from earth_lib.paths import CURVE_RECORDS
 from earth_lib.run import METRICS_FILE, Run, load_run
 from earth_lib.search.selection import baseline_name
 
@@ -203,7 +204,7 @@ def outside_outputs(kind: str, args: list[str]) -> str | None:
         return budget_markdown(records) + f"\n\n![Accuracy against the budget]({BUDGET_FIGURE})"
     from earth_lib.experiments.report import curve_verdicts, load_records, where_search_pays
 
-    folder = Path(args[0] if args else "results/curve")
+    folder = Path(args[0] if args else CURVE_RECORDS)
     records = load_records(folder) if folder.is_dir() else []
     if not records:
         return None
