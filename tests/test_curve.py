@@ -535,6 +535,13 @@ def test_the_length_check_gets_its_own_verdict_and_advice_once_it_has_replicates
         "search arm -" in pays and "points against literature, 3 replicates)" in pays
 
 
+def _write_records(folder, records):
+    folder.mkdir(parents=True)
+    for i, r in enumerate(records):
+        (folder / f"{i:03d}.json").write_text(json.dumps(r))
+    return folder
+
+
 def test_a_cell_trained_at_two_lengths_gets_a_row_each_and_the_verdict_the_shorter(tmp_path):
     records = [r for r in _records() if not r.get("length_factor")]
     for factor, acc in ((3, 0.8), (8, 0.9)):
@@ -550,6 +557,12 @@ def test_a_cell_trained_at_two_lengths_gets_a_row_each_and_the_verdict_the_short
     assert "| 250 | literature | 1 | " in table and "| 90.0 (3,200 steps) | " in table
     assert "the best of these arms trained 3,200 steps is the same." in table
     assert curve_report.length_figure(lengths, tmp_path).stat().st_size > 10_000
+    # no search arm among the records: no figure of its gain, nor a link to one
+    plain = [r for r in records if r["arm"] in ("literature", "none")]
+    written = curve_report.write_curve_report(_write_records(tmp_path / "plain", plain),
+                                              tmp_path / "docs")
+    assert {p.name for p in written[1:]} == {"curve_accuracy.png", "curve_length.png"}
+    assert "curve_gain" not in written[0].read_text()
 
 
 def test_another_records_folder_gets_its_own_page_and_leaves_the_planner_alone(tmp_path,
@@ -565,6 +578,7 @@ def test_another_records_folder_gets_its_own_page_and_leaves_the_planner_alone(t
     assert main(["curve-report", "extra", "--title", "Longer still"]) == 0
     page = (tmp_path / "docs" / "extra" / "curve.md").read_text()
     assert page.startswith("# Longer still\n") and "`extra`" in page
+    assert "curve_gain.png" in page  # search arms compared: their gain's figure
     assert not (tmp_path / "docs" / "curve.md").exists()
     assert EVIDENCE_FILE.read_bytes() == before
 

@@ -482,7 +482,10 @@ def progress_line(records: list[dict[str, Any]], planned: int | None = None) -> 
 
 
 def curve_figures(table: pd.DataFrame, comp: pd.DataFrame, folder: Path) -> list[Path]:
-    """Accuracy against size (one line per arm, with its interval), and the search's gain."""
+    """Accuracy against size (one line per arm, with its interval), and the search's gain.
+
+    The gain's figure only where a search arm was compared (records without one have none).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -515,6 +518,8 @@ def curve_figures(table: pd.DataFrame, comp: pd.DataFrame, folder: Path) -> list
     fig.savefig(paths[0], dpi=120)
     plt.close(fig)
     gains = comp[(comp["against"] == "best no-search") & comp["arm"].isin(SEARCH_ARMS)]
+    if gains.empty:
+        return paths[:1]
     fig, ax = plt.subplots(figsize=(7.5, 4))
     for i, (arm, g) in enumerate(gains.groupby("arm", sort=False)):
         x = g["size"] * (1 + 0.04 * (i - 1.5))  # side by side on the log axis
@@ -566,7 +571,8 @@ def length_figure(lengths: pd.DataFrame, folder: Path) -> Path | None:
         ax.set_xticks(x, means.index, rotation=35, ha="right")
         reps = g["replicate"].nunique()
         ax.set(ylabel="test accuracy (%)",
-               title=f"{int(size):,} images: mean of {reps} replicate{'s' if reps > 1 else ''}")
+               title=f"{int(size):,} images, {int(factor)}x the steps: mean of {reps} "
+                     f"replicate{'s' if reps > 1 else ''}")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle("Does the ranking hold when every arm trains longer?", fontsize=10)
@@ -646,8 +652,10 @@ def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures
         parts.append("Verdict per size (the best search arm against the best arm without a "
                      "search):\n\n" + "\n".join(f"- {v}" for v in said.values()))
     if figures and len(table):
+        searched = comp["arm"].isin(SEARCH_ARMS) & (comp["against"] == "best no-search")
         parts.append(f"![Test accuracy against training-set size]({figures}/curve_accuracy.png)"
-                     f"\n\n![The search's gain]({figures}/curve_gain.png)")
+                     + (f"\n\n![The search's gain]({figures}/curve_gain.png)"
+                        if searched.any() else ""))
     if len(table):
         parts.append("Test accuracy (%), mean [Student t 95 % interval over replicates] "
                      "(replicates):\n\n"
