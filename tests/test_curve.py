@@ -484,8 +484,10 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     # the README's opening sentence: where it pays, grouped by verdict, sizes from records
     pays = curve_report.where_search_pays(curve_report.load_records(folder))
     assert "5 arms on 250 and 1,000 training images" in pays
-    assert ": at 250 training images. The search pays at 250 images (the best search arm +" in pays
-    assert "the search loses at 1,000 images (the best search arm -" in pays
+    assert re.search(r": at 250 training images\. The search pays at 250 images \(the best "
+                     r"search arm against trivialaugment: \+\d\.\d points, on 5 replicates\)",
+                     pays)
+    assert "the search loses at 1,000 images (the best search arm against trivialaugment: -" in pays
     assert "Trained longer (the length check): not judged yet at 250 images" in pays
     assert curve_report.where_search_pays([]).endswith("has no record yet.")
 
@@ -532,7 +534,7 @@ def test_the_length_check_gets_its_own_verdict_and_advice_once_it_has_replicates
                      block.split("| 250 (longer) |")[1].splitlines()[0])
     pays = curve_report.where_search_pays(curve_report.load_records(folder))
     assert "Trained longer (the length check): the search loses at 250 images (the best " \
-        "search arm -" in pays and "points against literature, 3 replicates)" in pays
+        "search arm against literature: -" in pays and "points, on 3 replicates)" in pays
 
 
 def _write_records(folder, records):

@@ -720,10 +720,14 @@ def readme_table(acc: pd.DataFrame, longer: pd.DataFrame) -> str:
                            "best arm without one (points)"], [r[2] for r in sorted(rows)])
 
 
+def _join(words: list[str]) -> str:
+    """``["a", "b", "c"]`` -> ``"a, b and c"``."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def _sizes(sizes: list[int]) -> str:
     """``[250, 500, 1000]`` -> ``"250, 500 and 1,000"``."""
-    words = [f"{int(n):,}" for n in sizes]
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return _join([f"{int(n):,}" for n in sizes])
 
 
 def where_search_pays(records: list[dict[str, Any]]) -> str:
@@ -749,11 +753,12 @@ def where_search_pays(records: list[dict[str, Any]]) -> str:
                 continue
             pays += list(g.index) if verdict == "pays" and not label else []
             refs = sorted(set(g["no_search_arm"]))
+            reps = [str(n) for n in g["replicates"]]
             groups.append(
                 f"{'the search ' if verdict != 'no difference shown' else ''}{verdict} at "
-                f"{_sizes(list(g.index))} images (the best search arm "
-                f"{' and '.join(f'{v:+.1f}' for v in g['gain_points'])} points against "
-                f"{' / '.join(refs)}, {_sizes(sorted(set(g['replicates'])))} replicates)")
+                f"{_sizes(list(g.index))} images (the best search arm against "
+                f"{' / '.join(refs)}: {_join([f'{v:+.1f}' for v in g['gain_points']])} "
+                f"points, on {_join(reps) if len(set(reps)) > 1 else reps[0]} replicates)")
         waiting = sorted(set(frame["size"]) - set(judged.index))
         if waiting:
             groups.append(f"not judged yet at {_sizes(waiting)} images (fewer than three "
