@@ -761,8 +761,8 @@ def where_search_pays(records: list[dict[str, Any]]) -> str:
                 f"points, on {_join(reps) if len(set(reps)) > 1 else reps[0]} replicates)")
         waiting = sorted(set(frame["size"]) - set(judged.index))
         if waiting:
-            groups.append(f"not judged yet at {_sizes(waiting)} images (fewer than three "
-                          "replicates of every arm)")
+            groups.append(f"not judged yet at {_sizes(waiting)} images (a search arm on "
+                          "one replicate, or none yet)")
         parts.append((f"{label[0].upper() + label[1:]}: " if label else "")
                      + "; ".join(groups) + ".")
     head = (f"at {_sizes(sorted(pays))} training images" if pays else "at no size measured")
