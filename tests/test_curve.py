@@ -277,6 +277,10 @@ def test_the_fixed_arms_values():
     assert curve.fixed_values("none", P)["rotation"] == 0
     assert curve.fixed_values("literature", P)["rotation"] == 45
     assert curve.fixed_values("trivialaugment", P)["policy"] == "trivialaugment"
+    both = curve.fixed_values("literature_dihedral", P)
+    assert both == {**curve.fixed_values("literature", P), "policy": "dihedral"}
+    assert [type(lay).__name__ for lay in training_augmentation(both).layers] \
+        == ["RandomAffine", "PolicyAugment"]
     assert curve.epochs_for(300, 250, 64) == 75 and curve.epochs_for(10, 5000, 64) == 1
 
 
@@ -308,14 +312,24 @@ def test_the_committed_curve_file_is_valid_and_one_cell_can_be_run_alone(root):
     longer = sum(len(f) for key in ("fidelity_trial_fractions", "fidelity_refreshed")
                  for f in c[key].values()) * 16
     lengths = sum(min(c["length_check_replicates"][size], c["replicates"][size]) for size in
-                  c["length_check"]) * len(curve.ARMS)
+                  c["length_check"]) * len(c["arms"])
     fidelity = len(c["fidelity_sizes"]) * c["fidelity_points"] * c["fidelity_seeds"]
     assert len(curve.plan_cells(c)) == (fidelity + longer + lengths
-                                        + sum(c["replicates"].values()) * len(curve.ARMS))
+                                        + sum(c["replicates"].values()) * len(c["arms"]))
     one = load_params(root / "params" / "curve.yaml", "curve.sizes=[500] curve.replicates=1 "
                       "curve.arms=[method] curve.fidelity_sizes=[] curve.length_check={}")
     assert [c.name for c in curve.plan_cells(one["curve"])] == ["n00500-r0-method"]
     assert one["curve"]["final_steps"] == {500: P["curve"]["final_steps"][500]}
+
+
+def test_an_extra_arm_runs_only_when_named():
+    assert "literature_dihedral" not in validate({})["curve"]["arms"]
+    named = validate({"curve": {"arms": ["literature", "literature_dihedral"], "sizes": [500],
+                                "replicates": 1, "length_check": {500: 16},
+                                "fidelity_sizes": []}})
+    assert [c.name for c in curve.plan_cells(named["curve"])] == [
+        "n00500-r0-literature", "n00500-r0-literature_dihedral",
+        "n00500-r0-literature-x16", "n00500-r0-literature_dihedral-x16"]
 
 
 # Search pieces the curve adds --------------------------------------------------------------

@@ -15,6 +15,8 @@ weights) with the replicate's training seed, then the test set. The arms:
 * ``literature``: the literature values (the method's baseline);
 * ``dihedral``, ``trivialaugment``, ``randaugment``: policy-free augmentation
   (:mod:`earth_lib.nn.policies`) instead of the six values;
+* ``literature_dihedral`` (only when ``curve.arms`` names it): the literature values, then
+  the dihedral group on top (quarter turns besides their rotation, shifts and flips);
 * ``lr_wd``: learning rate and weight decay searched (the method's steps), the literature
   augmentation kept: which half of the nine pays?
 * ``random``: uniform random search over the method's space;
@@ -51,15 +53,16 @@ import numpy as np
 from earth_lib import data as data_mod
 from earth_lib import params as params_mod
 from earth_lib.errors import ParameterError
-from earth_lib.params import AUGMENT_KEYS, POLICIES
+from earth_lib.params import AUGMENT_KEYS, CURVE_ARMS, POLICIES
 from earth_lib.planning.evidence import MIN_REPLICATES
 from earth_lib.search import SearchPlan, SearchSpace
 from earth_lib.search import fingerprint as digest
 
-#: The arms, in the order tables show them (declared in the parameter table: curve.arms).
-ARMS = tuple(params_mod.SCHEMA["curve"]["arms"].default)
+#: The arms, in the order tables show them (the plan's: curve.arms in the parameter table).
+ARMS = CURVE_ARMS
 #: Arms that choose without a trial; of them, the policy-free augmentations.
-NO_SEARCH = ("none", "literature", "dihedral", "trivialaugment", "randaugment")
+NO_SEARCH = ("none", "literature", "dihedral", "literature_dihedral", "trivialaugment",
+             "randaugment")
 POLICY_FREE = POLICIES[1:]
 SEARCH_ARMS = tuple(a for a in ARMS if a not in NO_SEARCH)
 FIDELITY = "fidelity"
@@ -210,6 +213,8 @@ def fixed_values(arm: str, P: dict[str, Any]) -> dict[str, Any]:
         return quiet
     if arm == "literature":
         return lit
+    if arm == "literature_dihedral":
+        return {**lit, "policy": "dihedral"}
     if arm in POLICY_FREE:
         return {**quiet, "policy": arm}
     raise ValueError(f"arm {arm!r} searches; it has no fixed values.")

@@ -9,6 +9,7 @@ typed settings of each stage.
 
 from earth_lib.params.schema import (
     AUGMENT_KEYS,
+    CURVE_ARMS,
     DATASETS,
     DEFAULT_SPACE,
     HYPERPARAMETER_LIMITS,
@@ -42,6 +43,7 @@ from earth_lib.params.validation import (
 
 __all__ = [
     "AUGMENT_KEYS",
+    "CURVE_ARMS",
     "POLICIES",
     "DATASETS",
     "DEFAULT_SPACE",

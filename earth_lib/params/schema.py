@@ -32,6 +32,11 @@ REQUIRED_HYPERPARAMETERS = HYPERPARAMETERS[:9]
 AUGMENT_KEYS = HYPERPARAMETERS[:6]
 #: Policy-free augmentations (earth_lib.nn.policies), by name; ``none`` adds none.
 POLICIES = ("none", "dihedral", "trivialaugment", "randaugment")
+#: The learning curve's arms, in the order its tables show them (earth_lib/experiments/curve.py).
+CURVE_ARMS = ("none", "literature", "dihedral", "literature_dihedral", "trivialaugment",
+              "randaugment", "lr_wd", "random", "method", "noisy_gp")
+#: Arms a curve runs only when ``curve.arms`` names them (one-off questions, not the plan).
+CURVE_EXTRA_ARMS = ("literature_dihedral",)
 
 #: Hard limits each hyperparameter's declared bounds or values must respect.
 HYPERPARAMETER_LIMITS = {
@@ -263,9 +268,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                           "else", low=10),
         "val_fraction": _p(0.25, float, "validation images per training image, drawn beside "
                            "each subset", low=0.05, high=1.0),
-        "arms": _p(["none", "literature", "dihedral", "trivialaugment", "randaugment", "lr_wd",
-                    "random", "method", "noisy_gp"], list,
-                   "arms of the curve (see earth_lib/experiments/curve.py)"),
+        "arms": _p([a for a in CURVE_ARMS if a not in CURVE_EXTRA_ARMS], list,
+                   "arms of the curve (see earth_lib/experiments/curve.py); "
+                   f"also known: {', '.join(CURVE_EXTRA_ARMS)}"),
         "final_steps": _p({250: 250, 500: 300, 1000: 400, 2000: 500, 5000: 600}, dict,
                           "optimiser steps of every arm's final training, {size: steps} for "
                           "every size"),

@@ -15,6 +15,7 @@ from earth_lib.errors import (
     ParameterError,
 )
 from earth_lib.params.schema import (
+    CURVE_ARMS,
     DEFAULT_SPACE,
     HYPERPARAMETER_LIMITS,
     HYPERPARAMETERS,
@@ -260,10 +261,9 @@ def _check_curve(c: dict[str, Any], source: str) -> None:
             raise _fail(source, f"curve.{key}", f"{{size: {what}}} for every size of {sizes}"
                         + (f", or one {what} for all" if one_for_all else ""), c[key])
         c[key] = {size: given[size] for size in sizes}
-    known = SCHEMA["curve"]["arms"].default
     for arm in c["arms"]:
-        if arm not in known:
-            raise _unknown(source, f"curve.arms: {arm}", list(known))
+        if arm not in CURVE_ARMS:
+            raise _unknown(source, f"curve.arms: {arm}", list(CURVE_ARMS))
     if not c["arms"] or len(set(c["arms"])) != len(c["arms"]):
         raise _fail(source, "curve.arms", "a non-empty list of distinct arms", c["arms"])
     lo_hi = c["weight_decay_bounds"]
