@@ -67,6 +67,11 @@ def test_the_plan_follows_the_evidence_and_says_why():
     big = DataSummary(images=6000, classes=10, native_size=64, bands=3)
     paid = _plan(_evidence(), big)
     assert paid.choices["search.enabled"] is True and "it pays" in paid.reasons["search.enabled"]
+    short = _plan(_evidence(verdict="pays"), small, budget=20)  # no time for trials
+    assert short.reasons["search.enabled"].endswith(
+        "after the final training: trivialaugment augmentation (baseline.policy)")
+    quiet = _plan(None, small, budget=20, given={"baseline": {"rotation": 0.0}})
+    assert quiet.reasons["search.enabled"].endswith("the file's baseline values")
     hand = _plan(_evidence(), small, given={"baseline": {"policy": "dihedral"},
                                             "search": {"enabled": True}})
     assert "baseline.policy" not in hand.choices and "search.enabled" not in hand.choices

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from earth_lib.errors import ParameterError
-from earth_lib.params import TrainSettings, apply_overrides, validate
+from earth_lib.params import AUGMENT_KEYS, TrainSettings, apply_overrides, validate
 from earth_lib.planning.evidence import advice_for
 
 #: The sides (px) a plan chooses from, and the sizes it measures training speed at.
@@ -143,6 +143,18 @@ def _flat(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _augmentation_words(values: dict[str, Any]) -> str:
+    """What a final training without a search augments with, from flat ``baseline.*`` values."""
+    policy = values["baseline.policy"]
+    if policy != "none":
+        return f"{policy} augmentation (baseline.policy)"
+    if not any(values[f"baseline.{k}"] for k in AUGMENT_KEYS):
+        return "no augmentation"
+    literature = validate({})["baseline"]
+    same = all(values[f"baseline.{k}"] == literature[k] for k in AUGMENT_KEYS)
+    return "the literature values" if same else "the file's baseline values"
+
+
 def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
              data: DataSummary, evidence: dict[str, Any] | None = None) -> RunPlan:
     """Choose what the file leaves open so that the run fits ``params['budget_minutes']``.
@@ -238,7 +250,7 @@ def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
            else f"no search: {advice.search_reason()}; the run ends early rather than "
            "search" if pays is False and trials >= MIN_TRIALS
            else f"the budget leaves {trials} trial(s) (fewer than {MIN_TRIALS}) after the "
-           "final training: the literature values")
+           f"final training: {_augmentation_words({**_flat(params), **choices})}")
     choose("baseline.enabled", search, "the literature values scored as the search's "
            "yardstick" if search else "no search: no yardstick to score")
     search_seconds = _plan_search(choose, trials, trial_epochs, trial_images, trial) \
