@@ -3,7 +3,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from earth_lib.errors import SearchHistoryError
@@ -307,7 +306,9 @@ def test_search_or_baseline_searches_when_enabled(tmp_path):
     assert sel.chosen_by == "search" and sel.hyperparameters == sel.search.best.hp
     assert sel.baseline_loss == pytest.approx(bowl(base)["val_loss"])
     assert len(sel.history) == 5 and sel.history[0]["source"] == "initial"
-    assert set(sel.summary()) == {"search best", "literature baseline"}
+    summary = sel.summary()
+    assert set(summary) == {"search best", "baseline (literature values)"}
+    assert summary["search best"]["x"] == sel.search.best.hp["x"]  # scores, then values
     rec = sel.record()
     assert rec["search"]["trials"] == 5 and rec["search"]["chosen_by"] == "search"
     assert rec["literature_baseline"]["hyperparameters"] == base
@@ -326,15 +327,19 @@ def test_search_or_baseline_takes_the_baseline_when_disabled(tmp_path):
     sel = search_or_baseline(objective, SMALL, tmp_path / "h.csv", base, plan(), enabled=False,
                              evaluate_baseline=False, log=lambda m: None)
     assert sel.chosen_by == "baseline" and sel.hyperparameters == base
-    assert calls == [] and sel.history == [] and sel.summary() == {}
+    assert calls == [] and sel.history == [] and sel.bounds_table() == [
+        {"step": "none (search off)"}]  # notebook 2 indexes the rows by step, on or off
+    assert sel.summary() == {"final training (search off)": base}  # what it trains, unscored
+    from earth_lib.report.plotting import plot_convergence
+
+    fig = plot_convergence(sel.history)  # says so, and claims nothing of the values
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no search ran: no trials to draw"]
+    assert not fig.axes[0].axison
     assert sel.record()["search"] == {"best_hyperparameters": base, "chosen_by": "baseline",
                                       "trials": 0, "failed_trials": 0, "trial_budget": 0.0,
                                       "best_val_loss": None, "stop_reasons": [],
                                       "step_bounds": []}
     assert not (tmp_path / "h.csv").exists()
-    # notebook 2 shows the bounds indexed by step, search on or off
-    assert list(pd.DataFrame(sel.bounds_table()).set_index("step").index) == [
-        "none (search off)"]
 
 
 KILLABLE = """

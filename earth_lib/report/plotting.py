@@ -167,14 +167,16 @@ def plot_convergence(history: list[dict], baseline: float | None = None) -> plt.
     """Search convergence: each trial's val loss and the best so far, steps marked.
 
     ``history`` holds the trials as rows (``step``, ``val_loss``); with none (search off)
-    the figure says so and shows the literature baseline alone.
+    the figure says so, and nothing else (the run's report names the values trained).
     """
+    if not history:
+        fig, ax = plt.subplots(figsize=(6.5, 1.2))
+        ax.text(0.5, 0.5, "no search ran: no trials to draw", ha="center", va="center")
+        ax.axis("off")
+        return fig
     steps = np.array([r["step"] for r in history], dtype=int)
     losses = np.array([r["val_loss"] for r in history], dtype=float)
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
-    if not history:
-        ax.text(0.5, 0.6, "search disabled: the literature values were used",
-                transform=ax.transAxes, ha="center")
     x = np.arange(1, len(losses) + 1)
     ax.scatter(x, losses, c=steps, cmap="viridis", s=18, label="trial")
     finite = np.where(np.isfinite(losses), losses, np.inf)

@@ -142,14 +142,20 @@ def _chosen(metrics: dict[str, Any]) -> str:
         else f"{chosen} values"
 
 
+def _why_no_search(run: Run) -> str:
+    """Why a run searched nothing: its plan's reason, or the parameter file's setting."""
+    reason = (read_json(run.plan_path).get("reasons") or {}).get("search.enabled") \
+        if run.plan_path.is_file() else None
+    return f"the plan: {reason}" if reason else "search.enabled: false"
+
+
 def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
     """The search: convergence, each value against its score, the bounds of each step."""
     search = record.get("search") or {}
     report.add("h2", "The search")
     if not run.search_history.is_file() or not search.get("trials"):
         report.add("p", "No search ran in this run: the final training used the "
-                   f"{_chosen(record)}" + (" (the budget left no room for one: see plan.json)."
-                               if run.plan_path.is_file() else "."))
+                   f"{_chosen(record)} ({_why_no_search(run)}).")
         return
     history = pd.read_csv(run.search_history)
     lit = (record.get("literature_baseline") or {}).get("val_loss")

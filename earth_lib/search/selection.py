@@ -55,16 +55,22 @@ class Selection:
         return [{"step": row["step"], **{k: show(v) for k, v in row.items() if k != "step"}}
                 for row in self.search.step_bounds()]
 
-    def summary(self) -> dict[str, dict[str, float]]:
-        """Best search trial and literature values side by side: validation loss and accuracy."""
-        rows = {}
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """The search's best and the baseline side by side: validation scores, then values.
+
+        With the search off and the baseline unscored, the one row the final training takes.
+        """
+        rows: dict[str, dict[str, Any]] = {}
         if self.search:
             best = self.search.best
-            rows["search best"] = {"val_loss": best.val_loss, "val_accuracy": best.val_accuracy}
+            rows["search best"] = {"val_loss": best.val_loss, "val_accuracy": best.val_accuracy,
+                                   **best.hp}
         if self.baseline:
-            rows["literature baseline"] = {k: self.baseline[k]
-                                           for k in ("val_loss", "val_accuracy")}
-        return rows
+            name = baseline_name({"hyperparameters": self.baseline_hyperparameters})
+            rows[f"baseline ({name})"] = {**{k: self.baseline[k]
+                                             for k in ("val_loss", "val_accuracy")},
+                                          **self.baseline_hyperparameters}
+        return rows or {"final training (search off)": dict(self.hyperparameters)}
 
     def record(self) -> dict[str, dict[str, Any]]:
         """The ``search`` and ``literature_baseline`` entries of a run's metrics."""
