@@ -100,11 +100,12 @@ def test_a_run_trained_with_a_policy_says_so_not_the_literature_values(tmp_path)
     run.metrics_path.write_text(json.dumps(m))
     md = write_report(run_report(run), run.path)[0].read_text()
     assert "| ResNet (dihedral augmentation) |" in md and "literature" not in md
-    assert "the final training used the dihedral augmentation (search.enabled: false)." in md
+    assert ("the final training used the dihedral augmentation. Why: search.enabled is false "
+            "in its parameters.") in md
     why = "no search: no gain shown in the learning curve at 500 training images"
     run.plan_path.write_text(json.dumps({"reasons": {"search.enabled": why}}))
     md = write_report(run_report(run), run.path)[0].read_text()
-    assert f"used the dihedral augmentation (the plan: {why})." in md  # the plan's own reason
+    assert f"Why: its plan (plan.json) says {why}." in md  # the plan's own reason
 
 
 

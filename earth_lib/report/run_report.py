@@ -146,7 +146,8 @@ def _why_no_search(run: Run) -> str:
     """Why a run searched nothing: its plan's reason, or the parameter file's setting."""
     reason = (read_json(run.plan_path).get("reasons") or {}).get("search.enabled") \
         if run.plan_path.is_file() else None
-    return f"the plan: {reason}" if reason else "search.enabled: false"
+    return f"its plan (plan.json) says {reason}" if reason else \
+        "search.enabled is false in its parameters"
 
 
 def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
@@ -155,7 +156,7 @@ def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
     report.add("h2", "The search")
     if not run.search_history.is_file() or not search.get("trials"):
         report.add("p", "No search ran in this run: the final training used the "
-                   f"{_chosen(record)} ({_why_no_search(run)}).")
+                   f"{_chosen(record)}. Why: {_why_no_search(run)}.")
         return
     history = pd.read_csv(run.search_history)
     lit = (record.get("literature_baseline") or {}).get("val_loss")
