@@ -27,9 +27,7 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
     The executed notebook is written as ``<name>.running.ipynb`` and renamed on success,
     or to ``<name>.failed.ipynb`` on failure, so a failed run is never taken as done.
     """
-    import nbformat
     import papermill as pm
-    from nbconvert import HTMLExporter
 
     from earth_lib.data.datasets import local_copy
     from earth_lib.io import atomic_write_text
@@ -72,9 +70,30 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
                 running.replace(run_dir / f"{name}.failed.ipynb")
             raise
         running.replace(done)
-        html, _ = HTMLExporter().from_notebook_node(nbformat.read(done, as_version=4))
-        atomic_write_text(run_dir / f"{name}.html", html)
+        atomic_write_text(run_dir / f"{name}.html", notebook_html(done))
     return done
+
+
+#: JupyterLab's page with each figure's alternative text (the lab template leaves it out).
+HTML_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{% block data_png scoped %}
+<div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
+<img src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}"
+alt="{{ (output | get_metadata('alt', 'image/png')) or 'a figure' | escape_html }}">
+</div>
+{%- endblock data_png %}
+"""
+
+
+def notebook_html(path: str | Path) -> str:
+    """An executed notebook as one HTML page, its figures described by their alt text."""
+    import nbformat
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(extra_loaders=[DictLoader({"earth.html.j2": HTML_TEMPLATE})],
+                            template_file="earth.html.j2")
+    return exporter.from_notebook_node(nbformat.read(path, as_version=4))[0]
 
 
 def check_inputs(run: str | Path, data: str | Path) -> None:

@@ -1,6 +1,7 @@
 """The whole smoke pipeline through the Makefile and papermill, as `make all` runs it."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -43,6 +44,12 @@ def test_run_folder_holds_every_product(smoke_run):
     assert {"confusion_matrix.png", "convergence.png", "pca_variance.png", "samples.png",
             "training_curves.png", "preprocessing_examples.png"} <= figures
     assert not list(run.glob("*.running.ipynb")) and not list(run.glob("*.failed.ipynb"))
+    pages = {name: (run / f"{name}.html").read_text() for name in ("01_preprocessing",
+                                                                  "02_earth_classifier")}
+    for name, page in pages.items():  # every figure says what it is, as alternative text
+        shown = [tag for tag in re.findall(r"<img [^>]*>", page) if "data:image/png" in tag]
+        assert shown and all('alt="figure: ' in tag for tag in shown), name
+    assert 'alt="figure: convergence"' in pages["02_earth_classifier"]
 
 
 @smoke_data

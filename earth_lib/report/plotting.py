@@ -31,15 +31,20 @@ def to_display(image: np.ndarray) -> np.ndarray:
 
 
 def save_figure(fig: plt.Figure, path: str | Path, show: bool = False, dpi: int = 110) -> Path:
-    """Save a figure as PNG atomically (showing it first in a notebook if asked) and close it."""
-    if show:
-        from IPython.display import display
+    """Save a figure as PNG atomically and close it; ``show``: display that PNG in a notebook.
 
-        display(fig)
+    Displayed with its file name as alternative text (:func:`earth_lib.cli.notebook_html`
+    keeps it in the notebook's HTML page).
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(Path(path), buf.getvalue())
+    if show:
+        from IPython.display import Image, display
+
+        display(Image(data=buf.getvalue(), format="png",
+                      alt=f"figure: {Path(path).stem.replace('_', ' ')}"))
     return Path(path)
 
 
