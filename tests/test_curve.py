@@ -370,6 +370,14 @@ def test_holm_and_paired_differences():
     assert d["t_low"] < d["ci_low"] and d["t_high"] > d["ci_high"]  # t is wider with 5
 
 
+def test_an_accuracy_interval_stays_within_0_and_1():
+    rows = [{"size": 2000, "replicate": r, "arm": "dihedral", "accuracy": a}
+            for r, a in enumerate((0.99, 0.80))]  # two replicates: t with one degree
+    row = curve_report.summary(pd.DataFrame(rows).assign(macro_f1=0.0, minutes=1.0)).iloc[0]
+    assert row["ci_low"] == 0.0 and row["ci_high"] == 1.0
+    assert row["accuracy"] == pytest.approx(0.895)
+
+
 def test_three_replicates_of_one_sign_are_not_a_verdict():
     # +1, +3 and +8 points: the bootstrap interval excludes zero; three replicates of one
     # sign happen one time in four by chance, and the t interval (Bonferroni) says so

@@ -178,12 +178,15 @@ def holm(pvalues: list[float]) -> list[float]:
 
 
 def summary(acc: pd.DataFrame) -> pd.DataFrame:
-    """Per size and arm: replicates, mean accuracy, its Student-t 95 % interval, F1, minutes."""
+    """Per size and arm: replicates, mean accuracy, its Student-t 95 % interval, F1, minutes.
+
+    The interval is cut to what an accuracy can be, 0 to 1 (two replicates reach past it).
+    """
     rows = []
     for (size, arm), g in acc.groupby(["size", "arm"]):
         a = g["accuracy"].to_numpy(dtype=float)
-        low, high = t_interval(float(a.mean()), float(a.std(ddof=1)) if len(a) > 1
-                               else float("nan"), len(a))
+        low, high = np.clip(t_interval(float(a.mean()), float(a.std(ddof=1)) if len(a) > 1
+                                       else float("nan"), len(a)), 0.0, 1.0)
         rows.append({"size": size, "arm": arm, "replicates": len(g),
                      "accuracy": g["accuracy"].mean(), "ci_low": low, "ci_high": high,
                      "macro_f1": g["macro_f1"].mean(), "minutes": g["minutes"].mean(),
