@@ -103,7 +103,12 @@ def test_a_run_trained_with_a_policy_says_so_not_the_literature_values(tmp_path)
     assert ("the final training used the dihedral augmentation. Why: search.enabled is false "
             "in its parameters.") in md
     why = "no search: no gain shown in the learning curve at 500 training images"
-    run.plan_path.write_text(json.dumps({"reasons": {"search.enabled": why}}))
+    from dataclasses import replace
+
+    from tests.test_evidence import _plan
+
+    plan = replace(_plan(None), reasons={"search.enabled": why})
+    run.plan_path.write_text(json.dumps(plan.to_json()))
     md = write_report(run_report(run), run.path)[0].read_text()
     assert f"Why: its plan (plan.json) says {why}." in md  # the plan's own reason
 

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from earth_lib.errors import ParameterError
-from earth_lib.params import AUGMENT_KEYS, TrainSettings, apply_overrides, validate
+from earth_lib.params import (
+    AUGMENT_KEYS,
+    TrainSettings,
+    apply_overrides,
+    default_params,
+    validate,
+)
 from earth_lib.planning.evidence import advice_for
 
 #: The sides (px) a plan chooses from, and the sizes it measures training speed at.
@@ -150,7 +156,7 @@ def _augmentation_words(values: dict[str, Any]) -> str:
         return f"{policy} augmentation (baseline.policy)"
     if not any(values[f"baseline.{k}"] for k in AUGMENT_KEYS):
         return "no augmentation"
-    literature = validate({})["baseline"]
+    literature = default_params()["baseline"]
     same = all(values[f"baseline.{k}"] == literature[k] for k in AUGMENT_KEYS)
     return "the literature values" if same else "the file's baseline values"
 

@@ -144,8 +144,7 @@ def _chosen(metrics: dict[str, Any]) -> str:
 
 def _why_no_search(run: Run) -> str:
     """Why a run searched nothing: its plan's reason, or the parameter file's setting."""
-    reason = (read_json(run.plan_path).get("reasons") or {}).get("search.enabled") \
-        if run.plan_path.is_file() else None
+    reason = run.plan.reasons.get("search.enabled") if run.plan else None
     return f"its plan (plan.json) says {reason}" if reason else \
         "search.enabled is false in its parameters"
 
