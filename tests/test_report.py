@@ -102,6 +102,9 @@ def test_a_run_trained_with_a_policy_says_so_not_the_literature_values(tmp_path)
     assert "| ResNet (dihedral augmentation) |" in md and "literature" not in md
     assert ("the final training used the dihedral augmentation. Why: search.enabled is false "
             "in its parameters.") in md
+    from earth_lib.planning.evidence import search_note
+
+    assert search_note(200, searching=False) in md  # and what the curve says at its size
     why = "no search: no gain shown in the learning curve at 500 training images"
     from dataclasses import replace
 

@@ -311,6 +311,7 @@ def test_search_or_baseline_searches_when_enabled(tmp_path):
     assert summary["search best"]["x"] == sel.search.best.hp["x"]  # scores, then values
     rec = sel.record()
     assert rec["search"]["trials"] == 5 and rec["search"]["chosen_by"] == "search"
+    assert sel.trained_with == "search values"
     assert rec["literature_baseline"]["hyperparameters"] == base
 
 
@@ -327,6 +328,11 @@ def test_search_or_baseline_takes_the_baseline_when_disabled(tmp_path):
     sel = search_or_baseline(objective, SMALL, tmp_path / "h.csv", base, plan(), enabled=False,
                              evaluate_baseline=False, log=lambda m: None)
     assert sel.chosen_by == "baseline" and sel.hyperparameters == base
+    assert sel.trained_with == "literature values"
+    policy = search_or_baseline(objective, SMALL, tmp_path / "h.csv",
+                                {**base, "policy": "dihedral"}, plan(), enabled=False,
+                                evaluate_baseline=False, log=lambda m: None)
+    assert policy.trained_with == "dihedral augmentation"  # named by what it trains
     assert calls == [] and sel.history == [] and sel.bounds_table() == [
         {"step": "none (search off)"}]  # notebook 2 indexes the rows by step, on or off
     assert sel.summary() == {"final training (search off)": base}  # what it trains, unscored

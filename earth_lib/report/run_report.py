@@ -22,10 +22,11 @@ from scipy.stats import binomtest
 from earth_lib.experiments.report import markdown_table
 from earth_lib.io import atomic_write_text
 from earth_lib.nn.explain import CamExamples
+from earth_lib.planning.evidence import search_note
 from earth_lib.report import report_figures as rf
 from earth_lib.report.plotting import plot_mistakes, save_figure, test_summary_name
 from earth_lib.run import Run, read_json
-from earth_lib.search.selection import baseline_name
+from earth_lib.search.selection import baseline_name, trained_with
 
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 
@@ -135,18 +136,13 @@ def cam_blocks(report: Report, folder: Path, names: list[str], cams: CamExamples
         report.add("img", "Grad-CAM", "figures/grad_cam.png")
 
 
-def _chosen(metrics: dict[str, Any]) -> str:
-    """Whose values the final training used, in words: the search's or the baseline's."""
-    chosen = (metrics.get("search") or {}).get("chosen_by", "baseline")
-    return baseline_name(metrics.get("literature_baseline")) if chosen == "baseline" \
-        else f"{chosen} values"
-
-
-def _why_no_search(run: Run) -> str:
-    """Why a run searched nothing: its plan's reason, or the parameter file's setting."""
+def _why_no_search(run: Run, train_images: int | None) -> str:
+    """Why a run searched nothing: its plan's reason, or its parameters and the curve's word."""
     reason = run.plan.reasons.get("search.enabled") if run.plan else None
-    return f"its plan (plan.json) says {reason}" if reason else \
-        "search.enabled is false in its parameters"
+    if reason:
+        return f"its plan (plan.json) says {reason}"
+    curve = f" {search_note(train_images, searching=False)}" if train_images else ""
+    return f"search.enabled is false in its parameters.{curve}"
 
 
 def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
@@ -154,8 +150,9 @@ def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
     search = record.get("search") or {}
     report.add("h2", "The search")
     if not run.search_history.is_file() or not search.get("trials"):
+        why = _why_no_search(run, record.get("split_sizes", {}).get("train"))
         report.add("p", "No search ran in this run: the final training used the "
-                   f"{_chosen(record)}. Why: {_why_no_search(run)}.")
+                   f"{trained_with(record)}. Why: {why}" + ("" if why.endswith(".") else "."))
         return
     history = pd.read_csv(run.search_history)
     lit = (record.get("literature_baseline") or {}).get("val_loss")
@@ -163,7 +160,7 @@ def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
                f"best validation loss {search['best_val_loss']:.3f}"
                + (f" against {lit:.3f} for the {baseline_name(record.get('literature_baseline'))}"
                   if lit is not None else "")
-               + f"; the final training used the {_chosen(record)}.")
+               + f"; the final training used the {trained_with(record)}.")
     values = pd.DataFrame({"chosen": search["best_hyperparameters"]})
     report.add("table", values.T)
     if run.figure("convergence").is_file():
@@ -190,7 +187,7 @@ def run_report(run: Run, cams: CamExamples | None = None) -> Report:
                + (f" with `{record['overrides']}`" if record.get("overrides") else "")
                + f"; commit `{str(record.get('git_commit'))[:12]}`.")
     report.add("h2", "Headline")
-    chosen = _chosen(m)
+    chosen = trained_with(m)
     report.add("table", headline_table({f"ResNet ({chosen})": test,
                                         "classical baseline": base}))
     report.add("p", headline_sentence(test, base))

@@ -72,6 +72,11 @@ class Selection:
                                           **self.baseline_hyperparameters}
         return rows or {"final training (search off)": dict(self.hyperparameters)}
 
+    @property
+    def trained_with(self) -> str:
+        """What the final training takes, in words ("search values", "dihedral augmentation")."""
+        return trained_with(self.record())
+
     def record(self) -> dict[str, dict[str, Any]]:
         """The ``search`` and ``literature_baseline`` entries of a run's metrics."""
         return {
@@ -95,6 +100,13 @@ def baseline_name(literature_baseline: dict[str, Any] | None) -> str:
     """
     policy = ((literature_baseline or {}).get("hyperparameters") or {}).get("policy")
     return "literature values" if policy in (None, "none") else f"{policy} augmentation"
+
+
+def trained_with(metrics: dict[str, Any]) -> str:
+    """What a run's final training took, in words: the search's values or the baseline's."""
+    chosen = (metrics.get("search") or {}).get("chosen_by", "baseline")
+    return baseline_name(metrics.get("literature_baseline")) if chosen == "baseline" \
+        else f"{chosen} values"
 
 
 def literature_trial(objective: Callable[..., dict[str, float]], space: SearchSpace,
