@@ -331,8 +331,9 @@ def test_search_or_baseline_takes_the_baseline_when_disabled(tmp_path):
     assert sel.trained_with == "literature values"
     policy = search_or_baseline(objective, SMALL, tmp_path / "h.csv",
                                 {**base, "policy": "dihedral"}, plan(), enabled=False,
-                                evaluate_baseline=False, log=lambda m: None)
+                                evaluate_baseline=True, log=lambda m: None)
     assert policy.trained_with == "dihedral augmentation"  # named by what it trains
+    assert policy.baseline is None  # no search, no yardstick: nothing scored (calls below)
     assert calls == [] and sel.history == [] and sel.bounds_table() == [
         {"step": "none (search off)"}]  # notebook 2 indexes the rows by step, on or off
     assert sel.summary() == {"final training (search off)": base}  # what it trains, unscored

@@ -203,7 +203,8 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
                     nullable=True),
     },
     "baseline": {
-        "enabled": _p(True, bool, "evaluate the literature augmentation values"),
+        "enabled": _p(True, bool, "score the baseline values beside the search "
+                                     "(with the search off: nothing scored)"),
         "rotation": _p(45.0, float, "rotation range in degrees", low=0, high=360),
         "zoom": _p(0.2, float, "zoom range", low=-1, high=1),
         "width_shift": _p(0.2, float, "horizontal shift fraction", low=-1, high=1),

@@ -145,20 +145,23 @@ def search_or_baseline(
 ) -> Selection:
     """Choose the final training's values: the search's best, or ``baseline`` when it is off.
 
-    With ``evaluate_baseline`` the literature values are scored by the same objective (or
-    taken from the search's trial of them, when it had one), so the search's best has a
-    yardstick. ``options`` (executor, fingerprint) go to :func:`run_search`.
+    With ``evaluate_baseline`` and the search on, ``baseline`` is scored by the same
+    objective (or taken from the search's trial of it, when it had one), so the search's
+    best has a yardstick; with the search off nothing is scored (there is nothing to
+    compare, and the trial would cost a tenth of a short run). ``options`` (executor,
+    fingerprint) go to :func:`run_search`.
     """
     result = (run_search(objective, space, history_path, plan, log=log, **options)
               if enabled else None)
     scored = None
-    if evaluate_baseline:
+    if evaluate_baseline and result is not None:
         earlier = scored_before(result.trials, baseline) if result else None
         trial = earlier or literature_trial(objective, space, history_path, baseline,
                                             options.get("fingerprint"))
         scored = {"val_loss": trial.val_loss, "val_accuracy": trial.val_accuracy,
                   "status": "ok" if earlier else trial.status}
-        log(f"literature baseline: val_loss={scored['val_loss']:.4f} "
+        name = baseline_name({"hyperparameters": baseline})
+        log(f"baseline ({name}): val_loss={scored['val_loss']:.4f} "
             f"val_acc={scored['val_accuracy']:.3f} {scored['status']}"
             f"{f' [{trial.error}]' if trial.error else ''}")
     if result is None:
