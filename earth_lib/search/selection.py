@@ -155,7 +155,7 @@ def search_or_baseline(
               if enabled else None)
     scored = None
     if evaluate_baseline and result is not None:
-        earlier = scored_before(result.trials, baseline) if result else None
+        earlier = scored_before(result.trials, baseline)
         trial = earlier or literature_trial(objective, space, history_path, baseline,
                                             options.get("fingerprint"))
         scored = {"val_loss": trial.val_loss, "val_accuracy": trial.val_accuracy,
