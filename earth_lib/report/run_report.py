@@ -140,7 +140,7 @@ def _why_no_search(run: Run, train_images: int | None) -> str:
     """Why a run searched nothing: its plan's reason, or its parameters and the curve's word."""
     reason = run.plan.reasons.get("search.enabled") if run.plan else None
     if reason:
-        return f"its plan (plan.json) says {reason}"
+        return f"its plan (plan.json) says {reason}."
     curve = f" {search_note(train_images, searching=False)}" if train_images else ""
     return f"search.enabled is false in its parameters.{curve}"
 
@@ -152,7 +152,7 @@ def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
     if not run.search_history.is_file() or not search.get("trials"):
         why = _why_no_search(run, record.get("split_sizes", {}).get("train"))
         report.add("p", "No search ran in this run: the final training used the "
-                   f"{trained_with(record)}. Why: {why}" + ("" if why.endswith(".") else "."))
+                   f"{trained_with(record)}. Why: {why}")
         return
     history = pd.read_csv(run.search_history)
     lit = (record.get("literature_baseline") or {}).get("val_loss")
