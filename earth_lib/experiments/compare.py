@@ -5,7 +5,7 @@ trial-epochs (the method's: ``steps x (initial_points + iterations_per_step) x
 search.epochs``); then every arm's values get the same final training and are scored on
 the same test split. The arms:
 
-* ``literature``: the literature values (METHOD.md), no search (one trial, for its loss);
+* ``literature``: the literature values (docs/method.md), no search (one trial, for its loss);
 * ``random``: uniform random search;
 * ``gp_one_step``: GPyOpt without tightening;
 * ``method``: GPyOpt in the method's tightening steps, as notebook 2 runs it (with the

@@ -161,7 +161,7 @@ def data_selection(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def baseline_hyperparameters(params: dict[str, Any]) -> dict[str, Any]:
-    """The literature values (METHOD.md) for the names the search explores.
+    """The literature values (docs/method.md) for the names the search explores.
 
     With ``baseline.policy`` set, its policy-free augmentation replaces the six values.
     """
