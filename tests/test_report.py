@@ -86,6 +86,10 @@ def test_a_run_report_has_its_headline_figures_and_search(tmp_path, searched):
     assert ("figures/report_values.png" in links and "figures/report_bounds.png" in links
             and "6 trials" in md) == searched
     assert ("No search ran" in md) != searched
+    from earth_lib.planning.evidence import search_note
+
+    train = m["split_sizes"]["train"]
+    assert search_note(train, searching=searched) in md  # what the curve says at its size
     for link in links:
         assert (run.path / link).is_file(), link
     page = html_path.read_text()

@@ -161,6 +161,9 @@ def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
                + (f" against {lit:.3f} for the {baseline_name(record.get('literature_baseline'))}"
                   if lit is not None else "")
                + f"; the final training used the {trained_with(record)}.")
+    train_images = record.get("split_sizes", {}).get("train")
+    if train_images:
+        report.add("p", search_note(train_images, searching=True))
     values = pd.DataFrame({"chosen": search["best_hyperparameters"]})
     report.add("table", values.T)
     if run.figure("convergence").is_file():
