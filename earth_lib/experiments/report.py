@@ -283,9 +283,10 @@ def evidence(acc: pd.DataFrame, comp: pd.DataFrame,
     """What the curve tells a run at each size (the planner's advice; JSON-ready).
 
     Per size: the replicates every arm there ran, the best no-search arm by mean accuracy
-    (what a run without a search should train with), and the search's verdict against it;
-    under ``longer``, the same from the length check's cells (``accuracies(..., longer=True)``)
-    where it ran.
+    (what a run without a search should train with), the no-search arms it is not shown to
+    beat (``ties``: their paired Student t 95 % interval against it holds zero), and the
+    search's verdict against it; under ``longer``, the same from the length check's cells
+    (``accuracies(..., longer=True)``) where it ran.
     """
     long = evidence(longer, comparisons(longer))["sizes"] if longer is not None \
         and len(longer) else {}
@@ -300,6 +301,13 @@ def evidence(acc: pd.DataFrame, comp: pd.DataFrame,
             "best_no_search": best,
             "accuracy": {a: round(float(means.loc[a, "mean"]), 4)
                          for a in ARMS if a in means.index}}
+        ties = comp[(comp["size"] == size) & (comp["against"] == "best no-search")
+                    & comp["arm"].isin(NO_SEARCH) & (comp["t_low"] <= 0) & (comp["t_high"] >= 0)]
+        if len(ties):
+            entry["ties"] = {r["arm"]: {"diff_points": round(float(r["diff_points"]), 2),
+                                        "interval": [round(float(r["t_low"]), 2),
+                                                     round(float(r["t_high"]), 2)]}
+                             for _, r in ties.iterrows()}
         if size in gains.index:
             r = gains.loc[size]
             entry["search"] = {"verdict": r["verdict"], "arm": r["search_arm"],
@@ -311,6 +319,28 @@ def evidence(acc: pd.DataFrame, comp: pd.DataFrame,
             entry["longer"] = long[str(int(size))]
         sizes[str(int(size))] = entry
     return {"sizes": sizes}
+
+
+def length_gains(lengths: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per arm, what training longer changed, over every length-check cell (JSON-ready).
+
+    The mean gain in points (same subset, seed and values, longer training), the cells and
+    the sizes it rests on: which arms hold up when a run trains longer than the curve did.
+    """
+    return {arm: {"points": round(float(g["gain_points"].mean()), 2), "cells": len(g),
+                  "sizes": sorted(int(s) for s in g["size"].unique())}
+            for arm, g in lengths.groupby("arm", sort=False)}
+
+
+def planner_evidence(records: list[dict[str, Any]], records_dir: str | Path) -> dict[str, Any]:
+    """The planner's evidence file: :func:`evidence` per size and :func:`length_gains`."""
+    acc = accuracies(records)
+    out = {"records": str(records_dir),
+           **evidence(acc, comparisons(acc), accuracies(records, longer=True))}
+    lengths = length_check(records)
+    if len(lengths):
+        out["length_gain"] = length_gains(lengths)
+    return out
 
 
 #: The key of the fidelity rows that score each full training by its own final validation
@@ -812,9 +842,8 @@ def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs",
     tables = summary(acc), comparisons(acc)
     written = []
     if evidence_file:
-        atomic_write_text(Path(evidence_file), json.dumps(
-            {"records": str(records_dir),
-             **evidence(acc, tables[1], accuracies(records, longer=True))}, indent=1) + "\n")
+        atomic_write_text(Path(evidence_file),
+                          json.dumps(planner_evidence(records, records_dir), indent=1) + "\n")
         written.append(Path(evidence_file))
     figures = curve_figures(*tables, docs / "figures") if len(acc) else []
     figures += [p for p in [length_figure(length_check(records), docs / "figures"),

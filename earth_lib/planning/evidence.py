@@ -2,14 +2,16 @@
 
 ``make curve-report`` writes :data:`EVIDENCE_FILE` from the curve's records (per measured
 training-set size: each arm's mean accuracy, the best arm without a search, the search's
-verdict against it; under ``longer``, the same from the length check). A run of ``n``
-training images takes the advice of the nearest measured size (on a log scale, within a
-factor :data:`REACH`) once that size has :data:`MIN_REPLICATES` replicates; elsewhere, or
+verdict against it; under ``longer``, the same from the length check; under
+``length_gain``, what training longer changed for each arm). A run of ``n`` training
+images takes the advice of the nearest measured size (on a log scale, within a factor
+:data:`REACH`) once that size has :data:`MIN_REPLICATES` replicates; elsewhere, or
 before, it is told nothing and does what its parameters say. Where the length check has
 as many replicates, its advice wins: a planned run on a few hundred images trains up to
 200 epochs (1,600 optimiser steps on 250 images at batch 32), nearer the length check's
-length than the curve's (400 steps there). Pure: reads one JSON file, imports no
-training code.
+length than the curve's (400 steps there). Elsewhere, of arms the curve cannot tell
+apart, the one that gains more from longer training is advised (:attr:`Advice.arm`).
+Pure: reads one JSON file, imports no training code.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Advice:
     accuracy: dict[str, float] = field(default_factory=dict)
     search: dict[str, Any] | None = None
     final_steps: int | None = None
+    ties: dict[str, dict[str, Any]] = field(default_factory=dict)
+    length_gain: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -49,9 +53,24 @@ class Advice:
         steps = f", trained {self.final_steps:,} optimiser steps" if self.final_steps else ""
         return f"the learning curve at {self.size:,} training images{near}{steps}"
 
+    @property
+    def arm(self) -> str | None:
+        """What to train with: the best arm without a search, or one tied with it.
+
+        Among the best arm and the arms without a search it is not shown to beat, the
+        highest mean accuracy plus the arm's mean gain when trained longer (the length
+        check): a run may train longer than the curve did, and there the arms part.
+        """
+        best = self.best_no_search
+        candidates = [best, *[a for a in self.ties if a in self.accuracy]]
+        if best is None or not all(a in self.length_gain for a in candidates):
+            return best
+        return max(candidates,
+                   key=lambda a: 100 * self.accuracy[a] + self.length_gain[a]["points"])
+
     def overrides(self) -> dict[str, Any]:
-        """The parameter values that train like the best arm without a search."""
-        arm = self.best_no_search
+        """The parameter values that train like :attr:`arm`."""
+        arm = self.arm
         if self.size is None or arm in (None, "literature"):
             return {}
         if arm == "none":
@@ -62,12 +81,22 @@ class Advice:
 
     def augmentation_reason(self) -> str:
         """Why :meth:`overrides` are chosen."""
-        arm = self.best_no_search
+        arm, best = self.arm, self.best_no_search
         lit = self.accuracy.get("literature")
         against = (f" against {100 * lit:.1f} % for the literature values"
                    if lit is not None and arm != "literature" else "")
-        return (f"{arm}: the best arm without a search in {self.where}, "
-                f"{100 * self.accuracy[arm]:.1f} %{against}, {self.replicates} replicates")
+        if arm == best:
+            return (f"{arm}: the best arm without a search in {self.where}, "
+                    f"{100 * self.accuracy[arm]:.1f} %{against}, {self.replicates} replicates")
+        tie, gain = self.ties[arm], self.length_gain
+        low, high = tie["interval"]
+        return (f"{arm}: {100 * self.accuracy[arm]:.1f} % in {self.where}, tied with the "
+                f"best arm without a search, {best} ({100 * self.accuracy[best]:.1f} %; "
+                f"{tie['diff_points']:+.1f} points, 95 % interval {low:+.1f} to {high:+.1f}, "
+                f"{self.replicates} replicates); trained longer (the length check, "
+                f"{_sizes(gain[arm]['sizes'])} images), {arm} gained "
+                f"{gain[arm]['points']:+.1f} points on average and {best} "
+                f"{gain[best]['points']:+.1f}")
 
     def search_pays(self) -> bool | None:
         """Whether the curve found the search paying near this size (None: not measured)."""
@@ -85,6 +114,12 @@ class Advice:
         return (f"{verdict} in {self.where}: its best arm ({s.get('arm')}) "
                 f"{s.get('gain_points', float('nan')):+.1f} points{interval} against "
                 f"{self.best_no_search} without a search")
+
+
+def _sizes(sizes: list[int]) -> str:
+    """250, 500 and 1,000."""
+    words = [f"{n:,}" for n in sizes]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def read_evidence(path: str | Path = EVIDENCE_FILE) -> dict[str, Any]:
@@ -112,8 +147,10 @@ def advice_for(images: int, evidence: dict[str, Any] | None = None) -> Advice:
     if abs(math.log(size / images)) > math.log(REACH):
         return Advice(images)
     e = ready[size]
+    longer = e is evidence["sizes"][str(size)].get("longer")  # already the longer training's
     return Advice(images, size, e["replicates"], e["best_no_search"], e.get("accuracy", {}),
-                  e.get("search"), e.get("final_steps"))
+                  e.get("search"), e.get("final_steps"), e.get("ties", {}),
+                  {} if longer else evidence.get("length_gain", {}))
 
 
 def search_note(images: int, searching: bool, evidence: dict[str, Any] | None = None) -> str:
