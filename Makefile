@@ -71,7 +71,7 @@ endif
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help env env-dev lock readme all preprocess classify compare curve curve-report record-budget record-run data evaluate predict pair export test nbval-variants test-fast lint bench lab clean
+.PHONY: help env env-dev lock readme all plan preprocess classify compare curve curve-report record-budget record-run data evaluate predict pair export test nbval-variants test-fast lint bench lab clean
 
 ## help: list every target with its description
 help:
@@ -117,6 +117,10 @@ $(OUT_ESC)/03_does_the_search_pay.ipynb: $(NB3) $(OUT_ESC)/01_preprocessing.ipyn
 ## all: create the environment, then run both notebooks with PARAMS (and SET) into outputs/<run>/
 all: env $(OUT_ESC)/02_earth_classifier.ipynb
 	@echo Results in $(call q,$(OUT))/ "(start with report.html or report.md; metrics.json, figures/, executed notebooks)"
+
+## plan: measure this machine and print the plan a budgeted PARAMS (and SET) would follow; runs nothing
+plan: env
+	$(PY) -m earth_lib.cli plan $(call q,$(PARAMS)) --set $(call q,$(strip $(SET)))
 
 ## preprocess: run notebook 1 (enhancement) with PARAMS
 preprocess: env $(OUT_ESC)/01_preprocessing.ipynb

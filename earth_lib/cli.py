@@ -7,9 +7,10 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from earth_lib import progress
-from earth_lib.errors import DatasetNotFoundError, EarthResnetError
+from earth_lib.errors import DatasetNotFoundError, EarthResnetError, ParameterError
 from earth_lib.io import run_lock
 from earth_lib.params import load_params, read_given, validate
 from earth_lib.paths import CURVE_RECORDS, project_root, run_dir_for
@@ -29,17 +30,12 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
     """
     import papermill as pm
 
-    from earth_lib.data.datasets import local_copy
     from earth_lib.io import atomic_write_text
-    from earth_lib.planning.measure import make_plan
 
     overrides = " ".join(overrides.split())
     given, source = read_given(params_file, overrides)
     params = validate(given, source)  # fail fast, before a kernel starts
-    raw = local_copy(params) or Path(params["data"]["raw_dir"])
-    if params["data"]["dataset"] == "folder" and not raw.is_dir():
-        raise DatasetNotFoundError(f"{params_file}: data.raw_dir {raw} is not a folder. Put one "
-                                   "sub-folder of images per class there, or fix data.raw_dir.")
+    raw = raw_folder(params, params_file)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # cell output in the terminal
     live = not progress.headless()  # a person at a terminal: papermill's cell bar is useful
     os.environ.setdefault(progress.ENV, "lines")  # the kernel inherits it: no frozen widgets
@@ -50,12 +46,8 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
     name = Path(notebook).stem
     finished = run_dir / f"{name}.ipynb"
     if needs_new_plan(run.plan, params, given, finished):
-        if not raw.is_dir():
-            raise DatasetNotFoundError(f"{params_file}: budget_minutes plans from the images, "
-                                       f"and {raw} is not a folder yet (make data first).")
         with run_lock(run_dir):
-            make_plan({**params, "data": {**params["data"], "raw_dir": str(raw)}}, given,
-                      run.plan_path)
+            plan_from_folder(params, given, params_file, raw, run.plan_path)
     running, done = run_dir / f"{name}.running.ipynb", finished
     with run_lock(run_dir):
         try:
@@ -72,6 +64,28 @@ def run_notebook(notebook: str | Path, params_file: str | Path,
         running.replace(done)
         atomic_write_text(run_dir / f"{name}.html", notebook_html(done))
     return done
+
+
+def raw_folder(params: dict[str, Any], params_file: str | Path) -> Path:
+    """The folder a run reads its images from (a local copy where one is named)."""
+    from earth_lib.data.datasets import local_copy
+
+    raw = local_copy(params) or Path(params["data"]["raw_dir"])
+    if params["data"]["dataset"] == "folder" and not raw.is_dir():
+        raise DatasetNotFoundError(f"{params_file}: data.raw_dir {raw} is not a folder. Put one "
+                                   "sub-folder of images per class there, or fix data.raw_dir.")
+    return raw
+
+
+def plan_from_folder(params: dict[str, Any], given: Any, params_file: str | Path, raw: Path,
+                     path: Path | None) -> None:
+    """Measure this machine on the images of ``raw``, print the plan, write it to ``path``."""
+    from earth_lib.planning.measure import make_plan
+
+    if not raw.is_dir():
+        raise DatasetNotFoundError(f"{params_file}: budget_minutes plans from the images, "
+                                   f"and {raw} is not a folder yet (make data first).")
+    make_plan({**params, "data": {**params["data"], "raw_dir": str(raw)}}, given, path)
 
 
 #: JupyterLab's page with each figure's alternative text (the lab template leaves it out).
@@ -169,6 +183,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", default="", metavar="KEY=VALUE ...", help="overrides to check too")
     p.add_argument("--print", action="store_true", dest="show",
                    help="print the resolved parameters (defaults filled in) as YAML")
+    p = sub.add_parser("plan", help="measure this machine and print the plan a budgeted run "
+                                    "would follow; runs and writes nothing")
+    p.add_argument("params")
+    p.add_argument("--set", default="", metavar="KEY=VALUE ...",
+                   help="overrides, e.g. 'budget_minutes=60'")
     p = sub.add_parser("data", help="download / verify / extract a public data set")
     p.add_argument("dataset")
     p.add_argument("--root", default=None)
@@ -247,6 +266,17 @@ def _check_params(args: argparse.Namespace) -> None:
                 print("# budget_minutes is set: the run's plan (plan.json) replaces the values "
                       "it chooses that the file does not set")
             print(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), end="")
+
+
+def _plan(args: argparse.Namespace) -> None:
+    """Print the plan a budgeted run of this file would follow, without running it."""
+    given, source = read_given(args.params, " ".join(args.set.split()))
+    params = validate(given, source)
+    if params["budget_minutes"] is None:
+        raise ParameterError(f"{source}: budget_minutes is not set, so a run plans nothing "
+                             "and takes the file's values; set it in the file or with "
+                             "SET=\"budget_minutes=30\".")
+    plan_from_folder(params, given, args.params, raw_folder(params, args.params), None)
 
 
 def _data(args: argparse.Namespace) -> None:
@@ -392,6 +422,7 @@ def _store_checked_outputs(args: argparse.Namespace) -> None:
 COMMANDS = {
     "run-notebook": _run_notebook,
     "check-params": _check_params,
+    "plan": _plan,
     "data": _data,
     "evaluate": _evaluate,
     "predict": _predict,

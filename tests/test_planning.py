@@ -204,3 +204,26 @@ def test_the_budget_block_draws_its_figure_from_the_records(tmp_path, monkeypatc
     assert block.count("| 900 images") == 2 and block.endswith(f"]({tmp_path / 'fig.png'})")
     assert (tmp_path / "fig.png").stat().st_size > 10_000
     assert tables.outside_outputs("budget", [str(tmp_path / "none")]) is None
+
+
+def test_make_plan_previews_a_budgeted_run_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """`earth-resnet plan` (make plan): the plan printed, no run folder; no budget, no plan."""
+    from earth_lib.cli import main
+    from earth_lib.data.synthetic import generate_synthetic_dataset
+
+    raw = tmp_path / "my_scenes"
+    generate_synthetic_dataset(raw, 6, 40, 3, seed=0, progress=False)
+    params_file = tmp_path / "mine.yaml"
+    params_file.write_text(f"data: {{dataset: folder, raw_dir: {raw}}}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("earth_lib.planning.measure.MEASURED_SIZES", (16, 32))  # quick
+    assert main(["plan", str(params_file)]) == 2
+    assert "budget_minutes is not set" in capsys.readouterr().err
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["plan", str(params_file), "--set", "budget_minutes=5"]) == 0
+    out = capsys.readouterr().out
+    assert "plan for 5 min: 18 images, 3 classes" in out and "search.enabled = " in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no outputs/, no plan.json
+    params_file.write_text("data: {dataset: folder, raw_dir: nowhere}\nbudget_minutes: 5\n")
+    assert main(["plan", str(params_file)]) == 2
+    assert "data.raw_dir nowhere is not a folder" in capsys.readouterr().err

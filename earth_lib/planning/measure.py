@@ -76,9 +76,9 @@ def measure_speed(params: dict[str, Any], data: DataSummary, files: list[Path],
     return Speed(fixed, slope, preprocess, features, gpu)
 
 
-def make_plan(params: dict[str, Any], given: Any, path: str | Path,
+def make_plan(params: dict[str, Any], given: Any, path: str | Path | None,
               log: Callable[[str], None] = print) -> RunPlan:
-    """Measure, plan, print the plan and write it to ``path`` (the run's ``plan.json``)."""
+    """Measure, plan, print the plan and write it to ``path`` (``plan.json``; None: nowhere)."""
     t0 = time.time()
     log(f"planning the run for budget_minutes = {params['budget_minutes']:g} ...")
     data, files = summarize_folder(params["data"]["raw_dir"], data_selection(params),
@@ -88,5 +88,6 @@ def make_plan(params: dict[str, Any], given: Any, path: str | Path,
     plan.started = t0  # the budget counts from the start of planning
     plan.stages = {"planning": round(time.time() - t0, 1), **plan.stages}
     log(plan.describe())
-    atomic_write_json(path, plan.to_json())
+    if path is not None:
+        atomic_write_json(path, plan.to_json())
     return plan
