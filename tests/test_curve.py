@@ -535,6 +535,8 @@ def test_the_length_check_gets_its_own_verdict_and_advice_once_it_has_replicates
     assert "250 images (replicates 0, 1, 2): the best of these arms trained 1,200 steps is " \
         "literature, not method" in page
     assert "Verdict per size at the longer training" in page
+    assert "- 250 images: trains with literature: the best arm without a search in the " \
+        "learning curve at 250 training images, trained 1,200 optimiser steps" in page
     long_said = page.split("Verdict per size at the longer training")[1]
     assert "250 images: the search loses: the best search arm (method)" in long_said
     assert "against the best no-search arm (literature)" in long_said

@@ -11,7 +11,7 @@ import pytest
 from earth_lib.experiments import report as curve_report
 from earth_lib.params import baseline_hyperparameters, validate
 from earth_lib.planning import DataSummary, plan_run
-from earth_lib.planning.evidence import EVIDENCE_FILE, advice_for, read_evidence
+from earth_lib.planning.evidence import EVIDENCE_FILE, advice_for, advice_lines, read_evidence
 from tests.test_planning import CPU, EUROSAT
 
 
@@ -79,6 +79,12 @@ def test_of_arms_the_curve_cannot_tell_apart_the_one_that_gains_from_longer_trai
     del ev["sizes"]["5000"]["ties"]
     assert advice_for(5000, ev).arm == "none"
     assert "none: the best arm without a search" in advice_for(5000, ev).augmentation_reason()
+    lines = advice_lines(_tied())  # what docs/curve.md says a run does at each size
+    assert lines[0].startswith("1,000 images: trains with trivialaugment: the best arm")
+    assert "; no search: no gain shown in the learning curve at 1,000" in lines[0]
+    assert lines[1].startswith("5,000 images: trains with dihedral: 91.4 %")
+    assert "; searches: it pays in the learning curve at 5,000" in lines[1]
+    assert advice_lines(_evidence(replicates=2)) == []  # too few replicates: no advice
     plan = _plan(_tied(), DataSummary(images=6000, classes=10, native_size=64, bands=3))
     assert plan.choices["baseline.policy"] == "dihedral"
     assert "tied with the best arm without a search, none" in plan.reasons["baseline.policy"]

@@ -37,6 +37,7 @@ from earth_lib.experiments.curve import (
     SEARCH_ARMS,
 )
 from earth_lib.io import atomic_write_text
+from earth_lib.planning.evidence import advice_lines
 
 RESAMPLES = 10000
 
@@ -299,20 +300,20 @@ def evidence(acc: pd.DataFrame, comp: pd.DataFrame,
             "replicates": int(means["count"].min()),
             "final_steps": steps_at(acc, size),
             "best_no_search": best,
-            "accuracy": {a: round(float(means.loc[a, "mean"]), 4)
+            "accuracy": {a: round(float(means.loc[a, "mean"]), 6)
                          for a in ARMS if a in means.index}}
         ties = comp[(comp["size"] == size) & (comp["against"] == "best no-search")
                     & comp["arm"].isin(NO_SEARCH) & (comp["t_low"] <= 0) & (comp["t_high"] >= 0)]
         if len(ties):
-            entry["ties"] = {r["arm"]: {"diff_points": round(float(r["diff_points"]), 2),
-                                        "interval": [round(float(r["t_low"]), 2),
-                                                     round(float(r["t_high"]), 2)]}
+            entry["ties"] = {r["arm"]: {"diff_points": round(float(r["diff_points"]), 4),
+                                        "interval": [round(float(r["t_low"]), 4),
+                                                     round(float(r["t_high"]), 4)]}
                              for _, r in ties.iterrows()}
         if size in gains.index:
             r = gains.loc[size]
             entry["search"] = {"verdict": r["verdict"], "arm": r["search_arm"],
-                               "gain_points": round(float(r["gain_points"]), 2),
-                               "interval": [round(float(r["low"]), 2), round(float(r["high"]), 2)]
+                               "gain_points": round(float(r["gain_points"]), 4),
+                               "interval": [round(float(r["low"]), 4), round(float(r["high"]), 4)]
                                if np.isfinite(r["low"]) else None,
                                "replicates": int(r["replicates"])}
         if str(int(size)) in long:
@@ -327,7 +328,7 @@ def length_gains(lengths: pd.DataFrame) -> dict[str, dict[str, Any]]:
     The mean gain in points (same subset, seed and values, longer training), the cells and
     the sizes it rests on: which arms hold up when a run trains longer than the curve did.
     """
-    return {arm: {"points": round(float(g["gain_points"].mean()), 2), "cells": len(g),
+    return {arm: {"points": round(float(g["gain_points"].mean()), 4), "cells": len(g),
                   "sizes": sorted(int(s) for s in g["size"].unique())}
             for arm, g in lengths.groupby("arm", sort=False)}
 
@@ -670,10 +671,12 @@ def fidelity_figure(records: list[dict[str, Any]], folder: Path) -> Path | None:
 
 
 def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures",
-                   tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> str:
+                   tables: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+                   advice: dict[str, Any] | None = None) -> str:
     """The curve's page: verdicts, figures, accuracy table, paired differences, fidelity.
 
-    ``tables``: the :func:`summary` and :func:`comparisons` already made from ``records``.
+    ``tables``: the :func:`summary` and :func:`comparisons` already made from ``records``;
+    ``advice``: the planner's evidence made from them, to say what a run does at each size.
     """
     if tables is None:
         acc = accuracies(records)
@@ -684,6 +687,11 @@ def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures
     if said:
         parts.append("Verdict per size (the best search arm against the best arm without a "
                      "search):\n\n" + "\n".join(f"- {v}" for v in said.values()))
+    advised = advice_lines(advice) if advice else []
+    if advised:
+        parts.append("What a budgeted run does near each size (`make plan` shows it; "
+                     "`earth_lib/planning/evidence.py`):\n\n"
+                     + "\n".join(f"- {line}" for line in advised))
     if figures and len(table):
         searched = comp["arm"].isin(SEARCH_ARMS) & (comp["against"] == "best no-search")
         parts.append(f"![Test accuracy against training-set size]({figures}/curve_accuracy.png)"
@@ -840,10 +848,10 @@ def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs",
     docs = Path(docs_dir)
     acc = accuracies(records)
     tables = summary(acc), comparisons(acc)
-    written = []
+    written, advice = [], None
     if evidence_file:
-        atomic_write_text(Path(evidence_file),
-                          json.dumps(planner_evidence(records, records_dir), indent=1) + "\n")
+        advice = planner_evidence(records, records_dir)
+        atomic_write_text(Path(evidence_file), json.dumps(advice, indent=1) + "\n")
         written.append(Path(evidence_file))
     figures = curve_figures(*tables, docs / "figures") if len(acc) else []
     figures += [p for p in [length_figure(length_check(records), docs / "figures"),
@@ -863,6 +871,7 @@ def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs",
                       "the length check's where it has three replicates (a planned run on "
                       "a few hundred images trains nearer its length)."
                       "\n\n"
-                      + curve_markdown(records, "figures" if figures else None, tables)
+                      + curve_markdown(records, "figures" if figures else None, tables,
+                                       advice)
                       + "\n")
     return [page, *figures, *written]

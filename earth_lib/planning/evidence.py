@@ -166,3 +166,18 @@ def search_note(images: int, searching: bool, evidence: dict[str, Any] | None = 
         or "the literature values"
     return (f"The search: {advice.search_reason()}. search.enabled=false, training with "
             f"{train}, would save its time.")
+
+
+def advice_lines(evidence: dict[str, Any]) -> list[str]:
+    """What a budgeted run at each measured size is advised, one line each (for the docs)."""
+    out = []
+    for size in sorted(int(k) for k in evidence.get("sizes", {})):
+        a = advice_for(size, evidence)
+        if a.size != size:
+            continue  # too few replicates there yet
+        pays = a.search_pays()
+        search = ("searches" if pays else "no search" if pays is False
+                  else "searches where its budget affords it")
+        out.append(f"{size:,} images: trains with {a.augmentation_reason()}; {search}"
+                   + (f": {a.search_reason()}" if pays is not None else "") + ".")
+    return out
