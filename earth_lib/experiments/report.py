@@ -869,7 +869,9 @@ def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs",
                       "narrow with 3 to 5 replicates. A budgeted run follows these verdicts "
                       "near the sizes they cover (`earth_lib/planning/curve_evidence.json`), "
                       "the length check's where it has three replicates (a planned run on "
-                      "a few hundred images trains nearer its length)."
+                      "a few hundred images trains nearer its length); of arms without a "
+                      "search that it cannot tell apart, it takes the one that gains more "
+                      "when trained longer."
                       "\n\n"
                       + curve_markdown(records, "figures" if figures else None, tables,
                                        advice)
