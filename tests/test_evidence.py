@@ -83,7 +83,8 @@ def test_of_arms_the_curve_cannot_tell_apart_the_one_that_gains_from_longer_trai
     assert lines[0].startswith("1,000 images: trains with trivialaugment: the best arm")
     assert "; no search: no gain shown in the learning curve at 1,000" in lines[0]
     assert lines[1].startswith("5,000 images: trains with dihedral: 91.4 %")
-    assert "; searches: it pays in the learning curve at 5,000" in lines[1]
+    assert "; searches where its budget affords trials: it pays in the learning curve at " \
+        "5,000" in lines[1]
     assert advice_lines(_evidence(replicates=2)) == []  # too few replicates: no advice
     plan = _plan(_tied(), DataSummary(images=6000, classes=10, native_size=64, bands=3))
     assert plan.choices["baseline.policy"] == "dihedral"

@@ -176,8 +176,7 @@ def advice_lines(evidence: dict[str, Any]) -> list[str]:
         if a.size != size:
             continue  # too few replicates there yet
         pays = a.search_pays()
-        search = ("searches" if pays else "no search" if pays is False
-                  else "searches where its budget affords it")
+        search = "no search" if pays is False else "searches where its budget affords trials"
         out.append(f"{size:,} images: trains with {a.augmentation_reason()}; {search}"
                    + (f": {a.search_reason()}" if pays is not None else "") + ".")
     return out
