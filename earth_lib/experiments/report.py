@@ -333,11 +333,16 @@ def length_gains(lengths: pd.DataFrame) -> dict[str, dict[str, Any]]:
             for arm, g in lengths.groupby("arm", sort=False)}
 
 
-def planner_evidence(records: list[dict[str, Any]], records_dir: str | Path) -> dict[str, Any]:
-    """The planner's evidence file: :func:`evidence` per size and :func:`length_gains`."""
+def planner_evidence(records: list[dict[str, Any]], records_dir: str | Path,
+                     comp: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The planner's evidence file: :func:`evidence` per size and :func:`length_gains`.
+
+    ``comp``: the :func:`comparisons` already made from ``records`` (bootstraps: not twice).
+    """
     acc = accuracies(records)
+    comp = comparisons(acc) if comp is None else comp
     out = {"records": str(records_dir),
-           **evidence(acc, comparisons(acc), accuracies(records, longer=True))}
+           **evidence(acc, comp, accuracies(records, longer=True))}
     lengths = length_check(records)
     if len(lengths):
         out["length_gain"] = length_gains(lengths)
@@ -850,7 +855,7 @@ def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs",
     tables = summary(acc), comparisons(acc)
     written, advice = [], None
     if evidence_file:
-        advice = planner_evidence(records, records_dir)
+        advice = planner_evidence(records, records_dir, tables[1])
         atomic_write_text(Path(evidence_file), json.dumps(advice, indent=1) + "\n")
         written.append(Path(evidence_file))
     figures = curve_figures(*tables, docs / "figures") if len(acc) else []

@@ -148,9 +148,10 @@ def _why_no_search(run: Run, train_images: int | None) -> str:
 def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
     """The search: convergence, each value against its score, the bounds of each step."""
     search = record.get("search") or {}
+    train_images = record.get("split_sizes", {}).get("train")
     report.add("h2", "The search")
     if not run.search_history.is_file() or not search.get("trials"):
-        why = _why_no_search(run, record.get("split_sizes", {}).get("train"))
+        why = _why_no_search(run, train_images)
         report.add("p", "No search ran in this run: the final training used the "
                    f"{trained_with(record)}. Why: {why}")
         return
@@ -161,7 +162,6 @@ def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
                + (f" against {lit:.3f} for the {baseline_name(record.get('literature_baseline'))}"
                   if lit is not None else "")
                + f"; the final training used the {trained_with(record)}.")
-    train_images = record.get("split_sizes", {}).get("train")
     if train_images:
         report.add("p", search_note(train_images, searching=True))
     values = pd.DataFrame({"chosen": search["best_hyperparameters"]})
