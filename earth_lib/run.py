@@ -33,7 +33,8 @@ from earth_lib.errors import ParameterError, RunFormatError, RunNotFoundError
 from earth_lib.io import atomic_write_csv, atomic_write_json, file_digest
 from earth_lib.params import read_given, validate
 from earth_lib.paths import enter_project_root, mark, run_dir_for
-from earth_lib.planning import RunPlan, budget_line, read_plan, with_plan
+from earth_lib.planning import RunPlan, budget_line, read_plan, set_by_hand, with_plan
+from earth_lib.planning.evidence import auto_choices, search_note
 from earth_lib.provenance import (
     compute_record,
     cpu_model,
@@ -171,6 +172,33 @@ class Run:
         plan = self.plan
         if plan is not None:
             log(budget_line(plan, stage))
+
+    def follow_evidence(self, train_images: int, log: Callable[[str], None] = print,
+                        evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The parameters, with ``search.enabled: auto`` settled by the learning curve.
+
+        At ``train_images`` training images (``planning.evidence.auto_choices``; ``evidence``:
+        the committed file unless given); the choices and their reasons go into ``run.json``
+        (``evidence``). A run that set the search on or off keeps it and hears what the
+        curve says of it.
+        """
+        enabled = self.params["search"]["enabled"]
+        if enabled != "auto":
+            log(search_note(train_images, enabled, evidence))
+            return self.params
+        given = read_given(self.params_file, self.overrides)[0] if self.params_file else {}
+        choices, reasons = auto_choices(train_images, set_by_hand(given), evidence)
+        log("search.enabled is auto: the learning curve decides (docs/curve.md)")
+        for key, value in choices.items():
+            section, name = key.split(".")
+            self.params[section][name] = value  # in place: the notebook's P is this dict
+            log(f"  {key} = {value}: {reasons[key]}")
+        record = self.read_record() if self.record_path.is_file() else {}
+        record["params"] = self.params
+        record["evidence"] = {"train_images": train_images, "choices": choices,
+                              "reasons": reasons}
+        atomic_write_json(self.record_path, record)
+        return self.params
 
     def mark(self) -> Path:
         """Make the folder and mark it as a run of earth-resnet (what ``make clean`` removes)."""

@@ -83,7 +83,7 @@ def test_of_arms_the_curve_cannot_tell_apart_the_one_that_gains_from_longer_trai
     assert lines[0].startswith("1,000 images: trains with trivialaugment: the best arm")
     assert "; no search: no gain shown in the learning curve at 1,000" in lines[0]
     assert lines[1].startswith("5,000 images: trains with dihedral: 91.4 %")
-    assert "; searches where its budget affords trials: it pays in the learning curve at " \
+    assert "; searches (budgeted: where trials fit): it pays in the learning curve at " \
         "5,000" in lines[1]
     assert advice_lines(_evidence(replicates=2)) == []  # too few replicates: no advice
     plan = _plan(_tied(), DataSummary(images=6000, classes=10, native_size=64, bands=3))
@@ -179,3 +179,72 @@ def test_a_run_is_told_what_the_curve_says_of_its_search():
     assert "no gain shown" in note and "baseline.policy=trivialaugment" in note
     assert "would save" not in search_note(1000, False, _evidence())
     assert "it pays" in search_note(5000, True, _evidence())
+
+
+def test_search_enabled_auto_follows_the_curve_where_it_measured():
+    from earth_lib.planning.evidence import auto_choices
+
+    choices, why = auto_choices(1000, (), _evidence())  # no gain shown: no search
+    assert choices == {"search.enabled": False, "baseline.policy": "trivialaugment"}
+    assert why["search.enabled"].startswith("no gain shown in the learning curve at 1,000")
+    assert "88.0 % against 85.0 %" in why["baseline.policy"]
+    kept, _ = auto_choices(1000, {"baseline.policy"}, _evidence())  # set by hand: stays
+    assert kept == {"search.enabled": False}
+    paid, why = auto_choices(5000, (), _evidence())  # the search paid: it runs, as declared
+    assert paid == {"search.enabled": True} and why["search.enabled"].startswith("it pays")
+    far, why = auto_choices(300, (), _evidence())  # nothing measured near: the method
+    assert far == {"search.enabled": True} and "measured nothing near 300" in why["search.enabled"]
+
+
+def test_a_budgeted_plan_treats_search_enabled_auto_as_unset():
+    small = DataSummary(images=1500, classes=10, native_size=64, bands=3)
+    auto = _plan(_evidence(), small, given={"search": {"enabled": "auto"}})
+    assert auto.choices["search.enabled"] is False
+    assert auto.choices == _plan(_evidence(), small).choices
+
+
+def _run(folder, text):
+    """A run folder whose parameter file is ``text``."""
+    import yaml
+
+    from earth_lib.run import Run
+
+    folder.mkdir(exist_ok=True)
+    (folder / "p.yaml").write_text(text)
+    run = Run(folder / "run", validate(yaml.safe_load(text)), str(folder / "p.yaml"))
+    run.path.mkdir()
+    return run
+
+
+def test_a_run_settles_search_enabled_auto_records_why_and_keeps_what_was_set(tmp_path):
+    run = _run(tmp_path, "baseline: {rotation: 10.0}\n")
+    P, lines = run.params, []
+    out = run.follow_evidence(1200, lines.append, _evidence())
+    assert out is P and P["search"]["enabled"] is False  # in place: the notebook's P
+    assert P["baseline"]["policy"] == "trivialaugment" and P["baseline"]["rotation"] == 10.0
+    assert lines[0].startswith("search.enabled is auto") and "search.enabled = False: no gain" \
+        in lines[1]
+    record = json.loads(run.record_path.read_text())
+    assert record["params"]["search"]["enabled"] is False
+    assert record["evidence"]["choices"] == {"search.enabled": False,
+                                             "baseline.policy": "trivialaugment"}
+    assert record["evidence"]["train_images"] == 1200
+    hand = _run(tmp_path / "hand", "search: {enabled: true}\n")
+    said = []
+    assert hand.follow_evidence(1200, said.append, _evidence())["search"]["enabled"] is True
+    assert said == ["The search: no gain shown in the learning curve at 1,000 training images "
+                    "(the nearest measured to 1,200), trained 600 optimiser steps: its best arm "
+                    "(method) +0.4 points (95 % interval -1.1 to +1.9) against trivialaugment "
+                    "without a search. search.enabled=false, training with "
+                    "baseline.policy=trivialaugment, would save its time."]
+    assert not hand.record_path.exists()
+
+
+def test_the_search_refuses_an_unsettled_auto(tmp_path):
+    from earth_lib.params import search_plan
+    from earth_lib.search import SearchSpace, search_or_baseline
+
+    space = SearchSpace.from_dict({"rotation": {"type": "continuous", "bounds": [0, 10]}})
+    with pytest.raises(TypeError, match="'auto'"):
+        search_or_baseline(lambda hp: {"val_loss": 1.0}, space, tmp_path / "h.csv", {},
+                           search_plan(validate({})), enabled="auto", evaluate_baseline=False)

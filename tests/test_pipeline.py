@@ -121,7 +121,8 @@ def test_multiband_16bit_folder_through_both_notebooks(root, tmp_path):
     params = smoke_params_for_folder(
         root, raw, tmp_path, "ms_smoke",
         preprocess={"scale_16bit": "fixed", "fixed_max": 10000, "clahe_mode": "per_band"},
-        pca={"band_components": 4}, search={"steps": 1})  # the bands are the point here
+        pca={"band_components": 4},  # the bands are the point here
+        search={"steps": 1, "enabled": "auto"})  # a user's folder: the curve decides
     run = tmp_path / "run"
     run_notebook(root / "notebooks" / "01_preprocessing.ipynb", params, run)
     run_notebook(root / "notebooks" / "02_earth_classifier.ipynb", params, run)
@@ -130,6 +131,10 @@ def test_multiband_16bit_folder_through_both_notebooks(root, tmp_path):
     card = json.loads((run / "model_card.json").read_text())
     assert card["preprocess"]["bands"] == 13 and card["input_shape"] == [16, 16, 4]
     assert (run / "band_pca.npz").is_file()
+    settled = json.loads((run / "run.json").read_text())  # 22 training images: far from
+    assert settled["evidence"]["choices"] == {"search.enabled": True}  # what the curve measured
+    assert "measured nothing near 22 training" in settled["evidence"]["reasons"]["search.enabled"]
+    assert settled["params"]["search"]["enabled"] is True and m["search"]["trials"] > 0
     from earth_lib.evaluation import evaluate_folder
 
     assert evaluate_folder(run, raw, progress=False)["n"] == 30

@@ -118,6 +118,12 @@ def test_a_run_trained_with_a_policy_says_so_not_the_literature_values(tmp_path)
     run.plan_path.write_text(json.dumps(plan.to_json()))
     md = write_report(run_report(run), run.path)[0].read_text()
     assert f"Why: its plan (plan.json) says {why}." in md  # the plan's own reason
+    run.plan_path.unlink()  # search.enabled: auto, settled by the curve (Run.follow_evidence)
+    record = json.loads(run.record_path.read_text())
+    record["evidence"] = {"reasons": {"search.enabled": "it loses in the learning curve"}}
+    run.record_path.write_text(json.dumps(record))
+    md = write_report(run_report(run), run.path)[0].read_text()
+    assert "Why: search.enabled is auto, and it loses in the learning curve." in md
 
 
 

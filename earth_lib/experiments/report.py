@@ -694,8 +694,9 @@ def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures
                      "search):\n\n" + "\n".join(f"- {v}" for v in said.values()))
     advised = advice_lines(advice) if advice else []
     if advised:
-        parts.append("What a budgeted run does near each size (`make plan` shows it; "
-                     "`earth_lib/planning/evidence.py`):\n\n"
+        parts.append("What a run does near each size, budgeted (`make plan` shows it) or "
+                     "left at `search.enabled: auto`, the default "
+                     "(`earth_lib/planning/evidence.py`):\n\n"
                      + "\n".join(f"- {line}" for line in advised))
     if figures and len(table):
         searched = comp["arm"].isin(SEARCH_ARMS) & (comp["against"] == "best no-search")

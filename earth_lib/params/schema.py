@@ -164,7 +164,10 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
         "label_smoothing": _p(0.0, float, "label smoothing of the loss", low=0.0, high=0.5),
     },
     "search": {
-        "enabled": _p(True, bool, "run the Bayesian search (off: use the baseline values)"),
+        "enabled": _p("auto", (bool, str), "run the Bayesian search (false: train with the "
+                      "baseline values); auto: as the learning curve found near the run's "
+                      "training-set size (docs/curve.md), the search where it paid and the "
+                      "best arm without one elsewhere", choices=(True, False, "auto")),
         "steps": _p(3, int, "search steps, each tightening the bounds", low=1, high=10),
         "initial_points": _p(5, int, "Latin-hypercube points per step", low=1),
         "iterations_per_step": _p(5, int, "GP-EI iterations per step", low=0),

@@ -37,7 +37,8 @@ def _fail(source: str, key: str, expected: str, got: Any) -> ParameterError:
 
 def _describe(p: Param) -> str:
     if p.choices is not None:
-        return "one of " + ", ".join(repr(c) for c in p.choices)
+        return "one of " + ", ".join(str(c).lower() if isinstance(c, bool) else repr(c)
+                                     for c in p.choices)
     kinds = p.kind if isinstance(p.kind, tuple) else (p.kind,)
     text = " or ".join("a number" if k is float else ("an int" if k is int else f"a {k.__name__}")
                        for k in kinds)

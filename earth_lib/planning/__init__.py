@@ -20,8 +20,10 @@ from earth_lib.planning.plan import (
     plan_is_current,
     plan_run,
     read_plan,
+    set_by_hand,
     with_plan,
 )
 
 __all__ = ["evidence", "DataSummary", "RunPlan", "Speed", "budget_line", "final_epochs",
-           "fit_final", "needs_new_plan", "plan_is_current", "plan_run", "read_plan", "with_plan"]
+           "fit_final", "needs_new_plan", "plan_is_current", "plan_run", "read_plan", "set_by_hand",
+           "with_plan"]

@@ -11,13 +11,15 @@ as many replicates, its advice wins: a planned run on a few hundred images train
 200 epochs (1,600 optimiser steps on 250 images at batch 32), nearer the length check's
 length than the curve's (400 steps there). Elsewhere, of arms the curve cannot tell
 apart, the one that gains more from longer training is advised (:attr:`Advice.arm`).
-Pure: reads one JSON file, imports no training code.
+A run without a budget takes the same advice where ``search.enabled`` is ``auto`` (the
+default; :func:`auto_choices`). Pure: reads one JSON file, imports no training code.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,15 +170,37 @@ def search_note(images: int, searching: bool, evidence: dict[str, Any] | None = 
             f"{train}, would save its time.")
 
 
+def auto_choices(train_images: int, hand: Collection[str] = (),
+                 evidence: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """What ``search.enabled: auto`` does at ``train_images`` training images, and why.
+
+    Near a size the curve measured, the run searches only where the search paid there, and
+    otherwise trains like the advised arm (the keys in ``hand``, set by a person, stay);
+    where the curve measured nothing near, the method runs as declared (a search). Flat
+    keys (``search.enabled``, ``baseline.policy``) to values, and a reason for each.
+    """
+    advice = advice_for(train_images, evidence)
+    pays = advice.search_pays()
+    choices: dict[str, Any] = {"search.enabled": pays is not False}
+    reasons = {"search.enabled": advice.search_reason() if pays is not None else
+               f"the learning curve measured nothing near {train_images:,} training images, "
+               "so the method runs as declared"}
+    if pays is False:  # a search keeps the file's values as its yardstick
+        for key, value in advice.overrides().items():
+            if key not in hand:
+                choices[key], reasons[key] = value, advice.augmentation_reason()
+    return choices, reasons
+
+
 def advice_lines(evidence: dict[str, Any]) -> list[str]:
-    """What a budgeted run at each measured size is advised, one line each (for the docs)."""
+    """What a run at each measured size is advised, one line each (for the docs)."""
     out = []
     for size in sorted(int(k) for k in evidence.get("sizes", {})):
         a = advice_for(size, evidence)
         if a.size != size:
             continue  # too few replicates there yet
         pays = a.search_pays()
-        search = "no search" if pays is False else "searches where its budget affords trials"
+        search = "no search" if pays is False else "searches (budgeted: where trials fit)"
         out.append(f"{size:,} images: trains with {a.augmentation_reason()}; {search}"
                    + (f": {a.search_reason()}" if pays is not None else "") + ".")
     return out

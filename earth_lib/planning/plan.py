@@ -149,6 +149,12 @@ def _flat(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def set_by_hand(given: Any) -> dict[str, Any]:
+    """The flat values a person set (file and overrides); ``search.enabled: auto`` is unset."""
+    return {k: v for k, v in _flat(given or {}).items()
+            if not (k == "search.enabled" and v == "auto")}
+
+
 def _augmentation_words(values: dict[str, Any]) -> str:
     """What a final training without a search augments with, from flat ``baseline.*`` values."""
     policy = values["baseline.policy"]
@@ -173,7 +179,7 @@ def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
     its reason.
     """
     budget = params["budget_minutes"]
-    hand = _flat(given)
+    hand = set_by_hand(given)
     choices: dict[str, Any] = {}
     reasons: dict[str, str] = {}
 
@@ -306,7 +312,7 @@ def read_plan(path: str | Path) -> RunPlan | None:
 def plan_is_current(plan: RunPlan | None, params: dict[str, Any], given: Any) -> bool:
     """Whether ``plan`` was made for this budget and these hand-set values."""
     return plan is not None and plan.budget_minutes == params["budget_minutes"] \
-        and plan.given == _flat(given or {})
+        and plan.given == set_by_hand(given)
 
 
 def needs_new_plan(plan: RunPlan | None, params: dict[str, Any], given: Any,
@@ -327,7 +333,7 @@ def with_plan(given: Any, source: str, plan: RunPlan | None) -> dict[str, Any]:
     """The checked parameters: the file's values, the plan's under them."""
     if plan is None:
         return validate(given, source)
-    hand = _flat(given or {})
+    hand = set_by_hand(given)
     items = [(k, v) for k, v in plan.overrides() if k not in hand]
     return validate(apply_overrides(given, items, source), f"{source} and its plan")
 

@@ -137,10 +137,14 @@ def cam_blocks(report: Report, folder: Path, names: list[str], cams: CamExamples
 
 
 def _why_no_search(run: Run, train_images: int | None) -> str:
-    """Why a run searched nothing: its plan's reason, or its parameters and the curve's word."""
+    """Why a run searched nothing: its plan's, the curve's (``auto``) or its parameters'."""
     reason = run.plan.reasons.get("search.enabled") if run.plan else None
     if reason:
         return f"its plan (plan.json) says {reason}."
+    settled = run.read_record().get("evidence", {}) if run.record_path.is_file() else {}
+    auto = settled.get("reasons", {}).get("search.enabled")
+    if auto:
+        return f"search.enabled is auto, and {auto}."
     curve = f" {search_note(train_images, searching=False)}" if train_images else ""
     return f"search.enabled is false in its parameters.{curve}"
 

@@ -151,6 +151,8 @@ def search_or_baseline(
     compare, and the trial would cost a tenth of a short run). ``options`` (executor,
     fingerprint) go to :func:`run_search`.
     """
+    if not isinstance(enabled, bool):  # "auto" is settled before (Run.follow_evidence)
+        raise TypeError(f"search_or_baseline: enabled must be True or False, not {enabled!r}.")
     result = (run_search(objective, space, history_path, plan, log=log, **options)
               if enabled else None)
     scored = None
