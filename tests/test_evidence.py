@@ -78,7 +78,7 @@ def test_of_arms_the_curve_cannot_tell_apart_the_one_that_gains_from_longer_trai
     ev = _tied()
     del ev["sizes"]["5000"]["ties"]
     assert advice_for(5000, ev).arm == "none"
-    assert "none: the best arm without a search" in advice_for(5000, ev).augmentation_reason()
+    assert advice_for(5000, ev).augmentation_reason().startswith("the best arm without a search")
     lines = advice_lines(_tied())  # what docs/curve.md says a run does at each size
     assert lines[0].startswith("1,000 images: trains with trivialaugment: the best arm")
     assert "; no search: no gain shown in the learning curve at 1,000" in lines[0]

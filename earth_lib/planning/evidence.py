@@ -82,17 +82,17 @@ class Advice:
         raise ValueError(f"{EVIDENCE_FILE}: unknown arm {arm!r} at {self.size} images.")
 
     def augmentation_reason(self) -> str:
-        """Why :meth:`overrides` are chosen."""
+        """Why :meth:`overrides` are chosen (for ``key = value: reason``; names no arm first)."""
         arm, best = self.arm, self.best_no_search
         lit = self.accuracy.get("literature")
         against = (f" against {100 * lit:.1f} % for the literature values"
                    if lit is not None and arm != "literature" else "")
         if arm == best:
-            return (f"{arm}: the best arm without a search in {self.where}, "
+            return (f"the best arm without a search in {self.where}, "
                     f"{100 * self.accuracy[arm]:.1f} %{against}, {self.replicates} replicates")
         tie, gain = self.ties[arm], self.length_gain
         low, high = tie["interval"]
-        return (f"{arm}: {100 * self.accuracy[arm]:.1f} % in {self.where}, tied with the "
+        return (f"{100 * self.accuracy[arm]:.1f} % in {self.where}, tied with the "
                 f"best arm without a search, {best} ({100 * self.accuracy[best]:.1f} %; "
                 f"{tie['diff_points']:+.1f} points, 95 % interval {low:+.1f} to {high:+.1f}, "
                 f"{self.replicates} replicates); trained longer (the length check, "
@@ -201,6 +201,6 @@ def advice_lines(evidence: dict[str, Any]) -> list[str]:
             continue  # too few replicates there yet
         pays = a.search_pays()
         search = "no search" if pays is False else "searches (budgeted: where trials fit)"
-        out.append(f"{size:,} images: trains with {a.augmentation_reason()}; {search}"
+        out.append(f"{size:,} images: trains with {a.arm}: {a.augmentation_reason()}; {search}"
                    + (f": {a.search_reason()}" if pays is not None else "") + ".")
     return out
