@@ -118,7 +118,7 @@ $(OUT_ESC)/03_does_the_search_pay.ipynb: $(NB3) $(OUT_ESC)/01_preprocessing.ipyn
 all: env $(OUT_ESC)/02_earth_classifier.ipynb
 	@echo Results in $(call q,$(OUT))/ "(start with report.html or report.md; metrics.json, figures/, executed notebooks)"
 
-## plan: measure this machine and print the plan a budgeted PARAMS (and SET) would follow; runs nothing
+## plan: print the plan a budgeted PARAMS (and SET) would follow (no budget: what its search will do); runs nothing
 plan: env
 	$(PY) -m earth_lib.cli plan $(call q,$(PARAMS)) --set $(call q,$(strip $(SET)))
 

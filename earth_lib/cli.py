@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from earth_lib import progress
-from earth_lib.errors import DatasetNotFoundError, EarthResnetError, ParameterError
+from earth_lib.errors import DatasetNotFoundError, EarthResnetError
 from earth_lib.io import run_lock
 from earth_lib.params import load_params, read_given, validate
 from earth_lib.paths import CURVE_RECORDS, project_root, run_dir_for
@@ -184,7 +184,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--print", action="store_true", dest="show",
                    help="print the resolved parameters (defaults filled in) as YAML")
     p = sub.add_parser("plan", help="measure this machine and print the plan a budgeted run "
-                                    "would follow; runs and writes nothing")
+                                    "would follow (without a budget: what its search will "
+                                    "do); runs and writes nothing")
     p.add_argument("params")
     p.add_argument("--set", default="", metavar="KEY=VALUE ...",
                    help="overrides, e.g. 'budget_minutes=60'")
@@ -272,11 +273,35 @@ def _plan(args: argparse.Namespace) -> None:
     """Print the plan a budgeted run of this file would follow, without running it."""
     given, source = read_given(args.params, " ".join(args.set.split()))
     params = validate(given, source)
+    raw = raw_folder(params, args.params)
     if params["budget_minutes"] is None:
-        raise ParameterError(f"{source}: budget_minutes is not set, so a run plans nothing "
-                             "and takes the file's values; set it in the file or with "
-                             "SET=\"budget_minutes=30\".")
-    plan_from_folder(params, given, args.params, raw_folder(params, args.params), None)
+        search_from_folder(params, given, args.params, raw)
+        return
+    plan_from_folder(params, given, args.params, raw, None)
+
+
+def search_from_folder(params: dict[str, Any], given: Any, params_file: str | Path,
+                       raw: Path) -> None:
+    """Without a budget: count the images of ``raw`` and print what the search will do."""
+    from earth_lib.params import data_selection
+    from earth_lib.planning import set_by_hand
+    from earth_lib.planning.evidence import auto_choices, search_note, settled_lines
+    from earth_lib.planning.measure import summarize_folder
+
+    if not raw.is_dir():
+        raise DatasetNotFoundError(f"{params_file}: {raw} is not a folder yet (make data "
+                                   "first).")
+    images = summarize_folder(raw, data_selection(params), params["seed"], sample=1)[0].images
+    train = max(1, round(images * params["split"]["train"]))
+    print(f"{params_file}: budget_minutes is not set, so nothing is planned: image size, "
+          f"model and epochs are the file's (SET=\"budget_minutes=30\" plans them). "
+          f"{images:,} images, about {train:,} to train.")
+    enabled = params["search"]["enabled"]
+    if enabled != "auto":
+        print(search_note(train, enabled))
+        return
+    for line in settled_lines(*auto_choices(train, set_by_hand(given))):
+        print(line)
 
 
 def _data(args: argparse.Namespace) -> None:

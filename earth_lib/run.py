@@ -34,7 +34,7 @@ from earth_lib.io import atomic_write_csv, atomic_write_json, file_digest
 from earth_lib.params import read_given, validate
 from earth_lib.paths import enter_project_root, mark, run_dir_for
 from earth_lib.planning import RunPlan, budget_line, read_plan, set_by_hand, with_plan
-from earth_lib.planning.evidence import auto_choices, search_note
+from earth_lib.planning.evidence import auto_choices, search_note, settled_lines
 from earth_lib.provenance import (
     compute_record,
     cpu_model,
@@ -188,11 +188,11 @@ class Run:
             return self.params
         given = read_given(self.params_file, self.overrides)[0] if self.params_file else {}
         choices, reasons = auto_choices(train_images, set_by_hand(given), evidence)
-        log("search.enabled is auto: the learning curve decides (docs/curve.md)")
         for key, value in choices.items():
             section, name = key.split(".")
             self.params[section][name] = value  # in place: the notebook's P is this dict
-            log(f"  {key} = {value}: {reasons[key]}")
+        for line in settled_lines(choices, reasons):
+            log(line)
         record = self.read_record() if self.record_path.is_file() else {}
         record["params"] = self.params
         record["evidence"] = {"train_images": train_images, "choices": choices,

@@ -217,9 +217,14 @@ def test_make_plan_previews_a_budgeted_run_and_writes_nothing(tmp_path, monkeypa
     params_file.write_text(f"data: {{dataset: folder, raw_dir: {raw}}}\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("earth_lib.planning.measure.MEASURED_SIZES", (16, 32))  # quick
-    assert main(["plan", str(params_file)]) == 2
-    assert "budget_minutes is not set" in capsys.readouterr().err
     before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["plan", str(params_file)]) == 0  # no budget: what search.enabled: auto does
+    out = capsys.readouterr().out
+    assert "budget_minutes is not set, so nothing is planned" in out
+    assert "18 images, about 13 to train" in out and "search.enabled is auto" in out
+    assert "search.enabled = True: the learning curve measured nothing near 13" in out
+    assert main(["plan", str(params_file), "--set", "search.enabled=false"]) == 0
+    assert "The learning curve has not measured the search near 13" in capsys.readouterr().out
     assert main(["plan", str(params_file), "--set", "budget_minutes=5"]) == 0
     out = capsys.readouterr().out
     assert "plan for 5 min: 18 images, 3 classes" in out and "search.enabled = " in out

@@ -192,6 +192,12 @@ def auto_choices(train_images: int, hand: Collection[str] = (),
     return choices, reasons
 
 
+def settled_lines(choices: dict[str, Any], reasons: dict[str, str]) -> list[str]:
+    """What :func:`auto_choices` chose, as a run prints it."""
+    return ["search.enabled is auto: the learning curve decides (docs/curve.md)",
+            *(f"  {key} = {value}: {reasons[key]}" for key, value in choices.items())]
+
+
 def advice_lines(evidence: dict[str, Any]) -> list[str]:
     """What a run at each measured size is advised, one line each (for the docs)."""
     out = []
