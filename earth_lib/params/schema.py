@@ -165,9 +165,10 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
     },
     "search": {
         "enabled": _p("auto", (bool, str), "run the Bayesian search (false: train with the "
-                      "baseline values); auto: as the learning curve found near the run's "
-                      "training-set size (docs/curve.md), the search where it paid and the "
-                      "best arm without one elsewhere", choices=(True, False, "auto")),
+                      "baseline values); auto: follow the learning curve (docs/curve.md) near "
+                      "the run's training-set size: no search, and its best arm without one, "
+                      "where the search did not pay; else the search",
+                      choices=(True, False, "auto")),
         "steps": _p(3, int, "search steps, each tightening the bounds", low=1, high=10),
         "initial_points": _p(5, int, "Latin-hypercube points per step", low=1),
         "iterations_per_step": _p(5, int, "GP-EI iterations per step", low=0),
