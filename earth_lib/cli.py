@@ -298,9 +298,9 @@ def search_from_folder(params: dict[str, Any], given: Any, params_file: str | Pa
           f"{images:,} images, about {train:,} to train.")
     enabled = params["search"]["enabled"]
     if enabled != "auto":
-        print(search_note(train, enabled))
+        print(search_note(train, enabled, task=params["task"]))
         return
-    for line in settled_lines(*auto_choices(train, set_by_hand(given))):
+    for line in settled_lines(*auto_choices(train, set_by_hand(given), task=params["task"])):
         print(line)
 
 

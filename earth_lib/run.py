@@ -184,10 +184,11 @@ class Run:
         """
         enabled = self.params["search"]["enabled"]
         if enabled != "auto":
-            log(search_note(train_images, enabled, evidence))
+            log(search_note(train_images, enabled, evidence, self.params["task"]))
             return self.params
         given = read_given(self.params_file, self.overrides)[0] if self.params_file else {}
-        choices, reasons = auto_choices(train_images, set_by_hand(given), evidence)
+        choices, reasons = auto_choices(train_images, set_by_hand(given), evidence,
+                                        self.params["task"])
         for key, value in choices.items():
             section, name = key.split(".")
             self.params[section][name] = value  # in place: the notebook's P is this dict

@@ -117,6 +117,9 @@ def test_the_plan_follows_the_evidence_and_says_why():
     hand = _plan(_evidence(), small, given={"baseline": {"policy": "dihedral"},
                                             "search": {"enabled": True}})
     assert "baseline.policy" not in hand.choices and "search.enabled" not in hand.choices
+    labels = _plan(_evidence(), small, given={"task": "multilabel", "data": {
+        "raw_dir": "data/raw/mine", "labels_csv": "labels.csv"}})  # the curve is single-label
+    assert labels.choices["search.enabled"] is True and "baseline.policy" not in labels.choices
 
 
 def test_a_policy_replaces_the_six_augmentation_values():
@@ -182,7 +185,7 @@ def test_a_run_is_told_what_the_curve_says_of_its_search():
 
 
 def test_search_enabled_auto_follows_the_curve_where_it_measured():
-    from earth_lib.planning.evidence import auto_choices
+    from earth_lib.planning.evidence import auto_choices, search_note
 
     choices, why = auto_choices(1000, (), _evidence())  # no gain shown: no search
     assert choices == {"search.enabled": False, "baseline.policy": "trivialaugment"}
@@ -193,7 +196,14 @@ def test_search_enabled_auto_follows_the_curve_where_it_measured():
     paid, why = auto_choices(5000, (), _evidence())  # the search paid: it runs, as declared
     assert paid == {"search.enabled": True} and why["search.enabled"].startswith("it pays")
     far, why = auto_choices(300, (), _evidence())  # nothing measured near: the method
-    assert far == {"search.enabled": True} and "measured nothing near 300" in why["search.enabled"]
+    assert far == {"search.enabled": True} and "not measured the search near 300" in \
+        why["search.enabled"]
+    labels, why = auto_choices(1000, (), _evidence(), task="multilabel")  # not measured either
+    assert labels == {"search.enabled": True}
+    assert why["search.enabled"].startswith("the learning curve measured the search on "
+                                            "single-label scenes only, not multilabel")
+    assert "single-label scenes only" in search_note(1000, True, _evidence(), "multilabel")
+    assert advice_for(1000, _evidence(), "multilabel").overrides() == {}
 
 
 def test_a_budgeted_plan_treats_search_enabled_auto_as_unset():

@@ -133,7 +133,8 @@ def test_multiband_16bit_folder_through_both_notebooks(root, tmp_path):
     assert (run / "band_pca.npz").is_file()
     settled = json.loads((run / "run.json").read_text())  # 22 training images: far from
     assert settled["evidence"]["choices"] == {"search.enabled": True}  # what the curve measured
-    assert "measured nothing near 22 training" in settled["evidence"]["reasons"]["search.enabled"]
+    assert "has not measured the search near 22 training" in \
+        settled["evidence"]["reasons"]["search.enabled"]
     assert settled["params"]["search"]["enabled"] is True and m["search"]["trials"] > 0
     from earth_lib.evaluation import evaluate_folder
 

@@ -222,7 +222,8 @@ def test_make_plan_previews_a_budgeted_run_and_writes_nothing(tmp_path, monkeypa
     out = capsys.readouterr().out
     assert "budget_minutes is not set, so nothing is planned" in out
     assert "18 images, about 13 to train" in out and "search.enabled is auto" in out
-    assert "search.enabled = True: the learning curve measured nothing near 13" in out
+    assert "search.enabled = True: the learning curve has not measured the search near 13" \
+        in out
     assert main(["plan", str(params_file), "--set", "search.enabled=false"]) == 0
     assert "The learning curve has not measured the search near 13" in capsys.readouterr().out
     assert main(["plan", str(params_file), "--set", "budget_minutes=5"]) == 0

@@ -6,7 +6,8 @@ verdict against it; under ``longer``, the same from the length check; under
 ``length_gain``, what training longer changed for each arm). A run of ``n`` training
 images takes the advice of the nearest measured size (on a log scale, within a factor
 :data:`REACH`) once that size has :data:`MIN_REPLICATES` replicates; elsewhere, or
-before, it is told nothing and does what its parameters say. Where the length check has
+before, or for a task the curve did not measure (:data:`CURVE_TASK`), it is told nothing
+and does what its parameters say. Where the length check has
 as many replicates, its advice wins: a planned run on a few hundred images trains up to
 200 epochs (1,600 optimiser steps on 250 images at batch 32), nearer the length check's
 length than the curve's (400 steps there). Elsewhere, of arms the curve cannot tell
@@ -32,6 +33,9 @@ EVIDENCE_FILE = Path(__file__).with_name("curve_evidence.json")
 REACH = 2.0
 #: Fewer replicates than this at a size advise nothing (one replicate's winner is noise).
 MIN_REPLICATES = 3
+#: The task the curve measured (``earth_lib/experiments/curve.py`` classifies single-label
+#: scenes); a run of another task is advised nothing.
+CURVE_TASK = "multiclass"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,16 @@ class Advice:
     final_steps: int | None = None
     ties: dict[str, dict[str, Any]] = field(default_factory=dict)
     length_gain: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task: str = CURVE_TASK
+
+    @property
+    def unmeasured(self) -> str:
+        """Why the curve advises nothing here (when :attr:`size` is None), in words."""
+        if self.task != CURVE_TASK:
+            return ("the learning curve measured the search on single-label scenes only, "
+                    f"not {self.task}")
+        return f"the learning curve has not measured the search near {self.images:,} " \
+            "training images"
 
     @property
     def where(self) -> str:
@@ -138,8 +152,11 @@ def _usable(entry: dict[str, Any] | None) -> dict[str, Any] | None:
     return entry if ok else None
 
 
-def advice_for(images: int, evidence: dict[str, Any] | None = None) -> Advice:
-    """The advice for a run of ``images`` training images (empty beyond the curve's reach)."""
+def advice_for(images: int, evidence: dict[str, Any] | None = None,
+               task: str = CURVE_TASK) -> Advice:
+    """The advice for ``images`` training images (none beyond reach, or for another task)."""
+    if task != CURVE_TASK:
+        return Advice(images, task=task)
     evidence = read_evidence() if evidence is None else evidence
     ready = {int(k): e for k, v in evidence.get("sizes", {}).items()
              for e in [_usable(v.get("longer")) or _usable(v)] if e}
@@ -155,13 +172,13 @@ def advice_for(images: int, evidence: dict[str, Any] | None = None) -> Advice:
                   {} if longer else evidence.get("length_gain", {}))
 
 
-def search_note(images: int, searching: bool, evidence: dict[str, Any] | None = None) -> str:
+def search_note(images: int, searching: bool, evidence: dict[str, Any] | None = None,
+                task: str = CURVE_TASK) -> str:
     """One line for a run's log: what the learning curve says of a search at this size."""
-    advice = advice_for(images, evidence)
+    advice = advice_for(images, evidence, task)
     pays = advice.search_pays()
     if pays is None:
-        return (f"The learning curve has not measured the search near {images:,} training "
-                "images (docs/curve.md).")
+        return f"{advice.unmeasured.capitalize()} (docs/curve.md)."
     if pays or not searching:
         return f"The search: {advice.search_reason()}."
     train = ", ".join(f"{k}={v}" for k, v in advice.overrides().items()) \
@@ -171,7 +188,8 @@ def search_note(images: int, searching: bool, evidence: dict[str, Any] | None = 
 
 
 def auto_choices(train_images: int, hand: Collection[str] = (),
-                 evidence: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+                 evidence: dict[str, Any] | None = None, task: str = CURVE_TASK
+                 ) -> tuple[dict[str, Any], dict[str, str]]:
     """What ``search.enabled: auto`` does at ``train_images`` training images, and why.
 
     Near a size the curve measured, the run searches only where the search paid there, and
@@ -179,12 +197,11 @@ def auto_choices(train_images: int, hand: Collection[str] = (),
     where the curve measured nothing near, the method runs as declared (a search). Flat
     keys (``search.enabled``, ``baseline.policy``) to values, and a reason for each.
     """
-    advice = advice_for(train_images, evidence)
+    advice = advice_for(train_images, evidence, task)
     pays = advice.search_pays()
     choices: dict[str, Any] = {"search.enabled": pays is not False}
     reasons = {"search.enabled": advice.search_reason() if pays is not None else
-               f"the learning curve measured nothing near {train_images:,} training images, "
-               "so the method runs as declared"}
+               f"{advice.unmeasured}, so the method runs as declared"}
     if pays is False:  # a search keeps the file's values as its yardstick
         for key, value in advice.overrides().items():
             if key not in hand:

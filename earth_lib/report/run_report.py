@@ -22,7 +22,7 @@ from scipy.stats import binomtest
 from earth_lib.experiments.report import markdown_table
 from earth_lib.io import atomic_write_text
 from earth_lib.nn.explain import CamExamples
-from earth_lib.planning.evidence import search_note
+from earth_lib.planning.evidence import CURVE_TASK, search_note
 from earth_lib.report import report_figures as rf
 from earth_lib.report.plotting import plot_mistakes, save_figure, test_summary_name
 from earth_lib.run import Run, read_json
@@ -136,16 +136,16 @@ def cam_blocks(report: Report, folder: Path, names: list[str], cams: CamExamples
         report.add("img", "Grad-CAM", "figures/grad_cam.png")
 
 
-def _why_no_search(run: Run, train_images: int | None) -> str:
+def _why_no_search(run: Run, run_record: dict[str, Any], train_images: int | None) -> str:
     """Why a run searched nothing: its plan's, the curve's (``auto``) or its parameters'."""
     reason = run.plan.reasons.get("search.enabled") if run.plan else None
     if reason:
         return f"its plan (plan.json) says {reason}."
-    settled = run.read_record().get("evidence", {}) if run.record_path.is_file() else {}
-    auto = settled.get("reasons", {}).get("search.enabled")
+    auto = run_record.get("evidence", {}).get("reasons", {}).get("search.enabled")
     if auto:
         return f"search.enabled is auto, and {auto}."
-    curve = f" {search_note(train_images, searching=False)}" if train_images else ""
+    task = run_record.get("params", {}).get("task", CURVE_TASK)
+    curve = f" {search_note(train_images, False, task=task)}" if train_images else ""
     return f"search.enabled is false in its parameters.{curve}"
 
 
@@ -153,9 +153,10 @@ def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
     """The search: convergence, each value against its score, the bounds of each step."""
     search = record.get("search") or {}
     train_images = record.get("split_sizes", {}).get("train")
+    run_record = run.read_record() if run.record_path.is_file() else {}
     report.add("h2", "The search")
     if not run.search_history.is_file() or not search.get("trials"):
-        why = _why_no_search(run, train_images)
+        why = _why_no_search(run, run_record, train_images)
         report.add("p", "No search ran in this run: the final training used the "
                    f"{trained_with(record)}. Why: {why}")
         return
@@ -167,7 +168,8 @@ def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
                   if lit is not None else "")
                + f"; the final training used the {trained_with(record)}.")
     if train_images:
-        report.add("p", search_note(train_images, searching=True))
+        report.add("p", search_note(train_images, True,
+                                    task=run_record.get("params", {}).get("task", CURVE_TASK)))
     values = pd.DataFrame({"chosen": search["best_hyperparameters"]})
     report.add("table", values.T)
     if run.figure("convergence").is_file():
