@@ -285,7 +285,7 @@ def search_from_folder(params: dict[str, Any], given: Any, params_file: str | Pa
     """Without a budget: count the images of ``raw`` and print what the search will do."""
     from earth_lib.params import data_selection
     from earth_lib.planning import set_by_hand
-    from earth_lib.planning.evidence import auto_choices, search_note, settled_lines
+    from earth_lib.planning.evidence import settle_search
     from earth_lib.planning.measure import summarize_folder
 
     if not raw.is_dir():
@@ -296,12 +296,9 @@ def search_from_folder(params: dict[str, Any], given: Any, params_file: str | Pa
     print(f"{params_file}: budget_minutes is not set, so nothing is planned: image size, "
           f"model and epochs are the file's (SET=\"budget_minutes=30\" plans them). "
           f"{images:,} images, about {train:,} to train.")
-    enabled = params["search"]["enabled"]
-    if enabled != "auto":
-        print(search_note(train, enabled, task=params["task"]))
-        return
-    for line in settled_lines(*auto_choices(train, set_by_hand(given), task=params["task"])):
-        print(line)
+    lines = settle_search(train, params["search"]["enabled"], set_by_hand(given),
+                          task=params["task"])[2]
+    print("\n".join(lines))
 
 
 def _data(args: argparse.Namespace) -> None:

@@ -34,7 +34,7 @@ from earth_lib.io import atomic_write_csv, atomic_write_json, file_digest
 from earth_lib.params import read_given, validate
 from earth_lib.paths import enter_project_root, mark, run_dir_for
 from earth_lib.planning import RunPlan, budget_line, read_plan, set_by_hand, with_plan
-from earth_lib.planning.evidence import auto_choices, search_note, settled_lines
+from earth_lib.planning.evidence import settle_search
 from earth_lib.provenance import (
     compute_record,
     cpu_model,
@@ -183,17 +183,17 @@ class Run:
         curve says of it.
         """
         enabled = self.params["search"]["enabled"]
-        if enabled != "auto":
-            log(search_note(train_images, enabled, evidence, self.params["task"]))
+        given = read_given(self.params_file, self.overrides)[0] \
+            if enabled == "auto" and self.params_file else {}
+        choices, reasons, lines = settle_search(train_images, enabled, set_by_hand(given),
+                                                evidence, self.params["task"])
+        for line in lines:
+            log(line)
+        if not choices:
             return self.params
-        given = read_given(self.params_file, self.overrides)[0] if self.params_file else {}
-        choices, reasons = auto_choices(train_images, set_by_hand(given), evidence,
-                                        self.params["task"])
         for key, value in choices.items():
             section, name = key.split(".")
             self.params[section][name] = value  # in place: the notebook's P is this dict
-        for line in settled_lines(choices, reasons):
-            log(line)
         record = self.read_record() if self.record_path.is_file() else {}
         record["params"] = self.params
         record["evidence"] = {"train_images": train_images, "choices": choices,

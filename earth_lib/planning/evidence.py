@@ -209,10 +209,20 @@ def auto_choices(train_images: int, hand: Collection[str] = (),
     return choices, reasons
 
 
-def settled_lines(choices: dict[str, Any], reasons: dict[str, str]) -> list[str]:
-    """What :func:`auto_choices` chose, as a run prints it."""
-    return ["search.enabled is auto: the learning curve decides (docs/curve.md)",
-            *(f"  {key} = {value}: {reasons[key]}" for key, value in choices.items())]
+def settle_search(train_images: int, enabled: bool | str, hand: Collection[str] = (),
+                  evidence: dict[str, Any] | None = None, task: str = CURVE_TASK
+                  ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """``search.enabled`` settled at ``train_images``: the choices, why, and what to print.
+
+    ``auto`` goes to :func:`auto_choices`; a hand-set true or false stays (no choices) and
+    hears what the curve says of it (:func:`search_note`).
+    """
+    if enabled != "auto":
+        return {}, {}, [search_note(train_images, enabled, evidence, task)]
+    choices, reasons = auto_choices(train_images, hand, evidence, task)
+    return choices, reasons, [
+        "search.enabled is auto: the learning curve decides (docs/curve.md)",
+        *(f"  {key} = {value}: {reasons[key]}" for key, value in choices.items())]
 
 
 def advice_lines(evidence: dict[str, Any]) -> list[str]:

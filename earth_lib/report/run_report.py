@@ -136,7 +136,8 @@ def cam_blocks(report: Report, folder: Path, names: list[str], cams: CamExamples
         report.add("img", "Grad-CAM", "figures/grad_cam.png")
 
 
-def _why_no_search(run: Run, run_record: dict[str, Any], train_images: int | None) -> str:
+def _why_no_search(run: Run, run_record: dict[str, Any], train_images: int | None,
+                   task: str) -> str:
     """Why a run searched nothing: its plan's, the curve's (``auto``) or its parameters'."""
     reason = run.plan.reasons.get("search.enabled") if run.plan else None
     if reason:
@@ -144,19 +145,22 @@ def _why_no_search(run: Run, run_record: dict[str, Any], train_images: int | Non
     auto = run_record.get("evidence", {}).get("reasons", {}).get("search.enabled")
     if auto:
         return f"search.enabled is auto, and {auto}."
-    task = run_record.get("params", {}).get("task", CURVE_TASK)
     curve = f" {search_note(train_images, False, task=task)}" if train_images else ""
     return f"search.enabled is false in its parameters.{curve}"
 
 
-def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
-    """The search: convergence, each value against its score, the bounds of each step."""
+def search_blocks(report: Report, run: Run, record: dict[str, Any],
+                  run_record: dict[str, Any]) -> None:
+    """The search: convergence, each value against its score, the bounds of each step.
+
+    ``record``: the run's metrics; ``run_record``: its ``run.json``.
+    """
     search = record.get("search") or {}
     train_images = record.get("split_sizes", {}).get("train")
-    run_record = run.read_record() if run.record_path.is_file() else {}
+    task = run_record.get("params", {}).get("task", CURVE_TASK)
     report.add("h2", "The search")
     if not run.search_history.is_file() or not search.get("trials"):
-        why = _why_no_search(run, run_record, train_images)
+        why = _why_no_search(run, run_record, train_images, task)
         report.add("p", "No search ran in this run: the final training used the "
                    f"{trained_with(record)}. Why: {why}")
         return
@@ -168,8 +172,7 @@ def search_blocks(report: Report, run: Run, record: dict[str, Any]) -> None:
                   if lit is not None else "")
                + f"; the final training used the {trained_with(record)}.")
     if train_images:
-        report.add("p", search_note(train_images, True,
-                                    task=run_record.get("params", {}).get("task", CURVE_TASK)))
+        report.add("p", search_note(train_images, True, task=task))
     values = pd.DataFrame({"chosen": search["best_hyperparameters"]})
     report.add("table", values.T)
     if run.figure("convergence").is_file():
@@ -207,7 +210,7 @@ def run_report(run: Run, cams: CamExamples | None = None) -> Report:
     if run.figure("training_curves").is_file():
         report.add("h2", "Training")
         report.add("img", "Final training, epoch by epoch", "figures/training_curves.png")
-    search_blocks(report, run, m)
+    search_blocks(report, run, m, record)
     cam_blocks(report, run.path, names, cams)
     return report
 
