@@ -666,6 +666,15 @@ def test_the_smoke_curve_runs_resumes_and_reruns_only_what_changed(tmp_path, roo
     assert len(rec["trials"]) == 3 and len(rec["test_correct"]) == 12
     assert rec["trial_steps"] == 2  # curve.trial_fraction, 0.5 of 4
     assert rec["images"] == {"train": 24, "val": 6, "test": 12}
+    # every record, trial or trained, names the data it measured on
+    classes = d["synthetic_classes"]
+    assert {json.dumps(json.loads(p.read_text())["data"]) for p in
+            (run.path / "records").glob("*.json")} == {json.dumps(
+                {"dataset": "synthetic", "images": classes * d["synthetic_images_per_class"],
+                 "classes": classes, "bands": 3, "image_size": 16})}
+    page = curve_report.curve_markdown(curve_report.load_records(run.path / "records"), None)
+    assert page.startswith(f"The data: synthetic, {classes} classes, 3 bands, 16 px, "
+                           f"{classes * d['synthetic_images_per_class']} images in all")
     assert load_run(run.path / "cells" / "n00024-r0-noisy_gp").load_card().class_names
     assert not list(run.path.rglob(curve_run.BACKUP))  # finished trainings leave no backup
     assert curve_run.run_curve(P, run, log=lines.append) == 0  # all done: nothing rerun

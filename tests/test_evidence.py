@@ -49,6 +49,25 @@ def test_the_advice_names_what_to_train_and_whether_to_search():
     assert set(none.values()) == {0} and "baseline.rotation" in none
 
 
+def test_the_advice_names_the_data_the_curve_measured_on():
+    about = {"dataset": "eurosat", "images": 22000, "classes": 10, "bands": 3,
+             "image_size": 64}
+    digest = {"data": "d1", "cell": "c", "settings": "s"}
+    old, new = {"fingerprint": digest}, {"fingerprint": digest, "data": about}
+    # records made before the field share their data digest with those that name it
+    assert curve_report.curve_data([old, new, old]) == about
+    assert curve_report.curve_data([old, old]) is None  # nothing names it
+    other = {"fingerprint": {**digest, "data": "d2"}}
+    assert curve_report.curve_data([old, new, other]) is None  # two data sets: none named
+    assert curve_report.curve_data([new, {**new, "data": {**about, "bands": 13}}]) is None
+    ev = {**_evidence(), "data": "eurosat, 10 classes, 3 bands, 64 px"}
+    a = advice_for(1200, ev)
+    assert "the learning curve (eurosat, 10 classes, 3 bands, 64 px) at 1,000 training " \
+        "images (the nearest measured to 1,200)" in a.search_reason()
+    assert "(eurosat" in a.augmentation_reason()
+    assert "(eurosat" not in advice_for(1200, _evidence()).search_reason()
+
+
 def _tied(gain_none=-0.8, gain_dihedral=1.9):
     """5,000 images where no augmentation and the dihedral group tie, and the length check."""
     ev = _evidence()

@@ -36,15 +36,15 @@ replicates, a search arm the values its cell at the curve's length chose (no new
 do the verdicts, taken at ``curve.final_steps``, depend on training length?
 
 Each finished cell writes a small JSON record (``curve.results_dir``): what was chosen, its
-trials, the test scores, times, provenance and a fingerprint of what shaped it. A record
-whose fingerprint matches is never rerun; one that does not is rerun and replaced, never
-mixed. The cell's model stays in ``<run>/cells/<cell>/`` for ``make evaluate``.
+trials, the test scores, times, provenance, the data it measured on (``data``) and a
+fingerprint of what shaped it. A record whose fingerprint matches is never rerun; one that
+does not is rerun and replaced, never mixed. The cell's model stays in ``<run>/cells/<cell>/`` for ``make evaluate``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,10 @@ def values_cell(cell: Cell) -> Cell | None:
 
 @dataclass
 class CurveData:
-    """The pool of images, the fixed test set (indices), the rest, and a digest of them."""
+    """The pool of images, the fixed test set (indices), the rest, and a digest of them.
+
+    ``about``: what the images are, in a record's words (:func:`describe_data`).
+    """
 
     images: np.ndarray
     labels: np.ndarray
@@ -157,6 +160,7 @@ class CurveData:
     test: np.ndarray
     pool: np.ndarray
     digest: str
+    about: dict[str, Any] = field(default_factory=dict)
 
     def subset(self, size: int, replicate: int, val_fraction: float,
                seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -192,7 +196,16 @@ def load_curve_data(P: dict[str, Any]) -> CurveData:
     names = [f"{ds.class_names[y]}/{Path(p).name}" for p, y in zip(ds.paths, labels,
                                                                      strict=True)]
     return CurveData(ds.images, labels, list(ds.class_names), np.sort(order[:c["test_images"]]),
-                     np.sort(order[c["test_images"]:]), digest({"files": names})["files"])
+                     np.sort(order[c["test_images"]:]), digest({"files": names})["files"],
+                     {"dataset": d["dataset"], "images": len(labels),
+                      "classes": len(ds.class_names), "bands": int(ds.images.shape[-1]),
+                      "image_size": pp["image_size"]})
+
+
+def describe_data(about: dict[str, Any]) -> str:
+    """A record's ``data`` in words: ``eurosat, 10 classes, 3 bands, 64 px``."""
+    return (f"{about['dataset']}, {about['classes']} classes, {about['bands']} bands, "
+            f"{about['image_size']} px")
 
 
 def epochs_for(steps: int, size: int, batch_size: int) -> int:

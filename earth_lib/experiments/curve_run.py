@@ -260,7 +260,7 @@ def work_through(P: dict[str, Any], run: Run, results_dir: Path, cd: CurveData,
                 begin_cell(folder, fp)
                 record = run_cell(cell, P, cd, folder,
                                   log=lambda m, n=cell.name: log(f"  {n}: {m}"), chosen=chosen)
-                atomic_write_json(path, record)
+                atomic_write_json(path, {**record, "data": cd.about})
         except RunInUseError:
             continue
         keras.backend.clear_session()

@@ -35,6 +35,7 @@ from earth_lib.experiments.curve import (
     NO_SEARCH,
     POLICY_FREE,
     SEARCH_ARMS,
+    describe_data,
 )
 from earth_lib.io import atomic_write_text
 from earth_lib.planning.evidence import advice_lines
@@ -341,7 +342,8 @@ def planner_evidence(records: list[dict[str, Any]], records_dir: str | Path,
     """
     acc = accuracies(records)
     comp = comparisons(acc) if comp is None else comp
-    out = {"records": str(records_dir),
+    about = curve_data(records)
+    out = {"records": str(records_dir), **({"data": describe_data(about)} if about else {}),
            **evidence(acc, comp, accuracies(records, longer=True))}
     lengths = length_check(records)
     if len(lengths):
@@ -510,6 +512,19 @@ def machines_line(records: list[dict[str, Any]]) -> str:
         counts[cpu] = counts.get(cpu, 0) + 1
     ran = ", ".join(f"{n} on {cpu}" for cpu, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     return f"Cells run: {ran}." if ran else ""
+
+
+def curve_data(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the records were trained and tested on (their ``data``), or None.
+
+    Records before the field share their data digest with those that carry it; any other
+    digest, or two descriptions, and the records name no one data set.
+    """
+    digests = {r.get("fingerprint", {}).get("data") for r in records}
+    about = [r["data"] for r in records if "data" in r]
+    if len(digests) != 1 or not about or any(a != about[0] for a in about):
+        return None
+    return about[0]
 
 
 def progress_line(records: list[dict[str, Any]], planned: int | None = None) -> str:
@@ -687,7 +702,10 @@ def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures
         acc = accuracies(records)
         tables = summary(acc), comparisons(acc)
     table, comp = tables
-    parts = [progress_line(records) + (" " + machines_line(records) if records else "")]
+    about = curve_data(records)
+    data = (f"The data: {describe_data(about)}, {about['images']:,} images in all (the test "
+            "set and the pool the subsets are drawn from). " if about else "")
+    parts = [data + progress_line(records) + (" " + machines_line(records) if records else "")]
     said = verdicts(comp)
     if said:
         parts.append("Verdict per size (the best search arm against the best arm without a "

@@ -1,19 +1,21 @@
 """The learning curve's advice to a run: what to augment with, and whether a search pays.
 
-``make curve-report`` writes :data:`EVIDENCE_FILE` from the curve's records (per measured
-training-set size: each arm's mean accuracy, the best arm without a search, the search's
-verdict against it; under ``longer``, the same from the length check; under
-``length_gain``, what training longer changed for each arm). A run of ``n`` training
-images takes the advice of the nearest measured size (on a log scale, within a factor
-:data:`REACH`) once that size has :data:`MIN_REPLICATES` replicates; elsewhere, or
-before, or for a task the curve did not measure (:data:`CURVE_TASK`), it is told nothing
-and does what its parameters say. Where the length check has
-as many replicates, its advice wins: a planned run on a few hundred images trains up to
-200 epochs (1,600 optimiser steps on 250 images at batch 32), nearer the length check's
-length than the curve's (400 steps there). Elsewhere, of arms the curve cannot tell
-apart, the one that gains more from longer training is advised (:attr:`Advice.arm`).
-A run without a budget takes the same advice where ``search.enabled`` is ``auto`` (the
-default; :func:`auto_choices`). Pure: reads one JSON file, imports no training code.
+``make curve-report`` writes :data:`EVIDENCE_FILE` from the curve's records (under
+``data``, what they measured on; per measured training-set size: each arm's mean accuracy,
+the best arm without a search, the search's verdict against it; under ``longer``, the same
+from the length check; under ``length_gain``, what training longer changed for each arm).
+A run of ``n`` training images takes the advice of the nearest measured size (on a log
+scale, within a factor :data:`REACH`) once that size has :data:`MIN_REPLICATES`
+replicates; elsewhere, or before, or for a task the curve did not measure
+(:data:`CURVE_TASK`), it is told nothing and does what its parameters say. Where the
+length check has as many replicates, its advice wins: a planned run on a few hundred
+images trains up to 200 epochs (1,600 optimiser steps on 250 images at batch 32), nearer
+the length check's length than the curve's (400 steps there). Elsewhere, of arms the
+curve cannot tell apart, the one that gains more from longer training is advised
+(:attr:`Advice.arm`). A run without a budget takes the same advice where
+``search.enabled`` is ``auto`` (the default; :func:`auto_choices`). The advice names the
+curve's data: a run on other images hears what it rests on. Pure: reads one JSON file,
+imports no training code.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Advice:
     ties: dict[str, dict[str, Any]] = field(default_factory=dict)
     length_gain: dict[str, dict[str, Any]] = field(default_factory=dict)
     task: str = CURVE_TASK
+    data: str | None = None
 
     @property
     def unmeasured(self) -> str:
@@ -67,7 +70,8 @@ class Advice:
         """Which measurement the advice comes from, in words."""
         near = "" if self.size == self.images else f" (the nearest measured to {self.images:,})"
         steps = f", trained {self.final_steps:,} optimiser steps" if self.final_steps else ""
-        return f"the learning curve at {self.size:,} training images{near}{steps}"
+        data = f" ({self.data})" if self.data else ""
+        return f"the learning curve{data} at {self.size:,} training images{near}{steps}"
 
     @property
     def arm(self) -> str | None:
@@ -169,7 +173,7 @@ def advice_for(images: int, evidence: dict[str, Any] | None = None,
     longer = e is evidence["sizes"][str(size)].get("longer")  # already the longer training's
     return Advice(images, size, e["replicates"], e["best_no_search"], e.get("accuracy", {}),
                   e.get("search"), e.get("final_steps"), e.get("ties", {}),
-                  {} if longer else evidence.get("length_gain", {}))
+                  {} if longer else evidence.get("length_gain", {}), data=evidence.get("data"))
 
 
 def search_note(images: int, searching: bool, evidence: dict[str, Any] | None = None,
