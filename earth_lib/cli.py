@@ -291,7 +291,8 @@ def search_from_folder(params: dict[str, Any], given: Any, params_file: str | Pa
     if not raw.is_dir():
         raise DatasetNotFoundError(f"{params_file}: {raw} is not a folder yet (make data "
                                    "first).")
-    images = summarize_folder(raw, data_selection(params), params["seed"], sample=1)[0].images
+    images = summarize_folder(raw, data_selection(params), params["seed"], sample=1,
+                              on_bad_file=params["data"]["on_bad_file"])[0].images
     train = max(1, round(images * params["split"]["train"]))
     print(f"{params_file}: budget_minutes is not set, so nothing is planned: image size, "
           f"model and epochs are the file's (SET=\"budget_minutes=30\" plans them). "

@@ -233,3 +233,27 @@ def test_make_plan_previews_a_budgeted_run_and_writes_nothing(tmp_path, monkeypa
     params_file.write_text("data: {dataset: folder, raw_dir: nowhere}\nbudget_minutes: 5\n")
     assert main(["plan", str(params_file)]) == 2
     assert "data.raw_dir nowhere is not a folder" in capsys.readouterr().err
+
+
+def test_sizing_a_folder_skips_an_unreadable_image_or_names_it(tmp_path):
+    """The planner reads a sample for the images' size: an unreadable one is skipped (and
+    another read instead) as preprocessing would, or raised with data.on_bad_file=error."""
+    from earth_lib.data.synthetic import generate_synthetic_dataset
+    from earth_lib.errors import BadImageError
+    from earth_lib.planning.measure import summarize_folder
+
+    raw = tmp_path / "scenes"
+    generate_synthetic_dataset(raw, 4, 40, 3, seed=0, progress=False)
+    broken = next(raw.rglob("*.png")).with_name("broken.png")
+    broken.write_bytes(b"not a png")
+    lines = []
+    data, files = summarize_folder(raw, {}, seed=0, sample=13, log=lines.append)
+    assert broken not in files and len(set(files)) == 12  # every readable one, once
+    assert data == DataSummary(images=13, classes=3, native_size=40, bands=3)
+    assert len(lines) == 1 and "broken.png: cannot read image" in lines[0]
+    with pytest.raises(BadImageError, match="broken.png"):
+        summarize_folder(raw, {}, seed=0, sample=13, on_bad_file="error")
+    for path in raw.rglob("*.png"):
+        path.write_bytes(b"")
+    with pytest.raises(BadImageError, match=r"scenes: none of its 13 images can be read"):
+        summarize_folder(raw, {}, seed=0, log=lines.append)

@@ -38,7 +38,8 @@ do the verdicts, taken at ``curve.final_steps``, depend on training length?
 Each finished cell writes a small JSON record (``curve.results_dir``): what was chosen, its
 trials, the test scores, times, provenance, the data it measured on (``data``) and a
 fingerprint of what shaped it. A record whose fingerprint matches is never rerun; one that
-does not is rerun and replaced, never mixed. The cell's model stays in ``<run>/cells/<cell>/`` for ``make evaluate``.
+does not is rerun and replaced, never mixed. The cell's model stays in
+``<run>/cells/<cell>/`` for ``make evaluate``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import numpy as np
 
 from earth_lib.classical import image_features
 from earth_lib.data import index_folder, select_files
+from earth_lib.errors import DEFAULT_BAD_FILE_POLICY, BadImageError, skip_or_raise
 from earth_lib.images import read_image
 from earth_lib.io import atomic_write_json
 from earth_lib.params import data_selection
@@ -33,19 +34,36 @@ from earth_lib.preprocessing import ENHANCE_KEYS, enhance
 
 
 def summarize_folder(raw_dir: str | Path, selection: dict[str, Any], seed: int,
-                     sample: int = 12) -> tuple[DataSummary, list[Path]]:
+                     sample: int = 12, on_bad_file: str = DEFAULT_BAD_FILE_POLICY,
+                     log: Callable[[str], None] = print) -> tuple[DataSummary, list[Path]]:
     """Count the images (of ``selection``), read ``sample`` of them for their size and bands.
 
-    Returns the summary and the sampled files (preprocessing is timed on them).
+    An unreadable image is skipped (and another read in its place) or raised, as
+    ``on_bad_file`` (``data.on_bad_file``) says, like preprocessing does. Returns the
+    summary and the sampled files (preprocessing is timed on them).
     """
     index = select_files(index_folder(raw_dir), **selection)
+    n = len(index.files)
     rng = np.random.default_rng(seed)
-    picks = rng.choice(len(index.files), size=min(sample, len(index.files)), replace=False)
-    files = [index.files[i][0] for i in picks]
-    shapes = [read_image(f).shape for f in files]
+    first = rng.choice(n, size=min(sample, n), replace=False)
+    files, shapes, skipped = [], [], []
+    for i in [*first, *rng.permutation(np.setdiff1d(np.arange(n), first))]:
+        path = index.files[i][0]
+        try:
+            shapes.append(read_image(path).shape)
+        except BadImageError as err:
+            skip_or_raise(on_bad_file, err, path, skipped)
+            log(f"  skipped (data.on_bad_file = skip): {err}")
+            continue
+        files.append(path)
+        if len(files) == len(first):
+            break
+    if not files:
+        raise BadImageError(f"{raw_dir}: none of its {n:,} images can be read "
+                            f"(the first: {skipped[0][1]}).")
     side = int(np.median([min(s[0], s[1]) for s in shapes]))
     bands = int(np.median([s[2] if len(s) > 2 else 1 for s in shapes]))
-    return DataSummary(len(index.files), len(index.classes), side, bands), files
+    return DataSummary(n, len(index.classes), side, bands), files
 
 
 def measure_speed(params: dict[str, Any], data: DataSummary, files: list[Path],
@@ -82,7 +100,8 @@ def make_plan(params: dict[str, Any], given: Any, path: str | Path | None,
     t0 = time.time()
     log(f"planning the run for budget_minutes = {params['budget_minutes']:g} ...")
     data, files = summarize_folder(params["data"]["raw_dir"], data_selection(params),
-                                   params["seed"])
+                                   params["seed"], on_bad_file=params["data"]["on_bad_file"],
+                                   log=log)
     plan = plan_run(params, given or {}, measure_speed(params, data, files, log), data,
                     read_evidence())
     plan.started = t0  # the budget counts from the start of planning
