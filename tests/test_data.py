@@ -108,9 +108,12 @@ def test_split_is_stratified_seeded_and_complete():
         assert np.all(np.abs(per_class - frac * 50) <= 1), (name, per_class)
 
 
-def test_split_needs_three_per_class():
-    with pytest.raises(ValueError, match="at least 3 images"):
+def test_split_needs_three_per_class_and_names_each_short_one():
+    with pytest.raises(ValueError, match=r"at least 3 images .*: class index 1 \(2\)\."):
         stratified_split(np.array([0, 0, 0, 1, 1]), 0.7, 0.15, 0.15, seed=0)
+    with pytest.raises(ValueError, match=r": River \(2\), Lake \(1\)\. Add images"):
+        stratified_split(np.array([0, 0, 0, 1, 1, 2]), 0.7, 0.15, 0.15, seed=0,
+                         class_names=["Forest", "River", "Lake"])
 
 
 def test_user_split_file_is_honoured(tmp_path):

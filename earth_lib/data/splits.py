@@ -63,17 +63,22 @@ def subsample(split: Split, limit: int | None, seed: int) -> Split:
 
 
 def stratified_split(
-    labels: np.ndarray, train: float, val: float, test: float, seed: int
+    labels: np.ndarray, train: float, val: float, test: float, seed: int,
+    class_names: list[str] | None = None,
 ) -> np.ndarray:
-    """Assign each sample to train/val/test, stratified by class and fixed by the seed."""
+    """Assign each sample to train/val/test, stratified by class and fixed by the seed.
+
+    A class of fewer than 3 images cannot be in all three splits: an error names it
+    (``class_names``: the names to use; else its index).
+    """
     idx = np.arange(len(labels))
     counts = np.bincount(labels)
-    if counts[counts > 0].min() < 3:
-        raise ValueError(
-            f"Each class needs at least 3 images for a train/val/test split; "
-            f"class index {int(np.argmin(np.where(counts > 0, counts, 1 << 30)))} has "
-            f"{counts[counts > 0].min()}."
-        )
+    small = [i for i in np.flatnonzero(counts) if counts[i] < 3]
+    if small:
+        named = ", ".join(f"{class_names[i] if class_names else f'class index {i}'} "
+                          f"({counts[i]})" for i in small)
+        raise ValueError(f"Each class needs at least 3 images for a train/val/test split: "
+                         f"{named}. Add images to it, or move it out of the folder.")
     n = len(labels)
     n_classes = int((counts > 0).sum())
     n_test = max(n_classes, round(test * n))
@@ -218,7 +223,7 @@ def make_split(images: ImageSet, fractions: dict, seed: int) -> np.ndarray:
         split = iterative_split(images.labels, fractions, seed)
     else:
         return stratified_split(images.labels, fractions["train"], fractions["val"],
-                                fractions["test"], seed)
+                                fractions["test"], seed, list(images.class_names))
     if images.labels.ndim == 2:
         unseen = [n for n, c in zip(images.class_names,
                                     images.labels[split == "train"].sum(axis=0), strict=True)
