@@ -66,6 +66,7 @@ def test_the_advice_names_the_data_the_curve_measured_on():
         "images (the nearest measured to 1,200)" in a.search_reason()
     assert "(eurosat" in a.augmentation_reason()
     assert "(eurosat" not in advice_for(1200, _evidence()).search_reason()
+    assert advice_lines(ev) == advice_lines(_evidence())  # the page names the data once
 
 
 def _tied(gain_none=-0.8, gain_dihedral=1.9):

@@ -230,10 +230,13 @@ def settle_search(train_images: int, enabled: bool | str, hand: Collection[str] 
 
 
 def advice_lines(evidence: dict[str, Any]) -> list[str]:
-    """What a run at each measured size is advised, one line each (for the docs)."""
-    out = []
+    """What a run at each measured size is advised, one line each (for the docs).
+
+    The page names the curve's data once, so the lines do not.
+    """
+    out, unnamed = [], {k: v for k, v in evidence.items() if k != "data"}
     for size in sorted(int(k) for k in evidence.get("sizes", {})):
-        a = advice_for(size, evidence)
+        a = advice_for(size, unnamed)
         if a.size != size:
             continue  # too few replicates there yet
         pays = a.search_pays()
