@@ -96,6 +96,15 @@ def test_a_run_report_has_its_headline_figures_and_search(tmp_path, searched):
     assert page.count("data:image/png;base64,") == len(links) and "<table" in page
 
 
+def test_the_report_names_the_commit_and_says_when_the_code_differed_from_it():
+    from earth_lib.report.run_report import commit_words
+
+    sha = "1dfd361843a6bd8221fb78c521f948d4ca303c28"
+    assert commit_words(sha) == "`1dfd361843a6`"
+    assert commit_words(sha + "-dirty") == "`1dfd361843a6` with uncommitted changes"
+    assert commit_words(None) == "unknown (not a git checkout)"
+
+
 def test_a_run_trained_with_a_policy_says_so_not_the_literature_values(tmp_path):
     run = _run_folder(tmp_path, searched=False)
     m = json.loads(run.metrics_path.read_text())

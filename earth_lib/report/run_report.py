@@ -185,6 +185,14 @@ def search_blocks(report: Report, run: Run, record: dict[str, Any],
         report.add("img", "Bounds of each step", "figures/report_bounds.png")
 
 
+def commit_words(commit: str | None) -> str:
+    """A run's commit, shortened, saying when the code differed from it (``-dirty``)."""
+    if not commit:
+        return "unknown (not a git checkout)"
+    sha, dirty = commit.removesuffix("-dirty"), commit.endswith("-dirty")
+    return f"`{sha[:12]}`" + (" with uncommitted changes" if dirty else "")
+
+
 def run_report(run: Run, cams: CamExamples | None = None) -> Report:
     """The report of a finished classifier run, from its folder."""
     m, record = read_json(run.metrics_path), read_json(run.record_path)
@@ -197,7 +205,7 @@ def run_report(run: Run, cams: CamExamples | None = None) -> Report:
                f"`{params.get('model', {}).get('preset', '?')}`; parameters "
                f"`{record.get('params_file')}`"
                + (f" with `{record['overrides']}`" if record.get("overrides") else "")
-               + f"; commit `{str(record.get('git_commit'))[:12]}`.")
+               + f"; commit {commit_words(record.get('git_commit'))}.")
     report.add("h2", "Headline")
     chosen = trained_with(m)
     report.add("table", headline_table({f"ResNet ({chosen})": test,
