@@ -291,14 +291,17 @@ def search_from_folder(params: dict[str, Any], given: Any, params_file: str | Pa
     if not raw.is_dir():
         raise DatasetNotFoundError(f"{params_file}: {raw} is not a folder yet (make data "
                                    "first).")
-    images = summarize_folder(raw, data_selection(params), params["seed"], sample=1,
-                              on_bad_file=params["data"]["on_bad_file"])[0].images
+    summary = summarize_folder(raw, data_selection(params), params["seed"], sample=1,
+                               on_bad_file=params["data"]["on_bad_file"])[0]
+    images = summary.images
     train = max(1, round(images * params["split"]["train"]))
     print(f"{params_file}: budget_minutes is not set, so nothing is planned: image size, "
           f"model and epochs are the file's (SET=\"budget_minutes=30\" plans them). "
           f"{images:,} images, about {train:,} to train.")
     lines = settle_search(train, params["search"]["enabled"], set_by_hand(given),
-                          task=params["task"])[2]
+                          task=params["task"], run_data={
+                              "bands": summary.bands,
+                              "image_size": params["preprocess"]["image_size"]})[2]
     print("\n".join(lines))
 
 

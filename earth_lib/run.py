@@ -174,19 +174,22 @@ class Run:
             log(budget_line(plan, stage))
 
     def follow_evidence(self, train_images: int, log: Callable[[str], None] = print,
-                        evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+                        evidence: dict[str, Any] | None = None,
+                        shape: tuple[int, ...] | None = None) -> dict[str, Any]:
         """The parameters, with ``search.enabled: auto`` settled by the learning curve.
 
         At ``train_images`` training images (``planning.evidence.auto_choices``; ``evidence``:
         the committed file unless given); the choices and their reasons go into ``run.json``
         (``evidence``). A run that set the search on or off keeps it and hears what the
-        curve says of it.
+        curve says of it. ``shape``: an image's (height, width, bands), to say where the
+        run's data differ from the curve's.
         """
         enabled = self.params["search"]["enabled"]
         given = read_given(self.params_file, self.overrides)[0] \
             if enabled == "auto" and self.params_file else {}
+        run_data = {"image_size": shape[0], "bands": shape[-1]} if shape else None
         choices, reasons, lines = settle_search(train_images, enabled, set_by_hand(given),
-                                                evidence, self.params["task"])
+                                                evidence, self.params["task"], run_data)
         for line in lines:
             log(line)
         if not choices:

@@ -31,9 +31,31 @@ def test_a_run_takes_the_advice_of_the_nearest_measured_size_within_reach():
     assert advice_for(1900, ev).size == 1000  # nearer 1,000 than 5,000 on a log scale
     assert advice_for(3000, ev).size == 5000
     assert advice_for(400, ev).size is None  # more than a factor 2 from any measured size
-    assert advice_for(20000, ev).size is None
+    assert advice_for(20000, ev).size is None  # beyond a size where the search paid
     assert advice_for(1000, _evidence(replicates=2)).size is None  # too few replicates
     assert advice_for(1000, {"sizes": {}}).overrides() == {}
+
+
+def test_beyond_the_largest_size_where_the_search_did_not_pay_its_advice_holds():
+    from earth_lib.planning.evidence import auto_choices
+
+    ev = _evidence()
+    for verdict in ("loses", "no difference shown"):
+        ev["sizes"]["5000"]["search"]["verdict"] = verdict
+        far = advice_for(20000, ev)
+        assert far.size == 5000 and far.beyond and far.search_pays() is False
+        assert "(the largest measured, below 20,000)" in far.where
+        assert far.search_reason().endswith("so none is expected with more")
+    choices, why = auto_choices(20000, (), ev)
+    assert choices == {"search.enabled": False}  # the literature values were best there
+    assert "largest measured" in why["search.enabled"]
+    assert advice_for(9000, ev).size == 5000 and not advice_for(9000, ev).beyond  # in reach
+    assert advice_lines(ev)[-1].startswith("More than 10,000 images: as at 5,000 (trains "
+                                           "with literature, no search)")
+    assert not any(line.startswith("More") for line in advice_lines(_evidence()))
+    assert advice_for(400, ev).size is None  # the method claims its gain below: not advised
+    ev["sizes"]["5000"]["search"]["verdict"] = "not judged yet"
+    assert advice_for(20000, ev).size is None
 
 
 def test_the_advice_names_what_to_train_and_whether_to_search():
@@ -60,13 +82,18 @@ def test_the_advice_names_the_data_the_curve_measured_on():
     other = {"fingerprint": {**digest, "data": "d2"}}
     assert curve_report.curve_data([old, new, other]) is None  # two data sets: none named
     assert curve_report.curve_data([new, {**new, "data": {**about, "bands": 13}}]) is None
-    ev = {**_evidence(), "data": "eurosat, 10 classes, 3 bands, 64 px"}
-    a = advice_for(1200, ev)
+    ev = {**_evidence(), "data": about}
+    a = advice_for(1200, ev, run_data={"bands": 3, "image_size": 64})  # alike: not said
     assert "the learning curve (eurosat, 10 classes, 3 bands, 64 px) at 1,000 training " \
         "images (the nearest measured to 1,200)" in a.search_reason()
     assert "(eurosat" in a.augmentation_reason()
     assert "(eurosat" not in advice_for(1200, _evidence()).search_reason()
     assert advice_lines(ev) == advice_lines(_evidence())  # the page names the data once
+    # a run on other data hears how they differ; what it does not say is not compared
+    assert "(eurosat, 10 classes, 3 bands, 64 px; this run: 13 bands, 64 px) at 1,000" in \
+        advice_for(1200, ev, run_data={"bands": 13, "image_size": 64}).search_reason()
+    assert "64 px; this run: 256 px) at" in advice_for(
+        1200, ev, run_data={"image_size": 256}).augmentation_reason()
 
 
 def _tied(gain_none=-0.8, gain_dihedral=1.9):
@@ -126,6 +153,9 @@ def test_the_plan_follows_the_evidence_and_says_why():
         plan.reasons["search.enabled"]
     assert plan.choices["baseline.policy"] == "trivialaugment"
     assert "search" not in plan.stages and plan.expected_minutes < without.expected_minutes
+    about = {"dataset": "eurosat", "images": 22000, "classes": 10, "bands": 3, "image_size": 64}
+    bands = _plan({**_evidence(), "data": about}, DataSummary(1500, 10, 64, 13))
+    assert "3 bands, 64 px; this run: 13 bands) at 1,000" in bands.reasons["search.enabled"]
     big = DataSummary(images=6000, classes=10, native_size=64, bands=3)
     paid = _plan(_evidence(), big)
     assert paid.choices["search.enabled"] is True and "it pays" in paid.reasons["search.enabled"]
@@ -268,6 +298,11 @@ def test_a_run_settles_search_enabled_auto_records_why_and_keeps_what_was_set(tm
                     "without a search. search.enabled=false, training with "
                     "baseline.policy=trivialaugment, would save its time."]
     assert not hand.record_path.exists()
+    said = []
+    hand.follow_evidence(1200, said.append, {**_evidence(), "data": {
+        "dataset": "eurosat", "images": 22000, "classes": 10, "bands": 3, "image_size": 64}},
+        shape=(256, 256, 3))  # the notebook passes an image's shape
+    assert "(eurosat, 10 classes, 3 bands, 64 px; this run: 3 bands, 256 px)" in said[0]
 
 
 def test_the_search_refuses_an_unsettled_auto(tmp_path):

@@ -235,6 +235,25 @@ def test_make_plan_previews_a_budgeted_run_and_writes_nothing(tmp_path, monkeypa
     assert "data.raw_dir nowhere is not a folder" in capsys.readouterr().err
 
 
+def test_make_plan_says_where_a_folder_differs_from_the_curves_data(tmp_path, capsys):
+    """Without a budget, near a measured size: the advice, and how the run's data differ."""
+    from earth_lib.cli import main
+    from earth_lib.data.synthetic import generate_synthetic_dataset
+    from earth_lib.planning.evidence import describe_data, read_evidence
+
+    curve = read_evidence().get("data")
+    if not curve:
+        pytest.skip("the committed evidence names no data")
+    raw = tmp_path / "scenes"
+    generate_synthetic_dataset(raw, 120, 24, 3, seed=0, progress=False)  # 252 to train
+    params_file = tmp_path / "mine.yaml"
+    params_file.write_text(f"data: {{dataset: folder, raw_dir: {raw}}}\n"
+                           "preprocess: {image_size: 24}\n")
+    assert main(["plan", str(params_file)]) == 0
+    out = capsys.readouterr().out
+    assert f"({describe_data(curve)}; this run: 3 bands, 24 px) at 250 training images" in out
+
+
 def test_sizing_a_folder_skips_an_unreadable_image_or_names_it(tmp_path):
     """The planner reads a sample for the images' size: an unreadable one is skipped (and
     another read instead) as preprocessing would, or raised with data.on_bad_file=error."""

@@ -152,7 +152,8 @@ def values_cell(cell: Cell) -> Cell | None:
 class CurveData:
     """The pool of images, the fixed test set (indices), the rest, and a digest of them.
 
-    ``about``: what the images are, in a record's words (:func:`describe_data`).
+    ``about``: what the images are, in a record's words
+    (:func:`earth_lib.planning.evidence.describe_data`).
     """
 
     images: np.ndarray
@@ -201,12 +202,6 @@ def load_curve_data(P: dict[str, Any]) -> CurveData:
                      {"dataset": d["dataset"], "images": len(labels),
                       "classes": len(ds.class_names), "bands": int(ds.images.shape[-1]),
                       "image_size": pp["image_size"]})
-
-
-def describe_data(about: dict[str, Any]) -> str:
-    """A record's ``data`` in words: ``eurosat, 10 classes, 3 bands, 64 px``."""
-    return (f"{about['dataset']}, {about['classes']} classes, {about['bands']} bands, "
-            f"{about['image_size']} px")
 
 
 def epochs_for(steps: int, size: int, batch_size: int) -> int:

@@ -35,10 +35,9 @@ from earth_lib.experiments.curve import (
     NO_SEARCH,
     POLICY_FREE,
     SEARCH_ARMS,
-    describe_data,
 )
 from earth_lib.io import atomic_write_text
-from earth_lib.planning.evidence import advice_lines
+from earth_lib.planning.evidence import advice_lines, describe_data
 
 RESAMPLES = 10000
 
@@ -343,7 +342,7 @@ def planner_evidence(records: list[dict[str, Any]], records_dir: str | Path,
     acc = accuracies(records)
     comp = comparisons(acc) if comp is None else comp
     about = curve_data(records)
-    out = {"records": str(records_dir), **({"data": describe_data(about)} if about else {}),
+    out = {"records": str(records_dir), **({"data": about} if about else {}),
            **evidence(acc, comp, accuracies(records, longer=True))}
     lengths = length_check(records)
     if len(lengths):

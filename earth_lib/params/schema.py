@@ -166,8 +166,9 @@ SCHEMA: dict[str, dict[str, Param] | Param] = {
     "search": {
         "enabled": _p("auto", (bool, str), "run the Bayesian search (false: train with the "
                       "baseline values); auto: follow the learning curve (docs/curve.md) near "
-                      "the run's training-set size: no search, and its best arm without one, "
-                      "where the search did not pay; else the search",
+                      "the run's training-set size, or beyond its largest size: no search, "
+                      "and its best arm without one, where the search did not pay; else the "
+                      "search",
                       choices=(True, False, "auto")),
         "steps": _p(3, int, "search steps, each tightening the bounds", low=1, high=10),
         "initial_points": _p(5, int, "Latin-hypercube points per step", low=1),

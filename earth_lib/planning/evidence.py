@@ -6,15 +6,19 @@ the best arm without a search, the search's verdict against it; under ``longer``
 from the length check; under ``length_gain``, what training longer changed for each arm).
 A run of ``n`` training images takes the advice of the nearest measured size (on a log
 scale, within a factor :data:`REACH`) once that size has :data:`MIN_REPLICATES`
-replicates; elsewhere, or before, or for a task the curve did not measure
-(:data:`CURVE_TASK`), it is told nothing and does what its parameters say. Where the
+replicates. Beyond the largest measured size it takes that size's advice where the search
+did not pay there: the method claims its gain for limited data, so none is expected with
+more. Elsewhere (below the smallest, or beyond a size where the search paid), or before,
+or for a task the curve did not measure (:data:`CURVE_TASK`), it is told nothing and does
+what its parameters say. Where the
 length check has as many replicates, its advice wins: a planned run on a few hundred
 images trains up to 200 epochs (1,600 optimiser steps on 250 images at batch 32), nearer
 the length check's length than the curve's (400 steps there). Elsewhere, of arms the
 curve cannot tell apart, the one that gains more from longer training is advised
 (:attr:`Advice.arm`). A run without a budget takes the same advice where
 ``search.enabled`` is ``auto`` (the default; :func:`auto_choices`). The advice names the
-curve's data: a run on other images hears what it rests on. Pure: reads one JSON file,
+curve's data, and where a run's bands or image size differ from them, says so: the advice
+stands, but a run on other images hears what it rests on. Pure: reads one JSON file,
 imports no training code.
 """
 
@@ -54,7 +58,9 @@ class Advice:
     ties: dict[str, dict[str, Any]] = field(default_factory=dict)
     length_gain: dict[str, dict[str, Any]] = field(default_factory=dict)
     task: str = CURVE_TASK
-    data: str | None = None
+    data: dict[str, Any] | None = None  # what the curve measured on (describe_data)
+    run_data: dict[str, int] | None = None  # this run's bands and image_size, where known
+    beyond: bool = False  # advised from the largest measured size, below ``images``
 
     @property
     def unmeasured(self) -> str:
@@ -68,10 +74,22 @@ class Advice:
     @property
     def where(self) -> str:
         """Which measurement the advice comes from, in words."""
-        near = "" if self.size == self.images else f" (the nearest measured to {self.images:,})"
+        near = ("" if self.size == self.images else
+                f" (the largest measured, below {self.images:,})" if self.beyond else
+                f" (the nearest measured to {self.images:,})")
         steps = f", trained {self.final_steps:,} optimiser steps" if self.final_steps else ""
-        data = f" ({self.data})" if self.data else ""
+        data = f" ({describe_data(self.data)}{self.unlike})" if self.data else ""
         return f"the learning curve{data} at {self.size:,} training images{near}{steps}"
+
+    @property
+    def unlike(self) -> str:
+        """``; this run: 13 bands, 64 px`` where the run's data differ from the curve's."""
+        run, data = self.run_data or {}, self.data or {}
+        keys = [k for k in ("bands", "image_size") if k in run and k in data]
+        if all(run[k] == data[k] for k in keys):
+            return ""
+        words = {"bands": f"{run.get('bands')} bands", "image_size": f"{run.get('image_size')} px"}
+        return f"; this run: {', '.join(words[k] for k in keys)}"
 
     @property
     def arm(self) -> str | None:
@@ -131,9 +149,17 @@ class Advice:
         interval = f" (95 % interval {ci[0]:+.1f} to {ci[1]:+.1f})" if ci else ""
         verdict = {"pays": "it pays", "loses": "it loses"}.get(s.get("verdict"),
                                                                "no gain shown")
+        more = ("; the method claims its gain for limited data, so none is expected with "
+                "more" if self.beyond else "")
         return (f"{verdict} in {self.where}: its best arm ({s.get('arm')}) "
                 f"{s.get('gain_points', float('nan')):+.1f} points{interval} against "
-                f"{self.best_no_search} without a search")
+                f"{self.best_no_search} without a search{more}")
+
+
+def describe_data(about: dict[str, Any]) -> str:
+    """A curve record's ``data`` in words: ``eurosat, 10 classes, 3 bands, 64 px``."""
+    return (f"{about['dataset']}, {about['classes']} classes, {about['bands']} bands, "
+            f"{about['image_size']} px")
 
 
 def _sizes(sizes: list[int]) -> str:
@@ -157,8 +183,12 @@ def _usable(entry: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def advice_for(images: int, evidence: dict[str, Any] | None = None,
-               task: str = CURVE_TASK) -> Advice:
-    """The advice for ``images`` training images (none beyond reach, or for another task)."""
+               task: str = CURVE_TASK, run_data: dict[str, int] | None = None) -> Advice:
+    """The advice for ``images`` training images (none beyond reach, or for another task).
+
+    ``run_data``: the run's ``bands`` and ``image_size`` (either may be left out), named
+    in the advice where they differ from the curve's.
+    """
     if task != CURVE_TASK:
         return Advice(images, task=task)
     evidence = read_evidence() if evidence is None else evidence
@@ -167,19 +197,22 @@ def advice_for(images: int, evidence: dict[str, Any] | None = None,
     if not ready or images < 1:
         return Advice(images)
     size = min(ready, key=lambda s: abs(math.log(s / images)))
-    if abs(math.log(size / images)) > math.log(REACH):
+    beyond = images > max(ready) * REACH and (ready[size].get("search") or {}).get(
+        "verdict") in ("loses", "no difference shown")
+    if abs(math.log(size / images)) > math.log(REACH) and not beyond:
         return Advice(images)
     e = ready[size]
     longer = e is evidence["sizes"][str(size)].get("longer")  # already the longer training's
     return Advice(images, size, e["replicates"], e["best_no_search"], e.get("accuracy", {}),
                   e.get("search"), e.get("final_steps"), e.get("ties", {}),
-                  {} if longer else evidence.get("length_gain", {}), data=evidence.get("data"))
+                  {} if longer else evidence.get("length_gain", {}), data=evidence.get("data"),
+                  run_data=run_data, beyond=beyond)
 
 
 def search_note(images: int, searching: bool, evidence: dict[str, Any] | None = None,
-                task: str = CURVE_TASK) -> str:
+                task: str = CURVE_TASK, run_data: dict[str, int] | None = None) -> str:
     """One line for a run's log: what the learning curve says of a search at this size."""
-    advice = advice_for(images, evidence, task)
+    advice = advice_for(images, evidence, task, run_data)
     pays = advice.search_pays()
     if pays is None:
         return f"{advice.unmeasured.capitalize()} (docs/curve.md)."
@@ -192,7 +225,8 @@ def search_note(images: int, searching: bool, evidence: dict[str, Any] | None = 
 
 
 def auto_choices(train_images: int, hand: Collection[str] = (),
-                 evidence: dict[str, Any] | None = None, task: str = CURVE_TASK
+                 evidence: dict[str, Any] | None = None, task: str = CURVE_TASK,
+                 run_data: dict[str, int] | None = None
                  ) -> tuple[dict[str, Any], dict[str, str]]:
     """What ``search.enabled: auto`` does at ``train_images`` training images, and why.
 
@@ -201,7 +235,7 @@ def auto_choices(train_images: int, hand: Collection[str] = (),
     where the curve measured nothing near, the method runs as declared (a search). Flat
     keys (``search.enabled``, ``baseline.policy``) to values, and a reason for each.
     """
-    advice = advice_for(train_images, evidence, task)
+    advice = advice_for(train_images, evidence, task, run_data)
     pays = advice.search_pays()
     choices: dict[str, Any] = {"search.enabled": pays is not False}
     reasons = {"search.enabled": advice.search_reason() if pays is not None else
@@ -214,7 +248,8 @@ def auto_choices(train_images: int, hand: Collection[str] = (),
 
 
 def settle_search(train_images: int, enabled: bool | str, hand: Collection[str] = (),
-                  evidence: dict[str, Any] | None = None, task: str = CURVE_TASK
+                  evidence: dict[str, Any] | None = None, task: str = CURVE_TASK,
+                  run_data: dict[str, int] | None = None
                   ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """``search.enabled`` settled at ``train_images``: the choices, why, and what to print.
 
@@ -222,8 +257,8 @@ def settle_search(train_images: int, enabled: bool | str, hand: Collection[str] 
     hears what the curve says of it (:func:`search_note`).
     """
     if enabled != "auto":
-        return {}, {}, [search_note(train_images, enabled, evidence, task)]
-    choices, reasons = auto_choices(train_images, hand, evidence, task)
+        return {}, {}, [search_note(train_images, enabled, evidence, task, run_data)]
+    choices, reasons = auto_choices(train_images, hand, evidence, task, run_data)
     return choices, reasons, [
         "search.enabled is auto: the learning curve decides (docs/curve.md)",
         *(f"  {key} = {value}: {reasons[key]}" for key, value in choices.items())]
@@ -243,4 +278,10 @@ def advice_lines(evidence: dict[str, Any]) -> list[str]:
         search = "no search" if pays is False else "searches (budgeted: where trials fit)"
         out.append(f"{size:,} images: trains with {a.arm}: {a.augmentation_reason()}; {search}"
                    + (f": {a.search_reason()}" if pays is not None else "") + ".")
+    sizes = [int(k) for k in evidence.get("sizes", {})]
+    far = advice_for(int(max(sizes, default=0) * REACH) + 1, unnamed)
+    if far.beyond:
+        out.append(f"More than {far.size * REACH:,.0f} images: as at {far.size:,} (trains "
+                   f"with {far.arm}, no search): the method claims its gain for limited "
+                   "data, so none is expected with more.")
     return out

@@ -197,7 +197,7 @@ def plan_run(params: dict[str, Any], given: dict[str, Any], speed: Speed,
         choose(key, value, "a GPU affords a wider network" if speed.gpu
                and key == "model.preset" else "the project's recipe for a CPU (there, "
                "epochs matter more than width)" if key == "model.preset" else "the recipe")
-    advice = advice_for(n_train, evidence or {}, params["task"])
+    advice = advice_for(n_train, evidence or {}, params["task"], {"bands": data.bands})
     for key, value in advice.overrides().items():
         choose(key, value, advice.augmentation_reason())
     workers = choose("preprocess.workers", os.cpu_count() or 1, "every core")
