@@ -891,11 +891,13 @@ def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs",
                       "the best of the search arms; the bootstrap intervals beside it are too "
                       "narrow with 3 to 5 replicates. A budgeted run, and one left at "
                       "`search.enabled: auto`, follows these verdicts near the sizes they "
-                      "cover (`earth_lib/planning/curve_evidence.json`), "
+                      "cover (`earth_lib/planning/curve_evidence.json`), and above the "
+                      "largest where the search did not pay there, "
                       "the length check's where it has three replicates (a planned run on "
                       "a few hundred images trains nearer its length); of arms without a "
                       "search that it cannot tell apart, it takes the one that gains more "
-                      "when trained longer."
+                      "when trained longer. It names the curve's data, and where the run's "
+                      "bands or image size differ."
                       "\n\n"
                       + curve_markdown(records, "figures" if figures else None, tables,
                                        advice)
