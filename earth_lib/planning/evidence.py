@@ -10,16 +10,15 @@ replicates. Beyond the largest measured size it takes that size's advice where t
 did not pay there: the method claims its gain for limited data, so none is expected with
 more. Elsewhere (below the smallest, or beyond a size where the search paid), or before,
 or for a task the curve did not measure (:data:`CURVE_TASK`), it is told nothing and does
-what its parameters say. Where the
-length check has as many replicates, its advice wins: a planned run on a few hundred
-images trains up to 200 epochs (1,600 optimiser steps on 250 images at batch 32), nearer
-the length check's length than the curve's (400 steps there). Elsewhere, of arms the
-curve cannot tell apart, the one that gains more from longer training is advised
-(:attr:`Advice.arm`). A run without a budget takes the same advice where
-``search.enabled`` is ``auto`` (the default; :func:`auto_choices`). The advice names the
-curve's data, and where a run's bands or image size differ from them, says so: the advice
-stands, but a run on other images hears what it rests on. Pure: reads one JSON file,
-imports no training code.
+what its parameters say. Where the length check has as many replicates, its advice wins: a
+planned run on a few hundred images trains up to 200 epochs (1,600 optimiser steps on 250
+images at batch 32), nearer the length check's length than the curve's (400 steps there).
+Elsewhere, of arms the curve cannot tell apart, the one that gains more from longer
+training is advised (:attr:`Advice.arm`). A run without a budget takes the same advice
+where ``search.enabled`` is ``auto`` (the default; :func:`auto_choices`). The advice names
+the curve's data, and where a run's bands or image size differ from them, says so: the
+advice stands, but a run on other images hears what it rests on. Pure: reads one JSON
+file, imports no training code.
 """
 
 from __future__ import annotations
