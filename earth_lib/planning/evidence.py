@@ -41,6 +41,10 @@ MIN_REPLICATES = 3
 #: The task the curve measured (``earth_lib/experiments/curve.py`` classifies single-label
 #: scenes); a run of another task is advised nothing.
 CURVE_TASK = "multiclass"
+#: Why a size above the largest measured takes its advice (where the search did not pay).
+MORE_DATA = "the method claims its gain for limited data, so none is expected with more"
+#: How :attr:`Advice.unlike` names a run's data, key by key.
+UNITS = {"bands": "bands", "image_size": "px"}
 
 
 @dataclass(frozen=True)
@@ -84,11 +88,10 @@ class Advice:
     def unlike(self) -> str:
         """``; this run: 13 bands, 64 px`` where the run's data differ from the curve's."""
         run, data = self.run_data or {}, self.data or {}
-        keys = [k for k in ("bands", "image_size") if k in run and k in data]
+        keys = [k for k in UNITS if k in run and k in data]
         if all(run[k] == data[k] for k in keys):
             return ""
-        words = {"bands": f"{run.get('bands')} bands", "image_size": f"{run.get('image_size')} px"}
-        return f"; this run: {', '.join(words[k] for k in keys)}"
+        return f"; this run: {', '.join(f'{run[k]} {UNITS[k]}' for k in keys)}"
 
     @property
     def arm(self) -> str | None:
@@ -148,8 +151,7 @@ class Advice:
         interval = f" (95 % interval {ci[0]:+.1f} to {ci[1]:+.1f})" if ci else ""
         verdict = {"pays": "it pays", "loses": "it loses"}.get(s.get("verdict"),
                                                                "no gain shown")
-        more = ("; the method claims its gain for limited data, so none is expected with "
-                "more" if self.beyond else "")
+        more = f"; {MORE_DATA}" if self.beyond else ""
         return (f"{verdict} in {self.where}: its best arm ({s.get('arm')}) "
                 f"{s.get('gain_points', float('nan')):+.1f} points{interval} against "
                 f"{self.best_no_search} without a search{more}")
@@ -281,6 +283,5 @@ def advice_lines(evidence: dict[str, Any]) -> list[str]:
     far = advice_for(int(max(sizes, default=0) * REACH) + 1, unnamed)
     if far.beyond:
         out.append(f"More than {far.size * REACH:,.0f} images: as at {far.size:,} (trains "
-                   f"with {far.arm}, no search): the method claims its gain for limited "
-                   "data, so none is expected with more.")
+                   f"with {far.arm}, no search): {MORE_DATA}.")
     return out
