@@ -22,6 +22,8 @@ MOSAIC_LABELS = "labels.csv"
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
 #: The committed learning curve's records (``make curve``), relative to the project root.
 CURVE_RECORDS = "results/curve"
+#: The parameter file whose plan those records fill (the reports' "N of M planned cells").
+CURVE_PARAMS = PARAMS_DIR / "curve.yaml"
 
 
 def overrides_tag(overrides: str) -> str:

@@ -34,7 +34,7 @@ from earth_lib.io import atomic_write_csv, atomic_write_json, file_digest
 from earth_lib.params import read_given, validate
 from earth_lib.paths import enter_project_root, mark, run_dir_for
 from earth_lib.planning import RunPlan, budget_line, read_plan, set_by_hand, with_plan
-from earth_lib.planning.evidence import settle_search
+from earth_lib.planning.evidence import settle_search, shape_data
 from earth_lib.provenance import (
     compute_record,
     cpu_model,
@@ -187,9 +187,9 @@ class Run:
         enabled = self.params["search"]["enabled"]
         given = read_given(self.params_file, self.overrides)[0] \
             if enabled == "auto" and self.params_file else {}
-        run_data = {"image_size": shape[0], "bands": shape[-1]} if shape else None
         choices, reasons, lines = settle_search(train_images, enabled, set_by_hand(given),
-                                                evidence, self.params["task"], run_data)
+                                                evidence, self.params["task"],
+                                                shape_data(shape))
         for line in lines:
             log(line)
         if not choices:

@@ -512,6 +512,16 @@ def test_the_report_says_where_the_search_pays_from_the_records_alone(tmp_path):
     assert "the search loses at 1,000 images (the best search arm against trivialaugment: -" in pays
     assert "Trained longer (the length check): not judged yet at 250 images" in pays
     assert curve_report.where_search_pays([]).endswith("has no record yet.")
+    # "so far" until every planned cell has its record; the progress counts the plan's cells
+    records = [{**r, "cell": f"cell{i}"} for i, r in enumerate(curve_report.load_records(folder))]
+    names = [r["cell"] for r in records]
+    assert pays.startswith("**Where the search pays**, so far (")  # no plan known
+    assert curve_report.where_search_pays(records, names).startswith(
+        "**Where the search pays** ([the learning curve]")
+    more = [*names, "cell-to-come"]
+    assert ", so far (" in curve_report.where_search_pays(records, more)
+    assert curve_report.curve_verdicts(records, plan=more).startswith(
+        f"{len(names)} of {len(more)} planned cells recorded, ")
 
 
 def test_the_length_check_gets_its_own_verdict_and_advice_once_it_has_replicates(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from earth_lib.experiments import report as curve_report
+from earth_lib.experiments.curve import planned_names
 from earth_lib.params import baseline_hyperparameters, validate
 from earth_lib.planning import DataSummary, plan_run
 from earth_lib.planning.evidence import EVIDENCE_FILE, advice_for, advice_lines, read_evidence
@@ -217,11 +218,14 @@ def test_the_readmes_curve_blocks_are_the_committed_records(monkeypatch):
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)
     records = curve_report.load_records("results/curve")
+    plan = planned_names("results/curve")
     blocks = {m["kind"]: m["body"] for m in GENERATED.finditer(Path("README.md").read_text())
               if m["args"].strip() == "results/curve"}
     assert set(blocks) == {"pays", "curve"}
-    assert blocks["pays"] == curve_report.where_search_pays(records) + "\n", "run make readme"
-    assert blocks["curve"] == curve_report.curve_verdicts(records) + "\n", "run make readme"
+    assert blocks["pays"] == curve_report.where_search_pays(records, plan) + "\n", \
+        "run make readme"
+    assert blocks["curve"] == curve_report.curve_verdicts(records, plan=plan) + "\n", \
+        "run make readme"
 
 
 def test_a_run_is_told_what_the_curve_says_of_its_search():

@@ -90,6 +90,15 @@ def test_a_run_report_has_its_headline_figures_and_search(tmp_path, searched):
 
     train = m["split_sizes"]["train"]
     assert search_note(train, searching=searched) in md  # what the curve says at its size
+    assert "; this run:" not in md  # no model card: the run's data unknown, no comparison
+    from dataclasses import asdict
+
+    from earth_lib.run import ModelCard
+
+    card = ModelCard(NAMES, [128, 128, 3], {}, m["search"]["best_hyperparameters"])
+    run.card_path.write_text(json.dumps(asdict(card)))
+    md = write_report(run_report(run, cams), run.path)[0].read_text()
+    assert "; this run: 3 bands, 128 px) at 250 training images" in md  # the curve: 64 px
     for link in links:
         assert (run.path / link).is_file(), link
     page = html_path.read_text()

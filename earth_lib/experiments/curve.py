@@ -55,6 +55,7 @@ from earth_lib import data as data_mod
 from earth_lib import params as params_mod
 from earth_lib.errors import ParameterError
 from earth_lib.params import AUGMENT_KEYS, CURVE_ARMS, POLICIES
+from earth_lib.paths import CURVE_PARAMS, CURVE_RECORDS
 from earth_lib.planning.evidence import MIN_REPLICATES
 from earth_lib.search import SearchPlan, SearchSpace
 from earth_lib.search import fingerprint as digest
@@ -367,6 +368,16 @@ def trial_steps(cell: Cell, c: dict[str, Any]) -> int:
 def final_steps(cell: Cell, c: dict[str, Any]) -> int:
     """The optimiser steps of a cell's final training (the length check's are longer)."""
     return c["final_steps"][cell.size] * cell.factor
+
+
+def planned_names(records_dir: str | Path) -> list[str] | None:
+    """The cells the committed curve plans (``params/curve.yaml``), for its records folder.
+
+    None for any other folder: its plan is not known from the records alone.
+    """
+    if Path(records_dir).resolve() != Path(CURVE_RECORDS).resolve():
+        return None
+    return [cell.name for cell in plan_cells(params_mod.load_params(CURVE_PARAMS)["curve"])]
 
 
 def planned_steps(cell: Cell, c: dict[str, Any]) -> int:

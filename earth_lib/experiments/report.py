@@ -35,6 +35,7 @@ from earth_lib.experiments.curve import (
     NO_SEARCH,
     POLICY_FREE,
     SEARCH_ARMS,
+    planned_names,
 )
 from earth_lib.io import atomic_write_text
 from earth_lib.planning.evidence import advice_lines, describe_data
@@ -526,12 +527,18 @@ def curve_data(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     return about[0]
 
 
-def progress_line(records: list[dict[str, Any]], planned: int | None = None) -> str:
-    """How many cells are done, and the CPU hours they took."""
+def progress_line(records: list[dict[str, Any]], plan: list[str] | None = None) -> str:
+    """How many cells are done (of the ``plan``'s cell names, where known), and their hours."""
     hours = sum(r["seconds"]["search"] + r["seconds"]["final"] + r["seconds"]["test"]
                 for r in records) / 3600
-    of = f" of {planned}" if planned else ""
-    return f"{len(records)}{of} cells recorded, {hours:.1f} hours of training in all."
+    done = (f"{len(set(plan) & {r.get('cell') for r in records})} of {len(set(plan))} planned "
+            "cells" if plan else f"{len(records)} cells")
+    return f"{done} recorded, {hours:.1f} hours of training in all."
+
+
+def finished(records: list[dict[str, Any]], plan: list[str] | None) -> bool:
+    """Whether every cell of a known ``plan`` has its record (else results are "so far")."""
+    return bool(plan) and set(plan) <= {r.get("cell") for r in records}
 
 
 def curve_figures(table: pd.DataFrame, comp: pd.DataFrame, folder: Path) -> list[Path]:
@@ -691,11 +698,13 @@ def fidelity_figure(records: list[dict[str, Any]], folder: Path) -> Path | None:
 
 def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures",
                    tables: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-                   advice: dict[str, Any] | None = None) -> str:
+                   advice: dict[str, Any] | None = None, plan: list[str] | None = None
+                   ) -> str:
     """The curve's page: verdicts, figures, accuracy table, paired differences, fidelity.
 
     ``tables``: the :func:`summary` and :func:`comparisons` already made from ``records``;
-    ``advice``: the planner's evidence made from them, to say what a run does at each size.
+    ``advice``: the planner's evidence made from them, to say what a run does at each size;
+    ``plan``: the cells planned (:func:`~earth_lib.experiments.curve.planned_names`).
     """
     if tables is None:
         acc = accuracies(records)
@@ -704,7 +713,8 @@ def curve_markdown(records: list[dict[str, Any]], figures: str | None = "figures
     about = curve_data(records)
     data = (f"The data: {describe_data(about)}, {about['images']:,} images in all (the test "
             "set and the pool the subsets are drawn from). " if about else "")
-    parts = [data + progress_line(records) + (" " + machines_line(records) if records else "")]
+    parts = [data + progress_line(records, plan)
+             + (" " + machines_line(records) if records else "")]
     said = verdicts(comp)
     if said:
         parts.append("Verdict per size (the best search arm against the best arm without a "
@@ -794,11 +804,11 @@ def _sizes(sizes: list[int]) -> str:
     return _join([f"{int(n):,}" for n in sizes])
 
 
-def where_search_pays(records: list[dict[str, Any]]) -> str:
-    """The README's opening answer: at which sizes the search pays, so far, and how sure.
+def where_search_pays(records: list[dict[str, Any]], plan: list[str] | None = None) -> str:
+    """The README's opening answer: at which sizes the search pays, and how sure.
 
     Sizes grouped by verdict (:func:`search_gains`) at the curve's length, then at the
-    length check's where it has judged one.
+    length check's where it has judged one; "so far" until every cell of ``plan`` is in.
     """
     acc = accuracies(records)
     if not len(acc):
@@ -832,24 +842,26 @@ def where_search_pays(records: list[dict[str, Any]]) -> str:
     head = (f"at {_sizes(sorted(pays))} training images" if pays else "at no size measured")
     tests = sorted({r["images"]["test"] for r in records if "images" in r})
     on = f", one test set of {tests[0]:,}" if len(tests) == 1 else ""
-    return (f"**Where the search pays**, so far ([the learning curve](docs/curve.md): "
+    so_far = "" if finished(records, plan) else ", so far"
+    return (f"**Where the search pays**{so_far} ([the learning curve](docs/curve.md): "
             f"{acc['arm'].nunique()} arms on {_sizes(sorted(set(acc['size'])))} training "
             f"images{on}): {head}. "
             + " ".join(p[0].upper() + p[1:] for p in parts))
 
 
-def curve_verdicts(records: list[dict[str, Any]], figures: str = "docs/figures") -> str:
+def curve_verdicts(records: list[dict[str, Any]], figures: str = "docs/figures",
+                   plan: list[str] | None = None) -> str:
     """The README's lines: progress, a table of means and verdicts per size, and the figure.
 
     ``figures``: where ``make curve-report`` put them, relative to the README (the other
-    figures and the intervals are in ``docs/curve.md``).
+    figures and the intervals are in ``docs/curve.md``); ``plan``: the cells planned.
     """
     acc, longer = accuracies(records), accuracies(records, longer=True)
     if not len(acc):
-        return progress_line(records) + " No cell of the curve proper is recorded yet."
+        return progress_line(records, plan) + " No cell of the curve proper is recorded yet."
     tests = sorted({r["images"]["test"] for r in records if "images" in r})
     on = f" on the {tests[0]:,} test images" if len(tests) == 1 else ""
-    lines = [progress_line(records) + f" Mean test accuracy (%){on} "
+    lines = [progress_line(records, plan) + f" Mean test accuracy (%){on} "
              "(replicates); every arm at a size trains the same optimiser steps, its "
              "length-check row (longer) the same values longer. The verdict: the best search "
              "arm against the best arm without one, Student t 95 % interval, Bonferroni over "
@@ -866,6 +878,7 @@ def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs",
     """``docs/curve.md`` and its figures, regenerated from the records alone.
 
     ``evidence_file``: where the planner's advice (:func:`evidence`) goes too, if anywhere.
+    The committed curve's page counts its records against its plan (:func:`planned_names`).
     """
     records = load_records(records_dir)
     docs = Path(docs_dir)
@@ -900,6 +913,6 @@ def write_curve_report(records_dir: str | Path, docs_dir: str | Path = "docs",
                       "bands or image size differ."
                       "\n\n"
                       + curve_markdown(records, "figures" if figures else None, tables,
-                                       advice)
+                                       advice, planned_names(records_dir))
                       + "\n")
     return [page, *figures, *written]

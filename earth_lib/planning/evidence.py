@@ -163,6 +163,11 @@ def describe_data(about: dict[str, Any]) -> str:
             f"{about['image_size']} px")
 
 
+def shape_data(shape: tuple[int, ...] | list[int] | None) -> dict[str, int] | None:
+    """A run's ``run_data`` (image size and bands) from an image's (height, width, bands)."""
+    return {"image_size": int(shape[0]), "bands": int(shape[-1])} if shape else None
+
+
 def _sizes(sizes: list[int]) -> str:
     """250, 500 and 1,000."""
     words = [f"{n:,}" for n in sizes]

@@ -22,7 +22,7 @@ from scipy.stats import binomtest
 from earth_lib.experiments.report import markdown_table
 from earth_lib.io import atomic_write_text
 from earth_lib.nn.explain import CamExamples
-from earth_lib.planning.evidence import CURVE_TASK, search_note
+from earth_lib.planning.evidence import CURVE_TASK, search_note, shape_data
 from earth_lib.report import report_figures as rf
 from earth_lib.report.plotting import plot_mistakes, save_figure, test_summary_name
 from earth_lib.run import Run, read_json
@@ -137,7 +137,7 @@ def cam_blocks(report: Report, folder: Path, names: list[str], cams: CamExamples
 
 
 def _why_no_search(run: Run, run_record: dict[str, Any], train_images: int | None,
-                   task: str) -> str:
+                   task: str, run_data: dict[str, int] | None) -> str:
     """Why a run searched nothing: its plan's, the curve's (``auto``) or its parameters'."""
     reason = run.plan.reasons.get("search.enabled") if run.plan else None
     if reason:
@@ -145,7 +145,8 @@ def _why_no_search(run: Run, run_record: dict[str, Any], train_images: int | Non
     auto = run_record.get("evidence", {}).get("reasons", {}).get("search.enabled")
     if auto:
         return f"search.enabled is auto, and {auto}."
-    curve = f" {search_note(train_images, False, task=task)}" if train_images else ""
+    curve = f" {search_note(train_images, False, task=task, run_data=run_data)}" \
+        if train_images else ""
     return f"search.enabled is false in its parameters.{curve}"
 
 
@@ -158,9 +159,11 @@ def search_blocks(report: Report, run: Run, record: dict[str, Any],
     search = record.get("search") or {}
     train_images = record.get("split_sizes", {}).get("train")
     task = run_record.get("params", {}).get("task", CURVE_TASK)
+    # the network's input (height, width, bands): the curve's advice says where it differs
+    run_data = shape_data(run.load_card().input_shape) if run.card_path.is_file() else None
     report.add("h2", "The search")
     if not run.search_history.is_file() or not search.get("trials"):
-        why = _why_no_search(run, run_record, train_images, task)
+        why = _why_no_search(run, run_record, train_images, task, run_data)
         report.add("p", "No search ran in this run: the final training used the "
                    f"{trained_with(record)}. Why: {why}")
         return
@@ -172,7 +175,7 @@ def search_blocks(report: Report, run: Run, record: dict[str, Any],
                   if lit is not None else "")
                + f"; the final training used the {trained_with(record)}.")
     if train_images:
-        report.add("p", search_note(train_images, True, task=task))
+        report.add("p", search_note(train_images, True, task=task, run_data=run_data))
     values = pd.DataFrame({"chosen": search["best_hyperparameters"]})
     report.add("table", values.T)
     if run.figure("convergence").is_file():

@@ -202,13 +202,16 @@ def outside_outputs(kind: str, args: list[str]) -> str | None:
         records = [json.loads(p.read_text()) for p in found]
         save_figure(plot_budget_accuracy(records), BUDGET_FIGURE)
         return budget_markdown(records) + f"\n\n![Accuracy against the budget]({BUDGET_FIGURE})"
+    from earth_lib.experiments.curve import planned_names
     from earth_lib.experiments.report import curve_verdicts, load_records, where_search_pays
 
     folder = Path(args[0] if args else CURVE_RECORDS)
     records = load_records(folder) if folder.is_dir() else []
     if not records:
         return None
-    return where_search_pays(records) if kind == "pays" else curve_verdicts(records)
+    plan = planned_names(folder)
+    return where_search_pays(records, plan) if kind == "pays" else \
+        curve_verdicts(records, plan=plan)
 
 
 #: A run's records: the small JSON files its tables are made from (``make record-run``).
