@@ -527,18 +527,27 @@ def curve_data(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     return about[0]
 
 
+def planned_done(records: list[dict[str, Any]], plan: list[str]) -> tuple[int, int]:
+    """How many of the ``plan``'s cells (by name) have a record, and how many it plans."""
+    names = set(plan)
+    return len(names & {r.get("cell") for r in records}), len(names)
+
+
 def progress_line(records: list[dict[str, Any]], plan: list[str] | None = None) -> str:
-    """How many cells are done (of the ``plan``'s cell names, where known), and their hours."""
+    """How many cells are done (of the ``plan``'s, where known), and their hours."""
     hours = sum(r["seconds"]["search"] + r["seconds"]["final"] + r["seconds"]["test"]
                 for r in records) / 3600
-    done = (f"{len(set(plan) & {r.get('cell') for r in records})} of {len(set(plan))} planned "
-            "cells" if plan else f"{len(records)} cells")
+    done = "{} of {} planned cells".format(*planned_done(records, plan)) if plan \
+        else f"{len(records)} cells"
     return f"{done} recorded, {hours:.1f} hours of training in all."
 
 
 def finished(records: list[dict[str, Any]], plan: list[str] | None) -> bool:
     """Whether every cell of a known ``plan`` has its record (else results are "so far")."""
-    return bool(plan) and set(plan) <= {r.get("cell") for r in records}
+    if not plan:
+        return False
+    done, total = planned_done(records, plan)
+    return done == total
 
 
 def curve_figures(table: pd.DataFrame, comp: pd.DataFrame, folder: Path) -> list[Path]:
